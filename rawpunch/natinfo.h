@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* What one side knows about the NAT in front of it: the probe's result, the rendezvous' payload and
+ * the strategy's input. Pure (json-c for the wire/CLI form). */
+#ifndef RP_NATINFO_H
+#define RP_NATINFO_H
+#include <stdbool.h>
+#include <stdint.h>
+
+struct json_object;
+
+enum rp_mapping { RP_MAP_UNKNOWN = 0, RP_MAP_EI, RP_MAP_AD, RP_MAP_APD };
+enum rp_alloc { RP_ALLOC_UNKNOWN = 0, RP_ALLOC_PRESERVING, RP_ALLOC_SEQUENTIAL, RP_ALLOC_RANDOM };
+enum rp_filter { RP_FILTER_UNKNOWN = 0, RP_FILTER_RST, RP_FILTER_DROP, RP_FILTER_ICMP, RP_FILTER_OPEN };
+
+#define RP_MAX_PREDICT 64
+
+struct rp_natinfo {
+	uint32_t local_addr;             /* network order: the punch socket's address */
+	uint16_t local_port;             /* the punch port */
+	uint32_t mapped_addr;            /* reflexive address seen by STUN from the punch port */
+	uint16_t mapped_port;
+	bool behind_nat;                 /* mapped != local */
+	enum rp_mapping mapping;
+	enum rp_alloc alloc;
+	bool has_delta;
+	int32_t delta;                   /* sequential: port step per new flow */
+	double jitter;                   /* sequential: spread of the step (ports, stddev or MAD) */
+	uint16_t predicted[RP_MAX_PREDICT]; /* next external ports for a new flow, most likely first */
+	unsigned n_predicted;
+	double confidence;               /* 0..1: P(next mapping falls in predicted[]) as estimated */
+	enum rp_filter filtering;
+	uint8_t nat_ttl;                 /* TTL that passes the NAT but stops short of the peer; 0 unknown */
+	uint64_t probed_at_ns;           /* CLOCK_REALTIME */
+};
+
+const char *rp_mapping_str(enum rp_mapping m);   /* "endpoint-independent", "address-dependent", ... */
+const char *rp_alloc_str(enum rp_alloc a);       /* "preserving", "sequential", "random", "unknown" */
+const char *rp_filter_str(enum rp_filter f);     /* "rst", "drop", "icmp", "open", "unknown" */
+int rp_mapping_parse(const char *s, enum rp_mapping *m);  /* 0 or -EINVAL */
+int rp_alloc_parse(const char *s, enum rp_alloc *a);
+int rp_filter_parse(const char *s, enum rp_filter *f);
+
+/* JSON object with the fields `rawpunch probe --json` prints:
+ * mapped "ip:port", local "ip:port", mapping, allocation, delta (number|null), jitter, predicted [ports],
+ * confidence, filtering, nat_ttl. Returns a new reference or NULL on ENOMEM. */
+struct json_object *rp_natinfo_to_json(const struct rp_natinfo *ni);
+/* Strict inverse: 0, or -EINVAL on a missing/ill-typed/out-of-range field. */
+int rp_natinfo_from_json(const struct json_object *o, struct rp_natinfo *ni);
+
+#endif
