@@ -6,6 +6,7 @@
  * struct in_addr.s_addr); ports, sequence numbers, IP ID and window are in HOST byte order. */
 #ifndef CAP_DECODE_H
 #define CAP_DECODE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "userstack/tcpopt.h"
@@ -49,7 +50,15 @@ struct rp_event {
 	/* RP_EV_ICMP_ERR only */
 	uint8_t icmp_type, icmp_code;
 	uint8_t inner_ttl;       /* TTL of the quoted header (what was left when it expired) */
+	/* added after the first version (compatible extension) */
+	bool ip_csum_bad;        /* outer IPv4 header checksum did not verify (event still decoded) */
+	uint16_t inner_ip_id;    /* RP_EV_ICMP_ERR: IP ID of the quoted header */
+	bool inner_full;         /* RP_EV_ICMP_ERR: the whole quoted TCP header (ack, flags, win,
+	                          * options) was present; else only ports + seq (RFC 792's 8 bytes) */
 };
+
+/* Short class name of an event: "syn", "syn-ack", "rst", "rst-ack", "fin", "data", "ack", "icmp". */
+const char *rp_ev_class(const struct rp_event *ev);
 
 /* Decode one captured frame. linktype is a DLT_* value (EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4).
  * Returns 0 and fills *ev; -EINVAL if malformed or truncated; -ENOMSG if well-formed but not
