@@ -55,6 +55,8 @@ struct rp_event {
 	uint16_t inner_ip_id;    /* RP_EV_ICMP_ERR: IP ID of the quoted header */
 	bool inner_full;         /* RP_EV_ICMP_ERR: the whole quoted TCP header (ack, flags, win,
 	                          * options) was present; else only ports + seq (RFC 792's 8 bytes) */
+	uint32_t paylen_wire;    /* RP_EV_TCP: payload length per the IP header; paylen is what was
+	                          * captured of it (less when the snapshot length cut the packet) */
 };
 
 /* Short class name of an event: "syn", "syn-ack", "rst", "rst-ack", "fin", "data", "ack", "icmp". */
