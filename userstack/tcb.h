@@ -64,10 +64,15 @@ struct us_config {
 	bool syn_no_backoff;     /* SYN retransmitted at a fixed syn_rto_ns (punching) */
 	uint32_t max_retries;    /* retransmissions of one segment before -ETIMEDOUT [6];
 	                            in persist mode SYN-SENT ignores it when a deadline is set */
-	uint64_t deadline_ns;    /* absolute: not ESTABLISHED by then -> CLOSED, -ETIMEDOUT [none] */
+	uint64_t deadline_ns;    /* absolute: not ESTABLISHED by then -> CLOSED [none]. Giving up
+	                            (deadline or retries) reports the last soft error (RST/ICMP
+	                            seen, e.g. -ECONNREFUSED, -EHOSTUNREACH) or else -ETIMEDOUT */
 	uint64_t time_wait_ns;   /* TIME-WAIT length [1 s] (short on purpose: no port reuse here) */
-	bool persist;            /* punching: in SYN-SENT, RST and ICMP errors are soft (counted,
-	                            remembered, SYN keeps going with the same ISS until the deadline) */
+	bool persist;            /* punching: before ESTABLISHED (SYN-SENT, and SYN-RECEIVED reached by
+	                            simultaneous open) RST and ICMP errors are soft: counted, remembered
+	                            in soft_error, the SYN (SYN-ACK) keeps going with the same ISS until
+	                            the deadline. Unacceptable ACKs are dropped without the RST RFC 9293
+	                            would send (an RST through the NAT would close its mapping). */
 };
 
 enum us_ev_type {
