@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* Rendezvous wire protocol: framing, key derivation and the peer-to-peer sealed box. Pure: no I/O, no
+ * globals (libsodium and json-c only). Fuzzed by tools/fuzz/fuzz_rvproto.c.
+ *
+ * Framing. Every message either way is a frame: a 4-byte big-endian body length (1..RV_FRAME_MAX)
+ * then a body that is one UTF-8 JSON object with a string member "t" (the type). A length of 0 or
+ * above RV_FRAME_MAX is a protocol error: the server answers {"t":"error","code":"oversize"} and closes.
+ *
+ * Trust model — the server is NOT trusted with anything it could use to join, read or inject.
+ *   master = BLAKE2b-256(key = secret, "rawpunch-rv-v1" || 0 || session)           (never leaves a peer)
+ *   id     = BLAKE2b-128(key = master, "id")   -> 32 hex chars: the only thing the server matches on
+ *   kbox   = crypto_kdf_derive_from_key(1, "rawpunch", master)                  (XChaCha20-Poly1305 key)
+ * The server pairs the first two connections that join with the same id and forwards their "fwd" boxes
+ * verbatim. It cannot invert id to the secret (keyed hash; the secret should be high-entropy, e.g.
+ * `head -c 32 /dev/urandom > secret`: a guessable passphrase can be searched offline by whoever sees
+ * id), so it cannot compute kbox and cannot open, forge or alter a box. Each box is
+ * XChaCha20-Poly1305 with a random 24-byte nonce and additional data = "rv1" || id, so a box is bound to
+ * its session. Inside, JSON carries:
+ *   "t"    application type ("hello", "info", or anything the caller sends later);
+ *   "from" the sender's fresh 16-byte random nonce (hex), chosen per join;
+ *   "to"   the receiver's nonce (hex), empty only in "hello";
+ *   "ctr"  the sender's message counter, strictly increasing from 1.
+ * A receiver accepts a box only if it opens under kbox, "from" is not its own nonce (reflection),
+ * "to" is its own nonce (replay of a box from an earlier run is refused: the nonce is fresh), and ctr
+ * is greater than the last ctr it accepted from that peer (replay within the run is refused).
+ * What the server (or anyone on the path) can still do: see id, timing and sizes; drop, delay or
+ * close; occupy one of the two slots of an id it has seen (denial of service, detected by the peer as
+ * a failed hello). It cannot learn the natinfo exchanged, the start time or the candidate ports.
+ *
+ * Server messages (plain JSON, not sealed): client -> server
+ *   {"t":"time","t1":ns}                  NTP-style sample, answered {"t":"time","t1","t2","t3"}
+ *   {"t":"join","v":1,"id":"<32 hex>"}     answered {"t":"wait"} then {"t":"paired"} (or an error)
+ *   {"t":"fwd","box":"<base64>"}          forwarded to the paired peer as {"t":"fwd","box":...}
+ *   {"t":"fprobe","port":P,"ms":T}        filter probe of the requester's own address; answered
+ *                                         {"t":"fprobe","port":P,"result":"rst|drop|icmp|open"}
+ *   {"t":"bye"}
+ * server -> client also: {"t":"gone"} (the peer left) and {"t":"error","code":C,"msg":M}. */
+#ifndef RP_RVPROTO_H
+#define RP_RVPROTO_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct json_object;
+
+#define RV_FRAME_MAX 16384u       /* body bytes */
+#define RV_HDR 4u
+#define RV_ID_LEN 16u             /* bytes; 32 hex chars on the wire */
+#define RV_KEY_LEN 32u
+#define RV_NONCE_LEN 16u          /* per-join peer nonce */
+#define RV_BOX_MAX 12000u         /* largest plaintext a box carries (fits a frame after base64) */
+#define RV_DEFAULT_PORT 7777
+
+/* Frame scanner. Given len buffered bytes: returns the total frame length (header + body) when a
+ * whole frame is there (*body and *body_len point into buf), 0 if more bytes are needed, -EMSGSIZE if the
+ * announced length is 0 or above RV_FRAME_MAX (the stream cannot be resynchronised: close it). */
+long rv_frame_scan(const uint8_t *buf, size_t len, const uint8_t **body, size_t *body_len);
+/* Write the 4-byte header for a body of body_len bytes; -EMSGSIZE when out of range. */
+int rv_frame_hdr(uint8_t hdr[RV_HDR], size_t body_len);
+/* Frame a JSON object: new malloc'd buffer of header + body in *out / *out_len. 0, -ENOMEM, -EMSGSIZE. */
+int rv_frame_json(const struct json_object *o, uint8_t **out, size_t *out_len);
+/* Parse a body into a JSON object with a string "t" (returned in *type, owned by *o). 0, or -EBADMSG
+ * for anything else (not UTF-8 JSON, not an object, no "t", trailing bytes, nesting too deep). */
+int rv_body_parse(const uint8_t *body, size_t len, struct json_object **o, const char **type);
+
+struct rv_keys {
+	uint8_t id[RV_ID_LEN];
+	char id_hex[2 * RV_ID_LEN + 1];
+	uint8_t kbox[RV_KEY_LEN];
+};
+/* Derive the session keys from the secret bytes and the session name (1..255 bytes, any bytes but
+ * NUL). 0, -EINVAL (empty secret or bad name) or -ENOMEM (libsodium init failed). */
+int rv_keys_derive(const uint8_t *secret, size_t secret_len, const char *session, struct rv_keys *k);
+/* Wipe keys. */
+void rv_keys_wipe(struct rv_keys *k);
+/* Exactly 32 lower-case hex chars: 0, else -EINVAL (the server checks joins with this). */
+int rv_id_hex_valid(const char *s);
+
+/* Seal plaintext (<= RV_BOX_MAX bytes) into a base64 string (malloc'd, NUL-terminated). */
+int rv_box_seal(const struct rv_keys *k, const uint8_t *pt, size_t pt_len, char **b64_out);
+/* Open a base64 box: malloc'd plaintext (NUL-terminated for convenience) in *pt / *pt_len.
+ * 0, -EBADMSG (bad base64, too short/long, authentication failed), -ENOMEM. */
+int rv_box_open(const struct rv_keys *k, const char *b64, uint8_t **pt, size_t *pt_len);
+
+/* Per-peer replay/reflection state for sealed application messages. */
+struct rv_peerstate {
+	uint8_t mine[RV_NONCE_LEN];
+	uint8_t theirs[RV_NONCE_LEN];
+	int have_theirs;
+	uint64_t send_ctr;           /* last counter sent */
+	uint64_t recv_ctr;           /* last counter accepted */
+};
+/* Fresh random nonce, counters zero. */
+void rv_peerstate_init(struct rv_peerstate *ps);
+/* Build the sealed plaintext for an application message: copies obj's members and adds t/from/to/ctr
+ * (obj may be NULL). Returns a new JSON object or NULL on ENOMEM/EINVAL (type empty or > 31 chars). */
+struct json_object *rv_msg_wrap(struct rv_peerstate *ps, const char *type, const struct json_object *obj);
+/* Check an opened plaintext: JSON object, types, "from" != mine, "to" == mine (or empty for "hello"),
+ * ctr > recv_ctr. On success learns "from" as theirs (first time; later it must match), advances
+ * recv_ctr and returns the object in *o with its type in *type. -EBADMSG malformed, -EPERM reflection
+ * or wrong recipient or changed sender, -EALREADY replay (old counter). */
+int rv_msg_check(struct rv_peerstate *ps, const uint8_t *pt, size_t pt_len, struct json_object **o,
+		 const char **type);
+
+/* NTP-style clock sample from the four timestamps (ns): t1 client send, t2 server receive, t3 server
+ * send, t4 client receive. offset = server - client clock; rtt excludes the server's hold time. */
+struct rv_clock_sample {
+	int64_t offset_ns;
+	int64_t rtt_ns;
+};
+int rv_clock_sample(uint64_t t1, uint64_t t2, uint64_t t3, uint64_t t4, struct rv_clock_sample *s);
+
+#endif
