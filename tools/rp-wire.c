@@ -209,7 +209,9 @@ static void pump_in(struct dir *d, const struct cfg *c)
 		if (r < 0) return;   /* EAGAIN (or EIO while the device is down): nothing more now */
 		if (r == 0) return;
 		d->rx++;
-		if (c->loss_ppm && rng_below(1000000) < c->loss_ppm) { d->lost++; continue; }
+		/* Loss hits IPv4 only: a lost ARP would stall the link for a second, which no real path does. */
+		if (c->loss_ppm && r >= 14 && buf[12] == 0x08 && buf[13] == 0x00 &&
+		    rng_below(1000000) < c->loss_ppm) { d->lost++; continue; }
 		if (!c->delay_ns && !d->count) { send_frame(d, buf, (uint32_t)r); continue; }
 		if ((size_t)r > SLOT_BYTES) { d->too_big++; continue; }
 		if (d->count == d->cap) { d->overflow++; continue; }
