@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: MIT
+# natlab-lib.sh: helpers for lab tests and demos (source it; bash). Needs tools/natlab, socat, od.
+#
+#   lab_up LAB ARGS...        natlab up, and `natlab down` on EXIT (also on failure); LAB gets a unique suffix
+#   whoami LAB HOST [SPORT]   "ip:port" that s's whoami service saw (from HOST, optionally from local SPORT)
+#   stun_tcp LAB HOST IP PORT [SPORT]
+#                             STUN Binding over TCP; prints "MAPPED_IP:PORT OTHER_IP:PORT ORIGIN_IP:PORT"
+#                             (XOR-MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN; "-" when absent)
+#   fail MSG / ok MSG         test verdict lines
+NATLAB=${NATLAB:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/natlab}
+_NATLAB_LABS=()
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok()   { echo "ok: $*"; }
+
+_natlab_cleanup() {
+	local l
+	for l in "${_NATLAB_LABS[@]}"; do "$NATLAB" down "$l" >/dev/null 2>&1 || echo "warning: natlab down $l failed" >&2; done
+}
+# unique_lab PREFIX: PREFIX (2-3 chars) plus digits from the pid and time, 8 characters at most
+unique_lab() { local p=$1; printf '%s%0*d' "$p" $((8 - ${#p})) $(( ($$ * 7919 + $(date +%s%N | cut -c10-15)) % 10 ** (8 - ${#p}) )); }
+lab_up() {
+	local lab=$1; shift
+	_NATLAB_LABS+=("$lab")
+	trap _natlab_cleanup EXIT
+	"$NATLAB" up "$lab" "$@" >/dev/null || fail "natlab up $lab $*"
+}
+
+whoami() {
+	local lab=$1 h=$2 sp=${3:-} opt=""
+	[ -n "$sp" ] && opt=",sourceport=$sp,reuseaddr"
+	"$NATLAB" exec "$lab" "$h" -- socat -T2 - "TCP4:198.18.3.2:7000$opt" </dev/null 2>/dev/null
+}
+
+# Build a 20-byte STUN Binding request (RFC 8489): type 0x0001, length 0, magic cookie, 12-byte txid.
+stun_tcp() {
+	local lab=$1 h=$2 ip=$3 port=$4 sp=${5:-} opt="" txid req hex
+	[ -n "$sp" ] && opt=",sourceport=$sp,reuseaddr"
+	txid=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+	req="\\x00\\x01\\x00\\x00\\x21\\x12\\xa4\\x42$(echo "$txid" | sed 's/../\\x&/g')"
+	hex=$( (printf "$req"; sleep 0.3) | "$NATLAB" exec "$lab" "$h" -- socat -T2 - "TCP4:$ip:$port$opt" 2>/dev/null |
+		od -An -tx1 -v | tr -s ' \n' ' ')
+	stun_parse "$txid" $hex
+}
+
+# stun_parse TXID BYTE... : check a Binding success response and print its addresses.
+stun_parse() {
+	local txid=$1; shift
+	local -a b=("$@")
+	local n=${#b[@]} i t l mapped=- other=- origin=-
+	[ "$n" -ge 20 ] || { echo "stun: short or no response ($n bytes)" >&2; return 1; }
+	[ "${b[0]}${b[1]}" = 0101 ] || { echo "stun: not a Binding success response (type ${b[0]}${b[1]})" >&2; return 1; }
+	[ "${b[4]}${b[5]}${b[6]}${b[7]}" = 2112a442 ] || { echo "stun: bad magic cookie" >&2; return 1; }
+	[ "$(printf '%s' "${b[@]:8:12}")" = "$txid" ] || { echo "stun: transaction id mismatch" >&2; return 1; }
+	local len=$((16#${b[2]}${b[3]}))
+	[ $((20 + len)) -le "$n" ] || { echo "stun: truncated ($n of $((20 + len)) bytes)" >&2; return 1; }
+	i=20
+	while [ $((i + 4)) -le $((20 + len)) ]; do
+		t=${b[i]}${b[i+1]}; l=$((16#${b[i+2]}${b[i+3]}))
+		local v=$((i + 4))
+		if [ "$l" -ge 8 ] && [ "${b[v+1]}" = 01 ]; then
+			local port=$((16#${b[v+2]}${b[v+3]})) a1=$((16#${b[v+4]})) a2=$((16#${b[v+5]})) a3=$((16#${b[v+6]})) a4=$((16#${b[v+7]}))
+			case $t in
+			0020) mapped="$((a1 ^ 0x21)).$((a2 ^ 0x12)).$((a3 ^ 0xa4)).$((a4 ^ 0x42)):$((port ^ 0x2112))" ;;
+			802c) other="$a1.$a2.$a3.$a4:$port" ;;
+			802b) origin="$a1.$a2.$a3.$a4:$port" ;;
+			esac
+		fi
+		i=$((v + (l + 3) / 4 * 4))
+	done
+	echo "$mapped $other $origin"
+}
+
+port_of() { echo "${1##*:}"; }
