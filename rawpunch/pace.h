@@ -10,7 +10,7 @@
 struct rp_pace {
 	uint64_t rate;      /* packets per second; 0 = unlimited */
 	uint64_t depth;     /* bucket size in packets (largest burst after an idle period), >= 1 */
-	uint64_t credit;    /* tokens * 1e9 + fraction, <= depth * 1e9 */
+	uint64_t credit;    /* tokens * 1e9 + fraction, < (depth + 1) * 1e9 */
 	uint64_t last_ns;   /* clock of the last refill */
 };
 
@@ -19,7 +19,7 @@ struct rp_pace {
  * (at most ~1 ms of traffic in one batch). */
 void rp_pace_init(struct rp_pace *p, uint64_t rate_pps, uint64_t depth, uint64_t now_ns);
 
-/* Refill for the time since the last call, then grant min(want, whole tokens) and consume them.
+/* Refill for the time since the last call, then grant min(want, whole tokens, depth) and consume them.
  * Returns the number granted (0 .. want). A clock that goes backwards adds nothing. */
 uint64_t rp_pace_take(struct rp_pace *p, uint64_t now_ns, uint64_t want);
 
