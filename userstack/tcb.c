@@ -63,8 +63,8 @@ static uint32_t buf_seq(const struct us_tcb *t)
 
 static uint32_t rcv_space(const struct us_tcb *t)
 {
-	uint32_t free_b = (uint32_t)(US_RCVBUF - t->rcv_len);
-	return free_b < t->cfg.rcv_wnd ? free_b : t->cfg.rcv_wnd;
+	/* cfg.rcv_wnd <= US_RCVBUF: the window is what is left of it after the unread bytes */
+	return t->rcv_len < t->cfg.rcv_wnd ? t->cfg.rcv_wnd - (uint32_t)t->rcv_len : 0;
 }
 
 /* Window field for an outgoing segment; records what was advertised (rcv_wnd, rcv_wup). */
