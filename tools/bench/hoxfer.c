@@ -57,23 +57,37 @@ static uint64_t now_ns(void)
 /* xorshift64* stream: deterministic, fast, different per side */
 struct stream {
 	uint64_t s;
+	uint8_t left[8];          /* unused bytes of the last 64-bit word: the stream is byte-exact */
+	unsigned nleft;
 	crypto_hash_sha256_state h;
 };
 
 static void stream_init(struct stream *st, uint64_t seed)
 {
 	st->s = seed * 0x9E3779B97F4A7C15ull + 1;
+	st->nleft = 0;
 	crypto_hash_sha256_init(&st->h);
 }
 
 static void stream_fill(struct stream *st, uint8_t *buf, size_t n)
 {
-	for (size_t i = 0; i < n; i += 8) {
+	size_t i = 0;
+	while (i < n && st->nleft) {
+		buf[i++] = st->left[8 - st->nleft];
+		st->nleft--;
+	}
+	for (; i < n; i += 8) {
 		st->s ^= st->s >> 12;
 		st->s ^= st->s << 25;
 		st->s ^= st->s >> 27;
 		uint64_t v = st->s * 2685821657736338717ull;
-		memcpy(buf + i, &v, n - i < 8 ? n - i : 8);
+		if (n - i >= 8) {
+			memcpy(buf + i, &v, 8);
+		} else {
+			memcpy(st->left, &v, 8);
+			memcpy(buf + i, st->left, n - i);
+			st->nleft = (unsigned)(8 - (n - i));
+		}
 	}
 }
 
