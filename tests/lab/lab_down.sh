@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# natlab life cycle: argument checking (exit 2), a second `up` of a live lab is refused, `status` shows
+# the services, and `down` -- also after an `up` killed at various points -- leaves no namespace, no veth
+# in the root namespace, no nft table and no process behind.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tools/natlab-lib.sh
+
+expect_rc() {   # expect_rc RC WHAT CMD...
+	local want=$1 what=$2 rc=0 err; shift 2
+	err=$("$@" 2>&1 >/dev/null) || rc=$?
+	[ "$rc" -eq "$want" ] || fail "$what: exit $rc, want $want ($err)"
+	[ -n "$err" ] || fail "$what: no message on stderr"
+	echo "  $what -> exit $rc: $(head -1 <<<"$err")"
+}
+expect_rc 2 "bad LAB name"      tools/natlab up 'Bad-Name'
+expect_rc 2 "LAB too long"      tools/natlab up abcdefghi
+expect_rc 2 "unknown profile"   tools/natlab up ltzz --nat-a symmetric
+expect_rc 2 "unknown filter"    tools/natlab up ltzz --filter-b reject
+expect_rc 2 "loss > 100"        tools/natlab up ltzz --loss 101
+expect_rc 2 "jitter > delay"    tools/natlab up ltzz --delay 1 --jitter 5
+expect_rc 2 "missing value"     tools/natlab up ltzz --delay
+expect_rc 2 "unknown option"    tools/natlab up ltzz --fast
+expect_rc 2 "unknown host"      tools/natlab addr ltzz c
+expect_rc 2 "unknown command"   tools/natlab start ltzz
+expect_rc 1 "not root"          setpriv --reuid=65534 --regid=65534 --clear-groups tools/natlab up ltzz
+[ ! -e /run/netns/rpltzz-a ] || fail "a rejected up created namespaces"
+ok "bad arguments: clear message, exit 2, nothing created"
+
+root_veths() { ip -o link show type veth | awk -F': ' '{print $2}' | sort; }
+root_tables() { nft list tables 2>/dev/null | sort; }
+veths0=$(root_veths); tables0=$(root_tables)
+
+# assert_gone LAB PIDS...: nothing of LAB is left.
+assert_gone() {
+	local lab=$1 pid st; shift
+	compgen -G "/run/netns/rp$lab-*" >/dev/null && fail "$lab: namespaces left: $(ls /run/netns | grep "^rp$lab-" | tr '\n' ' ')"
+	[ ! -e "/run/natlab/$lab" ] || fail "$lab: state dir left"
+	for pid in "$@"; do
+		st=$(cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | cut -c2) || continue
+		[ "$st" = Z ] || [ -z "$st" ] || fail "$lab: process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline")) left"
+	done
+	# anything that still mentions the lab on its command line (rp-wire's --ns paths, turnserver's log path)
+	pgrep -f -- "(rp$lab-|/run/natlab/$lab/)" >/dev/null && fail "$lab: processes left: $(pgrep -af -- "(rp$lab-|/run/natlab/$lab/)")"
+	[ "$(root_veths)" = "$veths0" ] || fail "$lab: root namespace veths changed: $(comm -13 <(echo "$veths0") <(root_veths) | tr '\n' ' ')"
+	[ "$(root_tables)" = "$tables0" ] || fail "$lab: root namespace nft tables changed"
+	return 0
+}
+lab_pids() {   # every process in the lab's namespaces and every recorded pid
+	local h
+	for h in a na ra b nb rb inet s; do ip netns pids "rp$1-$h" 2>/dev/null || true; done
+	cat /run/natlab/"$1"/*.pid 2>/dev/null || true
+}
+
+# A full lab: both noise hosts, rp-wire on three links, coturn, whoami.
+L=$(unique_lab ltd)
+lab_up "$L" --nat-a sequential-noise --nat-b sequential-noise --delay 4 --jitter 1 --loss 1
+expect_rc 1 "up of a live lab" tools/natlab up "$L"
+st=$(tools/natlab status "$L")
+for s in turnserver whoami noise-a noise-b wire-ra wire-rb wire-s; do
+	grep -q "$s: running" <<<"$st" || fail "status does not show $s running: $st"
+done
+pids=$(lab_pids "$L" | sort -u)
+[ "$(wc -w <<<"$pids")" -ge 7 ] || fail "expected at least 7 lab processes, found: $pids"
+tools/natlab down "$L" || fail "down"
+# shellcheck disable=SC2086
+assert_gone "$L" $pids
+tools/natlab down "$L" || fail "down of a removed lab should succeed"
+ok "down removes namespaces, veths, nft tables, state and all $(wc -w <<<"$pids") processes; down is idempotent"
+
+# up killed (SIGKILL) at different points, then down.
+for t in 0.05 0.15 0.3 0.45; do
+	K=$(unique_lab ltx)
+	_NATLAB_LABS+=("$K")
+	setsid tools/natlab up "$K" --nat-a sequential-noise --nat-b random --delay 3 >/dev/null 2>&1 &
+	up=$!
+	sleep "$t"
+	kill -KILL -- -"$up" 2>/dev/null || true
+	wait "$up" 2>/dev/null || true
+	sleep 0.2   # let already-forked services start, so down has something to find
+	pids=$(lab_pids "$K" | sort -u)
+	n=$(ls /run/netns | grep -c "^rp$K-" || true)
+	tools/natlab down "$K" || fail "down after up killed at $t s"
+	# shellcheck disable=SC2086
+	assert_gone "$K" $pids
+	echo "  up killed after $t s ($n namespaces, $(wc -w <<<"$pids") processes): down cleaned up"
+done
+ok "down cleans up after an up killed part-way"
