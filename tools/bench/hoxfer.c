@@ -355,6 +355,26 @@ static int run_mode(int fd, bool server, const struct cfg *c, struct stream *min
 {
 	if (!strcmp(c->mode, "xfer"))
 		return run_xfer(fd, server, c, mine, sent, t0, prefix);
+	if (c->pre) {
+		/* the preamble of sink/rtt: --pre bytes each way, checked, before the measurement */
+		uint8_t *a = malloc(c->pre), *b = malloc(c->pre);
+		struct stream peer;
+		int r = a && b ? 0 : -ENOMEM;
+		stream_init(&peer, server ? 1 : 2);
+		if (!r && server)
+			r = stream_send(fd, mine, c->pre);
+		if (!r)
+			r = recv_all(fd, a, c->pre);
+		if (!r) {
+			stream_fill(&peer, b, c->pre);
+			if (memcmp(a, b, c->pre))
+				r = -EBADMSG;
+		}
+		free(a);
+		free(b);
+		if (r)
+			return r;
+	}
 	if (!strcmp(c->mode, "sink"))
 		return run_sink(fd, server, c, prefix);
 	return run_rtt(fd, server, c, prefix);
@@ -432,10 +452,12 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 		    connect(fd, (struct sockaddr *)&ra, sizeof(ra)))
 			return rp_err_errno(-errno, "connect");
 	}
-	if (!strcmp(ho, "freeze")) {
-		if (c->pre && (r = stream_send(fd, &mine, c->pre)))
+	if (fd >= 0 && c->pre) {
+		if ((r = stream_send(fd, &mine, c->pre)))
 			return rp_err_errno(r, "send --pre");
 		sent = c->pre;
+	}
+	if (!strcmp(ho, "freeze")) {
 		if ((r = quiesce(fd, c->pre, 10000)))
 			return rp_err_errno(r, "waiting for the pre-handoff exchange");
 		size_t cap = 8u << 20;
