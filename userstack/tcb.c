@@ -228,17 +228,13 @@ static void try_send(struct ctx *c, unsigned limit)
 			t->state == US_FIN_WAIT_1 || t->state == US_CLOSING || t->state == US_LAST_ACK;
 	uint32_t end = buf_seq(t) + (uint32_t)t->snd_len;       /* one past the last queued byte */
 	unsigned sent = 0;
+	bool was_idle = t->snd_una == t->snd_max;
 
 	while (can_data && sent < limit && seq_lt(t->snd_nxt, end) && c->out->n < US_OUT_MAX) {
 		uint32_t inflight = t->snd_nxt - t->snd_una;
 		uint32_t room = t->snd_wnd > inflight ? t->snd_wnd - inflight : 0;
-		if (!room) {
-			/* zero window: probe one byte, only from the RTO path and with nothing in flight */
-			if (limit == 1 && inflight == 0)
-				room = 1;
-			else
-				break;
-		}
+		if (!room)
+			break;                   /* zero window: on_timer() probes */
 		uint32_t n = end - t->snd_nxt;
 		if (n > t->eff_mss)
 			n = t->eff_mss;
@@ -268,7 +264,7 @@ static void try_send(struct ctx *c, unsigned limit)
 		t->snd_max = seq_max(t->snd_max, t->snd_nxt);
 		t->state = t->state == US_ESTABLISHED ? US_FIN_WAIT_1 : US_LAST_ACK;
 	}
-	if (t->snd_una != t->snd_max && !t->rtx_at)
+	if (t->snd_una != t->snd_max && (!t->rtx_at || was_idle))
 		t->rtx_at = c->now + t->rto_cur;
 	/* data queued, window closed, nothing in flight: the RTO timer drives the window probe */
 	if (t->snd_una == t->snd_max && seq_lt(t->snd_nxt, end) && !t->rtx_at)
@@ -508,6 +504,9 @@ static bool on_ack(struct ctx *c, const struct us_segment *s)
 		t->snd_wl2 = s->ack;
 		if (t->snd_wnd > t->max_window)
 			t->max_window = t->snd_wnd;
+		/* a live peer answering window probes with a zero window is not a dead one */
+		if (!t->snd_wnd && s->ack == t->snd_una)
+			t->rtx_count = 0;
 	}
 	return true;
 }
@@ -715,6 +714,14 @@ static void on_timer(struct ctx *c)
 	}
 	t->rtx_count++;
 	t->rto_cur = backoff(t, t->rto_cur, false);
+	if (t->snd_una == t->snd_max && t->snd_wnd == 0 &&
+	    seq_lt(t->snd_nxt, buf_seq(t) + (uint32_t)t->snd_len)) {
+		/* zero-window probe as Linux sends it: an old sequence number makes the peer answer
+		 * with an ACK carrying its current window; an answer resets rtx_count (on_ack) */
+		emit(c, t->snd_una - 1, t->rcv_nxt, US_TH_ACK, NULL, 0);
+		t->rtx_at = c->now + t->rto_cur;
+		return;
+	}
 	t->rtx_at = 0;
 	t->snd_nxt = t->snd_una;             /* go back: resend the head only, the rest follows ACKs */
 	try_send(c, 1);
@@ -801,11 +808,12 @@ static int on_recv(struct ctx *c, const struct us_event *ev)
 		memmove(t->rcvbuf, t->rcvbuf + n, t->rcv_len - n);
 		t->rcv_len -= n;
 		c->out->nread = n;
-		/* window update when the right edge would move by 2 segments or half the buffer */
+		/* window update when the right edge would move by 2 segments or half the window */
 		bool open = t->state == US_ESTABLISHED || t->state == US_FIN_WAIT_1 ||
 			    t->state == US_FIN_WAIT_2;
 		uint32_t grow = t->rcv_nxt + rcv_space(t) - old_edge;
-		uint32_t thresh = 2u * t->eff_mss < US_RCVBUF / 2 ? 2u * t->eff_mss : US_RCVBUF / 2;
+		uint32_t half = t->cfg.rcv_wnd / 2 ? t->cfg.rcv_wnd / 2 : 1;
+		uint32_t thresh = 2u * t->eff_mss < half ? 2u * t->eff_mss : half;
 		if (open && !t->fin_rcvd && (int32_t)grow >= (int32_t)thresh)
 			send_ack(c);
 	}

@@ -8,8 +8,18 @@
  * with the same ISS), RST and ICMP errors (RFC 5961 checks; "persist" mode for punching where they
  * are soft in SYN-SENT), retransmission with exponential backoff, a minimal in-order data path with
  * cumulative ACKs, and the FIN close in both directions (FIN-WAIT-1/2, CLOSING, TIME-WAIT, CLOSE-WAIT,
- * LAST-ACK). No congestion control, no SACK blocks, no urgent data (it is negotiated but not used:
- * the state is meant to be handed to the kernel with TCP_REPAIR once ESTABLISHED).
+ * LAST-ACK). SACK is negotiated but not used: the state is meant to be handed to the kernel with
+ * TCP_REPAIR once ESTABLISHED.
+ *
+ * ICMP errors (US_EV_ICMP_ERROR) count only when the quoted seq is in [snd_una, snd_max) (RFC 5927).
+ * Before ESTABLISHED, hard ones (port/protocol unreachable, administratively prohibited, parameter
+ * problem) close the tcb with their errno unless cfg.persist; soft ones (net/host unreachable, time
+ * exceeded, ...) are kept in soft_error and reported if the open times out. After ESTABLISHED all
+ * are soft (RFC 1122 §4.2.3.9). Fragmentation-needed and source quench are ignored.
+ *
+ * Not implemented (the kernel takes over after the handoff): RTT estimation (the RTO is the
+ * configured initial one, doubled per retransmission, reset on progress), congestion control,
+ * delayed ACKs (every data segment is ACKed), out-of-order queueing, SACK blocks, urgent data.
  *
  * Numbers: seq/ack/ports/windows host order. Times are absolute nanoseconds of any monotonic clock
  * the caller picks (now_ns); the timestamp option clock is ms: tsval = now_ns / 1e6 + ts_offset. */

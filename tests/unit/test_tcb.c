@@ -1335,6 +1335,223 @@ static void test_send_before_established(void **state)
 	assert_consistent();
 }
 
+static void test_pair_zero_window_probe(void **state)
+{
+	(void)state;
+	struct us_out o;
+	static uint8_t d[5000], got[5000];
+	fill(d, sizeof(d), 5);
+	wire_reset();
+	struct us_config ca = cfg_default(10), cb = cfg_default(20);
+	cb.rcv_wnd = 2000;
+	ca.rto_max_ns = 4 * S;
+	ca.max_retries = 3;
+	ca.wscale_ok = cb.wscale_ok = false;
+	open_passive(B, &cb, T0, &o);
+	put(1, &o);
+	open_active(A, &ca, T0, &o);
+	put(0, &o);
+	pump(T0);
+	wire_send(0, d, sizeof(d), T0);
+	pump(T0);
+	assert_int_equal(B->rcv_len, 2000);
+	assert_int_equal(A->snd_wnd, 0);
+	assert_int_equal(A->snd_una, A->snd_max);          /* nothing in flight ... */
+	assert_true(timers[0] == T0 + 1 * S);               /* ... but the probe timer runs */
+	/* the peer stays alive with a zero window: probes go on well past max_retries (3) */
+	uint64_t now = T0, prev_gap = 0;
+	for (int i = 0; i < 8; i++) {
+		uint64_t gap = timers[0] - now;
+		assert_true(gap >= prev_gap && gap <= 4 * S);    /* backed off, capped at rto_max */
+		prev_gap = gap;
+		now = timers[0];
+		unsigned before = tx_count[0], data_before = tx_data[0];
+		fire(0, now);
+		assert_int_equal(tx_count[0], before + 1);
+		assert_int_equal(tx_data[0], data_before);       /* a probe carries no data */
+		pump(now);
+		assert_int_equal(A->state, US_ESTABLISHED);
+		assert_int_equal(A->rtx_count, 0);               /* answered */
+	}
+	assert_true(prev_gap == 4 * S);
+	assert_int_equal(B->rcv_len, 2000);
+	/* the reader frees space: window update, the rest flows */
+	size_t total = 0;
+	while (total < sizeof(d)) {
+		now += 1 * MS;
+		size_t n = wire_recv(1, got + total, sizeof(got) - total, now);
+		assert_true(n > 0);
+		total += n;
+		pump(now);
+	}
+	assert_memory_equal(got, d, sizeof(d));
+	assert_consistent();
+	assert_int_equal(A->snd_len, 0);
+}
+
+static void test_zero_window_dead_peer(void **state)
+{
+	(void)state;
+	struct us_out o;
+	struct us_config c = cfg_default(1000);
+	c.max_retries = 2;
+	open_active(A, &c, T0, &o);
+	seg_in(A, 5000, 1001, US_TH_SYN | US_TH_ACK, 0, NULL, NULL, 0, T0, &o);   /* window 0 */
+	assert_int_equal(send_data(A, "abc", 3, T0, &o), 0);
+	assert_int_equal(o.n, 0);
+	assert_true(o.timer_ns == T0 + 1 * S);
+	timer(A, T0 + 1 * S, &o);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.seg[0].seq, 1000);                 /* snd_una - 1 */
+	assert_int_equal(o.seg[0].len, 0);
+	timer(A, T0 + 3 * S, &o);
+	assert_int_equal(o.n, 1);
+	timer(A, T0 + 7 * S, &o);                              /* no answers: give up */
+	assert_int_equal(A->state, US_CLOSED);
+	assert_int_equal(o.error, -ETIMEDOUT);
+}
+
+/* xorshift64*: deterministic, so a failure reproduces */
+static uint64_t rng_state;
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (uint32_t)((rng_state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static void check_invariants(const struct us_tcb *t, const struct us_out *o)
+{
+	assert_true(o->n <= US_OUT_MAX);
+	assert_true(t->snd_len <= US_SNDBUF);
+	assert_true(t->rcv_len <= US_RCVBUF);
+	assert_true((unsigned)t->state <= US_TIME_WAIT);
+	if (t->state == US_CLOSED) {
+		assert_true(o->timer_ns == 0);
+		return;
+	}
+	assert_true(seq_le(t->snd_una, t->snd_nxt));
+	assert_true(seq_le(t->snd_nxt, t->snd_max));
+	if (us_synchronized(t)) {
+		/* every unacknowledged sequence number is backed by a queued byte (or our FIN) */
+		uint32_t out = t->snd_max - t->snd_una - (t->fin_sent && seq_ge(t->fin_seq, t->snd_una));
+		assert_true(out <= t->snd_len);
+	}
+	for (unsigned i = 0; i < o->n; i++) {
+		const struct us_out_seg *s = &o->seg[i];
+		assert_true(s->len <= t->eff_mss || s->len == 0);
+		if (s->len) {
+			assert_true(s->payload >= t->sndbuf && s->payload + s->len <= t->sndbuf + US_SNDBUF);
+		}
+	}
+}
+
+/* Random (mostly plausible) segments and events against one tcb: ASan/UBSan watch memory, the
+ * invariants watch the state. Segments are drawn near the tcb's own numbers so that the
+ * interesting branches (in-window RST, SYN, data, FIN, acks) are actually reached. */
+static void test_random_events_keep_invariants(void **state)
+{
+	(void)state;
+	static uint8_t junk[3000];
+	uint8_t rb[4096];
+	unsigned states_seen = 0;
+	unsigned long steps = 0;
+	rng_state = 0x9e3779b97f4a7c15ull;
+	fill(junk, sizeof(junk), 7);
+	for (int run = 0; run < 2000; run++) {
+		struct us_out o;
+		struct us_config c = cfg_default(rnd());
+		c.persist = rnd() & 1;
+		c.wscale = (uint8_t)(rnd() % 16);
+		c.rcv_wnd = rnd() % 40000;
+		c.deadline_ns = (rnd() & 1) ? T0 + (rnd() % 20) * S : 0;
+		us_tcb_init(A);
+		if (rnd() & 1)
+			open_active(A, &c, T0, &o);
+		else
+			open_passive(A, &c, T0, &o);
+		uint64_t now = T0;
+		uint32_t peer_seq = rnd();
+		for (int i = 0; i < 300 && A->state != US_CLOSED; i++) {
+			struct us_event ev = { .type = US_EV_SEGMENT };
+			uint32_t r = rnd();
+			now += rnd() % (300 * MS);
+			switch (r % 10) {
+			case 0:
+				ev.type = US_EV_TIMER;
+				break;
+			case 1:
+				ev.type = US_EV_SEND;
+				ev.data = junk;
+				ev.len = rnd() % sizeof(junk);
+				break;
+			case 2:
+				ev.type = US_EV_RECV;
+				ev.buf = rb;
+				ev.cap = rnd() % sizeof(rb);
+				break;
+			case 3:
+				ev.type = US_EV_ICMP_ERROR;
+				ev.icmp.type = (uint8_t)(rnd() % 13);
+				ev.icmp.code = (uint8_t)(rnd() % 16);
+				ev.icmp.seq = A->snd_una + rnd() % 3;
+				break;
+			case 4:
+				ev.type = (rnd() % 8) ? US_EV_SEGMENT : ((rnd() & 1) ? US_EV_CLOSE : US_EV_ABORT);
+				/* fall through to build a segment anyway (ignored by CLOSE/ABORT) */
+				/* FALLTHRU */
+			default: {
+				struct us_segment *s = &ev.seg;
+				bool synced = A->state >= US_SYN_RECEIVED;
+				uint32_t base = synced ? A->rcv_nxt : peer_seq;
+				s->seq = base + (uint32_t)((int32_t)(rnd() % 4000) - 1000);
+				if (rnd() % 4 == 0)
+					s->seq = rnd();
+				s->ack = A->snd_una + (uint32_t)((int32_t)(rnd() % 6000) - 2000);
+				const uint8_t fl[] = { US_TH_ACK, US_TH_ACK, US_TH_ACK | US_TH_PSH, US_TH_SYN,
+						       US_TH_SYN | US_TH_ACK, US_TH_RST, US_TH_RST | US_TH_ACK,
+						       US_TH_FIN | US_TH_ACK, 0, (uint8_t)rnd() };
+				s->flags = fl[rnd() % sizeof(fl)];
+				if (!synced && (s->flags & US_TH_SYN) && (rnd() & 1)) {
+					s->seq = peer_seq;
+					s->ack = A->iss + 1;
+				}
+				s->win = (uint16_t)rnd();
+				if (rnd() & 1) {
+					s->opts.has_ts = true;
+					s->opts.tsval = (uint32_t)(now / MS) + (rnd() % 3) - 1;
+				}
+				if (rnd() & 1) {
+					s->opts.has_wscale = true;
+					s->opts.wscale = (uint8_t)(rnd() % 15);
+				}
+				s->opts.has_mss = rnd() & 1;
+				s->opts.mss = (uint16_t)rnd();
+				s->len = (rnd() & 1) ? rnd() % 2000 : 0;
+				s->payload = s->len ? junk : NULL;
+				break;
+			}
+			}
+			int rc = us_step(A, &ev, now, &o);
+			assert_true(rc == 0 || rc == -EINVAL || rc == -ENOTCONN || rc == -EPIPE);
+			check_invariants(A, &o);
+			steps++;
+			states_seen |= 1u << A->state;
+			if (o.notify & US_N_CLOSED)
+				assert_int_equal(A->state, US_CLOSED);
+		}
+	}
+	/* the walk really reached the states it claims to exercise */
+	assert_true(states_seen & (1u << US_SYN_SENT));
+	assert_true(states_seen & (1u << US_SYN_RECEIVED));
+	assert_true(states_seen & (1u << US_ESTABLISHED));
+	assert_true(states_seen & (1u << US_CLOSE_WAIT));
+	assert_true(states_seen & (1u << US_FIN_WAIT_1));
+	assert_true(states_seen & (1u << US_LAST_ACK));
+	assert_true(steps > 100000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1378,6 +1595,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_closing_state, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pair_fin_lost, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_send_before_established, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pair_zero_window_probe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_window_dead_peer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_events_keep_invariants, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("tcb", tests, NULL, NULL);
 }
