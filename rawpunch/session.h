@@ -67,6 +67,8 @@ struct rp_session;
 /* Resolve the route and port, open craft, guard (flow added) and capture. Sends nothing yet.
  * -EINVAL for bad options; -EPERM without privileges; other -errno from the parts. */
 int rp_session_open(const struct rp_session_opts *o, struct rp_session **out);
+/* Same, with what failed in err ("capture: eth0: ...", "nftables RST guard: ..."). */
+int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out, char *err, size_t errlen);
 
 /* Run the handshake until ESTABLISHED (0), the deadline (-ETIMEDOUT), a hard error (-ECONNREFUSED,
  * -EHOSTUNREACH, ... when not persisting) or *stop (-EINTR). */
