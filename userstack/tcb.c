@@ -433,9 +433,14 @@ static void on_rst(struct ctx *c)
 	switch (t->state) {
 	case US_SYN_RECEIVED:
 		if (t->syn_rcvd_from_listen) {
-			/* back to LISTEN (§3.10.7.4); the next SYN starts over */
+			/* back to LISTEN (§3.10.7.4); the next SYN starts over, unless the app closed */
+			if (t->close_pending) {
+				do_close(t, c->out, 0);
+				return;
+			}
 			t->state = US_LISTEN;
 			t->rtx_at = 0;
+			t->snd_len = 0;
 			return;
 		}
 		if (t->cfg.persist) {
@@ -869,14 +874,14 @@ int us_step(struct us_tcb *t, const struct us_event *ev, uint64_t now_ns, struct
 	struct ctx c = { .t = t, .out = out, .now = now_ns };
 	int rc = 0;
 
-	memset(out, 0, offsetof(struct us_out, seg));
+	if (!t || !ev || !out)
+		return -EINVAL;
+	out->n = 0;                          /* seg[] is filled only up to n */
 	out->timer_ns = 0;
 	out->notify = 0;
 	out->error = 0;
 	out->accepted = 0;
 	out->nread = 0;
-	if (!t || !ev)
-		return -EINVAL;
 	t->last_now = now_ns;
 
 	switch (ev->type) {

@@ -541,6 +541,29 @@ static void test_syn_received_transitions(void **state)
 	seg_in(B, 8000, 0, US_TH_SYN, 4000, NULL, NULL, 0, T0, &o);
 	assert_int_equal(B->state, US_SYN_RECEIVED);
 	assert_int_equal(o.seg[0].ack, 8001);
+	/* closed by the app while in SYN-RECEIVED: FIN waits for ESTABLISHED; an RST now closes */
+	close_ev(B, T0, &o);
+	assert_int_equal(o.n, 0);
+	assert_int_equal(B->state, US_SYN_RECEIVED);
+	seg_in(B, 8001, 0, US_TH_RST, 0, NULL, NULL, 0, T0, &o);
+	assert_int_equal(B->state, US_CLOSED);
+	assert_int_equal(o.error, 0);
+}
+
+static void test_close_in_syn_received_sends_fin_when_established(void **state)
+{
+	(void)state;
+	struct us_out o;
+	struct us_config c = cfg_default(9000);
+	open_passive(B, &c, T0, &o);
+	seg_in(B, 300, 0, US_TH_SYN, 4000, NULL, NULL, 0, T0, &o);
+	close_ev(B, T0, &o);
+	seg_in(B, 301, 9001, US_TH_ACK, 4000, NULL, NULL, 0, T0, &o);
+	assert_int_equal(B->state, US_FIN_WAIT_1);
+	assert_true(o.notify & US_N_ESTABLISHED);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.seg[0].flags, US_TH_FIN | US_TH_ACK);
+	assert_int_equal(o.seg[0].seq, 9001);
 }
 
 /* ---- simultaneous open, scripted ---- */
@@ -774,6 +797,9 @@ static void test_api_errors(void **state)
 	seg.seg.len = 5;                                           /* len without payload */
 	assert_int_equal(us_step(A, &seg, T0, &o), -EINVAL);
 	assert_int_equal(send_data(A, NULL, 3, T0, &o), -EINVAL);
+	assert_int_equal(us_step(A, &junk, T0, NULL), -EINVAL);
+	assert_int_equal(us_step(NULL, &junk, T0, &o), -EINVAL);
+	assert_int_equal(us_step(A, NULL, T0, &o), -EINVAL);
 	assert_string_equal(us_state_name(US_SYN_RECEIVED), "SYN-RECEIVED");
 	assert_string_equal(us_state_name((enum us_state)42), "?");
 }
@@ -1570,6 +1596,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_passive_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_bad_segments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_syn_received_transitions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_in_syn_received_sends_fin_when_established, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_scripted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_completed_by_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_rst, setup, teardown),
