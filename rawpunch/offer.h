@@ -19,8 +19,7 @@ enum rp_offer_kind { RP_OFFER = 1, RP_ANSWER = 2 };
 
 struct rp_offer {
 	enum rp_offer_kind kind;
-	uint8_t nonce[16];            /* offer: random (rp_offer_encode fills it when all zero);
-	                                 answer: the offer's nonce */
+	uint8_t nonce[16];            /* offer: random (rp_offer_init); answer: the offer's nonce */
 	struct rp_natinfo ni;         /* the fields the punch needs: local/mapped endpoints, mapping, alloc,
 	                                 delta, jitter, up to RP_OFFER_MAX_CAND predictions, confidence,
 	                                 filtering, nat_ttl */
@@ -30,8 +29,11 @@ struct rp_offer {
 	uint64_t created_ns;
 };
 
+/* Zero *o, set kind and created_ns, and for an offer a fresh random nonce. */
+void rp_offer_init(struct rp_offer *o, enum rp_offer_kind kind, uint64_t now_ns);
 /* Encode into text (cap >= RP_OFFER_TEXT_MAX recommended). Length written (without NUL) or
- * -ENOSPC, -EINVAL (empty secret, too many candidates). */
+ * -ENOSPC, -EINVAL (empty secret, too many candidates, all-zero nonce). Predictions beyond
+ * RP_OFFER_MAX_CAND are left out (the most likely come first). */
 int rp_offer_encode(const struct rp_offer *o, const uint8_t *secret, size_t secret_len, char *text,
 		    size_t cap);
 /* Decode text (surrounding whitespace ignored). 0, -EINVAL (not an offer/answer text), -EBADMSG
