@@ -18,7 +18,11 @@ _natlab_cleanup() {
 	for l in "${_NATLAB_LABS[@]}"; do "$NATLAB" down "$l" >/dev/null 2>&1 || echo "warning: natlab down $l failed" >&2; done
 }
 # unique_lab PREFIX: PREFIX (2-3 chars) plus digits from the pid and time, 8 characters at most
-unique_lab() { local p=$1; printf '%s%0*d' "$p" $((8 - ${#p})) $(( ($$ * 7919 + $(date +%s%N | cut -c10-15)) % 10 ** (8 - ${#p}) )); }
+unique_lab() {
+	local p=$1 ns
+	ns=$(date +%s%N)
+	printf '%s%0*d' "$p" $((8 - ${#p})) $(( ($$ * 7919 + 10#${ns:9:6} + RANDOM) % 10 ** (8 - ${#p}) ))
+}
 lab_up() {
 	local lab=$1; shift
 	_NATLAB_LABS+=("$lab")
