@@ -671,8 +671,13 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 		struct us_event ev = { 0 };
 		int notes = 0;
 
-		if (stopped(s))
+		if (stopped(s)) {
+			/* interrupted: reset the connection (the RST carries RP_CRAFT_MARK, so the guard
+			 * lets it out) rather than leave the peer waiting */
+			ev.type = US_EV_ABORT;
+			(void)step(s, &ev, &out, false);
 			return -EINTR;
+		}
 		if (s->tcb->state == US_CLOSED)
 			return s->tcb->error;
 		/* queue pending stdin bytes */

@@ -77,7 +77,7 @@ int rp_session_handshake(struct rp_session *s);
 /* --raw data exchange after the handshake: what arrives on in_fd (until EOF) goes to the peer, what
  * the peer sends is written to out_fd; our FIN after in_fd's EOF, until the peer's FIN and ours are
  * both acknowledged (0) or idle_timeout_ns passes without progress (-ETIMEDOUT; 0 = 30 s).
- * -ECONNRESET if the peer resets. */
+ * -ECONNRESET if the peer resets; -EINTR on *stop, after sending an RST (abort). */
 int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t idle_timeout_ns);
 
 /* The connection as it stands (ESTABLISHED after a successful handshake): for the handoff. */
