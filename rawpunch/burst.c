@@ -296,8 +296,17 @@ uint64_t rp_burst_now_ns(void)
 
 /* ---------- senders ---------- */
 
+/* Senders tell the reporting thread they finished, so it can sleep until then (no polling: on a
+ * two-core machine a thread that wakes every few ms costs the senders measurable throughput). */
+struct donesig {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned ndone;
+};
+
 struct sender {
 	const struct rp_burst_cfg *c;
+	struct donesig *ds;
 	unsigned id, nthreads;
 	uint64_t rate;
 	uint64_t start_ns;
@@ -312,6 +321,16 @@ struct sender {
 	_Atomic uint64_t end_ns;
 	_Atomic int done;
 };
+
+static void finish(struct sender *s)
+{
+	atomic_store(&s->end_ns, rp_burst_now_ns());
+	atomic_store(&s->done, 1);
+	pthread_mutex_lock(&s->ds->mu);
+	s->ds->ndone++;
+	pthread_cond_signal(&s->ds->cv);
+	pthread_mutex_unlock(&s->ds->mu);
+}
 
 static bool should_stop(const struct sender *s)
 {
@@ -421,8 +440,7 @@ out:
 	free(bufs);
 	free(msgs);
 	free(iov);
-	atomic_store(&s->end_ns, rp_burst_now_ns());
-	atomic_store(&s->done, 1);
+	finish(s);
 	return NULL;
 }
 
@@ -464,8 +482,7 @@ static void *run_libnet(void *arg)
 			}
 		}
 	}
-	atomic_store(&s->end_ns, rp_burst_now_ns());
-	atomic_store(&s->done, 1);
+	finish(s);
 	return NULL;
 }
 
@@ -502,6 +519,8 @@ int rp_burst_run(const struct rp_burst_cfg *c, struct rp_burst_stats *out)
 	uint64_t total, start, tick, next;
 	int err = 0;
 	char errbuf[LIBNET_ERRBUF_SIZE];
+	struct donesig ds = { .mu = PTHREAD_MUTEX_INITIALIZER, .ndone = 0 };
+	pthread_condattr_t ca;
 
 	if (out)
 		memset(out, 0, sizeof(*out));
@@ -517,10 +536,15 @@ int rp_burst_run(const struct rp_burst_cfg *c, struct rp_burst_stats *out)
 	ss = aligned_alloc(64, ((sizeof(*ss) * n + 63) / 64) * 64);
 	if (!ss)
 		return -ENOMEM;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ds.cv, &ca);
+	pthread_condattr_destroy(&ca);
 	memset(ss, 0, sizeof(*ss) * n);
 	/* open every socket before the first packet: a privilege problem sends nothing */
 	for (unsigned k = 0; k < n; k++) {
 		ss[k].c = c;
+		ss[k].ds = &ds;
 		ss[k].id = k;
 		ss[k].nthreads = n;
 		ss[k].quit = &quit;
@@ -557,24 +581,20 @@ int rp_burst_run(const struct rp_burst_cfg *c, struct rp_burst_stats *out)
 	}
 	tick = c->progress_ns ? c->progress_ns : 250000000ull;
 	next = start + tick;
-	for (;;) {
-		bool all = true;
-		uint64_t now;
-		for (unsigned k = 0; k < started; k++)
-			if (!atomic_load(&ss[k].done))
-				all = false;
-		if (all)
-			break;
-		now = rp_burst_now_ns();
-		if (now >= next) {
-			collect(ss, started, start, total, &st);
-			if (c->progress && c->progress(&st, c->arg))
-				atomic_store(&quit, 1);
-			next = now + tick;
-		}
-		now = rp_burst_now_ns();
-		sleep_ns(next > now ? (next - now < 2000000 ? next - now : 2000000) : 0);
+	pthread_mutex_lock(&ds.mu);
+	while (ds.ndone < started) {
+		struct timespec ts = { .tv_sec = (time_t)(next / 1000000000ull),
+				       .tv_nsec = (long)(next % 1000000000ull) };
+		if (pthread_cond_timedwait(&ds.cv, &ds.mu, &ts) != ETIMEDOUT)
+			continue;
+		pthread_mutex_unlock(&ds.mu);
+		collect(ss, started, start, total, &st);
+		if (c->progress && c->progress(&st, c->arg))
+			atomic_store(&quit, 1);
+		next = rp_burst_now_ns() + tick;
+		pthread_mutex_lock(&ds.mu);
 	}
+	pthread_mutex_unlock(&ds.mu);
 	for (unsigned k = 0; k < started; k++)
 		pthread_join(ss[k].th, NULL);
 	collect(ss, started, start, total, &st);
@@ -602,5 +622,6 @@ out:
 			libnet_destroy(ss[k].ln);
 	}
 	free(ss);
+	pthread_cond_destroy(&ds.cv);
 	return err;
 }

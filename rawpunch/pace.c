@@ -6,11 +6,13 @@
 
 uint64_t rp_pace_default_depth(uint64_t rate_pps)
 {
-	uint64_t d = rate_pps / 1000;
+	/* 5 ms of traffic: a sender woken late by the scheduler (loaded machine, timer slack)
+	 * catches up instead of losing the time, and no burst is longer than that */
+	uint64_t d = rate_pps / 200;
 	if (d < 1)
 		d = 1;
-	if (d > 64)
-		d = 64;
+	if (d > 4096)
+		d = 4096;
 	return d;
 }
 

@@ -15,8 +15,9 @@ struct rp_pace {
 };
 
 /* Start with an empty bucket at now_ns (the first token arrives 1/rate later, so the first
- * second holds exactly `rate` packets). depth 0 picks a default: max(1, rate / 1000) capped at 64
- * (at most ~1 ms of traffic in one batch). */
+ * second holds exactly `rate` packets). depth 0 picks a default: 5 ms of traffic, i.e.
+ * max(1, rate / 200) capped at 4096: a sender woken up to 5 ms late catches up instead of losing
+ * the time, and no back-to-back burst is longer than that. */
 void rp_pace_init(struct rp_pace *p, uint64_t rate_pps, uint64_t depth, uint64_t now_ns);
 
 /* Refill for the time since the last call, then grant min(want, whole tokens, depth) and consume them.

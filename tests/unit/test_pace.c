@@ -71,11 +71,11 @@ static void test_burst_limit_after_idle(void **st)
 	/* an hour idle still grants at most the depth */
 	assert_int_equal(rp_pace_take(&p, 3600 * S, 1000000), 32);
 	assert_int_equal(rp_pace_take(&p, 3600 * S, 1000000), 0);
-	/* default depth: ~1 ms of traffic, 1 .. 64 */
+	/* default depth: 5 ms of traffic, 1 .. 4096 */
 	assert_int_equal(rp_pace_default_depth(1), 1);
-	assert_int_equal(rp_pace_default_depth(2000), 2);
-	assert_int_equal(rp_pace_default_depth(50000), 50);
-	assert_int_equal(rp_pace_default_depth(10000000), 64);
+	assert_int_equal(rp_pace_default_depth(2000), 10);
+	assert_int_equal(rp_pace_default_depth(50000), 250);
+	assert_int_equal(rp_pace_default_depth(10000000), 4096);
 	/* a slow poller never gets more than depth per call */
 	for (int k = 0; k < 1000; k++) {
 		uint64_t g = rp_pace_take(&p, 3600 * S + (uint64_t)k * 1000000, 1000000);
