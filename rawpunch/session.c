@@ -606,8 +606,12 @@ int rp_session_handshake(struct rp_session *s)
 	for (;;) {
 		if (s->defined && us_synchronized(s->tcb))
 			return 0;
-		if (s->defined && s->tcb->state == US_CLOSED)
+		if (s->defined && s->tcb->state == US_CLOSED) {
+			/* persist: RSTs/ICMP were soft, the deadline ended it; the why is in the stats */
+			if (s->o.persist && now_ns() >= deadline)
+				return -ETIMEDOUT;
 			return s->tcb->error ? s->tcb->error : -ECONNABORTED;
+		}
 		if (stopped(s))
 			return -EINTR;
 		now = now_ns();
@@ -633,7 +637,7 @@ int rp_session_handshake(struct rp_session *s)
 		if (s->defined) {
 			r = fire_timer(s, now_ns());
 			if (r < 0)
-				return r;
+				return s->o.persist && now_ns() >= deadline ? -ETIMEDOUT : r;
 		}
 	}
 }
