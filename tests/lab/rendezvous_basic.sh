@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Rendezvous server on s, peers in a and b (both NATed), in the NAT lab:
+#   - filter probe of the requester's own public address: rst (lab 1, a), drop (lab 1, b), icmp (lab 2, a);
+#     the per-client rate limit refuses a burst of probes;
+#   - two peers with the same session and secret get each other's natinfo and candidates, opposite
+#     roles and the same start time; both fire within a few ms of each other;
+#   - a wrong secret cannot join (no pairing: both time out); a forger holding the session id but not
+#     the key is refused by the real peer (and the real peer by it); a third peer gets "full";
+#   - random, oversized and malformed frames get an error frame and the server lives on;
+#   - 200 sessions at once all pair correctly (tools/rv-load);
+#   - SIGTERM: clean exit 0.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tools/natlab-lib.sh
+B=${BUILD:-build}
+case $B in /*) ;; *) B=$PWD/$B ;; esac
+RP=${RAWPUNCH:-$B/rawpunch}
+LOAD=$B/rv-load
+[ -x "$RP" ] || fail "$RP not built (make)"
+[ -x "$LOAD" ] || fail "$LOAD not built (make)"
+L=$(unique_lab rv)
+L2=$(unique_lab rvi)
+T=$(mktemp -d /tmp/rv-basic.XXXXXX)
+trap '_natlab_cleanup; rm -rf "$T"' EXIT
+lab_up "$L" --filter-a rst --filter-b drop
+lab_up "$L2" --filter-a icmp
+SRV=198.18.3.2:7777
+X() { local lab=$1 h=$2; shift 2; tools/natlab exec "$lab" "$h" -- "$@"; }
+
+start_server() {   # start_server LAB: rendezvous on s, wait for its startup line
+	# ip netns exec execs in place: $! is the server itself (for the SIGTERM check)
+	ip netns exec "rp$1-s" "$RP" rendezvous --listen "$SRV" --idle-timeout 20 -v >"$T/srv-$1.out" 2>"$T/srv-$1.err" &
+	echo $! >"$T/srv-$1.pid"
+	for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv-$1.out" 2>/dev/null && return 0; sleep 0.1; done
+	cat "$T/srv-$1.err" >&2
+	fail "server did not start in lab $1"
+}
+alive() { kill -0 "$(cat "$T/srv-$L.pid")" 2>/dev/null || fail "server died ($*)"; }
+# frame BODY: 4-byte big-endian length + body on stdout
+frame() { local n=${#1}; printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))%s" "$1"; }
+
+start_server "$L"
+start_server "$L2"
+
+# ---- filter probe: the server connects back to the requester's public address
+r=$(X "$L" a "$RP" rendezvous --filter-probe "$SRV" --port 5555) || fail "filter probe from a"
+[ "$r" = rst ] || fail "filter probe, a behind an rst NAT: got '$r'"
+r=$(X "$L" b "$RP" rendezvous --filter-probe "$SRV" --port 5555 --timeout-ms 800) || fail "filter probe from b"
+[ "$r" = drop ] || fail "filter probe, b behind a drop NAT: got '$r'"
+r=$(X "$L2" a "$RP" rendezvous --filter-probe "$SRV" --port 5555) || fail "filter probe from a (lab 2)"
+[ "$r" = icmp ] || fail "filter probe, a behind an icmp NAT: got '$r'"
+grep -q "fprobe 198.18.1.2:[0-9]* port 5555: rst" "$T/srv-$L.err" || fail "server did not probe a's own public address"
+ok "filter probe: rst, drop, icmp"
+limited=0
+for _ in $(seq 10); do
+	X "$L" a "$RP" rendezvous --filter-probe "$SRV" --port 5556 >/dev/null 2>"$T/rate.err" || {
+		grep -q "rate limit" "$T/rate.err" || fail "filter probe failed for another reason: $(cat "$T/rate.err")"
+		limited=$((limited + 1)); }
+done
+[ "$limited" -ge 2 ] || fail "11 probes in a row from one address: only $limited refused by the rate limit"
+ok "filter-probe rate limit refused $limited of 10"
+
+# ---- two peers meet
+head -c 32 /dev/urandom | base64 >"$T/secret"
+head -c 32 /dev/urandom | base64 >"$T/wrong"
+cat >"$T/ni-a.json" <<'J'
+{"local":"10.0.1.2:40001","mapped":"198.18.1.2:40001","behind_nat":true,"mapping":"endpoint-independent","allocation":"preserving","delta":null,"jitter":0.0,"predicted":[],"confidence":0.0,"filtering":"rst","nat_ttl":2}
+J
+cat >"$T/ni-b.json" <<'J'
+{"local":"10.0.2.2:40002","mapped":"198.18.2.2:20017","behind_nat":true,"mapping":"address-and-port-dependent","allocation":"sequential","delta":1,"jitter":0.5,"predicted":[20018,20019],"confidence":0.8,"filtering":"drop","nat_ttl":2}
+J
+X "$L" a "$RP" rendezvous --join "$SRV" --session lab-meet --secret-file "$T/secret" --natinfo "$T/ni-a.json" \
+	--cand 40010-40012 --wait-start --timeout 10 >"$T/a.json" 2>"$T/a.err" &
+pa=$!
+X "$L" b "$RP" rendezvous --join "$SRV" --session lab-meet --secret-file "$T/secret" --natinfo "$T/ni-b.json" \
+	--wait-start --timeout 10 >"$T/b.json" 2>"$T/b.err" || fail "b's join: $(cat "$T/b.err")"
+wait $pa || fail "a's join: $(cat "$T/a.err")"
+field() { grep -o "\"$2\":[^,}]*" "$1" | head -n1 | cut -d: -f2-; }
+grep -q '"mapped":"198.18.2.2:20017"' "$T/a.json" || fail "a did not get b's natinfo: $(cat "$T/a.json")"
+grep -q '"predicted":\[20018,20019\]' "$T/a.json" || fail "a lost b's predictions"
+grep -q '"mapped":"198.18.1.2:40001"' "$T/b.json" || fail "b did not get a's natinfo: $(cat "$T/b.json")"
+grep -q '"peer_cand":\[40010,40011,40012\]' "$T/b.json" || fail "b did not get a's candidates"
+[ "$(field "$T/a.json" start_server_ns)" = "$(field "$T/b.json" start_server_ns)" ] || fail "start times differ"
+[ "$(field "$T/a.json" initiator)" != "$(field "$T/b.json" initiator)" ] || fail "both peers got the same role"
+fa=$(field "$T/a.json" fired_ns) fb=$(field "$T/b.json" fired_ns)
+d=$(( fa > fb ? fa - fb : fb - fa ))
+# the lab's namespaces share one clock: the difference is what the agreed start + wake-up jitter gives
+[ "$d" -lt 5000000 ] || fail "peers fired $d ns apart"
+ok "peers met: natinfo, candidates, roles, same start; fired $((d / 1000)) us apart, relay RTT $(( $(field "$T/a.json" relay_rtt_ns) / 1000 )) us"
+
+# ---- a wrong secret cannot join: different session id, nobody pairs, both give up
+X "$L" a "$RP" rendezvous --join "$SRV" --session lab-wrong --secret-file "$T/secret" --timeout 3 >"$T/w1" 2>"$T/w1.err" &
+pa=$!
+if X "$L" b "$RP" rendezvous --join "$SRV" --session lab-wrong --secret-file "$T/wrong" --timeout 3 >"$T/w2" 2>"$T/w2.err"; then
+	fail "a peer with the wrong secret joined"
+fi
+wait $pa && fail "the right-secret peer paired with a wrong-secret one"
+grep -q "no peer joined" "$T/w1.err" || fail "right-secret peer: $(cat "$T/w1.err")"
+[ ! -s "$T/w1" ] && [ ! -s "$T/w2" ] || fail "something was printed for an unpaired join"
+ok "wrong secret: no pairing"
+
+# ---- a forger that knows the session id (as the server operator would) but not the key
+X "$L" a "$RP" rendezvous --join "$SRV" --session lab-forge --secret-file "$T/secret" --timeout 10 >"$T/f1" 2>"$T/f1.err" &
+pa=$!
+sleep 0.3
+X "$L" b "$LOAD" "$SRV" forge lab-forge "$T/secret" >"$T/f2" 2>&1 || fail "forger: $(cat "$T/f2")"
+wait $pa && fail "the real peer accepted a forger: $(cat "$T/f1")"
+grep -q "do not authenticate" "$T/f1.err" || fail "real peer vs forger: $(cat "$T/f1.err")"
+[ ! -s "$T/f1" ] || fail "the real peer printed a result with a forger"
+ok "forger with the session id but not the key: refused both ways"
+
+# ---- a third peer in a session of two gets "full"
+ID=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+J="{\"t\":\"join\",\"v\":1,\"id\":\"$ID\"}"
+(frame "$J"; sleep 3) | X "$L" a socat -T5 - "TCP4:$SRV" >"$T/p1" 2>/dev/null &
+p1=$!
+(frame "$J"; sleep 3) | X "$L" b socat -T5 - "TCP4:$SRV" >"$T/p2" 2>/dev/null &
+p2=$!
+sleep 0.7
+(frame "$J"; sleep 1) | X "$L" na socat -T3 - "TCP4:$SRV" >"$T/p3" 2>/dev/null || true
+grep -aq '"code":"full"' "$T/p3" || fail "third peer: $(od -c "$T/p3" | head -3)"
+wait $p1 $p2 || true
+grep -aq '"t":"paired"' "$T/p1" && grep -aq '"t":"paired"' "$T/p2" || fail "the first two were not paired"
+ok "third peer refused: full"
+
+# ---- garbage
+expect_err() {   # expect_err NAME CODE: send stdin, want an error frame with CODE
+	X "$L" a socat -T3 - "TCP4:$SRV" >"$T/g-$1" 2>/dev/null || true
+	grep -aq "\"code\":\"$2\"" "$T/g-$1" || fail "$1: no '$2' error frame: $(od -c "$T/g-$1" | head -3)"
+	alive "$1"
+}
+{ printf '\xff\xff\xff\xff'; head -c 4000 /dev/urandom; } | expect_err oversize oversize
+{ printf '\x00\x00\x40\x01'; head -c 20000 /dev/zero; } | expect_err oversize-by-one oversize
+{ printf '\x00\x00\x00\x00'; } | expect_err zero-length oversize
+{ printf '\x00\x00\x00\x40'; head -c 64 /dev/urandom; } | expect_err random-body malformed
+{ frame '{"t":"join","v":1,"id":"not-hex"}'; sleep 0.3; } | expect_err bad-id bad-request
+{ frame '{"t":"join","v":2,"id":"00000000000000000000000000000000"}'; sleep 0.3; } | expect_err version version
+{ frame '{"t":"fwd","box":"AAAA"}'; sleep 0.3; } | expect_err unpaired unpaired
+{ frame '{"t":"nope"}'; sleep 0.3; } | expect_err unknown unknown-type
+{ frame '{"t":"fprobe","port":0}'; sleep 0.3; } | expect_err probe-port bad-request
+for i in $(seq 20); do head -c $((RANDOM % 3000 + 1)) /dev/urandom | X "$L" na socat -T1 - "TCP4:$SRV" >/dev/null 2>&1 || true; done
+alive "random streams"
+ok "oversized, malformed and random input: error frames, server alive"
+
+# ---- 200 sessions at once
+X "$L" a "$LOAD" "$SRV" pairs 200 >"$T/load" 2>&1 || fail "load: $(cat "$T/load")"
+grep -q "200/200 sessions paired correctly" "$T/load" || fail "load: $(cat "$T/load")"
+ok "$(cat "$T/load")"
+alive "load"
+
+# ---- clean exit on SIGTERM
+pid=$(cat "$T/srv-$L.pid")
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" -eq 0 ] || fail "server exit status $rc after SIGTERM"
+[ "$(wc -l <"$T/srv-$L.out")" -eq 1 ] || fail "server printed more than its startup line on stdout"
+ok "SIGTERM: exit 0"
+echo "PASS"
