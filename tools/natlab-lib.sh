@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: MIT
 # natlab-lib.sh: helpers for lab tests and demos (source it; bash). Needs tools/natlab, socat, od.
 #

@@ -35,7 +35,7 @@ veths0=$(root_veths); tables0=$(root_tables)
 # assert_gone LAB PIDS...: nothing of LAB is left.
 assert_gone() {
 	local lab=$1 pid st; shift
-	compgen -G "/run/netns/rp$lab-*" >/dev/null && fail "$lab: namespaces left: $(ls /run/netns | grep "^rp$lab-" | tr '\n' ' ')"
+	compgen -G "/run/netns/rp$lab-*" >/dev/null && fail "$lab: namespaces left: $(compgen -G "/run/netns/rp$lab-*" | tr '\n' ' ')"
 	[ ! -e "/run/natlab/$lab" ] || fail "$lab: state dir left"
 	for pid in "$@"; do
 		st=$(cut -d')' -f2 "/proc/$pid/stat" 2>/dev/null | cut -c2) || continue
@@ -80,7 +80,7 @@ for t in 0.05 0.15 0.3 0.45; do
 	wait "$up" 2>/dev/null || true
 	sleep 0.2   # let already-forked services start, so down has something to find
 	pids=$(lab_pids "$K" | sort -u)
-	n=$(ls /run/netns | grep -c "^rp$K-" || true)
+	n=$(compgen -G "/run/netns/rp$K-*" | wc -l || true)
 	tools/natlab down "$K" || fail "down after up killed at $t s"
 	# shellcheck disable=SC2086
 	assert_gone "$K" $pids
