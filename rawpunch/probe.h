@@ -6,12 +6,14 @@
  *   1. filtering: the rendezvous server's filter probe (rv_filter_probe) connects from the internet
  *      to our public address and reports rst / drop / icmp. A host cannot learn this alone: it never
  *      sees what its NAT answers to others. Without a rendezvous server: unknown.
- *   2. nat_ttl: SYNs with TTL 1, 2, ... from the punch port to the STUN server (crafted, the kernel's
- *      RSTs suppressed by the guard), ICMP time-exceeded caught by pcap; stops at the first hop
- *      beyond the NAT (rp_nat_hop()). nat_ttl = NAT hop + 1.
+ *   2. nat_ttl: SYNs with TTL 1, 2, ... from the punch port towards the STUN server's address, port
+ *      RP_PROBE_TTL_DPORT (crafted, the kernel's RSTs suppressed by the guard), ICMP time-exceeded
+ *      caught by pcap; stops at the first hop beyond the NAT (rp_nat_hop()). nat_ttl = NAT hop + 1.
+ *      Not the STUN port: conntrack would keep the crafted SYN's sequence window for that 4-tuple
+ *      and take the kernel's own SYN (another ISN) as a retransmission only when its ISN happens to
+ *      be "after" ours, leaving every later segment INVALID, un-NATed, half the time.
  *   3. mapping: RFC 5780's three Binding tests over TCP from the punch port (primary, alternate
- *      address, alternate address and port from OTHER-ADDRESS). The first test reuses the flow the
- *      TTL-limited SYNs opened, so it costs the NAT no extra allocation.
+ *      address, alternate address and port from OTHER-ADDRESS).
  *   4. allocation: N new flows from fresh local ports, one every interval_ms (in flight together on
  *      slow paths), time-stamped when their SYN left; classified by natclass, with the three mapping
  *      tests included in the series.
@@ -27,6 +29,7 @@
 
 #define RP_PROBE_MAX_SAMPLES 256
 #define RP_PROBE_MAX_HOPS 32
+#define RP_PROBE_TTL_DPORT 9             /* discard: closed on most hosts, so a SYN that gets there draws an RST */
 
 struct rp_probe_opts {
 	struct sockaddr_in stun;         /* primary STUN server, TCP */
