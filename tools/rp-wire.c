@@ -200,14 +200,15 @@ static void send_frame(struct dir *d, const uint8_t *buf, uint32_t len)
 	else d->tx_err++;
 }
 
-/* Read what is waiting on d->in_fd (bounded), decide each frame's fate. */
-static void pump_in(struct dir *d, const struct cfg *c)
+/* Read what is waiting on d->in_fd (bounded), decide each frame's fate. Returns -errno when the device
+ * is gone (its namespace was deleted under us), else 0. */
+static int pump_in(struct dir *d, const struct cfg *c)
 {
 	static uint8_t buf[65536];
 	for (int n = 0; n < READ_BATCH; n++) {
 		ssize_t r = read(d->in_fd, buf, sizeof(buf));
-		if (r < 0) return;   /* EAGAIN (or EIO while the device is down): nothing more now */
-		if (r == 0) return;
+		if (r < 0) return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+		if (r == 0) return 0;
 		d->rx++;
 		/* Loss hits IPv4 only: a lost ARP would stall the link for a second, which no real path does. */
 		if (c->loss_ppm && r >= 14 && buf[12] == 0x08 && buf[13] == 0x00 &&
@@ -225,6 +226,7 @@ static void pump_in(struct dir *d, const struct cfg *c)
 		memcpy(s->data, buf, (size_t)r);
 		d->count++;
 	}
+	return 0;
 }
 
 /* Send every frame whose time has come; return the next due time (0 if the queue is empty). */
@@ -299,7 +301,13 @@ int main(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			uint32_t k = evs[i].data.u32;
 			if (k < 2) {
-				pump_in(&d[k], &c);
+				int err = (evs[i].events & (EPOLLERR | EPOLLHUP)) ? -ENODEV : pump_in(&d[k], &c);
+				if (err) {
+					fprintf(stderr, "rp-wire: %s: %s; link gone, exiting\n", k ? c.if2 : c.if1,
+					        strerror(-err));
+					print_stats(d, &c);
+					return 1;
+				}
 			} else if (k == 2) {
 				uint64_t exp;
 				if (read(tfd, &exp, sizeof(exp)) < 0) { /* spurious wake-up: nothing to do */ }
