@@ -4,7 +4,8 @@
 #   - filter probe of the requester's own public address: rst (lab 1, a), drop (lab 1, b), icmp (lab 2, a);
 #     the per-client rate limit refuses a burst of probes;
 #   - two peers with the same session and secret get each other's natinfo and candidates, opposite
-#     roles and the same start time; both fire within a few ms of each other;
+#     roles and the same start time; both fire within a few ms of each other, also in a lab with 20 ms
+#     (+-4 ms) per internet hop, where the relay RTT is ~80 ms;
 #   - a wrong secret cannot join (no pairing: both time out); a forger holding the session id but not
 #     the key is refused by the real peer (and the real peer by it); a third peer gets "full";
 #   - random, oversized and malformed frames get an error frame and the server lives on;
@@ -24,7 +25,7 @@ L2=$(unique_lab rvi)
 T=$(mktemp -d /tmp/rv-basic.XXXXXX)
 trap '_natlab_cleanup; rm -rf "$T"' EXIT
 lab_up "$L" --filter-a rst --filter-b drop
-lab_up "$L2" --filter-a icmp
+lab_up "$L2" --filter-a icmp --delay 20 --jitter 4
 SRV=198.18.3.2:7777
 X() { local lab=$1 h=$2; shift 2; tools/natlab exec "$lab" "$h" -- "$@"; }
 
@@ -88,6 +89,19 @@ d=$(( fa > fb ? fa - fb : fb - fa ))
 # the lab's namespaces share one clock: the difference is what the agreed start + wake-up jitter gives
 [ "$d" -lt 5000000 ] || fail "peers fired $d ns apart"
 ok "peers met: natinfo, candidates, roles, same start; fired $((d / 1000)) us apart, relay RTT $(( $(field "$T/a.json" relay_rtt_ns) / 1000 )) us"
+
+# the same with delay and jitter (lab 2): the start agreement must not degrade to RTT/2
+X "$L2" a "$RP" rendezvous --join "$SRV" --session lab-delay --secret-file "$T/secret" --wait-start --timeout 10 \
+	>"$T/da.json" 2>"$T/da.err" &
+pa=$!
+X "$L2" b "$RP" rendezvous --join "$SRV" --session lab-delay --secret-file "$T/secret" --wait-start --timeout 10 \
+	>"$T/db.json" 2>"$T/db.err" || fail "b's join (delay): $(cat "$T/db.err")"
+wait $pa || fail "a's join (delay): $(cat "$T/da.err")"
+fa=$(field "$T/da.json" fired_ns) fb=$(field "$T/db.json" fired_ns) relay=$(field "$T/da.json" relay_rtt_ns)
+d=$(( fa > fb ? fa - fb : fb - fa ))
+[ "$relay" -gt 60000000 ] || fail "relay RTT $relay ns with 20 ms per hop?"
+[ "$d" -lt 8000000 ] || fail "with delay: peers fired $d ns apart (relay RTT $relay ns)"
+ok "with 20+-4 ms per hop: fired $((d / 1000)) us apart, relay RTT $((relay / 1000000)) ms"
 
 # ---- a wrong secret cannot join: different session id, nobody pairs, both give up
 X "$L" a "$RP" rendezvous --join "$SRV" --session lab-wrong --secret-file "$T/secret" --timeout 3 >"$T/w1" 2>"$T/w1.err" &
