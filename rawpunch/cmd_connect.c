@@ -17,6 +17,8 @@
 #include "rawpunch/netif.h"
 #include "rawpunch/session.h"
 
+#define MAX_PORTS 1024
+
 static volatile sig_atomic_t stop_flag;
 
 static void on_signal(int sig)
@@ -29,6 +31,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: rawpunch connect [--raw] [--local-port P] [--timeout S] [--ttl N] [--iface IF]\n"
 		"                        [--syn-interval MS] [--pcap FILE] [-v] HOST:PORT\n"
+		"\n"
+		"PORT may be a list or ranges (7000-7010, 80,443; at most 1024 ports): a SYN goes to each every\n"
+		"interval, and the first port whose reply carries our cookie becomes the connection.\n"
 		"\n"
 		"Open one TCP connection with the handshake done in userspace: SYNs carry a SipHash cookie\n"
 		"ISN, every SYN-ACK/RST is checked against it (forged ones are ignored), the kernel's RSTs for\n"
@@ -114,6 +119,7 @@ int cmd_connect(int argc, char **argv)
 		{ 0 },
 	};
 	struct rp_session_opts o = { 0 };
+	static uint16_t ports[MAX_PORTS];
 	struct sockaddr_in dst;
 	unsigned long v;
 	bool raw = false, verbose = false;
@@ -171,9 +177,25 @@ int cmd_connect(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return rp_usage_err("connect", optind >= argc ? "missing HOST:PORT" : "one HOST:PORT expected");
-	if (!strchr(argv[optind], ':'))
+	const char *colon = strrchr(argv[optind], ':');
+	if (!colon)
 		return rp_usage_err("connect", "'%s': the port is missing (HOST:PORT)", argv[optind]);
-	r = rp_parse_hostport(argv[optind], 0, &dst);
+	if (strpbrk(colon + 1, "-,")) {
+		/* HOST:PORTS -- SYNs to each, the first port whose reply carries our cookie wins */
+		char hp[300];
+		int n = rp_parse_ports(colon + 1, ports, MAX_PORTS);
+		if (n == -E2BIG)
+			return rp_usage_err("connect", "'%s': at most %d ports", colon + 1, MAX_PORTS);
+		if (n <= 0)
+			return rp_usage_err("connect", "'%s' is not a port list (e.g. 7000-7010 or 80,443)", colon + 1);
+		snprintf(hp, sizeof(hp), "%.*s:1", (int)(colon - argv[optind]), argv[optind]);
+		r = rp_parse_hostport(hp, 0, &dst);
+		o.rports = ports;
+		o.n_rports = (size_t)n;
+	} else {
+		r = rp_parse_hostport(argv[optind], 0, &dst);
+		o.rport = ntohs(dst.sin_port);
+	}
 	if (r == -EHOSTUNREACH)
 		return rp_usage_err("connect", "'%s': cannot resolve the host (IPv4)", argv[optind]);
 	if (r)
@@ -182,7 +204,6 @@ int cmd_connect(int argc, char **argv)
 		return rp_usage_err("connect", "'%s': not a unicast address", argv[optind]);
 
 	o.raddr = dst.sin_addr.s_addr;
-	o.rport = ntohs(dst.sin_port);
 	o.persist = true;
 	o.accept_syn = true;
 	o.stop = &stop_flag;

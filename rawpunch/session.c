@@ -41,7 +41,9 @@ struct rp_session {
 	uint64_t timer_ns;           /* the tcb's next timer, 0 = none */
 	uint64_t next_multi_ns;      /* next round of SYNs to the port list */
 	uint64_t t_first_syn;
+	uint32_t ts_offset;          /* one timestamp clock for every SYN of the session */
 	struct rp_session_stats st;
+	uint8_t inbuf[16384], outbuf[16384];   /* rp_session_exchange() */
 };
 
 static uint64_t now_ns(void)
@@ -221,6 +223,8 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 		r = -EIO;
 		goto fail;
 	}
+	if (getrandom(&s->ts_offset, sizeof(s->ts_offset), 0) != (ssize_t)sizeof(s->ts_offset))
+		s->ts_offset = (uint32_t)now_ns();
 	r = rp_route_get(s->raddr, &s->route);
 	if (r)
 		FAIL("route lookup");
@@ -303,16 +307,13 @@ static void send_seg(struct rp_session *s, const struct us_out_seg *o, uint16_t 
 static struct us_config make_cfg(const struct rp_session *s, uint16_t rport, uint64_t deadline)
 {
 	struct us_config c = { 0 };
-	uint32_t tso = 0;
-	if (getrandom(&tso, sizeof(tso), 0) != (ssize_t)sizeof(tso))
-		tso = (uint32_t)now_ns();
 	c.iss = us_cookie(s->key, s->laddr, s->lport, s->raddr, rport);
 	c.mss = s->o.mss ? s->o.mss : 1460;
 	c.wscale_ok = true;
 	c.wscale = 7;
 	c.sack_ok = true;
 	c.ts_ok = true;
-	c.ts_offset = tso;
+	c.ts_offset = s->ts_offset;   /* the port-list SYNs used the same clock */
 	c.syn_rto_ns = s->o.syn_interval_ns ? s->o.syn_interval_ns : 1000000000ull;
 	c.syn_no_backoff = true;
 	c.persist = s->o.persist;
@@ -372,7 +373,8 @@ static int open_flow(struct rp_session *s, uint16_t rport, uint64_t deadline, bo
 static void multi_round(struct rp_session *s, uint64_t deadline)
 {
 	struct us_config c = make_cfg(s, 1, deadline);
-	struct us_out_seg o = { .flags = US_TH_SYN, .win = 64240 };
+	/* the same SYN the tcb would send (window, options, timestamp clock) */
+	struct us_out_seg o = { .flags = US_TH_SYN, .win = US_RCVBUF > 65535u ? 65535u : US_RCVBUF };
 	o.opts.has_mss = true;
 	o.opts.mss = c.mss;
 	o.opts.sack_perm = true;
@@ -661,15 +663,17 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 
 int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t idle_timeout_ns)
 {
-	static uint8_t inbuf[16384], outbuf[16384];
+	uint8_t *inbuf, *outbuf;
 	size_t pend_off = 0, pend_len = 0;
 	bool in_eof = in_fd < 0, closed_sent = false;
 	uint64_t idle = idle_timeout_ns ? idle_timeout_ns : 30000000000ull, last = now_ns();
 	struct us_out out;
 	int r;
 
-	if (!s || !s->defined || !us_synchronized(s->tcb))
+	if (!s || !s->defined || !us_synchronized(s->tcb) || s->released)
 		return -ENOTCONN;
+	inbuf = s->inbuf;
+	outbuf = s->outbuf;
 	for (;;) {
 		uint64_t now = now_ns();
 		struct us_event ev = { 0 };
@@ -707,16 +711,16 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 		}
 		struct pollfd pf[2] = { { .fd = rp_cap_fd(s->cap), .events = POLLIN },
 					{ .fd = in_eof || pend_len ? -1 : in_fd, .events = POLLIN } };
-		uint64_t until = now + idle;
+		/* The tcb bounds retransmissions itself; the idle limit only ends a close that stalls
+		 * (our FIN is out, the peer neither sends nor closes). */
+		uint64_t until = closed_sent ? last + idle : now + 1000000000ull;
 		if (s->timer_ns && s->timer_ns < until)
 			until = s->timer_ns;
-		if (last + idle < until)
-			until = last + idle;
 		int pr = poll(pf, 2, poll_ms(now, until));
 		if (pr < 0 && errno != EINTR)
 			return -errno;
 		if (pr > 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-			ssize_t n = read(in_fd, inbuf, sizeof(inbuf));
+			ssize_t n = read(in_fd, inbuf, sizeof(s->inbuf));
 			if (n > 0) {
 				pend_off = 0;
 				pend_len = (size_t)n;
@@ -736,7 +740,7 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 			last = now_ns();
 		/* hand in-order data to the output */
 		while (s->tcb->rcv_len) {
-			ev = (struct us_event){ .type = US_EV_RECV, .buf = outbuf, .cap = sizeof(outbuf) };
+			ev = (struct us_event){ .type = US_EV_RECV, .buf = outbuf, .cap = sizeof(s->outbuf) };
 			r = step(s, &ev, &out, false);
 			if (r)
 				return r;
@@ -753,7 +757,7 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 			in_eof = true;
 			pend_len = 0;
 		}
-		if (now_ns() - last >= idle)
+		if (closed_sent && now_ns() - last >= idle)
 			return -ETIMEDOUT;
 	}
 }

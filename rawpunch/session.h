@@ -75,8 +75,11 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 int rp_session_handshake(struct rp_session *s);
 
 /* --raw data exchange after the handshake: what arrives on in_fd (until EOF) goes to the peer, what
- * the peer sends is written to out_fd; our FIN after in_fd's EOF, until the peer's FIN and ours are
- * both acknowledged (0) or idle_timeout_ns passes without progress (-ETIMEDOUT; 0 = 30 s).
+ * the peer sends is written to out_fd; our FIN after in_fd's EOF (or as soon as the peer's FIN has
+ * arrived: in_fd is not read after that), until the peer's FIN and ours are both acknowledged and
+ * TIME-WAIT (0.5 s) is over (0). Waits for input without limit while the connection is idle; once
+ * our FIN is out, idle_timeout_ns without progress ends it (-ETIMEDOUT; 0 = 30 s). Lost segments
+ * are retransmitted by the tcb, which gives up with -ETIMEDOUT after its retries.
  * -ECONNRESET if the peer resets; -EINTR on *stop, after sending an RST (abort). */
 int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t idle_timeout_ns);
 
