@@ -104,6 +104,26 @@ forged=$(sed -n 's/.*forged=\([0-9]*\).*/\1/p' "$T/3.err")
 no_tables "(3)"
 echo "ok (3) $forged forged SYN-ACK/RST ignored, real handshake completed afterwards"
 
+# ---- (3b) a port list: the one port that answers with our cookie becomes the connection -------
+S socat TCP-LISTEN:7505,reuseaddr EXEC:cat >/dev/null 2>&1 & pids+=($!)
+sleep 0.3
+echo "to whichever port answers" >"$T/in6"
+A "$RP" connect --raw -v --local-port 40060 --timeout 10 "$S_IP:7500-7504,7505,7506-7509" <"$T/in6" >"$T/out6" 2>"$T/6.err" \
+  || fail "(3b) connect to a port list exited $?"
+cmp -s "$T/in6" "$T/out6" || fail "(3b) echo mismatch"
+grep -q 'ESTABLISHED with :7505' "$T/6.err" || fail "(3b) not established with :7505"
+[ "$(grep -c 'tx S ' "$T/6.err")" -ge 10 ] || fail "(3b) not one SYN per listed port"
+no_tables "(3b)"
+echo "ok (3b) port list: SYNs to 10 ports, the listener on :7505 became the connection"
+
+# ---- (3c) default path: handshake in userspace, then TCP_REPAIR handoff to a kernel socket ------
+head -c 200000 /dev/urandom >"$T/in7"
+A "$RP" connect --local-port 40070 --timeout 10 "$S_IP:7100" <"$T/in7" >"$T/out7" 2>"$T/7.err" \
+  || fail "(3c) connect with handoff exited $?"
+cmp -s "$T/in7" "$T/out7" || fail "(3c) 200 kB echo through the handed-off socket differs"
+no_tables "(3c)"
+echo "ok (3c) handoff: 200 kB echoed through the kernel socket"
+
 # ---- (4) no kernel RST on the wire -------------------------------------------------------------
 sleep 0.5
 kill "${pids[0]}" 2>/dev/null || true; wait "${pids[0]}" 2>/dev/null || true
