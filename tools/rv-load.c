@@ -2,7 +2,8 @@
 /* rv-load: load and abuse checks for a rawpunch rendezvous server (used by tests/lab/rendezvous_*.sh).
  *
  *   rv-load SERVER[:PORT] pairs N          N sessions at once (2N client threads); every client must get
- *                                          its own partner's natinfo and both the same start time
+ *                                          its own partner's natinfo and both the same start time, then
+ *                                          one sealed round trip (rv_send/rv_recv) must carry the pair id
  *   rv-load SERVER[:PORT] forge SESSION SECRET_FILE
  *                                          join SESSION with the right session id (what the server and
  *                                          the path see) but a box key that is not derived from the
@@ -10,6 +11,7 @@
  * Exit 0 on success, 1 on failure (details on stderr). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,35 @@ struct job {
 	struct rv_join_res res;
 };
 
+/* A later round over the sealed channel: the initiator sends "miss" {pair, round}, the other answers
+ * "got" with the same pair; both check what they receive. */
+static int exchange(struct rv_client *c, struct job *j)
+{
+	struct json_object *o = json_object_new_object(), *in, *v;
+	const char *t;
+	int r;
+	json_object_object_add(o, "pair", json_object_new_int((int)j->pair));
+	if (j->res.initiator) {
+		json_object_object_add(o, "round", json_object_new_int(1));
+		r = rv_send(c, "miss", o);
+		if (!r && !(r = rv_recv(c, 10000, &in, &t))) {
+			if (strcmp(t, "got") || !json_object_object_get_ex(in, "pair", &v) ||
+			    json_object_get_int(v) != (int)j->pair)
+				r = -EPROTO;
+			json_object_put(in);
+		}
+	} else if (!(r = rv_recv(c, 10000, &in, &t))) {
+		if (strcmp(t, "miss") || !json_object_object_get_ex(in, "pair", &v) ||
+		    json_object_get_int(v) != (int)j->pair)
+			r = -EPROTO;
+		json_object_put(in);
+		if (!r)
+			r = rv_send(c, "got", o);
+	}
+	json_object_put(o);
+	return r;
+}
+
 static void *run_one(void *arg)
 {
 	struct job *j = arg;
@@ -47,6 +78,8 @@ static void *run_one(void *arg)
 	if (j->rc)
 		return NULL;
 	j->rc = rv_join(c, &req, &j->res);
+	if (j->rc == 0)
+		j->rc = exchange(c, j);
 	rv_close(c);
 	return NULL;
 }

@@ -9,7 +9,8 @@
 #   - a wrong secret cannot join (no pairing: both time out); a forger holding the session id but not
 #     the key is refused by the real peer (and the real peer by it); a third peer gets "full";
 #   - random, oversized and malformed frames get an error frame and the server lives on;
-#   - 200 sessions at once all pair correctly (tools/rv-load);
+#   - idle connections are closed and unpaired sessions expire;
+#   - 200 sessions at once all pair correctly and exchange one more sealed round (tools/rv-load);
 #   - SIGTERM: clean exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,20 +30,21 @@ trap '_natlab_cleanup; rm -rf "$T"' EXIT     # after lab_up, which sets its own 
 SRV=198.18.3.2:7777
 X() { local lab=$1 h=$2; shift 2; tools/natlab exec "$lab" "$h" -- "$@"; }
 
-start_server() {   # start_server LAB: rendezvous on s, wait for its startup line
+start_server() {   # start_server LAB [OPTS...]: rendezvous on s, wait for its startup line
+	local lab=$1; shift
 	# ip netns exec execs in place: $! is the server itself (for the SIGTERM check)
-	ip netns exec "rp$1-s" "$RP" rendezvous --listen "$SRV" --idle-timeout 20 -v >"$T/srv-$1.out" 2>"$T/srv-$1.err" &
-	echo $! >"$T/srv-$1.pid"
-	for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv-$1.out" 2>/dev/null && return 0; sleep 0.1; done
-	cat "$T/srv-$1.err" >&2
-	fail "server did not start in lab $1"
+	ip netns exec "rp$lab-s" "$RP" rendezvous --listen "$SRV" "$@" -v >"$T/srv-$lab.out" 2>"$T/srv-$lab.err" &
+	echo $! >"$T/srv-$lab.pid"
+	for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv-$lab.out" 2>/dev/null && return 0; sleep 0.1; done
+	cat "$T/srv-$lab.err" >&2
+	fail "server did not start in lab $lab"
 }
 alive() { kill -0 "$(cat "$T/srv-$L.pid")" 2>/dev/null || fail "server died ($*)"; }
 # frame BODY: 4-byte big-endian length + body on stdout
 frame() { local n=${#1}; printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))%s" "$1"; }
 
-start_server "$L"
-start_server "$L2"
+start_server "$L" --idle-timeout 20
+start_server "$L2" --idle-timeout 3 --session-ttl 3
 
 # ---- filter probe: the server connects back to the requester's public address
 r=$(X "$L" a "$RP" rendezvous --filter-probe "$SRV" --port 5555) || fail "filter probe from a"
@@ -157,6 +159,17 @@ expect_err() {   # expect_err NAME CODE: send stdin, want an error frame with CO
 for i in $(seq 20); do head -c $((RANDOM % 3000 + 1)) /dev/urandom | X "$L" na socat -T1 - "TCP4:$SRV" >/dev/null 2>&1 || true; done
 alive "random streams"
 ok "oversized, malformed and random input: error frames, server alive"
+
+# ---- timeouts (lab 2: --idle-timeout 3 --session-ttl 3): a silent connection, a lone peer
+sleep 6 | X "$L2" a socat -T8 - "TCP4:$SRV" >"$T/idle" 2>/dev/null &
+pi=$!
+(frame "{\"t\":\"join\",\"v\":1,\"id\":\"$ID\"}"; sleep 2; frame '{"t":"time","t1":1}'; sleep 4) |
+	X "$L2" b socat -T8 - "TCP4:$SRV" >"$T/lone" 2>/dev/null &
+pl=$!
+wait $pi $pl || true
+grep -aq '"code":"idle"' "$T/idle" || fail "silent connection not closed for idleness"
+grep -aq '"t":"wait"' "$T/lone" && grep -aq '"code":"expired"' "$T/lone" || fail "lone peer's session did not expire"
+ok "idle connection closed, unpaired session expired"
 
 # ---- 200 sessions at once
 X "$L" a "$LOAD" "$SRV" pairs 200 >"$T/load" 2>&1 || fail "load: $(cat "$T/load")"
