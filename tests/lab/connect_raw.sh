@@ -41,7 +41,7 @@ for _ in $(seq 50); do grep -q "Capturing on" "$T/tshark.log" 2>/dev/null && bre
 S socat TCP-LISTEN:7100,reuseaddr,fork EXEC:cat >/dev/null 2>&1 & pids+=($!)
 sleep 0.3
 head -c 3000 /dev/urandom | base64 -w 76 >"$T/in1"
-A "$RP" connect --raw -v --local-port 40001 --timeout 10 "$S_IP:7100" <"$T/in1" >"$T/out1" 2>"$T/1.err" \
+A "$RP" connect --raw -v --local-port 40001 --timeout 10 --pcap "$T/1.pcap" "$S_IP:7100" <"$T/in1" >"$T/out1" 2>"$T/1.err" \
   || fail "(1) connect --raw to socat exited $?"
 cmp -s "$T/in1" "$T/out1" || fail "(1) echo mismatch ($(wc -c <"$T/out1") of $(wc -c <"$T/in1") bytes back)"
 grep -q 'ESTABLISHED' "$T/1.err" || fail "(1) no ESTABLISHED in the trace"
@@ -49,6 +49,11 @@ grep -q 'rx FA\|rx F ' "$T/1.err" || fail "(1) no FIN from the peer"
 grep -q 'tx FA\|tx F ' "$T/1.err" || fail "(1) we sent no FIN"
 drop1=$(sed -n 's/.*kernel_rsts_dropped=\([0-9-]*\).*/\1/p' "$T/1.err")
 [ "${drop1:-0}" -gt 0 ] || fail "(1) the guard dropped no kernel RST (counter '$drop1'): it was not exercised"
+# --pcap holds both directions of the attempt
+n_syn=$(tshark -n -r "$T/1.pcap" -Y "ip.src==10.0.1.2 && tcp.flags.syn==1 && tcp.flags.ack==0" 2>/dev/null | wc -l)
+n_sa=$(tshark -n -r "$T/1.pcap" -Y "ip.src==$S_IP && tcp.flags.syn==1 && tcp.flags.ack==1" 2>/dev/null | wc -l)
+n_fin=$(tshark -n -r "$T/1.pcap" -Y "tcp.flags.fin==1" 2>/dev/null | wc -l)
+[ "$n_syn" -ge 1 ] && [ "$n_sa" -ge 1 ] && [ "$n_fin" -ge 2 ] || fail "(1) --pcap: syn=$n_syn syn-ack=$n_sa fin=$n_fin"
 no_tables "(1)"
 echo "ok (1) socat through NAT: $(wc -c <"$T/in1") bytes each way, FIN both ways, kernel RSTs dropped: $drop1"
 
