@@ -169,13 +169,13 @@ uint64_t rp_pairset_total(const struct rp_pairset *s)
 	return p * r;
 }
 
-/* Walks a pair set; caches the permutation of the current pass. */
+/* Walks a pair set; caches the current pass (no division while i stays in it) and its permutation. */
 struct walker {
 	const struct rp_pairset *s;
 	uint64_t per_pass;
 	uint32_t ns;
-	uint64_t pass;
-	bool have_perm;
+	uint64_t pass, pass_lo;   /* current pass and its first index */
+	bool have_pass;
 	struct rp_perm perm;
 };
 
@@ -190,19 +190,24 @@ static void walker_init(struct walker *w, const struct rp_pairset *s)
 static inline void walker_at(struct walker *w, uint64_t i, uint16_t *sport, uint16_t *dport)
 {
 	const struct rp_pairset *s = w->s;
-	uint64_t pass = i / w->per_pass, j = i - pass * w->per_pass;
+	uint64_t j;
 
-	if (s->random_order) {
-		if (!w->have_perm || pass != w->pass) {
-			rp_perm_init(&w->perm, w->per_pass, s->seed + pass);
-			w->pass = pass;
-			w->have_perm = true;
-		}
-		j = rp_perm_at(&w->perm, j);
+	if (!w->have_pass || i < w->pass_lo || i - w->pass_lo >= w->per_pass) {
+		w->pass = i / w->per_pass;
+		w->pass_lo = w->pass * w->per_pass;
+		w->have_pass = true;
+		if (s->random_order)
+			rp_perm_init(&w->perm, w->per_pass, s->seed + w->pass);
 	}
+	j = i - w->pass_lo;
+	if (s->random_order)
+		j = rp_perm_at(&w->perm, j);
 	if (s->pairs) {
 		*sport = s->pairs[j].sport;
 		*dport = s->pairs[j].dport;
+	} else if (w->ns == 1) {
+		*sport = plist_at(&s->sports, 0);
+		*dport = plist_at(&s->dports, (uint32_t)j);
 	} else {
 		*sport = plist_at(&s->sports, (uint32_t)(j % w->ns));
 		*dport = plist_at(&s->dports, (uint32_t)(j / w->ns));
@@ -220,6 +225,82 @@ void rp_pairset_at(const struct rp_pairset *s, uint64_t i, uint16_t *sport, uint
 	walker_at(&w, i, sport, dport);
 }
 
+/* ---------- ISN cookie, specialised ----------
+ * us_cookie() is SipHash-2-4 (libsodium) over the 12 bytes laddr(4) lport(2) raddr(4) rport(2).
+ * Here the same function is computed inline with what does not change precomputed: the key
+ * schedule once per burst, and the first 8-byte block (laddr, lport, raddr[0..1]) once per source
+ * port, so a packet costs one compression of the last block and the finalisation.
+ * test_burst checks the result against us_cookie(). */
+struct cookie_pre {
+	uint64_t k[4];            /* v0..v3 after the key */
+	uint16_t sport;
+	bool have;
+	uint64_t b[4];            /* v0..v3 after the first block, for sport */
+	uint32_t laddr, raddr;
+};
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND(v0, v1, v2, v3) do { \
+	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
+	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
+	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
+	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
+	} while (0)
+
+static inline uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void cookie_pre_init(struct cookie_pre *cp, const uint8_t key[US_COOKIE_KEYLEN], uint32_t laddr,
+			    uint32_t raddr)
+{
+	uint64_t k0 = le64(key), k1 = le64(key + 8);
+	memset(cp, 0, sizeof(*cp));
+	cp->k[0] = k0 ^ 0x736f6d6570736575ull;
+	cp->k[1] = k1 ^ 0x646f72616e646f6dull;
+	cp->k[2] = k0 ^ 0x6c7967656e657261ull;
+	cp->k[3] = k1 ^ 0x7465646279746573ull;
+	cp->laddr = laddr;
+	cp->raddr = raddr;
+}
+
+static inline uint32_t cookie_fast(struct cookie_pre *cp, uint16_t lport, uint16_t rport)
+{
+	const uint8_t *la = (const uint8_t *)&cp->laddr, *ra = (const uint8_t *)&cp->raddr;
+	uint64_t v0, v1, v2, v3, m;
+
+	if (!cp->have || cp->sport != lport) {
+		uint8_t blk[8] = { la[0], la[1], la[2], la[3], (uint8_t)(lport >> 8), (uint8_t)lport, ra[0], ra[1] };
+		m = le64(blk);
+		v0 = cp->k[0]; v1 = cp->k[1]; v2 = cp->k[2]; v3 = cp->k[3];
+		v3 ^= m;
+		SIPROUND(v0, v1, v2, v3);
+		SIPROUND(v0, v1, v2, v3);
+		v0 ^= m;
+		cp->b[0] = v0; cp->b[1] = v1; cp->b[2] = v2; cp->b[3] = v3;
+		cp->sport = lport;
+		cp->have = true;
+	}
+	v0 = cp->b[0]; v1 = cp->b[1]; v2 = cp->b[2]; v3 = cp->b[3];
+	/* last block: ra[2], ra[3], rport (big-endian), 4 zero bytes, then the length 12 in the top byte */
+	m = (uint64_t)ra[2] | (uint64_t)ra[3] << 8 | (uint64_t)(rport >> 8) << 16 | (uint64_t)(rport & 0xff) << 24 |
+	    (uint64_t)12 << 56;
+	v3 ^= m;
+	SIPROUND(v0, v1, v2, v3);
+	SIPROUND(v0, v1, v2, v3);
+	v0 ^= m;
+	v2 ^= 0xff;
+	SIPROUND(v0, v1, v2, v3);
+	SIPROUND(v0, v1, v2, v3);
+	SIPROUND(v0, v1, v2, v3);
+	SIPROUND(v0, v1, v2, v3);
+	return (uint32_t)(v0 ^ v1 ^ v2 ^ v3);
+}
+
 /* ---------- per-packet fields ---------- */
 
 static inline uint16_t ipid_hash(uint64_t seed, uint64_t i)
@@ -230,15 +311,15 @@ static inline uint16_t ipid_hash(uint64_t seed, uint64_t i)
 	return (uint16_t)(z ^ (z >> 33));
 }
 
-static inline void stamp_index(const struct rp_burst_cfg *c, struct walker *w, uint64_t i, uint8_t *ip)
+static inline void stamp_index(const struct rp_burst_cfg *c, struct walker *w, struct cookie_pre *cp,
+			       uint64_t i, uint8_t *ip)
 {
 	const struct rp_tmpl *t = c->tmpl;
 	uint16_t sport, dport, id;
 	uint32_t seq;
 
 	walker_at(w, i, &sport, &dport);
-	seq = c->seq_mode == RP_SEQ_COOKIE ? us_cookie(c->cookie_key, t->saddr, sport, t->daddr, dport)
-					   : t->seq;
+	seq = c->seq_mode == RP_SEQ_COOKIE ? cookie_fast(cp, sport, dport) : t->seq;
 	switch (c->ipid_mode) {
 	case RP_IPID_INC:
 		id = (uint16_t)(t->ip_id + i);
@@ -272,6 +353,7 @@ static int check_cfg(const struct rp_burst_cfg *c)
 int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size_t cap)
 {
 	struct walker w;
+	struct cookie_pre cp;
 	size_t iplen;
 
 	if (!c || !c->tmpl || c->tmpl->len == 0 || rp_pairset_total(&c->set) == 0 || !buf)
@@ -283,7 +365,8 @@ int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size
 		return -ENOSPC;
 	memcpy(buf, c->tmpl->frame + c->tmpl->l3off, iplen);
 	walker_init(&w, &c->set);
-	stamp_index(c, &w, i, buf);
+	cookie_pre_init(&cp, c->cookie_key, c->tmpl->saddr, c->tmpl->daddr);
+	stamp_index(c, &w, &cp, i, buf);
 	return (int)iplen;
 }
 
@@ -391,6 +474,7 @@ static void *run_afpacket(void *arg)
 	uint64_t total = rp_pairset_total(&c->set), i = s->id, step = s->nthreads;
 	struct rp_pace pace;
 	struct walker w;
+	struct cookie_pre cp;
 	uint8_t *bufs = malloc((size_t)batch * RP_TMPL_MAX);
 	struct mmsghdr *msgs = calloc(batch, sizeof(*msgs));
 	struct iovec *iov = calloc(batch, sizeof(*iov));
@@ -408,6 +492,7 @@ static void *run_afpacket(void *arg)
 		msgs[k].msg_hdr.msg_iovlen = 1;
 	}
 	walker_init(&w, &c->set);
+	cookie_pre_init(&cp, c->cookie_key, t->saddr, t->daddr);
 	rp_pace_init(&pace, s->rate, 0, s->start_ns);
 	while (i < total) {
 		uint64_t left = (total - i + step - 1) / step;
@@ -416,7 +501,7 @@ static void *run_afpacket(void *arg)
 		if (!n)
 			break;
 		for (unsigned k = 0; k < n; k++, i += step)
-			stamp_index(c, &w, i, bufs + (size_t)k * RP_TMPL_MAX + RP_ETH_HLEN);
+			stamp_index(c, &w, &cp, i, bufs + (size_t)k * RP_TMPL_MAX + RP_ETH_HLEN);
 		while (off < n) {
 			int r = sendmmsg(s->fd, msgs + off, (unsigned)n - off, 0);
 			if (r > 0) {
@@ -454,9 +539,11 @@ static void *run_libnet(void *arg)
 	uint8_t pkt[RP_TMPL_MAX];
 	struct rp_pace pace;
 	struct walker w;
+	struct cookie_pre cp;
 
 	memcpy(pkt, t->frame + t->l3off, iplen);
 	walker_init(&w, &c->set);
+	cookie_pre_init(&cp, c->cookie_key, t->saddr, t->daddr);
 	rp_pace_init(&pace, s->rate, 0, s->start_ns);
 	while (i < total) {
 		uint64_t left = (total - i + step - 1) / step;
@@ -465,7 +552,7 @@ static void *run_libnet(void *arg)
 			break;
 		for (uint64_t k = 0; k < n; k++, i += step) {
 			int tries = 0;
-			stamp_index(c, &w, i, pkt);
+			stamp_index(c, &w, &cp, i, pkt);
 			for (;;) {
 				errno = 0;
 				if (libnet_write_raw_ipv4(s->ln, pkt, (uint32_t)iplen) == (int)iplen) {

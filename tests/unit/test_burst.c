@@ -297,6 +297,44 @@ static void test_render_cookie_and_ipid(void **st)
 	assert_int_equal(ev.ip_id, 0x1111);
 }
 
+/* The burst engine computes the cookie inline (precomputed key schedule and first block): it
+ * must equal us_cookie() for any key, addresses, and source ports that change between packets. */
+static void test_inline_cookie_equals_us_cookie(void **st)
+{
+	(void)st;
+	struct rp_craft *cr;
+	struct rp_seg s;
+	struct rp_tmpl t;
+	uint8_t pkt[RP_TMPL_MAX];
+	struct rp_portpair pairs[64];
+	struct rp_event ev;
+
+	assert_int_equal(rp_craft_open(&cr, RP_CRAFT_NOSEND, NULL, 0), 0);
+	for (int round = 0; round < 200; round++) {
+		base_seg(&s, round & 1);
+		s.saddr = (uint32_t)rnd() | 1;
+		s.daddr = (uint32_t)rnd() | 1;
+		int n = rp_craft_render(cr, &s, pkt, sizeof(pkt));
+		assert_true(n > 0);
+		assert_int_equal(rp_tmpl_from_ip(&t, pkt, (size_t)n), 0);
+		struct rp_burst_cfg c = { .tmpl = &t, .seq_mode = RP_SEQ_COOKIE,
+					  .set = { .pairs = pairs, .n_pairs = 64 } };
+		for (int i = 0; i < 16; i++)
+			c.cookie_key[i] = (uint8_t)rnd();
+		for (int i = 0; i < 64; i++) {
+			/* runs of equal source ports, then changes */
+			pairs[i].sport = i % 8 < 5 ? (uint16_t)(1000 + i / 8) : (uint16_t)rnd();
+			pairs[i].dport = (uint16_t)rnd();
+		}
+		for (uint64_t i = 0; i < 64; i++) {
+			assert_int_equal(rp_burst_render(&c, i, pkt, sizeof(pkt)), n);
+			assert_int_equal(rp_decode(12, pkt, (size_t)n, &ev), 0);
+			assert_int_equal(ev.seq, us_cookie(c.cookie_key, s.saddr, pairs[i].sport, s.daddr, pairs[i].dport));
+		}
+	}
+	rp_craft_close(cr);
+}
+
 static void test_run_refuses_bad_config(void **st)
 {
 	(void)st;
@@ -341,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_pairset_order),
 		cmocka_unit_test(test_random_order_each_pass_once),
 		cmocka_unit_test(test_render_cookie_and_ipid),
+		cmocka_unit_test(test_inline_cookie_equals_us_cookie),
 		cmocka_unit_test(test_run_refuses_bad_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
