@@ -25,7 +25,10 @@
  * is greater than the last ctr it accepted from that peer (replay within the run is refused).
  * What the server (or anyone on the path) can still do: see id, timing and sizes; drop, delay or
  * close; occupy one of the two slots of an id it has seen (denial of service, detected by the peer as
- * a failed hello). It cannot learn the natinfo exchanged, the start time or the candidate ports.
+ * a failed hello); replay an old hello (refused at "info", whose "to" is fresh); answer clock samples
+ * falsely (the "time" exchange is plain, so a lying server can skew the two peers' start apart, which
+ * only degrades the punch). It cannot learn the natinfo exchanged, the start time or the candidate
+ * ports, nor make a peer accept anything the other peer did not send.
  *
  * Server messages (plain JSON, not sealed): client -> server
  *   {"t":"time","t1":ns}                  NTP-style sample, answered {"t":"time","t1","t2","t3"}

@@ -189,6 +189,11 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 		sp->rate_pps = p.rate_pps;
 	}
 	enum rp_side_kind ka = out->side[0].kind, kb = out->side[1].kind;
+	/* an easy side must say which port the peer aims at; a predictable one must have predictions
+	 * (rp_side_classify guarantees that) */
+	for (int i = 0; i < 2; i++)
+		if (out->side[i].kind == RP_SIDE_EASY && (!easy_port(ni[i]) || !ni[i]->local_port))
+			return -EINVAL;
 
 	if (ka == RP_SIDE_EASY && kb == RP_SIDE_EASY) {
 		out->method = RP_METHOD_SIMOPEN;

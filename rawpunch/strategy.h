@@ -94,7 +94,8 @@ double rp_birthday_p(unsigned k, unsigned m, unsigned n);
 unsigned rp_birthday_probes(unsigned k, unsigned n, double p);
 
 /* Make the plan for sides a and b (pp may be NULL for the defaults). The round number (0-based)
- * widens prediction windows by widen_factor^round. 0, or -EINVAL (NULL / zero public address). A
+ * widens prediction windows by widen_factor^round. 0, or -EINVAL (NULL, zero public address, or an
+ * easy side without its punch port). A
  * plan of RP_METHOD_IMPOSSIBLE is still 0: read reason. */
 int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const struct rp_plan_params *pp,
 		 unsigned round, struct rp_plan *out);

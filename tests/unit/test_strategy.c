@@ -246,6 +246,11 @@ static void test_params_and_errors(void **state)
 	a.nat_ttl = 3;
 	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
 	assert_int_equal(pl->side[0].ttl, 3);
+	b.local_port = 0;                                  /* easy side without a punch port */
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), -EINVAL);
+	b.local_port = 41000;
+	a.local_port = 0;                                  /* the hard side opens fresh ports: fine */
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
 	a.mapped_addr = 0;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), -EINVAL);
 	assert_int_equal(rp_plan_make(NULL, &b, NULL, 0, pl), -EINVAL);
