@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/strategy.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -329,4 +331,73 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 		 "side a is %s and side b is %s: neither end has a port the other can aim at (random x 2^32 "
 		 "space); a relay is needed and none is available", rp_side_kind_str(ka), rp_side_kind_str(kb));
 	return 0;
+}
+
+const char *rp_action_str(enum rp_action a)
+{
+	switch (a) {
+	case RP_ACT_CONNECT: return "connect";
+	case RP_ACT_OPEN_MANY: return "open-many";
+	case RP_ACT_PROBE_RANDOM: return "probe-random";
+	default: return "none";
+	}
+}
+
+static struct json_object *side_json(const struct rp_side_plan *sp)
+{
+	struct json_object *o = json_object_new_object(), *ports = json_object_new_array();
+	char ip[INET_ADDRSTRLEN];
+	struct in_addr a = { .s_addr = sp->remote_addr };
+	if (!o || !ports) {
+		json_object_put(o);
+		json_object_put(ports);
+		return NULL;
+	}
+	inet_ntop(AF_INET, &a, ip, sizeof(ip));
+	for (unsigned i = 0; i < sp->n_remote && i < RP_PLAN_MAX_PORTS; i++)
+		json_object_array_add(ports, json_object_new_int(sp->remote_ports[i]));
+	json_object_object_add(o, "kind", json_object_new_string(rp_side_kind_str(sp->kind)));
+	json_object_object_add(o, "action", json_object_new_string(rp_action_str(sp->action)));
+	json_object_object_add(o, "prime", json_object_new_boolean(sp->prime));
+	json_object_object_add(o, "ttl", json_object_new_int(sp->ttl));
+	json_object_object_add(o, "local_port", json_object_new_int(sp->local_port));
+	json_object_object_add(o, "n_local", json_object_new_int64(sp->n_local));
+	json_object_object_add(o, "remote", json_object_new_string(ip));
+	json_object_object_add(o, "remote_ports", ports);
+	json_object_object_add(o, "port_lo", json_object_new_int(sp->port_lo));
+	json_object_object_add(o, "port_hi", json_object_new_int(sp->port_hi));
+	json_object_object_add(o, "n_probes", json_object_new_int64(sp->n_probes));
+	json_object_object_add(o, "rate_pps", json_object_new_int64(sp->rate_pps));
+	json_object_object_add(o, "start_ms", json_object_new_int64(sp->start_ms));
+	json_object_object_add(o, "repeat_ms", json_object_new_int64(sp->repeat_ms));
+	json_object_object_add(o, "duration_ms", json_object_new_int64(sp->duration_ms));
+	return o;
+}
+
+struct json_object *rp_plan_to_json(const struct rp_plan *pl)
+{
+	struct json_object *o = json_object_new_object(), *sides = json_object_new_array();
+	if (!o || !sides) {
+		json_object_put(o);
+		json_object_put(sides);
+		return NULL;
+	}
+	json_object_object_add(o, "method", json_object_new_string(rp_method_str(pl->method)));
+	json_object_object_add(o, "reason", json_object_new_string(pl->reason));
+	json_object_object_add(o, "hard_side", pl->hard_side == 0 ? json_object_new_string("a")
+					       : pl->hard_side == 1 ? json_object_new_string("b") : NULL);
+	json_object_object_add(o, "p_success", json_object_new_double(pl->p_success));
+	json_object_object_add(o, "rounds", json_object_new_int64(pl->rounds));
+	json_object_object_add(o, "widen_factor", json_object_new_int64(pl->widen_factor));
+	for (int i = 0; i < 2; i++) {
+		struct json_object *s = side_json(&pl->side[i]);
+		if (!s) {
+			json_object_put(o);
+			json_object_put(sides);
+			return NULL;
+		}
+		json_object_array_add(sides, s);
+	}
+	json_object_object_add(o, "sides", sides);
+	return o;
 }

@@ -100,4 +100,12 @@ unsigned rp_birthday_probes(unsigned k, unsigned n, double p);
 int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const struct rp_plan_params *pp,
 		 unsigned round, struct rp_plan *out);
 
+/* The plan as JSON (for --report and for people): method, reason, hard_side ("a", "b" or null),
+ * p_success, rounds, widen_factor, sides: [{kind, action, prime, ttl, local_port, n_local, remote,
+ * remote_ports, port_lo, port_hi, n_probes, rate_pps, start_ms, repeat_ms, duration_ms}, ...].
+ * New reference, or NULL on ENOMEM. */
+struct json_object;
+struct json_object *rp_plan_to_json(const struct rp_plan *pl);
+const char *rp_action_str(enum rp_action a);     /* "none", "connect", "open-many", "probe-random" */
+
 #endif

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "rawpunch/strategy.h"
 
 enum prof { PRESERVE, SEQUENTIAL, RANDOM };
@@ -284,6 +286,43 @@ static void test_seq_seq_lockstep(void **state)
 	free(pl);
 }
 
+static void test_plan_json(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	struct json_object *o, *v, *sides, *s1, *ports;
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_DROP, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	o = rp_plan_to_json(pl);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "method", &v));
+	assert_string_equal(json_object_get_string(v), "birthday");
+	assert_true(json_object_object_get_ex(o, "hard_side", &v));
+	assert_string_equal(json_object_get_string(v), "b");
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_int_equal(json_object_array_length(sides), 2);
+	s1 = json_object_array_get_idx(sides, 1);
+	assert_true(json_object_object_get_ex(s1, "action", &v));
+	assert_string_equal(json_object_get_string(v), "open-many");
+	assert_true(json_object_object_get_ex(s1, "remote", &v));
+	assert_string_equal(json_object_get_string(v), "198.18.1.2");
+	assert_true(json_object_object_get_ex(s1, "remote_ports", &ports));
+	assert_int_equal(json_object_array_length(ports), 1);
+	assert_int_equal(json_object_get_int(json_object_array_get_idx(ports, 0)), 40000);
+	json_object_put(o);
+	/* no hard side: null */
+	mk(&b, PRESERVE, RP_FILTER_DROP, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	o = rp_plan_to_json(pl);
+	assert_true(json_object_object_get_ex(o, "hard_side", &v));
+	assert_null(v);
+	json_object_put(o);
+	assert_string_equal(rp_action_str(RP_ACT_PROBE_RANDOM), "probe-random");
+	free(pl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_widen_rounds),
 		cmocka_unit_test(test_params_and_errors),
 		cmocka_unit_test(test_seq_seq_lockstep),
+		cmocka_unit_test(test_plan_json),
 	};
 	return cmocka_run_group_tests_name("strategy", tests, NULL, NULL);
 }
