@@ -300,8 +300,8 @@ static void send_seg(struct rp_session *s, const struct us_out_seg *o, uint16_t 
 		trace(s, "tx %-3s :%u seq=%u ack=%u len=%zu FAILED: %s", fl, rport, o->seq, o->ack, o->len,
 		      strerror(-r));
 	else
-		trace(s, "tx %-3s :%u seq=%u ack=%u win=%u len=%zu%s", fl, rport, o->seq, o->ack, o->win, o->len,
-		      syn && seg.ttl ? " (ttl set)" : "");
+		trace(s, "tx %-3s :%u seq=%u ack=%u win=%u len=%zu ttl=%u", fl, rport, o->seq, o->ack, o->win,
+		      o->len, seg.ttl ? seg.ttl : 64);
 }
 
 static struct us_config make_cfg(const struct rp_session *s, uint16_t rport, uint64_t deadline)
