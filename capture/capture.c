@@ -108,6 +108,9 @@ int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, siz
 		r = -EIO;
 		goto fail;
 	}
+	/* On "any", prefer SLL2 (it carries the interface index); SLL is the fallback. */
+	if (!strcmp(dev, "any"))
+		(void)pcap_set_datalink(c->p, DLT_LINUX_SLL2);
 	c->linktype = pcap_datalink(c->p);
 	c->fd = pcap_get_selectable_fd(c->p);
 	if (c->fd < 0) {
