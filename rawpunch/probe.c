@@ -594,7 +594,7 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 			unsigned p = r->samples[i].mapped_port, q = r->samples[i].local_port;
 			lo = p < lo ? p : lo;
 			hi = p > hi ? p : hi;
-			if (r->samples[i].kind == RP_SAMPLE_ALLOC) {
+			if (r->samples[i].kind == RP_SAMPLE_ALLOC && r->ni.alloc == RP_ALLOC_PRESERVING) {
 				lo = q < lo ? q : lo;
 				hi = q > hi ? q : hi;
 			}
@@ -627,10 +627,10 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 			tlast, r->pred.ports[0] < r->pred.ports[r->pred.n - 1] ? r->pred.ports[0] : r->pred.ports[r->pred.n - 1],
 			th, r->pred.ports[0] < r->pred.ports[r->pred.n - 1] ? r->pred.ports[r->pred.n - 1] : r->pred.ports[0]);
 	fprintf(s, "plot '%s' index 1 using 1:2 with linespoints pt 7 ps 1.2 lc rgb '#1f77b4' title 'external port (new flows)', \\\n"
-		   "     '%s' index 1 using 1:3 with points pt 2 ps 1.6 lc rgb '#7f7f7f' title 'local port (on a dot: preserved)', \\\n"
+		   "     '%s' index 1 using 1:(%d ? $3 : 1/0) with points pt 2 ps 1.6 lc rgb '#7f7f7f' title 'local port (on a dot: preserved)', \\\n"
 		   "     '%s' index 0 using 1:2 with points pt 5 ps 1.4 lc rgb '#2ca02c' title 'RFC 5780 tests (punch port)', \\\n"
 		   "     '%s' index 2 using 1:2 with points pt 6 ps 1.0 lc rgb '#d62728' title 'predicted window'\n",
-		data, data, data, data);
+		data, data, r->ni.alloc == RP_ALLOC_PRESERVING, data, data);
 	fclose(s);
 	pid_t pid;
 	char *argv[] = { "gnuplot", script, NULL };
