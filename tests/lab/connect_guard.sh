@@ -8,7 +8,8 @@
 #   - bad input exits 2 and sends no packet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RP=${RAWPUNCH:-$PWD/${BUILD:-build}/rawpunch}
+BUILD=${BUILD:-build}; [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
+RP=${RAWPUNCH:-$BUILD/rawpunch}
 [ -x "$RP" ] || { echo "FAIL: $RP not built (make)"; exit 1; }
 LAB=rwgd$(( $$ % 10000 ))
 T=$(mktemp -d /tmp/rw-guard.XXXXXX)

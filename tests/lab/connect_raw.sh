@@ -7,7 +7,8 @@
 # guard's counter shows it did try; (5) no rawpunch nft table remains afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RP=${RAWPUNCH:-$PWD/${BUILD:-build}/rawpunch}
+BUILD=${BUILD:-build}; [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
+RP=${RAWPUNCH:-$BUILD/rawpunch}
 [ -x "$RP" ] || { echo "FAIL: $RP not built (make)"; exit 1; }
 LAB=rwcr$(( $$ % 10000 ))
 T=$(mktemp -d /tmp/rw-connect-raw.XXXXXX)

@@ -10,7 +10,8 @@
 #        carries the craft mark, so the kernel-RST guard lets it out).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RP=${RAWPUNCH:-$PWD/${BUILD:-build}/rawpunch}
+BUILD=${BUILD:-build}; [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
+RP=${RAWPUNCH:-$BUILD/rawpunch}
 [ -x "$RP" ] || { echo "FAIL: $RP not built (make)"; exit 1; }
 LAB=rwck$(( $$ % 10000 ))
 T=$(mktemp -d /tmp/rw-craft-csum.XXXXXX)
