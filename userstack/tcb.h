@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Event-driven userspace TCP connection state machine (RFC 9293 §3.10, RFC 5961, RFC 7323, RFC 6298).
- * Pure: no I/O, no globals, no malloc. The caller owns the struct us_tcb (about 70 KiB with the
+ * Pure: no I/O, no globals, no malloc. The caller owns the struct us_tcb (about 65 KiB with the
  * buffers), feeds it events through ONE entry point, us_step(), and turns the segments it returns
  * into packets (libnet); captured segments go back in as US_EV_SEGMENT.
  *
