@@ -226,7 +226,11 @@ int cmd_connect(int argc, char **argv)
 	if (r) {
 		if (r == -ENETUNREACH || r == -EHOSTUNREACH)
 			return rp_err("no route to %s", inet_ntoa(dst.sin_addr));
-		return rp_err_errno(r, oerr);
+		rp_err("%s", oerr);
+		if (r == -EPERM || r == -EACCES)
+			rp_hint("raw sockets, capture and nftables need CAP_NET_RAW and CAP_NET_ADMIN: run as root, or "
+				"'sudo setcap cap_net_raw,cap_net_admin+ep $(command -v rawpunch)'");
+		return 1;
 	}
 	if (verbose) {
 		uint32_t la;

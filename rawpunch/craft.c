@@ -40,7 +40,12 @@ int rp_craft_open(struct rp_craft **out, unsigned flags, char *err, size_t errle
 	errno = 0;
 	c->l = libnet_init(c->nosend ? LIBNET_NONE : LIBNET_RAW4_ADV, NULL, ebuf);
 	if (!c->l) {
-		e = errno ? errno : EPERM;
+		/* libnet's cleanup clobbers errno; its message says what happened */
+		size_t n = strlen(ebuf);
+		while (n && (ebuf[n - 1] == '\n' || ebuf[n - 1] == ' '))
+			ebuf[--n] = 0;
+		e = strstr(ebuf, "not permitted") ? EPERM : strstr(ebuf, "ermission denied") ? EACCES
+		    : errno ? errno : EIO;
 		if (err && errlen)
 			snprintf(err, errlen, "libnet_init: %s", ebuf);
 		free(c);

@@ -5,7 +5,7 @@
 #   - SIGTERM: clean exit 1 and the table is gone; SIGKILL: gone too (owner flag);
 #   - a stale rawpunch_<dead pid> table is swept by the next run; look-alike names are left alone;
 #   - timeouts name what was seen: silence, ICMP time-exceeded (SYN TTL 2 dies at inet);
-#   - bad input exits 2 and sends no packet.
+#   - without CAP_NET_RAW/CAP_NET_ADMIN: exit 1 with a hint; bad input exits 2 and sends no packet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}; [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
@@ -94,6 +94,15 @@ set -e
 grep -q 'ICMP errors (last 11/0 from 198.18.1.1)' "$T/icmp.err" || fail "TTL 2: ICMP time-exceeded from inet not reported"
 grep -q 'within the timeout' "$T/icmp.err" || fail "TTL 2: not reported as a timeout"
 echo "ok TTL 2 -> $(tail -n 1 "$T/icmp.err")"
+
+# ---- without privileges: exit 1 with the capability hint --------------------------------------
+set +e
+A setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all "$RP" connect --raw "$S_IP:7300" </dev/null >/dev/null 2>"$T/priv.err"; rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "unprivileged: exit status $rc, want 1"
+grep -q 'Operation not permitted' "$T/priv.err" || fail "unprivileged: no EPERM in the message"
+grep -q '^hint: .*CAP_NET_RAW' "$T/priv.err" || fail "unprivileged: no capability hint"
+echo "ok unprivileged -> exit 1 with a capability hint"
 
 # ---- bad input: exit 2, nothing sent -------------------------------------------------------------
 A tshark -n -i eth0 -w "$T/bad.pcap" -q >/dev/null 2>"$T/tshark.log" & tpid=$!; pids+=($tpid)
