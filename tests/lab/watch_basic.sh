@@ -137,16 +137,19 @@ ok "syn-ack to a kernel SYN: MSS, SACK-permitted, timestamps (echoing ours), win
 start_watch "$TMP/t.out" "$TMP/t.err" --port 5001 --iface eth0 --timeout 30
 syn 40010 5001 5000
 syn 40011 5000 6000          # other port: filtered out
-for _ in $(seq 50); do grep -q rst-ack "$TMP/t.out" && break; sleep 0.1; done
+syn 40012 5001 7000 1        # time-exceeded about port 5001: let through
+for _ in $(seq 50); do grep -q rst-ack "$TMP/t.out" && grep -q icmp "$TMP/t.out" && break; sleep 0.1; done
 t0=$(date +%s)
 kill -INT "$WPID"
 wait "$WPID" || fail "watch exited $? on SIGINT"
 [ $(( $(date +%s) - t0 )) -lt 5 ] || fail "watch ignored SIGINT (ran into --timeout)"
 cat "$TMP/t.out"
-[ "$(wc -l <"$TMP/t.out")" -eq 1 ] || fail "--port 5001 let through: $(cat "$TMP/t.out")"
+[ "$(wc -l <"$TMP/t.out")" -eq 2 ] || fail "--port 5001 let through: $(cat "$TMP/t.out")"
+grep -Eq '^[0-9:.]+ icmp +ttl-exceeded from 10\.77\.1\.1 ttl 64 about 10\.77\.1\.2:40012 > 10\.77\.2\.2:5001 seq 7000 inner-ttl 1 \[S\]$' "$TMP/t.out" ||
+	fail "icmp text line: $(cat "$TMP/t.out")"
 grep -Eq '^[0-9:.]+ rst-ack +10\.77\.2\.2:5001 > 10\.77\.1\.2:40010 \[R\.\] seq 0 ack 5001 win 0 ttl 63 ' "$TMP/t.out" ||
 	fail "text line: $(cat "$TMP/t.out")"
-grep -q '^watch: 1 events; .* dropped' "$TMP/t.err" || fail "no stats after SIGINT: $(cat "$TMP/t.err")"
+grep -q '^watch: 2 events; .* dropped' "$TMP/t.err" || fail "no stats after SIGINT: $(cat "$TMP/t.err")"
 ok "text output, --port filter, SIGINT prints stats and exits 0"
 
 # --- 3. bad input: exit 2, clear message
