@@ -40,7 +40,7 @@ pair() {
 }
 count_on() {   # count_on LAB ROUTER: install a counter for TCP from the LAN host to the other NAT
 	local lab=$1 r=$2 src dst
-	[ "$r" = ra ] && { src=10.0.1.2; dst=198.18.2.2; } || { src=10.0.2.2; dst=198.18.1.2; }
+	if [ "$r" = ra ]; then src=10.0.1.2 dst=198.18.2.2; else src=10.0.2.2 dst=198.18.1.2; fi
 	ip netns exec "rp$lab-$r" nft -f - <<-EOF
 	table ip mxcount {
 	  counter ntcp { }
@@ -61,11 +61,12 @@ ip netns exec "rp$L-a" "$BL" --me "$T/x" --peer "$T/y" --retry-ms 0 2>"$T/u2.err
 ip netns exec "rp$L-a" "$BL" --me "$T/x" --peer "$T/x" 2>"$T/u3.err"; rc3=$?
 ip netns exec "rp$L-a" "$BL" --me "$T/x" --peer "$T/y" --stun nowhere:3478 2>"$T/u4.err"; rc4=$?
 set -e
-[ "$rc1" = 2 ] && grep -q -- "--me and --peer are required" "$T/u1.err" || fail "missing --me: rc $rc1: $(cat "$T/u1.err")"
-[ "$rc2" = 2 ] && grep -q -- "--retry-ms" "$T/u2.err" || fail "--retry-ms 0: rc $rc2: $(cat "$T/u2.err")"
+{ [ "$rc1" = 2 ] && grep -q -- "--me and --peer are required" "$T/u1.err"; } || fail "missing --me: rc $rc1: $(cat "$T/u1.err")"
+{ [ "$rc2" = 2 ] && grep -q -- "--retry-ms" "$T/u2.err"; } || fail "--retry-ms 0: rc $rc2: $(cat "$T/u2.err")"
 [ "$rc3" = 2 ] || fail "--me = --peer: rc $rc3"
 [ "$rc4" = 2 ] || fail "--stun nowhere: rc $rc4"
-[ ! -e "$T/x" ] && [ ! -e "$T/y" ] || fail "bad usage still published an address"
+[ ! -e "$T/x" ] || fail "bad usage published $T/x"
+[ ! -e "$T/y" ] || fail "bad usage still published an address"
 ok "bad usage exits 2 and publishes nothing"
 
 # ---- preserve x preserve, drop: connects and verifies both ways
@@ -82,11 +83,12 @@ ma=$(jget mapped <"$T/pp-a.json"); mb=$(jget mapped <"$T/pp-b.json")
 la=$(jget local <"$T/pp-a.json"); lb=$(jget local <"$T/pp-b.json")
 [ "$ma" = "198.18.1.2:${la##*:}" ] || fail "a's mapped $ma is not ra's outside address with a's port (${la})"
 [ "$mb" = "198.18.2.2:${lb##*:}" ] || fail "b's mapped $mb is not rb's outside address with b's port (${lb})"
-[ "$(jget peer <"$T/pp-a.json")" = "$mb" ] && [ "$(jget peer <"$T/pp-b.json")" = "$ma" ] || fail "peers do not match the published addresses"
+[ "$(jget peer <"$T/pp-a.json")" = "$mb" ] || fail "a connected to $(jget peer <"$T/pp-a.json"), not b's published $mb"
+[ "$(jget peer <"$T/pp-b.json")" = "$ma" ] || fail "b connected to $(jget peer <"$T/pp-b.json"), not a's published $ma"
 [ "$(cut -d' ' -f1 "$T/pp-a.addr")" = "$ma" ] || fail "published file does not hold a's mapped address"
 [ "$(jget start_real_ms <"$T/pp-a.json")" = "$(jget start_real_ms <"$T/pp-b.json")" ] || fail "agreed moments differ"
 ta=$(counted "$L" ra ntcp); tb=$(counted "$L" rb ntcp); sa=$(counted "$L" ra nsyn); sb=$(counted "$L" rb nsyn)
-[ "$sa" -ge 1 ] && [ "$sb" -ge 1 ] || fail "no SYN toward the peer counted (a $sa, b $sb)"
+[ "$((sa > 0 && sb > 0))" = 1 ] || fail "no SYN toward the peer counted (a $sa, b $sb)"
 tries=$(( $(jget tries <"$T/pp-a.json") + $(jget tries <"$T/pp-b.json") ))
 [ $((sa + sb)) -le $((tries + 2)) ] || fail "more SYNs ($sa + $sb) than tries ($tries) + 2 retransmissions"
 [ $((ta + tb)) -ge 8 ] || fail "too few TCP packets for a handshake, 64 B each way and two FINs: $ta + $tb"
@@ -109,12 +111,12 @@ for s in a b; do
 	[ "$(jget tries <"$T/ss-$s.json")" -ge 5 ] || fail "sequential pair side $s: fewer than 5 tries in 1.5 s"
 done
 m=$(jget mapped <"$T/ss-a.json"); p=${m##*:}
-[ "$p" -ge 20000 ] && [ "$p" -lt 30000 ] || fail "sequential mapped port $p not in 20000..29999"
+[ "$((p >= 20000 && p < 30000))" = 1 ] || fail "sequential mapped port $p not in 20000..29999"
 ok "sequential x sequential: no connection in 1.5 s ($(jget tries <"$T/ss-a.json") tries), reported as error window"
 
 # ---- the peer never shows up
 set +e
 timeout 20 ip netns exec "rp$L-a" "$BL" --me "$T/np-a" --peer "$T/np-b" --wait-ms 500 >"$T/np.json" 2>/dev/null; rc=$?
 set -e
-[ "$rc" = 1 ] && [ "$(jget error <"$T/np.json")" = peer ] || fail "missing peer: rc $rc $(cat "$T/np.json")"
+[ "$rc:$(jget error <"$T/np.json")" = 1:peer ] || fail "missing peer: rc $rc $(cat "$T/np.json")"
 ok "missing peer file: error peer after --wait-ms"
