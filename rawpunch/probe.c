@@ -330,8 +330,9 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 			pthread_join(th, NULL);
 		r->ni.filtering = fj.err ? RP_FILTER_UNKNOWN : fj.out;
 		r->filter_err = fj.err;
-		if (t1.error_code)
-			memcpy(r->server_software, t1.error_reason, sizeof(r->server_software));
+		if (t1.error_code)   /* for the caller's message: the server's code and reason */
+			snprintf(r->server_software, sizeof(r->server_software), "%d %.100s", t1.error_code,
+				 t1.error_reason);
 		return e1;
 	}
 	sample_from(&r->samples[r->n_samples++], RP_SAMPLE_TEST1, &t1, 0, lport);
