@@ -74,8 +74,13 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 	uint32_t isn;
 	struct rp_flow fl = { .laddr = laddr, .lport = lport, .raddr = o->stun.sin_addr.s_addr,
 			      .rport_lo = dport, .rport_hi = dport };
+	/* Capture with our address and port as wildcards: a NAT that leaves ICMP quotes untranslated
+	 * hands back a quote whose source is its public address and port. The sequence tag tells ours. */
+	struct rp_flow cf = fl;
+	cf.laddr = 0;
+	cf.lport = 0;
 	char expr[2048];
-	if ((ret = rp_filter_build(&fl, 1, expr, sizeof(expr))) < 0)
+	if ((ret = rp_filter_build(&cf, 1, expr, sizeof(expr))) < 0)
 		return ret;
 	struct rp_cap_opts co = { .iface = rt->ifname, .filter = expr, .dir = RP_CAP_IN };
 	if ((ret = rp_cap_open(&co, &cap, err, sizeof(err))) < 0)
@@ -123,7 +128,7 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 			struct rp_event ev;
 			while (rp_cap_next(cap, &ev) == 1) {
 				unsigned which;
-				if (ev.kind == RP_EV_ICMP_ERR && ev.tuple.sport == lport &&
+				if (ev.kind == RP_EV_ICMP_ERR && ev.tuple.daddr == o->stun.sin_addr.s_addr &&
 				    ev.tuple.dport == dport && (ev.seq & ~0xFFu) == isn) {
 					which = ev.seq & 0xFFu;
 					if (which < 1 || which > ttl)
@@ -136,6 +141,7 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 					hh->icmp_type = ev.icmp_type;
 					hh->icmp_code = ev.icmp_code;
 					hh->rtt_ms = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e6;
+					hh->inner_saddr = ev.tuple.saddr;
 					hops[which - 1].answered = true;
 					hops[which - 1].from = ev.ip_src;
 					hops[which - 1].inner_seen = true;
@@ -168,8 +174,6 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 				      .flags = RP_TH_RST };
 		rp_craft_send(cr, &rst);
 	}
-	if (ret == -ENOENT && r->n_hops == ttl_max)
-		ret = -ENOENT;
 out:
 	rp_guard_close(g);
 	if (cr)
@@ -370,6 +374,8 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 			hops[i].answered = r->hops[i].answered;
 			hops[i].from = r->hops[i].from;
 			hops[i].reached = r->hops[i].reached;
+			hops[i].inner_seen = r->hops[i].answered;
+			hops[i].inner_saddr = r->hops[i].inner_saddr;
 		}
 		r->nat_hop = rp_nat_hop(hops, r->n_hops, laddr, r->ni.mapped_addr);
 		if (r->nat_hop >= 0 && r->ni.behind_nat) {
@@ -499,6 +505,9 @@ struct json_object *rp_probe_to_json(const struct rp_probe_report *r)
 			json_object_object_add(e, "from", json_object_new_string(ip));
 			json_object_object_add(e, "icmp", json_object_new_int(h->icmp_type << 8 | h->icmp_code));
 			json_object_object_add(e, "private", json_object_new_boolean(rp_ipv4_is_private(h->from)));
+			a.s_addr = h->inner_saddr;
+			inet_ntop(AF_INET, &a, ip, sizeof(ip));
+			json_object_object_add(e, "quoted_src", json_object_new_string(ip));
 			json_object_object_add(e, "rtt_ms", json_object_new_double(h->rtt_ms));
 		} else {
 			json_object_object_add(e, "from", NULL);

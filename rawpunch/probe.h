@@ -70,6 +70,7 @@ struct rp_probe_hop {
 	uint8_t icmp_type, icmp_code;
 	bool reached;                    /* the server itself answered */
 	double rtt_ms;
+	uint32_t inner_saddr;            /* source address in the ICMP's quote (after any NAT's rewrite) */
 };
 
 struct rp_probe_report {
