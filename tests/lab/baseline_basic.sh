@@ -23,7 +23,7 @@ lab_up "$L2" --nat-a sequential --nat-b sequential --filter-a drop --filter-b dr
 T=$(mktemp -d /tmp/mx-baseline.XXXXXX)
 trap '_natlab_cleanup; rm -rf "$T"' EXIT     # after lab_up, which sets its own trap
 
-jget() { python3 -c 'import json,sys; v=json.loads(sys.stdin.readline()).get(sys.argv[1]); print("null" if v is None else (str(v).lower() if isinstance(v,bool) else v))' "$1"; }
+jget() { jq -r --arg k "$1" '.[$k] | if . == null then "null" else tostring end'; }
 # pair LAB TAG [A-ARGS] -- [B-ARGS]: run both sides at once; JSON in $T/TAG-{a,b}.json, status in $T/TAG-{a,b}.rc
 pair() {
 	local lab=$1 tag=$2; shift 2
