@@ -17,7 +17,8 @@
  *    closes in order (FIN both ways).
  *
  * Prints one JSON line: method, ok, error, local, mapped, peer, stun_ms, tries, refused, timeouts,
- * time_ms (agreed moment -> connected), verified_ms (-> payload checked), start_real_ms.
+ * time_ms (agreed moment -> connected), verified_ms (-> payload checked), total_ms (process start ->
+ * connected: STUN, the exchange and the lead included), start_real_ms.
  * Exit 0: connected and verified; 1: failed (the JSON says why); 2: bad usage (nothing sent). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,6 +53,7 @@ struct outcome {
 	double stun_ms;
 	unsigned tries, refused, timeouts, other_err;
 	int last_errno;
+	uint64_t t0_real_ns;          /* process start */
 	uint64_t start_real_ns, t_conn_ns, t_verified_ns;
 };
 
@@ -351,6 +353,7 @@ static void report(const struct outcome *o)
 		json_object_object_add(j, "verified_ms", ms_since(o->t_verified_ns, o->start_real_ns));
 	else
 		json_object_object_add(j, "verified_ms", NULL);
+	json_object_object_add(j, "total_ms", o->t_conn_ns ? ms_since(o->t_conn_ns, o->t0_real_ns) : NULL);
 	json_object_object_add(j, "start_real_ms", o->start_real_ns ?
 			       json_object_new_int64((int64_t)(o->start_real_ns / 1000000ull)) : NULL);
 	printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -392,7 +395,7 @@ int main(int argc, char **argv)
 	};
 	struct cfg c = { .session = "rp-baseline", .lead_ms = 300, .window_ms = 8000, .retry_ms = 200,
 			 .wait_ms = 15000, .payload = 64 };
-	struct outcome o = { 0 };
+	struct outcome o = { .t0_real_ns = now_real() };
 	int opt, r;
 	rp_parse_hostport("198.18.3.2:3478", 0, &c.stun);
 	c.bind.sin_family = AF_INET;
