@@ -67,8 +67,11 @@ static void usage(FILE *f)
 "      --json            final figures as JSON on stdout\n"
 "  -q, --quiet           no progress line\n"
 "\n"
-"A progress line (rate, sent, replies) is shown on stderr when it is a terminal.\n"
-"Exit status: 0 all sent, 1 send or setup failure, 2 bad usage (nothing sent).\n");
+"A progress line (rate, sent, replies) is shown on stderr when it is a terminal. Replies are\n"
+"counted only with --watch (it needs a capture handle and a little CPU).\n"
+"AF_PACKET skips this host's own qdisc and netfilter OUTPUT/POSTROUTING; if this host itself\n"
+"NATs or filters the traffic, use --engine libnet.\n"
+"Exit status: 0 all sent, 1 send or setup failure, 2 bad usage (nothing sent), 130 interrupted.\n");
 }
 
 enum {
@@ -581,6 +584,11 @@ int cmd_syn(int argc, char **argv)
 	}
 	if (r.progress_line)
 		print_progress(&r, &st, true);
+	if (atomic_load(&g_stop)) {
+		rp_err("interrupted after %llu of %llu packets", (unsigned long long)st.sent,
+		       (unsigned long long)st.total);
+		rc = 130;
+	}
 	if (err) {
 		rc = 1;
 		rp_err("%llu of %llu packets could not be sent: %s", (unsigned long long)st.errors,
