@@ -143,6 +143,9 @@ static int take_response(struct rp_stun_conn *c, const struct rp_stun_msg *m)
 	if (m->has_other && m->other.family == RP_STUN_AF_INET) {
 		to_sin(&m->other, &r->other);
 		r->has_other = true;
+	} else if (m->has_changed && m->changed.family == RP_STUN_AF_INET) {
+		to_sin(&m->changed, &r->other);   /* an RFC 3489 server's name for the same thing */
+		r->has_other = true;
 	}
 	if (m->has_origin && m->origin.family == RP_STUN_AF_INET) {
 		to_sin(&m->origin, &r->origin);

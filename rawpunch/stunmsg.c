@@ -50,6 +50,8 @@ const char *rp_stun_attr_name(uint16_t type)
 	switch (type) {
 	case RP_STUN_ATTR_MAPPED_ADDRESS: return "MAPPED-ADDRESS";
 	case RP_STUN_ATTR_CHANGE_REQUEST: return "CHANGE-REQUEST";
+	case RP_STUN_ATTR_SOURCE_ADDRESS: return "SOURCE-ADDRESS";
+	case RP_STUN_ATTR_CHANGED_ADDRESS: return "CHANGED-ADDRESS";
 	case RP_STUN_ATTR_USERNAME: return "USERNAME";
 	case RP_STUN_ATTR_MESSAGE_INTEGRITY: return "MESSAGE-INTEGRITY";
 	case RP_STUN_ATTR_ERROR_CODE: return "ERROR-CODE";
@@ -233,6 +235,13 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 				if (parse_addr(v, vl, false, buf, &m->other))
 					return fail(m, "bad OTHER-ADDRESS");
 				m->has_other = true;
+			}
+			break;
+		case RP_STUN_ATTR_CHANGED_ADDRESS:
+			if (!m->has_changed) {
+				if (parse_addr(v, vl, false, buf, &m->changed))
+					return fail(m, "bad CHANGED-ADDRESS");
+				m->has_changed = true;
 			}
 			break;
 		case RP_STUN_ATTR_RESPONSE_ORIGIN:

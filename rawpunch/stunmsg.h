@@ -40,6 +40,8 @@ enum rp_stun_class {
 /* Attribute types */
 #define RP_STUN_ATTR_MAPPED_ADDRESS      0x0001
 #define RP_STUN_ATTR_CHANGE_REQUEST      0x0003   /* RFC 5780 */
+#define RP_STUN_ATTR_SOURCE_ADDRESS      0x0004   /* RFC 3489 (classic servers): like RESPONSE-ORIGIN */
+#define RP_STUN_ATTR_CHANGED_ADDRESS     0x0005   /* RFC 3489 (classic servers): like OTHER-ADDRESS */
 #define RP_STUN_ATTR_USERNAME            0x0006
 #define RP_STUN_ATTR_MESSAGE_INTEGRITY   0x0008
 #define RP_STUN_ATTR_ERROR_CODE          0x0009
@@ -99,6 +101,9 @@ struct rp_stun_msg {
 	unsigned n_unknown_required;       /* how many (may exceed RP_STUN_MAX_UNKNOWN; list is capped) */
 	unsigned n_attrs;                  /* attributes walked */
 	const char *why;                   /* on failure: short static reason ("bad magic cookie", ...) */
+	/* added after the first version (compatible extension) */
+	bool has_changed;                  /* RFC 3489 CHANGED-ADDRESS (what classic servers send ... */
+	struct rp_stun_addr changed;       /* ... instead of OTHER-ADDRESS) */
 };
 
 /* CRC-32 (ISO-HDLC / zlib: reflected 0xEDB88320, init and final xor 0xFFFFFFFF). */

@@ -312,6 +312,20 @@ static void test_attributes(void **state)
 	assert_true(m.has_integrity);
 	assert_false(m.has_xor_mapped);
 	assert_int_equal(m.n_unknown_required, 0);
+	/* RFC 3489 CHANGED-ADDRESS is understood (classic servers' OTHER-ADDRESS); SOURCE-ADDRESS known */
+	const uint8_t d[] = {
+		0x00, 0x05, 0x00, 0x08, 0, 1, 0x0d, 0x97, 203, 0, 113, 9,
+		0x00, 0x04, 0x00, 0x08, 0, 1, 0x0d, 0x96, 203, 0, 113, 8,
+	};
+	n = mk(b, d, sizeof(d));
+	assert_int_equal(rp_stun_parse(b, n, &m), 0);
+	assert_true(m.has_changed);
+	assert_int_equal(m.changed.port, 3479);
+	inet_ntop(AF_INET, &m.changed.v4, ip, sizeof(ip));
+	assert_string_equal(ip, "203.0.113.9");
+	assert_false(m.has_other);
+	assert_int_equal(m.n_unknown_required, 0);
+	expect_bad((const uint8_t[]){ 0x00, 0x05, 0x00, 0x04, 0, 1, 0, 0 }, 8, "bad CHANGED-ADDRESS");
 	assert_string_equal(rp_stun_attr_name(0x802C), "OTHER-ADDRESS");
 	assert_null(rp_stun_attr_name(0x7f00));
 }

@@ -95,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_addr(m.has_other, &m.other);
 			check_addr(m.has_origin, &m.origin);
 			check_addr(m.has_alternate, &m.alternate);
+			check_addr(m.has_changed, &m.changed);
 			check_text(m.software);
 			check_text(m.error_reason);
 			if (m.has_error && (m.error_code < 300 || m.error_code > 699))
