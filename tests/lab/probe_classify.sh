@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 source tools/natlab-lib.sh
 RP=$(realpath -m "${RAWPUNCH:-${BUILD:-build}/rawpunch}")
 [ -x "$RP" ] || fail "$RP not built"
-for t in jq socat gnuplot file; do command -v "$t" >/dev/null || fail "$t missing (make deps)"; done
+for t in jq socat gnuplot od; do command -v "$t" >/dev/null || fail "$t missing (make deps)"; done
 RUNS=${PROBE_RUNS:-7}
 TMP=$(mktemp -d /tmp/rp-probe.XXXXXX)
 trap 'rm -rf "$TMP"; _natlab_cleanup' EXIT
@@ -108,7 +108,7 @@ for prof in preserve sequential sequential-noise random; do
 			f=$TMP/plot-$prof.png; [ "$prof" = sequential-noise ] && f=$TMP/plot-$prof.svg
 			[ -s "$f" ] || fail "--plot wrote nothing for $prof"
 			case $f in
-			*.png) file "$f" | grep -q 'PNG image data' || fail "$f is not a PNG: $(file "$f")" ;;
+			*.png) [ "$(od -An -tx1 -N8 "$f" | tr -d ' ')" = 89504e470d0a1a0a ] || fail "$f is not a PNG" ;;
 			*.svg) grep -q '<svg' "$f" || fail "$f is not an SVG" ;;
 			esac
 			mkdir -p "${PROBE_PLOT_DIR:-$TMP}" && cp "$f" "${PROBE_PLOT_DIR:-$TMP}/" 2>/dev/null || true
