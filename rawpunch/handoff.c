@@ -196,6 +196,15 @@ static int handoff_repair(const struct rp_handoff_params *p, const struct rp_han
 		r = -errno;
 		goto fail;
 	}
+	/* Re-sync the send MSS: connect() sized it from the default mss_clamp (536) and max_window 0;
+	 * now that TCP_REPAIR_OPTIONS set the peer's MSS and TCP_REPAIR_WINDOW the windows, the MSS
+	 * must become min(path MTU, peer MSS, half the largest window) as after a real handshake, or
+	 * the socket sends 524-byte segments, or segments that never fit a small window. Setting
+	 * (empty) IP options is what makes the kernel call tcp_sync_mss() on an established socket. */
+	if (setsockopt(fd, IPPROTO_IP, IP_OPTIONS, NULL, 0)) {
+		r = -errno;
+		goto fail;
+	}
 	if ((r = set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE)))
 		goto fail;
 	r = set_int(fd, IPPROTO_TCP, TCP_REPAIR,

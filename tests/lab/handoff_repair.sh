@@ -49,6 +49,8 @@ cat "$tmp/cli.out" "$tmp/srv.out"
 kv() { grep -oE "(^| )$2=[^ ]*" "$1" | head -1 | sed "s/.*=//"; }
 [ "$(kv "$tmp/cli.out" path)" = repair ] || fail "handoff path is not repair"
 [ "$(kv "$tmp/cli.out" unread)" = $PRE ] || fail "the $PRE unread bytes were not carried over"
+[ "$(kv "$tmp/cli.out" snd_mss_after)" = "$(kv "$tmp/cli.out" snd_mss_before)" ] ||
+	fail "send MSS $(kv "$tmp/cli.out" snd_mss_after) after the handoff, $(kv "$tmp/cli.out" snd_mss_before) before"
 [ "$(kv "$tmp/cli.out" sack)" = 1 ] && [ "$(kv "$tmp/cli.out" ts)" = 1 ] || fail "SACK/timestamps not negotiated"
 for f in cli srv; do
 	[ "$(kv "$tmp/$f.out" recv)" = $BYTES ] || fail "$f received $(kv "$tmp/$f.out" recv) bytes, want $BYTES"

@@ -438,7 +438,8 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 	uint8_t *qbuf = NULL;
 	uint64_t t0 = now_ns(), sent = 0;
 	int fd = -1, r;
-	char prefix[256] = "";
+	unsigned mss_before = 0;
+	char prefix[320] = "";
 
 	if (rp_parse_hostport(to, 0, &ra))
 		return rp_usage_err("hoxfer", "--to: want ADDR:PORT, got '%s'", to);
@@ -460,6 +461,11 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 	if (!strcmp(ho, "freeze")) {
 		if ((r = quiesce(fd, c->pre, 10000)))
 			return rp_err_errno(r, "waiting for the pre-handoff exchange");
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl))
+			return rp_err_errno(-errno, "TCP_INFO");
+		mss_before = ti.tcpi_snd_mss;
 		size_t cap = 8u << 20;
 		qbuf = malloc(cap);
 		if (!qbuf)
@@ -493,9 +499,14 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 			return rp_err_errno(fd, "handoff");
 		}
 		size_t l = strlen(prefix);
-		snprintf(prefix + l, sizeof(prefix) - l, "path=%s repair_errno=%d attempts=%u handoff_us=%llu ",
+		struct tcp_info ti;
+		socklen_t tl = sizeof(ti);
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl))
+			ti.tcpi_snd_mss = 0;
+		snprintf(prefix + l, sizeof(prefix) - l,
+			 "path=%s repair_errno=%d attempts=%u handoff_us=%llu snd_mss_before=%u snd_mss_after=%u ",
 			 rp_handoff_path_name(res.path), res.repair_errno, res.connect_attempts,
-			 (unsigned long long)(res.elapsed_ns / 1000));
+			 (unsigned long long)(res.elapsed_ns / 1000), mss_before, ti.tcpi_snd_mss);
 		if (res.path == RP_HANDOFF_CONNECT) {
 			/* a new connection: the streams start over */
 			stream_init(&mine, 1);
