@@ -8,6 +8,7 @@
 #include <linux/if_packet.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -368,6 +369,70 @@ int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size
 	cookie_pre_init(&cp, c->cookie_key, c->tmpl->saddr, c->tmpl->daddr);
 	stamp_index(c, &w, &cp, i, buf);
 	return (int)iplen;
+}
+
+int rp_burst_route(uint32_t daddr, const char *iface, struct rp_route *rt)
+{
+	int err;
+
+	memset(rt, 0, sizeof(*rt));
+	err = rp_route_get(daddr, rt);
+	if (iface) {
+		uint8_t mac[6];
+		int ifindex, mtu;
+		int e2 = rp_iface_info(iface, &ifindex, &mtu, mac);
+		if (e2)
+			return e2;
+		if (err || ifindex != rt->ifindex) {
+			/* not the route's interface: the destination is taken as on-link out of iface */
+			rt->dst = daddr;
+			rt->ifindex = ifindex;
+			snprintf(rt->ifname, sizeof(rt->ifname), "%s", iface);
+			memcpy(rt->if_mac, mac, 6);
+			rt->mtu = mtu;
+			rt->nexthop = daddr;
+			rt->gateway = 0;
+			rt->has_nexthop_mac = false;
+		}
+		return 0;
+	}
+	return err;
+}
+
+int rp_tmpl_from_seg(struct rp_tmpl *t, const struct rp_seg *seg)
+{
+	struct rp_craft *cr;
+	uint8_t pkt[RP_TMPL_MAX];
+	int n, err = rp_craft_open(&cr, RP_CRAFT_NOSEND, NULL, 0);
+
+	if (err)
+		return err;
+	n = rp_craft_render(cr, seg, pkt, sizeof(pkt) - RP_ETH_HLEN);
+	rp_craft_close(cr);
+	if (n < 0)
+		return n;
+	return rp_tmpl_from_ip(t, pkt, (size_t)n);
+}
+
+int rp_burst_attach(struct rp_burst_cfg *c, struct rp_tmpl *t, struct rp_route *rt, const uint8_t *dst_mac,
+		    bool prime)
+{
+	if (!c || !t || !rt || rt->ifindex <= 0 || t->len == 0)
+		return -EINVAL;
+	if (!dst_mac) {
+		if (!rt->has_nexthop_mac) {
+			int err = rp_route_resolve_mac(rt, prime, 1000);
+			if (err)
+				return err;
+			if (!rt->has_nexthop_mac)
+				return -EHOSTUNREACH;
+		}
+		dst_mac = rt->nexthop_mac;
+	}
+	rp_tmpl_set_eth(t, dst_mac, rt->if_mac);
+	c->tmpl = t;
+	c->ifindex = rt->ifindex;
+	return 0;
 }
 
 uint64_t rp_burst_now_ns(void)

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "rawpunch/craft.h"
+#include "rawpunch/netif.h"
 #include "userstack/cookie.h"
 
 #define RP_ETH_HLEN 14
@@ -133,6 +135,25 @@ int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size
  * -EPERM/-EACCES without CAP_NET_RAW; other -errno when sockets cannot be set up (nothing sent);
  * -EIO if some packets could not be sent (st->errors, st->last_err tell more). */
 int rp_burst_run(const struct rp_burst_cfg *c, struct rp_burst_stats *st);
+
+/* ---- setting a burst up (what 'rawpunch syn' does; for the punch strategies too) ----
+ * 1. rp_burst_route(): where packets to daddr go (source address, interface, MTU) - no packet.
+ * 2. rp_tmpl_from_seg(): render the SYN once with libnet (craft, no privileges) as the template.
+ * 3. rp_burst_attach(): for RP_ENGINE_AFPACKET, the next hop's MAC and the Ethernet header. */
+
+/* Route to daddr (rawpunch/netif.h); with iface, send out of that interface instead, taking the
+ * destination as on-link. Sends nothing. -ENETUNREACH/-EHOSTUNREACH, -ENODEV for an unknown iface. */
+int rp_burst_route(uint32_t daddr, const char *iface, struct rp_route *rt);
+
+/* Render seg with rawpunch/craft (RP_CRAFT_NOSEND) and take it as the template. -errno. */
+int rp_tmpl_from_seg(struct rp_tmpl *t, const struct rp_seg *seg);
+
+/* Make c ready for RP_ENGINE_AFPACKET out of rt: the next-hop MAC is dst_mac if non-NULL, else
+ * from the neighbour table (when prime is true, one empty UDP datagram to the next hop's discard
+ * port makes the kernel resolve it; only prime towards hosts you may send to). Puts the Ethernet
+ * header on t and sets c->tmpl = t, c->ifindex. -EHOSTUNREACH if the MAC did not resolve. */
+int rp_burst_attach(struct rp_burst_cfg *c, struct rp_tmpl *t, struct rp_route *rt, const uint8_t *dst_mac,
+		    bool prime);
 
 /* Monotonic clock in ns (CLOCK_MONOTONIC). */
 uint64_t rp_burst_now_ns(void);

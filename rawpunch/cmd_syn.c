@@ -390,31 +390,18 @@ int cmd_syn(int argc, char **argv)
 			return rp_usage_err(CMD, "cannot resolve '%s' to an IPv4 address", argv[optind]);
 	}
 
-	/* where it goes */
+	/* where it goes (no packet sent) */
 	struct rp_route rt;
-	memset(&rt, 0, sizeof(rt));
-	err = rp_route_get(dst.sin_addr.s_addr, &rt);
-	if (err && !src)
-		return rp_err_errno(err, "no route to the destination");
-	if (!err)
-		mtu = rt.mtu > 0 ? rt.mtu : 1500;
-	if (iface) {
-		uint8_t mac[6];
-		int ifindex, imtu;
-		err = rp_iface_info(iface, &ifindex, &imtu, mac);
-		if (err)
-			return rp_usage_err(CMD, "unknown --iface '%s'", iface);
-		if (ifindex != rt.ifindex) {
-			/* the route says otherwise: treat the destination as on-link out of IF */
-			rt.ifindex = ifindex;
-			snprintf(rt.ifname, sizeof(rt.ifname), "%s", iface);
-			memcpy(rt.if_mac, mac, 6);
-			rt.nexthop = dst.sin_addr.s_addr;
-			rt.gateway = 0;
-			rt.has_nexthop_mac = false;
-		}
-		mtu = imtu > 0 ? imtu : mtu;
+	err = rp_burst_route(dst.sin_addr.s_addr, iface, &rt);
+	if (err == -ENODEV)
+		return rp_usage_err(CMD, "unknown --iface '%s'", iface);
+	if (err && !src) {
+		rp_err_errno(err, "no route to the destination");
+		rp_hint("give --src (and --iface for --engine afpacket)");
+		return 1;
 	}
+	if (!err && rt.mtu > 0)
+		mtu = rt.mtu;
 	if (!src)
 		src = rt.src;
 	if (!src)
@@ -453,23 +440,15 @@ int cmd_syn(int argc, char **argv)
 		if (seg.opts.has_ts && getrandom(&seg.opts.tsval, sizeof(seg.opts.tsval), 0) != sizeof(seg.opts.tsval))
 			return rp_err_errno(-errno, "getrandom");
 	}
-	struct rp_craft *cr;
 	uint8_t pkt[RP_TMPL_MAX];
 	char ebuf[256] = "";
-	err = rp_craft_open(&cr, RP_CRAFT_NOSEND, ebuf, sizeof(ebuf));
-	if (err)
-		return rp_err("libnet: %s", ebuf[0] ? ebuf : strerror(-err));
-	int plen = rp_craft_render(cr, &seg, pkt, sizeof(pkt));
-	rp_craft_close(cr);
-	if (plen < 0)
-		return rp_err_errno(plen, "building the SYN");
 	struct rp_tmpl *tmpl = calloc(1, sizeof(*tmpl));
 	if (!tmpl)
 		return rp_err_errno(-ENOMEM, "template");
-	err = rp_tmpl_from_ip(tmpl, pkt, (size_t)plen);
+	err = rp_tmpl_from_seg(tmpl, &seg);
 	if (err) {
 		free(tmpl);
-		return rp_err_errno(err, "template");
+		return rp_err_errno(err, "building the SYN with libnet");
 	}
 
 	struct rp_burst_cfg cfg = {
@@ -527,18 +506,13 @@ int cmd_syn(int argc, char **argv)
 			free(tmpl);
 			return rp_err("no egress interface for the destination; give --iface");
 		}
-		if (!have_dmac) {
-			err = rp_route_resolve_mac(&rt, true, 1000);
-			if (err || !rt.has_nexthop_mac) {
-				free(tmpl);
-				rp_err_errno(err ? err : -EHOSTUNREACH, "next-hop MAC address");
-				rp_hint("give --dst-mac, or use --engine libnet (the kernel routes each packet)");
-				return 1;
-			}
-			memcpy(dmac, rt.nexthop_mac, 6);
+		err = rp_burst_attach(&cfg, tmpl, &rt, have_dmac ? dmac : NULL, true);
+		if (err) {
+			free(tmpl);
+			rp_err_errno(err, "next-hop MAC address");
+			rp_hint("give --dst-mac, or use --engine libnet (the kernel routes each packet)");
+			return 1;
 		}
-		rp_tmpl_set_eth(tmpl, dmac, rt.if_mac);
-		cfg.ifindex = rt.ifindex;
 	}
 
 	struct run r = { .cfg = &cfg, .saddr = src, .daddr = dst.sin_addr.s_addr,

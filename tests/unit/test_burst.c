@@ -335,6 +335,46 @@ static void test_inline_cookie_equals_us_cookie(void **st)
 	rp_craft_close(cr);
 }
 
+/* rp_tmpl_from_seg renders through craft; rp_burst_attach with a given MAC puts the Ethernet
+ * header on and points the config at the template and interface, without any lookup. */
+static void test_tmpl_from_seg_and_attach(void **st)
+{
+	(void)st;
+	struct rp_seg s;
+	struct rp_tmpl t, u;
+	struct rp_craft *cr;
+	uint8_t pkt[RP_TMPL_MAX];
+	struct rp_route rt;
+	static const uint8_t dmac[6] = { 2, 0xaa, 0, 0, 0, 9 };
+	struct rp_burst_cfg c = { .engine = RP_ENGINE_AFPACKET,
+				  .set = { .dports = { .lo = 1, .hi = 1 }, .sports = { .lo = 2, .hi = 2 } } };
+
+	base_seg(&s, true);
+	assert_int_equal(rp_tmpl_from_seg(&t, &s), 0);
+	assert_int_equal(rp_craft_open(&cr, RP_CRAFT_NOSEND, NULL, 0), 0);
+	int n = rp_craft_render(cr, &s, pkt, sizeof(pkt));
+	rp_craft_close(cr);
+	assert_int_equal(rp_tmpl_from_ip(&u, pkt, (size_t)n), 0);
+	assert_int_equal(t.len, u.len);
+	assert_memory_equal(t.frame, u.frame, t.len);
+	s.dport = 0;
+	assert_int_equal(rp_tmpl_from_seg(&u, &s), -EINVAL);   /* craft refuses port 0 */
+
+	memset(&rt, 0, sizeof(rt));
+	assert_int_equal(rp_burst_attach(&c, &t, &rt, dmac, false), -EINVAL);   /* no interface */
+	rt.ifindex = 7;
+	memcpy(rt.if_mac, (uint8_t[6]){ 2, 0xbb, 0, 0, 0, 1 }, 6);
+	assert_int_equal(rp_burst_attach(&c, &t, &rt, dmac, false), 0);
+	assert_ptr_equal(c.tmpl, &t);
+	assert_int_equal(c.ifindex, 7);
+	assert_int_equal(t.l3off, RP_ETH_HLEN);
+	assert_memory_equal(t.frame, dmac, 6);
+	assert_memory_equal(t.frame + 6, rt.if_mac, 6);
+	assert_memory_equal(t.frame + RP_ETH_HLEN, pkt, (size_t)n);
+	/* the rendered IPv4 packet does not change with the Ethernet header */
+	assert_int_equal(rp_burst_render(&c, 0, pkt + 100, sizeof(pkt) - 100), n);
+}
+
 static void test_run_refuses_bad_config(void **st)
 {
 	(void)st;
@@ -380,6 +420,7 @@ int main(void)
 		cmocka_unit_test(test_random_order_each_pass_once),
 		cmocka_unit_test(test_render_cookie_and_ipid),
 		cmocka_unit_test(test_inline_cookie_equals_us_cookie),
+		cmocka_unit_test(test_tmpl_from_seg_and_attach),
 		cmocka_unit_test(test_run_refuses_bad_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
