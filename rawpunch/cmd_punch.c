@@ -366,7 +366,7 @@ static int wait_msg(struct rv_client *rv, const char *want, int timeout_ms, stru
 			*out = o;
 			return 0;
 		}
-		if (!strcmp(t, "abort")) {
+		if (!strcmp(t, "abort") || !strcmp(t, "done")) {
 			json_object_put(o);
 			return -ECONNABORTED;
 		}

@@ -1,0 +1,115 @@
+# shellcheck shell=bash
+# SPDX-License-Identifier: MIT
+# Shared by tests/lab/punch_*.sh (sourced; not a test itself). Needs tools/natlab-lib.sh, sha256sum, jq-free
+# JSON checks through python3.
+#
+#   punch_lab PREFIX NATLAB-UP-ARGS...   a lab (unique name), a rendezvous server on s; everything is removed
+#                                        on exit (lab, temp dir), also on failure
+#   punch_pair TAG [PUNCH-ARGS...]       run 'rawpunch punch --stdio' on a and b at once with $PUNCH_MIB MiB of
+#                                        (PUNCH_PCAP=1: each side writes $T/TAG-SIDE.pcap)
+#                                        random data each way; fails unless both exit 0 and the SHA-256 of
+#                                        what each side received equals what the other sent
+#   report_get TAG SIDE EXPR             evaluate EXPR (Python, the report is `r`) on $T/TAG-SIDE.json
+#   no_leftovers                         no rawpunch_* nft table in a or b
+case ${BUILD:-build} in /*) _b=$BUILD ;; *) _b=$PWD/${BUILD:-build} ;; esac
+RP=${RAWPUNCH:-$_b/rawpunch}
+[ -x "$RP" ] || { echo "FAIL: $RP not built (make)"; exit 1; }
+# shellcheck source=tools/natlab-lib.sh
+source tools/natlab-lib.sh
+PUNCH_MIB=${PUNCH_MIB:-4}
+T=$(mktemp -d /tmp/rp-punch.XXXXXX)
+LAB=
+declare -A SECRET_FILE_OF=()
+
+_punch_cleanup() {
+	_natlab_cleanup
+	rm -rf "$T"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	local f
+	for f in "$T"/*.err; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 30 "$f" >&2; }; done
+	exit 1
+}
+
+punch_lab() {
+	local prefix=$1; shift
+	LAB=$(unique_lab "$prefix")
+	lab_up "$LAB" "$@"
+	trap _punch_cleanup EXIT
+	head -c 32 /dev/urandom | base64 >"$T/secret"
+	tools/natlab exec "$LAB" s -- "$RP" rendezvous --listen 198.18.3.2 >/dev/null 2>"$T/rv.log" &
+	local i
+	for i in $(seq 50); do
+		tools/natlab exec "$LAB" s -- ss -ltn 2>/dev/null | grep -q ':7777 ' && return 0
+		sleep 0.1
+	done
+	fail "rendezvous server did not start"
+}
+
+# punch_pair TAG [extra args for both sides]
+punch_pair() {
+	local tag=$1; shift
+	local side pids=() rc
+	for side in a b; do
+		head -c $((PUNCH_MIB << 20)) /dev/urandom >"$T/$tag-$side.in"
+	done
+	for side in a b; do
+		local pc=()
+		[ -n "${PUNCH_PCAP:-}" ] && pc=(--pcap "$T/$tag-$side.pcap")
+		tools/natlab exec "$LAB" "$side" -- "$RP" punch "${pc[@]}" --rendezvous 198.18.3.2 --session "$tag" \
+			--secret-file "${SECRET_FILE_OF[$side]:-$T/secret}" --stdio --report "$T/$tag-$side.json" \
+			--timeout 20 "$@" <"$T/$tag-$side.in" >"$T/$tag-$side.out" 2>"$T/$tag-$side.err" &
+		pids+=($!)
+	done
+	PAIR_RC=()
+	for side in 0 1; do
+		rc=0
+		wait "${pids[$side]}" || rc=$?
+		PAIR_RC+=("$rc")
+	done
+}
+
+# expect_pair_ok TAG: both exited 0, the data crossed intact both ways, the report says repair
+expect_pair_ok() {
+	local tag=$1 ha hb
+	[ "${PAIR_RC[0]}" = 0 ] && [ "${PAIR_RC[1]}" = 0 ] || fail "$tag: punch exited a=${PAIR_RC[0]} b=${PAIR_RC[1]}"
+	ha=$(sha256sum <"$T/$tag-a.in" | cut -c1-64); hb=$(sha256sum <"$T/$tag-b.in" | cut -c1-64)
+	[ "$(sha256sum <"$T/$tag-b.out" | cut -c1-64)" = "$ha" ] ||
+		fail "$tag: b received $(wc -c <"$T/$tag-b.out") bytes whose SHA-256 differs from a's $((PUNCH_MIB << 20))"
+	[ "$(sha256sum <"$T/$tag-a.out" | cut -c1-64)" = "$hb" ] ||
+		fail "$tag: a received $(wc -c <"$T/$tag-a.out") bytes whose SHA-256 differs from b's $((PUNCH_MIB << 20))"
+	local side
+	for side in a b; do
+		[ "$(report_get "$tag" "$side" "r['result']['ok']")" = True ] || fail "$tag: $side's report: result.ok is not true"
+		[ "$(report_get "$tag" "$side" "r['result']['path']")" = repair ] ||
+			fail "$tag: $side's report: path is not repair"
+		[ "$(report_get "$tag" "$side" "r['result']['bytes_in']")" = $((PUNCH_MIB << 20)) ] ||
+			fail "$tag: $side's report: bytes_in is not $((PUNCH_MIB << 20))"
+		[ "$(report_get "$tag" "$side" "r['rounds'][-1]['established']")" = True ] ||
+			fail "$tag: $side's report: the last round is not established"
+	done
+}
+
+report_get() {
+	python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($3)" "$T/$1-$2.json" 2>/dev/null ||
+		echo "<no report $1-$2>"
+}
+
+no_leftovers() {
+	local h
+	for h in a b; do
+		if tools/natlab exec "$LAB" "$h" -- nft list tables 2>/dev/null | grep -q 'rawpunch_'; then
+			fail "an nft rawpunch table remains in $h"
+		fi
+	done
+}
+
+# summary TAG: one line per side for the log
+summary() {
+	local tag=$1 side
+	for side in a b; do
+		echo "   $tag/$side: $(report_get "$tag" "$side" "'%s, %d round(s), punch %.1f ms, connect %.0f ms, %d packets, trigger %s' % (r['plan']['method'], len(r['rounds']), r['result']['punch_ms'], r['result']['time_to_connect_ms'], r['result']['packets_total'], r['rounds'][-1]['trigger'])")"
+	done
+}
