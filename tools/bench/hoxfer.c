@@ -36,6 +36,7 @@
 
 #include "rawpunch/cli.h"
 #include "rawpunch/handoff.h"
+#include "rawpunch/session.h"
 
 #define CHUNK 65536
 
@@ -45,6 +46,7 @@ struct cfg {
 	unsigned count, size;
 	unsigned timeout_ms;
 	bool no_fallback;
+	bool wait_first;          /* server, xfer: send nothing before the client's first byte */
 };
 
 static uint64_t now_ns(void)
@@ -135,7 +137,8 @@ static int recv_all(int fd, uint8_t *b, size_t n)
 struct sender {
 	int fd;
 	uint64_t seed, bytes, skip;   /* skip: first bytes already sent before the thread started */
-	uint64_t gate;                /* server: hold after `skip` bytes until the peer sent more than gate */
+	bool gated;                   /* server: hold after `skip` bytes until the peer sent more than gate */
+	uint64_t gate;
 	_Atomic uint64_t *peer_rcvd;
 	crypto_hash_sha256_state *pre_h;
 	int err;
@@ -152,7 +155,7 @@ static void *sender_main(void *arg)
 		s->err = -ENOMEM;
 		return NULL;
 	}
-	while (s->gate && atomic_load(s->peer_rcvd) <= s->gate)
+	while (s->gated && atomic_load(s->peer_rcvd) <= s->gate)
 		usleep(200);
 	while (off < s->bytes) {
 		size_t n = s->bytes - off < CHUNK ? (size_t)(s->bytes - off) : CHUNK;
@@ -247,7 +250,10 @@ static int run_xfer(int fd, bool server, const struct cfg *c, struct stream *min
 			return s.err;
 		s.skip = c->pre;
 		s.gate = c->pre;
+		s.gated = true;
 	}
+	if (server && c->wait_first)
+		s.gated = true;   /* gate = pre (0): wait for the client's first byte */
 	if (pthread_create(&th, NULL, sender_main, &s))
 		return -EAGAIN;
 	int r = recv_stream(fd, server ? 1 : 2, c->bytes, &rcvd, rsha, &got, &ok);
@@ -444,7 +450,7 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 	if (rp_parse_hostport(to, 0, &ra))
 		return rp_usage_err("hoxfer", "--to: want ADDR:PORT, got '%s'", to);
 	stream_init(&mine, 1);
-	if (strcmp(ho, "fresh")) {
+	if (strcmp(ho, "fresh") && strcmp(ho, "raw")) {
 		struct sockaddr_in la = { .sin_family = AF_INET, .sin_port = htons((uint16_t)lport) };
 		int one = 1;
 		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -487,8 +493,45 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 		p.rcv_nxt = p.rcv_wup = p.snd_wl1 = 2000;
 		p.snd_wnd = p.max_window = p.rcv_wnd = 65535;
 		p.mss = 1460;
+	} else if (!strcmp(ho, "raw")) {
+		/* the real thing: handshake with raw packets (rawpunch/session.h, RST guard on), then
+		 * hand the tcb to the kernel, and only then drop the guard */
+		struct rp_session_opts so = { .raddr = ra.sin_addr.s_addr, .rport = ntohs(ra.sin_port),
+					      .lport = (uint16_t)lport,
+					      .timeout_ns = (uint64_t)c->timeout_ms * 1000000u };
+		struct rp_session *ss;
+		char err[256] = "";
+		uint32_t la4, ra4;
+		uint16_t lp, rp;
+		if ((r = rp_session_open_err(&so, &ss, err, sizeof(err))))
+			return rp_err("session: %s: %s", err, strerror(-r));
+		if ((r = rp_session_handshake(ss))) {
+			rp_session_why(ss, err, sizeof(err));
+			rp_session_close(ss);
+			return rp_err("raw handshake: %s (%s)", strerror(-r), err);
+		}
+		rp_session_tuple(ss, &la4, &lp, &ra4, &rp);
+		if ((r = rp_handoff_from_tcb(rp_session_tcb(ss), la4, lp, ra4, rp, now_ns(), &p))) {
+			rp_session_close(ss);
+			return rp_err_errno(r, "handoff state from the tcb");
+		}
+		const struct us_tcb *t = rp_session_tcb(ss);
+		snprintf(prefix, sizeof(prefix), "raw_iss=%u raw_irs=%u wscale=%u/%u sack=%d ts=%d ", t->iss, t->irs,
+			 p.snd_wscale, p.rcv_wscale, p.sack_ok, p.ts_ok);
+		fd = rp_handoff(&p, &o, &res);
+		struct rp_session_stats sst;
+		rp_session_release(ss);   /* the guard goes once the kernel owns the flow */
+		rp_session_stats(ss, &sst);
+		rp_session_close(ss);
+		size_t l = strlen(prefix);
+		snprintf(prefix + l, sizeof(prefix) - l, "guard_dropped=%lld ", (long long)sst.guard_dropped);
+		if (fd < 0) {
+			printf("handoff=failed err=%d repair_errno=%d\n", fd, res.repair_errno);
+			return rp_err_errno(fd, "handoff");
+		}
+		goto handed_off;
 	} else if (strcmp(ho, "none")) {
-		return rp_usage_err("hoxfer", "--handoff: none, freeze or fresh, not '%s'", ho);
+		return rp_usage_err("hoxfer", "--handoff: none, freeze, fresh or raw, not '%s'", ho);
 	}
 	if (fd < 0) {
 		fd = rp_handoff(&p, &o, &res);
@@ -498,6 +541,7 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 			fflush(stdout);
 			return rp_err_errno(fd, "handoff");
 		}
+handed_off:;
 		size_t l = strlen(prefix);
 		struct tcp_info ti;
 		socklen_t tl = sizeof(ti);
@@ -534,7 +578,7 @@ int main(int argc, char **argv)
 		{ "port", 1, 0, 'p' }, { "bind", 1, 0, 'b' }, { "mode", 1, 0, 'm' }, { "bytes", 1, 0, 'n' },
 		{ "pre", 1, 0, 'P' }, { "count", 1, 0, 'c' }, { "size", 1, 0, 's' }, { "to", 1, 0, 't' },
 		{ "lport", 1, 0, 'l' }, { "handoff", 1, 0, 'H' }, { "no-fallback", 0, 0, 'F' },
-		{ "timeout-ms", 1, 0, 'T' }, { 0, 0, 0, 0 } };
+		{ "timeout-ms", 1, 0, 'T' }, { "wait-first", 0, 0, 'W' }, { 0, 0, 0, 0 } };
 	struct cfg c = { .mode = "xfer", .bytes = 1u << 20, .count = 1000, .size = 64, .timeout_ms = 8000 };
 	const char *bind_s = NULL, *to = NULL, *ho = "none";
 	unsigned long port = 0, lport = 0, v;
@@ -563,6 +607,7 @@ int main(int argc, char **argv)
 		case 't': to = optarg; break;
 		case 'H': ho = optarg; break;
 		case 'F': c.no_fallback = true; break;
+		case 'W': c.wait_first = true; break;
 		default: return rp_usage_err("hoxfer", "unknown option");
 		}
 	}
