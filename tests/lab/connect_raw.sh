@@ -79,8 +79,11 @@ no_tables "(2)"
 echo "ok (2) simultaneous open with a kernel connect() across two NATs, data both ways"
 
 # ---- (3) forged SYN-ACK / RST with a wrong cookie ----------------------------------------------
-# s drops the first SYNs (silence), an off-path host on a's LAN (na) forges s's replies; then s
-# starts answering and the real handshake must still complete.
+# s drops the first SYNs (silence) while forged replies spoofed as s:7200 arrive from na, an
+# off-path host on a's own LAN; then s starts answering and the real handshake must still complete.
+# Not forged from s through NAT ra: ra's conntrack sometimes drops such packets (INVALID) and
+# sometimes takes the forged SYN-ACK into its TCP window tracking, after which it marks the REAL
+# connection's ACKs INVALID and lets them leave un-NATed -- a test of the NAT, not of rawpunch.
 S nft -f - <<'EON'
 table inet rwtest {
   chain in {
@@ -94,9 +97,9 @@ echo "after the forgeries" >"$T/in3"
 ( sleep 5; cat "$T/in3" ) | A "$RP" connect --raw -v --local-port 40030 --syn-interval 300 --timeout 20 "$S_IP:7200" \
   >"$T/out3" 2>"$T/3.err" & cpid=$!; pids+=($cpid)
 sleep 1
-# SYN-ACKs acking a wrong ISN and RST-ACKs with a wrong ack, spoofed from s:7200 to a:40030
-NA hping3 -q -c 3 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -S -A -M 1000 -L 12345 10.0.1.2 >/dev/null 2>&1 || true
-NA hping3 -q -c 3 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -R -A -M 0 -L 777 10.0.1.2 >/dev/null 2>&1 || true
+# SYN-ACKs acking a wrong ISN, RST-ACKs with a wrong ack, bare RSTs
+NA hping3 -q -c 4 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -S -A -M 1000 -L 12345 10.0.1.2 >/dev/null 2>&1 || true
+NA hping3 -q -c 4 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -R -A -M 0 -L 777 10.0.1.2 >/dev/null 2>&1 || true
 NA hping3 -q -c 2 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -R -M 99 10.0.1.2 >/dev/null 2>&1 || true
 sleep 0.5
 grep -q ESTABLISHED "$T/3.err" && fail "(3) a forged segment established the connection"
@@ -105,8 +108,8 @@ S nft delete table inet rwtest
 wait "$cpid" || fail "(3) the real handshake after the forgeries failed ($?)"
 cmp -s "$T/in3" "$T/out3" || fail "(3) echo mismatch after the forgeries"
 forged=$(sed -n 's/.*forged=\([0-9]*\).*/\1/p' "$T/3.err")
-[ "${forged:-0}" -ge 8 ] || fail "(3) expected >= 8 forged segments counted, got '${forged}'"
-[ "$(grep -c '^.*ignored ' "$T/3.err")" -ge 8 ] || fail "(3) forged segments not reported as ignored"
+[ "${forged:-0}" -ge 10 ] || fail "(3) expected >= 10 forged segments counted, got '${forged}'"
+[ "$(grep -c '^.*ignored ' "$T/3.err")" -ge 10 ] || fail "(3) forged segments not reported as ignored"
 no_tables "(3)"
 echo "ok (3) $forged forged SYN-ACK/RST ignored, real handshake completed afterwards"
 
