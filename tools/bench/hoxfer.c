@@ -4,6 +4,7 @@
  *   hoxfer serve --port P [--bind ADDR] [--mode xfer|sink|rtt] [--bytes N] [--pre N] [--count K] [--size S]
  *   hoxfer client --to ADDR:PORT [--lport P] [--handoff none|freeze|fresh] [--no-fallback]
  *                 [--mode xfer|sink|rtt] [--bytes N] [--pre N] [--count K] [--size S] [--timeout-ms T]
+ *                 [--role client|server] [--wait-first]
  *
  * --handoff freeze: connect with the kernel, exchange the first --pre bytes each way (the server's
  *   stay UNREAD in our receive queue), freeze the socket with TCP_REPAIR (rp_handoff_freeze), close it
@@ -47,6 +48,8 @@ struct cfg {
 	unsigned timeout_ms;
 	bool no_fallback;
 	bool wait_first;          /* server, xfer: send nothing before the client's first byte */
+	bool as_server;           /* client: after connecting, play the server's part (both sides of a
+	                             simultaneous open run 'client') */
 };
 
 static uint64_t now_ns(void)
@@ -567,7 +570,12 @@ handed_off:;
 		snprintf(prefix + l, sizeof(prefix) - l, "lport=%u ", ntohs(la.sin_port));
 	}
 	free(qbuf);   /* rp_handoff() copied what it needed */
-	r = run_mode(fd, false, c, &mine, sent, t0, prefix);
+	if (c->as_server) {
+		if (sent)
+			return rp_usage_err("hoxfer", "--role server: no --pre");
+		stream_init(&mine, 2);
+	}
+	r = run_mode(fd, c->as_server, c, &mine, sent, t0, prefix);
 	close(fd);
 	return r ? rp_err_errno(r, "client") : 0;
 }
@@ -578,7 +586,8 @@ int main(int argc, char **argv)
 		{ "port", 1, 0, 'p' }, { "bind", 1, 0, 'b' }, { "mode", 1, 0, 'm' }, { "bytes", 1, 0, 'n' },
 		{ "pre", 1, 0, 'P' }, { "count", 1, 0, 'c' }, { "size", 1, 0, 's' }, { "to", 1, 0, 't' },
 		{ "lport", 1, 0, 'l' }, { "handoff", 1, 0, 'H' }, { "no-fallback", 0, 0, 'F' },
-		{ "timeout-ms", 1, 0, 'T' }, { "wait-first", 0, 0, 'W' }, { 0, 0, 0, 0 } };
+		{ "timeout-ms", 1, 0, 'T' }, { "wait-first", 0, 0, 'W' }, { "role", 1, 0, 'R' },
+		{ 0, 0, 0, 0 } };
 	struct cfg c = { .mode = "xfer", .bytes = 1u << 20, .count = 1000, .size = 64, .timeout_ms = 8000 };
 	const char *bind_s = NULL, *to = NULL, *ho = "none";
 	unsigned long port = 0, lport = 0, v;
@@ -608,6 +617,11 @@ int main(int argc, char **argv)
 		case 'H': ho = optarg; break;
 		case 'F': c.no_fallback = true; break;
 		case 'W': c.wait_first = true; break;
+		case 'R':
+			if (strcmp(optarg, "server") && strcmp(optarg, "client"))
+				return rp_usage_err("hoxfer", "--role: client or server");
+			c.as_server = !strcmp(optarg, "server");
+			break;
 		default: return rp_usage_err("hoxfer", "unknown option");
 		}
 	}
