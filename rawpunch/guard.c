@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <nftables/libnftables.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,28 +14,50 @@
 
 #include "rawpunch/craft.h"
 
+static atomic_uint guard_seq;    /* guards opened by this process so far */
+
 struct rp_guard {
 	struct nft_ctx *nft;      /* its netlink socket owns the table ('flags owner') */
 	char table[32];
 	char err[512];
 };
 
-bool rp_guard_parse_name(const char *s, long *pid)
+/* 1-10 digits, no leading zero, <= INT32_MAX; returns the characters used or 0. */
+static size_t number(const char *s, long *out)
 {
-	size_t n = strlen(RP_GUARD_PREFIX), i;
+	size_t i;
 	long v = 0;
-	if (!s || strncmp(s, RP_GUARD_PREFIX, n))
-		return false;
-	s += n;
 	if (s[0] < '1' || s[0] > '9')
-		return false;
-	for (i = 0; s[i]; i++) {
-		if (s[i] < '0' || s[i] > '9' || i >= 10)
-			return false;
+		return 0;
+	for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+		if (i >= 10)
+			return 0;
 		v = v * 10 + (s[i] - '0');
 	}
 	if (v > 0x7fffffffL)
+		return 0;
+	*out = v;
+	return i;
+}
+
+bool rp_guard_parse_name(const char *s, long *pid)
+{
+	size_t n = strlen(RP_GUARD_PREFIX), k;
+	long v, seq;
+	if (!s || strncmp(s, RP_GUARD_PREFIX, n))
 		return false;
+	s += n;
+	k = number(s, &v);
+	if (!k)
+		return false;
+	s += k;
+	if (*s == '_') {               /* a process's second and later guards: rawpunch_<pid>_<k> */
+		k = number(s + 1, &seq);
+		if (!k || s[1 + k])
+			return false;
+	} else if (*s) {
+		return false;
+	}
 	if (pid)
 		*pid = v;
 	return true;
@@ -141,7 +164,12 @@ int rp_guard_open(struct rp_guard **out, char *err, size_t errlen)
 		free(g);
 		return -ENOMEM;
 	}
-	snprintf(g->table, sizeof(g->table), RP_GUARD_PREFIX "%ld", (long)getpid());
+	/* one table per guard: a process may run several attempts (threads, retries) at once */
+	unsigned k = atomic_fetch_add(&guard_seq, 1u);
+	if (k == 0)
+		snprintf(g->table, sizeof(g->table), RP_GUARD_PREFIX "%ld", (long)getpid());
+	else
+		snprintf(g->table, sizeof(g->table), RP_GUARD_PREFIX "%ld_%u", (long)getpid(), k);
 	(void)sweep_with(g->nft);   /* best effort; a failure here shows again just below */
 	/* Only RSTs the kernel makes: rawpunch's own crafted packets carry RP_CRAFT_MARK. */
 	snprintf(cmd, sizeof(cmd),

@@ -70,6 +70,7 @@ echo "ok SIGKILL -> table gone (owner)"
 true & dead=$!; wait "$dead"
 while kill -0 "$dead" 2>/dev/null; do true & dead=$!; wait "$dead"; done
 A nft add table inet "rawpunch_$dead"              # no owner flag: only the sweep can remove it
+A nft add table inet "rawpunch_${dead}_2"           # a dead process's second guard
 A nft add table inet rawpunch_0123                  # not our pattern (leading zero)
 A nft add table inet rawpunchx_$dead                # not our pattern
 A nft add table ip "rawpunch_$dead"                 # other family: not ours
@@ -80,6 +81,7 @@ set -e
 grep -q 'silence' "$T/silence.err" || fail "timeout message does not say 'silence'"
 A nft list tables >"$T/tables"
 grep -qx "table inet rawpunch_$dead" "$T/tables" && fail "stale table rawpunch_$dead not swept"
+grep -qx "table inet rawpunch_${dead}_2" "$T/tables" && fail "stale table rawpunch_${dead}_2 not swept"
 grep -qx "table inet rawpunch_0123" "$T/tables" || fail "sweep removed rawpunch_0123"
 grep -qx "table inet rawpunchx_$dead" "$T/tables" || fail "sweep removed rawpunchx_$dead"
 grep -qx "table ip rawpunch_$dead" "$T/tables" || fail "sweep removed an ip-family table"

@@ -20,11 +20,16 @@ static void test_parse_name(void **st)
 	assert_true(rp_guard_parse_name("rawpunch_2147483647", &pid));
 	assert_int_equal(pid, 2147483647L);
 	assert_true(rp_guard_parse_name("rawpunch_77", NULL));
+	pid = -1;
+	assert_true(rp_guard_parse_name("rawpunch_4242_1", &pid));
+	assert_int_equal(pid, 4242);
+	assert_true(rp_guard_parse_name("rawpunch_4242_2147483647", &pid));
 
 	static const char *no[] = {
 		"", "rawpunch_", "rawpunch_0", "rawpunch_0123", "rawpunch_12a", "rawpunch_-5", "rawpunch_ 5",
 		"rawpunch_2147483648", "rawpunch_12345678901", "Rawpunch_12", "rawpunchx_12", "xrawpunch_12",
-		"rawpunch__12", "rawpunch_12 ", "rawpunch_+12", "natlab", NULL,
+		"rawpunch__12", "rawpunch_12 ", "rawpunch_+12", "natlab", "rawpunch_12_", "rawpunch_12_0",
+		"rawpunch_12_01", "rawpunch_12_3_4", "rawpunch_12_x", "rawpunch_12-3", "rawpunch_12_2147483648", NULL,
 	};
 	for (int i = 0; no[i]; i++) {
 		pid = -1;
