@@ -748,8 +748,12 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 				break;
 			s->st.bytes_in += out.nread;
 			r = write_all(out_fd, outbuf, out.nread);
-			if (r)
+			if (r) {
+				/* nowhere to put the peer's data: reset rather than pretend to read it */
+				ev = (struct us_event){ .type = US_EV_ABORT };
+				(void)step(s, &ev, &out, false);
 				return r;
+			}
 			last = now_ns();
 		}
 		/* the peer finished: stop reading input, close our side after what is queued */

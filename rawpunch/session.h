@@ -80,7 +80,8 @@ int rp_session_handshake(struct rp_session *s);
  * TIME-WAIT (0.5 s) is over (0). Waits for input without limit while the connection is idle; once
  * our FIN is out, idle_timeout_ns without progress ends it (-ETIMEDOUT; 0 = 30 s). Lost segments
  * are retransmitted by the tcb, which gives up with -ETIMEDOUT after its retries.
- * -ECONNRESET if the peer resets; -EINTR on *stop, after sending an RST (abort). */
+ * -ECONNRESET if the peer resets; -EINTR on *stop and the write error if out_fd fails (-EPIPE, ...),
+ * both after sending an RST (abort). */
 int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t idle_timeout_ns);
 
 /* The connection as it stands (ESTABLISHED after a successful handshake): for the handoff. */
