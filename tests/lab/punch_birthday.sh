@@ -28,7 +28,7 @@ summary bd
 punch_lab pi --nat-a random --nat-b random
 start=$(date +%s)
 punch_pair imp --timeout 10
-[ "${PAIR_RC[0]}" = 1 ] && [ "${PAIR_RC[1]}" = 1 ] || fail "imp: exit codes a=${PAIR_RC[0]} b=${PAIR_RC[1]} (want 1 1)"
+if [ "${PAIR_RC[0]}" != 1 ] || [ "${PAIR_RC[1]}" != 1 ]; then fail "imp: exit codes a=${PAIR_RC[0]} b=${PAIR_RC[1]} (want 1 1)"; fi
 for side in a b; do
 	[ "$(report_get imp "$side" "r['plan']['method']")" = impossible ] || fail "imp: $side's plan is not impossible"
 	[ "$(report_get imp "$side" "len(r['rounds'])")" = 0 ] || fail "imp: $side punched anyway"

@@ -74,7 +74,7 @@ punch_pair() {
 # expect_pair_ok TAG: both exited 0, the data crossed intact both ways, the report says repair
 expect_pair_ok() {
 	local tag=$1 ha hb
-	[ "${PAIR_RC[0]}" = 0 ] && [ "${PAIR_RC[1]}" = 0 ] || fail "$tag: punch exited a=${PAIR_RC[0]} b=${PAIR_RC[1]}"
+	if [ "${PAIR_RC[0]}" != 0 ] || [ "${PAIR_RC[1]}" != 0 ]; then fail "$tag: punch exited a=${PAIR_RC[0]} b=${PAIR_RC[1]}"; fi
 	ha=$(sha256sum <"$T/$tag-a.in" | cut -c1-64); hb=$(sha256sum <"$T/$tag-b.in" | cut -c1-64)
 	[ "$(sha256sum <"$T/$tag-b.out" | cut -c1-64)" = "$ha" ] ||
 		fail "$tag: b received $(wc -c <"$T/$tag-b.out") bytes whose SHA-256 differs from a's $((PUNCH_MIB << 20))"

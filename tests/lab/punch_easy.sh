@@ -17,7 +17,7 @@ expect_pair_ok rst
 # the pcap shows a's SYNs (the low-TTL prime among them) and what came back
 n_prime=$(tshark -n -r "$T/rst-a.pcap" -Y "ip.src==10.0.1.2 && tcp.flags.syn==1 && tcp.flags.ack==0 && ip.ttl<=2" 2>/dev/null | wc -l)
 n_in=$(tshark -n -r "$T/rst-a.pcap" -Y "ip.dst==10.0.1.2 && tcp.flags.syn==1" 2>/dev/null | wc -l)
-[ "$n_prime" -ge 1 ] && [ "$n_in" -ge 1 ] || fail "rst: --pcap has $n_prime low-TTL SYNs out and $n_in SYNs in"
+if [ "$n_prime" -lt 1 ] || [ "$n_in" -lt 1 ]; then fail "rst: --pcap has $n_prime low-TTL SYNs out and $n_in SYNs in"; fi
 no_leftovers
 ok "preserve x preserve, rst filtering: 4 MiB each way intact, repair, prime seen in the pcap"
 summary rst
@@ -28,7 +28,7 @@ SECRET_FILE_OF[b]=$T/other
 start=$(date +%s)
 punch_pair wrong --timeout 3
 SECRET_FILE_OF[b]=
-[ "${PAIR_RC[0]}" = 1 ] && [ "${PAIR_RC[1]}" = 1 ] || fail "wrong secret: exit codes a=${PAIR_RC[0]} b=${PAIR_RC[1]} (want 1 1)"
+if [ "${PAIR_RC[0]}" != 1 ] || [ "${PAIR_RC[1]}" != 1 ]; then fail "wrong secret: exit codes a=${PAIR_RC[0]} b=${PAIR_RC[1]} (want 1 1)"; fi
 [ $(( $(date +%s) - start )) -le 10 ] || fail "wrong secret: took longer than 10 s"
 for side in a b; do
 	grep -q "rawpunch: rendezvous" "$T/wrong-$side.err" || fail "wrong secret: $side gave no rendezvous reason"
