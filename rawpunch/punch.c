@@ -445,6 +445,7 @@ static void sender_stop(struct sender *s)
 
 struct round_bufs {
 	uint16_t prime_ports[RP_PLAN_MAX_PORTS];
+	uint16_t lock[RP_PLAN_MAX_PORTS];
 	uint16_t many[4096];
 	uint16_t *probes;
 	unsigned n_probes;
@@ -531,11 +532,41 @@ static int build_phases(struct rp_punch *p, const struct rp_punch_round_opts *ro
 	if (!sp->n_remote && sp->action != RP_ACT_PROBE_RANDOM)
 		return -EINVAL;
 
+	/* Lockstep (both sides sequential). Side a's i-th SYN targets b's i-th predicted port; side b's
+	 * j-th SYN targets a's predicted port j + (j mod M). If other hosts' flows took ka ports on a's
+	 * NAT and kb on b's since the predictions were made, a's i-th SYN leaves from a's port i + ka and
+	 * b's j-th from b's j + kb: the two are one 4-tuple when i = j + kb and j mod M = ka + kb. So
+	 * any total drift K = ka + kb < M still pairs (at j = K, K + M, ...), where plain i-th to i-th
+	 * pairing needs ka = kb = 0 -- which a NAT with other users rarely grants. */
+	const uint16_t *targets = sp->remote_ports;
+	unsigned n_targets = sp->n_remote;
+	if (lockstep) {
+		const struct rp_natinfo *pn = ro->peer;
+		unsigned m = n_targets / 2 ? n_targets / 2 : 1;
+		if (!pn->n_predicted || !pn->delta)
+			return -EINVAL;
+		for (unsigned j = 0; j < n_targets; j++) {
+			long idx = (long)j + (ro->me == 1 ? (long)(j % m) : 0), port;
+			if (idx < (long)pn->n_predicted)
+				port = pn->predicted[idx];
+			else
+				port = (long)pn->predicted[pn->n_predicted - 1] + (idx - (long)pn->n_predicted + 1) * pn->delta;
+			if (port < 1 || port > 65535) {
+				n_targets = j;
+				break;
+			}
+			b->lock[j] = (uint16_t)port;
+		}
+		if (!n_targets)
+			return -EINVAL;
+		targets = b->lock;
+	}
+
 	/* the prime(s): at T, from the punch port, low TTL */
 	if ((sp->prime || lockstep) && sp->action == RP_ACT_CONNECT) {
 		struct phase *ph = &s->ph[s->n++];
-		unsigned n = lockstep ? sp->n_remote : 1;
-		memcpy(b->prime_ports, sp->remote_ports, n * sizeof(uint16_t));
+		unsigned n = lockstep ? n_targets : 1;
+		memcpy(b->prime_ports, targets, n * sizeof(uint16_t));
 		ph->name = "prime";
 		ph->prime = true;
 		ph->ttl = low;
@@ -556,22 +587,25 @@ static int build_phases(struct rp_punch *p, const struct rp_punch_round_opts *ro
 	switch (sp->action) {
 	case RP_ACT_CONNECT:
 		ph->ttl = 0;
-		ph->set.dports = (struct rp_portlist){ .list = sp->remote_ports, .n = sp->n_remote };
+		ph->set.dports = (struct rp_portlist){ .list = targets, .n = n_targets };
 		ph->set.sports = (struct rp_portlist){ .lo = p->punch_port, .hi = p->punch_port };
 		ph->repeat_ns = (uint64_t)sp->repeat_ms * 1000000ull;
 		ph->until_ns = *end_ns;
 		if (lockstep) {
-			/* the full-TTL pass follows every side's primes by the start margin */
+			/* the full-TTL pass follows every side's primes by the start margin; it is repeated
+			 * (the same 4-tuples: the mappings exist, no new port is taken) against loss */
 			uint64_t at = prime_end + (uint64_t)(sp->start_ms ? sp->start_ms : 5) * 1000000ull;
 			if (at > ph->at_ns) {
 				*end_ns += at - ph->at_ns;
 				ph->at_ns = at;
 			}
+			ph->repeat_ns = 250000000ull;
+			ph->until_ns = *end_ns;
 		}
 		st->n_local = 1;
 		st->local_lo = st->local_hi = p->punch_port;
-		st->n_remote = sp->n_remote;
-		port_span(sp->remote_ports, sp->n_remote, &st->remote_lo, &st->remote_hi);
+		st->n_remote = n_targets;
+		port_span(targets, n_targets, &st->remote_lo, &st->remote_hi);
 		break;
 	case RP_ACT_OPEN_MANY: {
 		unsigned want = sp->n_local ? sp->n_local : 256, got;
