@@ -16,6 +16,11 @@
  * Modes: xfer: both sides send --bytes of a seeded PRNG stream at once and SHA-256 both directions;
  *   then FIN both ways. sink: client -> server --bytes, server answers one byte when it has it all;
  *   the client times it. rtt: --count ping-pongs of --size bytes (TCP_NODELAY), median and p99.
+ *   hoxfer forward --listen [ADDR:]PORT --to ADDR:PORT [--handoff none|raw] [--clients N]
+ *   ssh -L style (rawpunch/fdmode.h rp_forward): every local client is carried over its OWN new
+ *   connection to --to: with --handoff raw a raw handshake from a fresh port (session.h, guard),
+ *   rp_handoff_from_tcb() + rp_handoff(), then the guard goes; with none a plain connect().
+ *   Exits after --clients clients were served.
  * Prints one line of key=value on stdout. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,6 +41,7 @@
 #include <linux/sockios.h>
 
 #include "rawpunch/cli.h"
+#include "rawpunch/fdmode.h"
 #include "rawpunch/handoff.h"
 #include "rawpunch/session.h"
 
@@ -580,6 +586,86 @@ handed_off:;
 	return r ? rp_err_errno(r, "client") : 0;
 }
 
+struct fwd_ctx {
+	struct sockaddr_in ra;
+	bool raw;
+	unsigned timeout_ms;
+	pthread_mutex_t mu;       /* one handshake at a time (the relays run in parallel) */
+	unsigned repair, other;
+};
+
+static int fwd_dial(void *arg)
+{
+	struct fwd_ctx *f = arg;
+	int fd, r;
+	pthread_mutex_lock(&f->mu);
+	if (!f->raw) {
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&f->ra, sizeof(f->ra))) {
+			r = -errno;
+			close(fd);
+			fd = r;
+		} else if (fd < 0) {
+			fd = -errno;
+		}
+		pthread_mutex_unlock(&f->mu);
+		return fd;
+	}
+	struct rp_session_opts so = { .raddr = f->ra.sin_addr.s_addr, .rport = ntohs(f->ra.sin_port),
+				      .timeout_ns = (uint64_t)f->timeout_ms * 1000000u };
+	struct rp_session *ss;
+	struct rp_handoff_params p;
+	struct rp_handoff_result res;
+	uint32_t la4, ra4;
+	uint16_t lp, rp;
+	if ((r = rp_session_open(&so, &ss))) {
+		pthread_mutex_unlock(&f->mu);
+		return r;
+	}
+	if ((r = rp_session_handshake(ss)) == 0) {
+		rp_session_tuple(ss, &la4, &lp, &ra4, &rp);
+		r = rp_handoff_from_tcb(rp_session_tcb(ss), la4, lp, ra4, rp, now_ns(), &p);
+	}
+	fd = r ? r : rp_handoff(&p, NULL, &res);
+	rp_session_close(ss);   /* guard off: the kernel owns the flow (or the attempt failed) */
+	if (fd >= 0) {
+		if (res.path == RP_HANDOFF_REPAIR)
+			f->repair++;
+		else
+			f->other++;
+	}
+	pthread_mutex_unlock(&f->mu);
+	return fd;
+}
+
+static int do_forward(const char *spec, const char *to, const char *ho, unsigned clients, unsigned timeout_ms)
+{
+	struct fwd_ctx f = { .raw = !strcmp(ho, "raw"), .timeout_ms = timeout_ms, .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct rp_forward_opts fo = { .max_clients = clients, .stop_fd = -1 };
+	struct rp_forward_stats st;
+	if (!spec || !to)
+		return rp_usage_err("hoxfer", "forward needs --listen [ADDR:]PORT and --to ADDR:PORT");
+	if (strcmp(ho, "raw") && strcmp(ho, "none"))
+		return rp_usage_err("hoxfer", "forward: --handoff raw or none");
+	if (rp_parse_hostport(to, 0, &f.ra))
+		return rp_usage_err("hoxfer", "--to: want ADDR:PORT, got '%s'", to);
+	int lfd = rp_forward_listen(spec, 16);
+	if (lfd < 0)
+		return lfd == -EINVAL ? rp_usage_err("hoxfer", "--listen: want [ADDR:]PORT, got '%s'", spec)
+				      : rp_err_errno(lfd, "listen");
+	printf("listening %s\n", spec);
+	fflush(stdout);
+	int r = rp_forward(lfd, fwd_dial, &f, &fo, &st);
+	close(lfd);
+	printf("forward accepted=%u completed=%u failed=%u dial_failed=%u up=%llu down=%llu repair=%u other=%u\n",
+	       st.accepted, st.completed, st.failed, st.dial_failed, (unsigned long long)st.up_bytes,
+	       (unsigned long long)st.down_bytes, f.repair, f.other);
+	fflush(stdout);
+	if (r)
+		return rp_err_errno(r, "forward");
+	return st.completed == st.accepted ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -587,14 +673,15 @@ int main(int argc, char **argv)
 		{ "pre", 1, 0, 'P' }, { "count", 1, 0, 'c' }, { "size", 1, 0, 's' }, { "to", 1, 0, 't' },
 		{ "lport", 1, 0, 'l' }, { "handoff", 1, 0, 'H' }, { "no-fallback", 0, 0, 'F' },
 		{ "timeout-ms", 1, 0, 'T' }, { "wait-first", 0, 0, 'W' }, { "role", 1, 0, 'R' },
-		{ 0, 0, 0, 0 } };
+		{ "listen", 1, 0, 'L' }, { "clients", 1, 0, 'C' }, { 0, 0, 0, 0 } };
 	struct cfg c = { .mode = "xfer", .bytes = 1u << 20, .count = 1000, .size = 64, .timeout_ms = 8000 };
-	const char *bind_s = NULL, *to = NULL, *ho = "none";
+	const char *bind_s = NULL, *to = NULL, *ho = "none", *listen_s = NULL;
+	unsigned clients = 1;
 	unsigned long port = 0, lport = 0, v;
 	int opt;
 
-	if (argc < 2 || (strcmp(argv[1], "serve") && strcmp(argv[1], "client")))
-		return rp_usage_err("hoxfer", "first argument: serve or client");
+	if (argc < 2 || (strcmp(argv[1], "serve") && strcmp(argv[1], "client") && strcmp(argv[1], "forward")))
+		return rp_usage_err("hoxfer", "first argument: serve, client or forward");
 	if (sodium_init() < 0)
 		return rp_err("libsodium init failed");
 	optind = 2;
@@ -617,6 +704,8 @@ int main(int argc, char **argv)
 		case 'H': ho = optarg; break;
 		case 'F': c.no_fallback = true; break;
 		case 'W': c.wait_first = true; break;
+		case 'L': listen_s = optarg; break;
+		case 'C': if (rp_parse_ulong(optarg, 1, 100000, &v)) return rp_usage_err("hoxfer", "bad --clients"); clients = (unsigned)v; break;
 		case 'R':
 			if (strcmp(optarg, "server") && strcmp(optarg, "client"))
 				return rp_usage_err("hoxfer", "--role: client or server");
@@ -627,6 +716,8 @@ int main(int argc, char **argv)
 	}
 	if (c.pre > c.bytes)
 		return rp_usage_err("hoxfer", "--pre may not exceed --bytes");
+	if (!strcmp(argv[1], "forward"))
+		return do_forward(listen_s, to, ho, clients, c.timeout_ms);
 	if (!strcmp(argv[1], "serve")) {
 		if (!port)
 			return rp_usage_err("hoxfer", "serve needs --port");
