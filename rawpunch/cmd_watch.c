@@ -44,6 +44,8 @@ static void usage(FILE *f)
 		"  -Z, --user USER      after opening the capture, drop all privileges and become USER\n"
 		"  -h, --help           this text\n"
 		"\n"
+		"Text lines start with the capture time (UTC, ns); JSON has ts (s) and ts_ns. For ICMP errors\n"
+		"the tuple shown is the quoted one, as we sent it; 'from' is the router that answered.\n"
 		"Stops on SIGINT/SIGTERM, --count or --timeout, then prints capture statistics on stderr.\n"
 		"Needs CAP_NET_RAW (root, or 'setcap cap_net_raw+ep').\n");
 }
