@@ -21,6 +21,7 @@
 #include "rawpunch/fdmode.h"
 #include "rawpunch/handoff.h"
 #include "rawpunch/natinfo.h"
+#include "rawpunch/offer.h"
 #include "rawpunch/netif.h"
 #include "rawpunch/privs.h"
 #include "rawpunch/probe.h"
@@ -44,6 +45,8 @@ static void usage(FILE *f)
 		"usage: rawpunch punch --rendezvous HOST[:PORT] --session NAME --secret-file FILE\n"
 		"                      [--stdio | --exec CMD | -L [ADDR:]PORT] [--report FILE] [--pcap FILE]\n"
 		"                      [--stun HOST[:PORT]] [--local-port P] [--rate PPS] [--rounds N] [options]\n"
+		"       rawpunch punch --offer --stun HOST[:PORT] --secret-file FILE [data mode] [options]\n"
+		"       rawpunch punch --answer TEXT|- --stun HOST[:PORT] --secret-file FILE [data mode] [options]\n"
 		"\n"
 		"Both peers run this with the same session and secret. Each probes its NAT from the punch port\n"
 		"(mapping, allocation, filtering, nat_ttl), meets the other at the rendezvous server (everything\n"
@@ -66,6 +69,12 @@ static void usage(FILE *f)
 		"  --exec CMD                run /bin/sh -c CMD with the connection as its stdin/stdout\n"
 		"  -L [ADDR:]PORT            listen on ADDR:PORT (127.0.0.1 by default) and relay the first\n"
 		"                            client over the punched connection\n"
+		"  --offer                   serverless: print an offer text (one line on stderr), then read the\n"
+		"                            peer's answer as the first line of stdin\n"
+		"  --answer TEXT|-           serverless: answer this offer (\"-\": read it from stdin); prints the\n"
+		"                            answer on stderr; both start --start-in seconds later. Needs\n"
+		"                            synchronised clocks (NTP), one round, filtering unknown (primes)\n"
+		"  --start-in S              serverless: seconds from the answer to the start, 2..600 (20)\n"
 		"  --report FILE             write a JSON account of the attempt (natinfos, plan, rounds, result)\n"
 		"  --pcap FILE               write every packet of the punch (both directions) to FILE\n"
 		"  --stun HOST[:PORT]        STUN server (TCP; default: the rendezvous host, port 3478)\n"
@@ -99,6 +108,9 @@ struct cfg {
 	unsigned rounds, max_open, max_probes, samples;
 	int timeout_s, lead_ms;
 	bool quiet, verbose, tty;
+	bool offer;                 /* serverless: print an offer, read the answer */
+	const char *answer_to;      /* serverless: the offer text to answer ("-": read a line from stdin) */
+	int start_in_s;             /* serverless answer: start this long after answering */
 };
 
 static uint64_t mono_ns(void)
@@ -322,7 +334,7 @@ static int do_probe(const struct cfg *c, uint16_t lport, bool first, struct rp_p
 		.samples = c->samples,
 		.interval_ms = 10,
 		.timeout_ms = 2000,
-		.has_rendezvous = first,
+		.has_rendezvous = first && c->rv.sin_addr.s_addr != 0,
 		.rendezvous = c->rv,
 		.filter_timeout_ms = 400,
 		.ttl_max = first ? 4 : 0,
@@ -429,6 +441,132 @@ static int data_mode(const struct cfg *c, int fd, int lfd, struct rp_relay_stats
 	}
 }
 
+/* --- serverless: offer / answer -------------------------------------------------------------- */
+
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One line from fd, byte by byte so nothing after the newline is consumed (it is data for --stdio).
+ * Length (newline and surrounding whitespace stripped), -EMSGSIZE, -ENODATA at EOF, -EINTR. */
+static int read_line(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+	for (;;) {
+		char ch;
+		ssize_t k = read(fd, &ch, 1);
+		if (k < 0) {
+			if (errno == EINTR && !stop_flag)
+				continue;
+			return errno == EINTR ? -EINTR : -errno;
+		}
+		if (k == 0) {
+			if (!n)
+				return -ENODATA;
+			break;
+		}
+		if (ch == '\n')
+			break;
+		if (n + 1 >= cap)
+			return -EMSGSIZE;
+		buf[n++] = ch;
+	}
+	while (n && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	buf[n] = 0;
+	return (int)n;
+}
+
+static const char *offer_err(int r)
+{
+	switch (r) {
+	case -EINVAL: return "not an offer/answer text";
+	case -EBADMSG: return "it does not authenticate (a different secret, or altered)";
+	case -EPROTO: return "authentic but malformed";
+	case -EPERM: return "it answers another offer";
+	case -ESTALE: return "too old, or its start time has passed";
+	default: return strerror(-r);
+	}
+}
+
+/* Exchange natinfo through pasted texts. The offerer is plan side a. Our own natinfo goes through the
+ * codec too, so both plans are made from exactly the same (possibly truncated) fields. */
+static int meet_serverless(const struct cfg *c, const uint8_t *secret, size_t slen, struct rp_natinfo *self,
+			   struct rp_natinfo *peer, int *me, uint64_t *start, char *why, size_t wlen)
+{
+	struct rp_offer o, ans, mine;
+	char text[RP_OFFER_TEXT_MAX + 8], in[2048];
+	uint64_t now = real_ns();
+	int r;
+	if (c->offer) {
+		rp_offer_init(&o, RP_OFFER, now);
+		o.ni = *self;
+		o.start_ns = now + 600ull * 1000000000ull;   /* answer within 10 minutes */
+		r = rp_offer_encode(&o, secret, slen, text, sizeof(text));
+		if (r < 0)
+			return snprintf(why, wlen, "encoding the offer: %s", strerror(-r)), r;
+		if ((r = rp_offer_decode(text, secret, slen, &mine)))
+			return snprintf(why, wlen, "the offer does not decode: %s", offer_err(r)), r;
+		*self = mine.ni;
+		if (progress_shown)
+			fputs("\r\033[K", stderr);
+		fprintf(stderr, "%s\n", text);
+		status("offer above: the peer runs 'rawpunch punch --answer TEXT --stun ... --secret-file ...'; "
+		       "paste its answer here (first line of stdin)");
+		r = read_line(STDIN_FILENO, in, sizeof(in));
+		if (r < 0)
+			return snprintf(why, wlen, "reading the answer from stdin: %s",
+					r == -ENODATA ? "end of input" : strerror(-r)), r;
+		r = rp_offer_decode(in, secret, slen, &ans);
+		if (!r && ans.kind != RP_ANSWER)
+			r = -EINVAL;
+		if (!r)
+			r = rp_offer_match(&o, &ans);
+		if (!r)
+			r = rp_offer_fresh(&ans, real_ns(), 600);
+		if (r)
+			return snprintf(why, wlen, "the answer: %s", offer_err(r)), r;
+		*peer = ans.ni;
+		*me = 0;
+		*start = ans.start_ns;
+		return 0;
+	}
+	const char *t = c->answer_to;
+	if (!strcmp(t, "-")) {
+		r = read_line(STDIN_FILENO, in, sizeof(in));
+		if (r < 0)
+			return snprintf(why, wlen, "reading the offer from stdin: %s",
+					r == -ENODATA ? "end of input" : strerror(-r)), r;
+		t = in;
+	}
+	r = rp_offer_decode(t, secret, slen, &o);
+	if (!r && o.kind != RP_OFFER)
+		r = -EINVAL;
+	if (!r)
+		r = rp_offer_fresh(&o, now, 600);
+	if (r)
+		return snprintf(why, wlen, "the offer: %s", offer_err(r)), r;
+	rp_offer_init(&ans, RP_ANSWER, now);
+	memcpy(ans.nonce, o.nonce, sizeof(ans.nonce));
+	ans.ni = *self;
+	ans.start_ns = now + (uint64_t)c->start_in_s * 1000000000ull;
+	r = rp_offer_encode(&ans, secret, slen, text, sizeof(text));
+	if (r < 0)
+		return snprintf(why, wlen, "encoding the answer: %s", strerror(-r)), r;
+	if ((r = rp_offer_decode(text, secret, slen, &mine)))
+		return snprintf(why, wlen, "the answer does not decode: %s", offer_err(r)), r;
+	*self = mine.ni;
+	fprintf(stderr, "%s\n", text);
+	status("answer above: paste it into the offering side within %d s (both start then)", c->start_in_s);
+	*peer = o.ni;
+	*me = 1;
+	*start = ans.start_ns;
+	return 0;
+}
+
 /* --- main -------------------------------------------------------------------------------------- */
 
 static int parse(int argc, char **argv, struct cfg *c)
@@ -451,6 +589,9 @@ static int parse(int argc, char **argv, struct cfg *c)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "lead", required_argument, NULL, 'd' },
 		{ "user", required_argument, NULL, 'u' },
+		{ "offer", no_argument, NULL, 'O' },
+		{ "answer", required_argument, NULL, 'A' },
+		{ "start-in", required_argument, NULL, 'I' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -465,6 +606,7 @@ static int parse(int argc, char **argv, struct cfg *c)
 	c->samples = 6;
 	c->timeout_s = 30;
 	c->lead_ms = 400;
+	c->start_in_s = 20;
 	while ((ch = getopt_long(argc, argv, ":L:qvh", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 'R': rv = optarg; break;
@@ -535,6 +677,17 @@ static int parse(int argc, char **argv, struct cfg *c)
 			c->lead_ms = (int)v;
 			break;
 		case 'u': c->user = optarg; break;
+		case 'O': c->offer = true; break;
+		case 'A':
+			if (!*optarg)
+				return rp_usage_err("punch", "--answer: empty offer text");
+			c->answer_to = optarg;
+			break;
+		case 'I':
+			if (rp_parse_ulong(optarg, 2, 600, &v))
+				return rp_usage_err("punch", "--start-in: '%s' is not 2..600 seconds", optarg);
+			c->start_in_s = (int)v;
+			break;
 		case 'q': c->quiet = true; break;
 		case 'v': c->verbose = true; break;
 		case 'h': usage(stdout); return -1;
@@ -546,16 +699,28 @@ static int parse(int argc, char **argv, struct cfg *c)
 		return rp_usage_err("punch", "unexpected argument '%s'", argv[optind]);
 	if (modes > 1)
 		return rp_usage_err("punch", "--stdio, --exec and -L exclude each other");
-	if (!rv)
-		return rp_usage_err("punch", "--rendezvous HOST[:PORT] is required");
-	if (!c->session)
-		return rp_usage_err("punch", "--session NAME is required");
 	if (!c->secret_file)
 		return rp_usage_err("punch", "--secret-file FILE is required");
-	int r = rp_parse_hostport(rv, RV_DEFAULT_PORT, &c->rv);
-	if (r)
-		return rp_usage_err("punch", "--rendezvous '%s': %s", rv,
-				    r == -EHOSTUNREACH ? "cannot resolve the host" : "not HOST[:PORT]");
+	int r;
+	if (c->offer || c->answer_to) {
+		if (c->offer && c->answer_to)
+			return rp_usage_err("punch", "--offer and --answer exclude each other");
+		if (rv)
+			return rp_usage_err("punch", "--offer/--answer are serverless: no --rendezvous");
+		if (!stun)
+			return rp_usage_err("punch", "--offer/--answer need --stun HOST[:PORT] (no rendezvous host to default to)");
+		if (!c->session)
+			c->session = "serverless";
+	} else {
+		if (!rv)
+			return rp_usage_err("punch", "--rendezvous HOST[:PORT] is required (or --offer / --answer)");
+		if (!c->session)
+			return rp_usage_err("punch", "--session NAME is required");
+		r = rp_parse_hostport(rv, RV_DEFAULT_PORT, &c->rv);
+		if (r)
+			return rp_usage_err("punch", "--rendezvous '%s': %s", rv,
+					    r == -EHOSTUNREACH ? "cannot resolve the host" : "not HOST[:PORT]");
+	}
 	if (stun) {
 		r = rp_parse_hostport(stun, 3478, &c->stun);
 		if (r)
@@ -621,9 +786,10 @@ int cmd_punch(int argc, char **argv)
 	(void)rp_privs_limit();
 	report_init(&rep, &c);
 
+	bool serverless = c.offer || c.answer_to;
 	/* 1. the rendezvous connection first: its NAT mapping is taken before the probe's samples, so
 	 *    the prediction is not off by one flow */
-	r = rv_connect(&c.rv, 5000, &rv);
+	r = serverless ? 0 : rv_connect(&c.rv, 5000, &rv);
 	if (r) {
 		snprintf(why, sizeof(why), "rendezvous %s:%u: %s", inet_ntoa(c.rv.sin_addr), ntohs(c.rv.sin_port),
 			 strerror(-r));
@@ -655,6 +821,24 @@ int cmd_punch(int argc, char **argv)
 	status("probe took %.0f ms", t_probe);
 
 	/* 3. meet */
+	int me;
+	memset(&res, 0, sizeof(res));
+	if (serverless) {
+		t1 = mono_ns();
+		r = meet_serverless(&c, secret, slen, &self, &peer, &me, &res.start_ns, why, sizeof(why));
+		t_join = ms_since(t1);
+		if (r) {
+			report_fail(&rep, &c, "offer", why, ms_since(t_start));
+			rp_err("%s", why);
+			rp_hint("both sides need the same secret file; the answer must reach the offering side before its start");
+			goto out;
+		}
+		report_set(&rep, "role", json_object_new_string(me ? "b" : "a"));
+		report_set(&rep, "peer", rp_natinfo_to_json(&peer));
+		report_set(&rep, "serverless", json_object_new_string(c.offer ? "offer" : "answer"));
+		natinfo_line("peer     ", &peer);
+		goto plan;
+	}
 	req.session = c.session;
 	req.secret = secret;
 	req.secret_len = slen;
@@ -680,7 +864,7 @@ int cmd_punch(int argc, char **argv)
 		goto out;
 	}
 	peer = res.peer;
-	int me = res.initiator ? 0 : 1;
+	me = res.initiator ? 0 : 1;
 	report_set(&rep, "role", json_object_new_string(me ? "b" : "a"));
 	report_set(&rep, "peer", rp_natinfo_to_json(&peer));
 	{
@@ -696,6 +880,7 @@ int cmd_punch(int argc, char **argv)
 	status("met the peer as side %c (relay RTT %.1f ms, clock error bound %.1f ms)", 'a' + me,
 	       (double)res.relay_rtt_ns / 1e6, (double)res.clock_err_ns / 1e6);
 
+plan:
 	/* 4. plan (both sides compute the same one from the same inputs) */
 	struct rp_plan_params pp = {
 		.rtt_ms = (double)res.relay_rtt_ns / 1e6,
@@ -741,6 +926,8 @@ int cmd_punch(int argc, char **argv)
 	}
 	uint64_t start = res.start_ns;
 	unsigned nrounds = plan.rounds ? plan.rounds : 1;
+	if (serverless)
+		nrounds = 1;   /* no channel to agree on a re-probe */
 	struct rp_punch_round_stats st;
 	int pres = -ETIMEDOUT;
 	for (unsigned round = 0; round < nrounds; round++) {

@@ -912,7 +912,10 @@ static void fill_why(struct rp_punch *p, const struct sender *s, int result)
 			 (unsigned long long)st->primes_sent, (unsigned long long)st->syns_sent, st->n_remote);
 	if (n < 0 || (size_t)n >= cap)
 		return;
-	if (st->rx_rst)
+	if (st->rx_rst && st->rst_cut)
+		n += snprintf(w + n, cap - (size_t)n, "; the peer's NAT refused every one (%u RSTs): its mapping is "
+			      "not at the announced port, round cut short", st->rx_rst);
+	else if (st->rx_rst)
 		n += snprintf(w + n, cap - (size_t)n, "; %u RSTs from the peer's NAT (closed ports)", st->rx_rst);
 	else if (st->rx_icmp > st->rx_icmp_ttl)
 		n += snprintf(w + n, cap - (size_t)n, "; %u ICMP errors", st->rx_icmp - st->rx_icmp_ttl);
@@ -1012,6 +1015,14 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 		}
 		if (!p->defined && now >= end_ns)
 			break;
+		/* Simultaneous open: both mappings exist from T on (primes), so RSTs from the peer's NAT
+		 * that keep coming a second later mean our SYNs do not meet its mapping (its port is not
+		 * the one announced): end the round early, the next one re-probes. */
+		if (!p->defined && ro->plan->method == RP_METHOD_SIMOPEN && st->rx_rst >= 4 &&
+		    now >= p->t0 + ((uint64_t)mine->start_ms + 1000u) * 1000000ull) {
+			st->rst_cut = true;
+			break;
+		}
 		if (p->defined && now >= end_ns + hs_ns)
 			break;
 		if (atomic_load(&s->last_err)) {

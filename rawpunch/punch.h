@@ -142,6 +142,7 @@ struct rp_punch_round_stats {
 	double duration_ms;          /* the whole round, from T */
 	int result;                  /* 0, -ETIMEDOUT, -EINTR, -errno */
 	char why[RP_PUNCH_WHY_MAX];  /* one line: what happened / why it missed */
+	bool rst_cut;                /* simultaneous open ended early: the peer's NAT kept refusing */
 };
 
 /* Run one round (blocks until ESTABLISHED, the round's end, *stop, or an error). 0: ESTABLISHED,
