@@ -111,6 +111,7 @@ struct cfg {
 	bool offer;                 /* serverless: print an offer, read the answer */
 	const char *answer_to;      /* serverless: the offer text to answer ("-": read a line from stdin) */
 	int start_in_s;             /* serverless answer: start this long after answering */
+	const struct rp_offer *the_offer;  /* --answer: the decoded offer */
 };
 
 static uint64_t mono_ns(void)
@@ -534,19 +535,9 @@ static int meet_serverless(const struct cfg *c, const uint8_t *secret, size_t sl
 		*start = ans.start_ns;
 		return 0;
 	}
-	const char *t = c->answer_to;
-	if (!strcmp(t, "-")) {
-		r = read_line(STDIN_FILENO, in, sizeof(in));
-		if (r < 0)
-			return snprintf(why, wlen, "reading the offer from stdin: %s",
-					r == -ENODATA ? "end of input" : strerror(-r)), r;
-		t = in;
-	}
-	r = rp_offer_decode(t, secret, slen, &o);
-	if (!r && o.kind != RP_OFFER)
-		r = -EINVAL;
-	if (!r)
-		r = rp_offer_fresh(&o, now, 600);
+	(void)in;
+	o = *c->the_offer;   /* decoded and checked before anything was sent */
+	r = rp_offer_fresh(&o, now, 600);
 	if (r)
 		return snprintf(why, wlen, "the offer: %s", offer_err(r)), r;
 	rp_offer_init(&ans, RP_ANSWER, now);
@@ -767,6 +758,34 @@ int cmd_punch(int argc, char **argv)
 	if (rp_punch_key_derive(secret, slen, c.session, key)) {
 		free(secret);
 		return rp_err("cannot derive the punch key");
+	}
+	static struct rp_offer the_offer;
+	if (c.answer_to) {
+		/* the offer is input: check it before a single packet leaves */
+		char in[2048];
+		const char *t = c.answer_to;
+		if (!strcmp(t, "-")) {
+			r = read_line(STDIN_FILENO, in, sizeof(in));
+			if (r < 0) {
+				free(secret);
+				return rp_err("reading the offer from stdin: %s", r == -ENODATA ? "end of input" : strerror(-r));
+			}
+			t = in;
+		}
+		r = rp_offer_decode(t, secret, slen, &the_offer);
+		if (!r && the_offer.kind != RP_OFFER)
+			r = -EINVAL;
+		if (!r)
+			r = rp_offer_fresh(&the_offer, real_ns(), 600);
+		if (r) {
+			free(secret);
+			if (r == -EINVAL)
+				return rp_usage_err("punch", "--answer: the offer: %s", offer_err(r));
+			rp_err("the offer: %s", offer_err(r));
+			rp_hint("both sides need the same secret file, and an offer is good for 10 minutes");
+			return 1;
+		}
+		c.the_offer = &the_offer;
 	}
 	if (c.mode == MODE_FORWARD) {
 		lfd = rp_forward_listen(c.fwd_spec, 4);
