@@ -31,7 +31,7 @@ dc=$!; pids+=($dc)
 for _ in $(seq 100); do grep -q "Capturing on" "$tmp/dumpcap.err" 2>/dev/null && break; sleep 0.05; done
 grep -q "Capturing on" "$tmp/dumpcap.err" || fail "dumpcap did not start"
 
-ip netns exec "rp$LAB-s" socat -t 30 TCP4-LISTEN:$PORT,bind=198.18.3.2,reuseaddr,fork PIPE 2>"$tmp/echo.err" &
+ip netns exec "rp$LAB-s" socat -t 30 TCP4-LISTEN:$PORT,bind=198.18.3.2,reuseaddr,fork EXEC:cat 2>"$tmp/echo.err" &
 pids+=($!)
 for _ in $(seq 100); do ip netns exec "rp$LAB-s" ss -Hltn "sport = :$PORT" | grep -q . && break; sleep 0.05; done
 tools/natlab exec "$LAB" a -- "$HOXFER" forward --listen 127.0.0.1:6000 --to 198.18.3.2:$PORT --handoff raw \
@@ -48,7 +48,7 @@ for i in $(seq $N); do
 done
 for i in $(seq $N); do
 	wait "${cl[$((i - 1))]}" || fail "client $i failed: $(cat "$tmp/cl.$i.err")"
-	cmp -s "$tmp/in.$i" "$tmp/out.$i" || fail "client $i: echo differs ($(stat -c %s "$tmp/out.$i") bytes back)"
+	cmp -s "$tmp/in.$i" "$tmp/out.$i" || fail "client $i: echo differs ($(stat -c %s "$tmp/out.$i") bytes back): $(cat "$tmp/cl.$i.err"); forwarder: $(kill $fwd; sleep 0.5; cat "$tmp/fwd.out" "$tmp/fwd.err")"
 done
 ok "$N clients at once, 4 MiB each echoed intact through the forward"
 wait $fwd || fail "forwarder failed: $(cat "$tmp/fwd.err" "$tmp/fwd.out")"
