@@ -67,7 +67,7 @@ synt=$(awk '$1=="198.18.1.2" && $3==1 && $4==0' "$tmp/flags.txt" | wc -l)
 fin=$(awk '$5==1' "$tmp/flags.txt" | wc -l)
 rst=$(awk '$6==1' "$tmp/flags.txt" | wc -l)
 echo "wire: $synt SYNs from a from $syns ports, $fin FINs, $rst RSTs"
-[ "$syns" -eq $N ] && [ "$synt" -eq $N ] || fail "want $N SYNs from $N different ports"
+[ "$syns" -eq $N ] && [ "$synt" -ge $N ] || fail "want SYNs from $N different ports"
 [ "$fin" -ge $((2 * N)) ] || fail "missing FINs"
 [ "$rst" -eq 0 ] || fail "$rst RSTs on the wire"
 ok "one new punched connection per client (4 ports), FIN both ways, no RST"
