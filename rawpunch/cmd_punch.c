@@ -1108,6 +1108,11 @@ plan:
 		rp_err_errno(r, "dropping privileges");
 		goto out;
 	}
+	/* the kernel owns the connection and the guard is gone: nothing left to clean up on a signal,
+	 * so SIGINT/SIGTERM/SIGHUP end the data mode the usual way */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
 	struct rp_relay_stats rs = { 0 };
 	ret = data_mode(&c, fd, lfd, &rs);
 	lfd = -1;

@@ -396,11 +396,11 @@ static void *sender_main(void *arg)
 	for (unsigned k = 0; k < s->n && !atomic_load(&s->stop); k++) {
 		struct phase *ph = &s->ph[k];
 		uint64_t at = ph->at_ns > prev_end ? ph->at_ns : prev_end;
-		atomic_store(&s->cur, (int)k);
 		for (unsigned pass = 0; !atomic_load(&s->stop); pass++) {
 			sleep_until(s, at);
 			if (atomic_load(&s->stop))
 				break;
+			atomic_store(&s->cur, (int)k);
 			if (!s->first_tx_ns)
 				s->first_tx_ns = mono_ns();
 			struct rp_burst_cfg c = {
