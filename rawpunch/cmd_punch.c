@@ -311,12 +311,17 @@ static int report_write(const struct report *rp, const char *path)
 	return 0;
 }
 
+static double g_t_probe = -1, g_t_join = -1;   /* ms, for the report; < 0 not reached */
+
 static void report_fail(struct report *rp, const struct cfg *c, const char *stage, const char *why, double t_ms)
 {
 	struct json_object *res = json_object_new_object();
 	json_object_object_add(res, "ok", json_object_new_boolean(0));
 	json_object_object_add(res, "stage", json_object_new_string(stage));
 	json_object_object_add(res, "path", NULL);
+	json_object_object_add(res, "probe_ms", g_t_probe < 0 ? NULL : jd(g_t_probe, 1));
+	json_object_object_add(res, "join_ms", g_t_join < 0 ? NULL : jd(g_t_join, 1));
+	json_object_object_add(res, "rounds", json_object_new_int((int)json_object_array_length(rp->rounds)));
 	json_object_object_add(res, "total_ms", jd(t_ms, 1));
 	report_set(rp, "result", res);
 	report_set(rp, "why", json_object_new_string(why));
@@ -825,7 +830,7 @@ int cmd_punch(int argc, char **argv)
 	}
 	uint64_t t1 = mono_ns();
 	r = do_probe(&c, lport, true, &pr);
-	t_probe = ms_since(t1);
+	t_probe = g_t_probe = ms_since(t1);
 	if (r) {
 		snprintf(why, sizeof(why), "probe from port %u via STUN %s:%u failed: %s", lport,
 			 inet_ntoa(c.stun.sin_addr), ntohs(c.stun.sin_port), strerror(-r));
@@ -840,12 +845,12 @@ int cmd_punch(int argc, char **argv)
 	status("probe took %.0f ms", t_probe);
 
 	/* 3. meet */
-	int me;
+	int me = 0;
 	memset(&res, 0, sizeof(res));
 	if (serverless) {
 		t1 = mono_ns();
 		r = meet_serverless(&c, secret, slen, &self, &peer, &me, &res.start_ns, why, sizeof(why));
-		t_join = ms_since(t1);
+		t_join = g_t_join = ms_since(t1);
 		if (r) {
 			report_fail(&rep, &c, "offer", why, ms_since(t_start));
 			rp_err("%s", why);
@@ -867,7 +872,7 @@ int cmd_punch(int argc, char **argv)
 	req.lead_ms = (uint32_t)c.lead_ms;
 	t1 = mono_ns();
 	r = rv_join(rv, &req, &res);
-	t_join = ms_since(t1);
+	t_join = g_t_join = ms_since(t1);
 	if (r) {
 		if (r == -EACCES)
 			snprintf(why, sizeof(why), "rendezvous: the peer's messages do not authenticate (different secret, or a forger)");

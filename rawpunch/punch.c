@@ -927,8 +927,7 @@ static void fill_why(struct rp_punch *p, const struct sender *s, int result)
 
 int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *st)
 {
-	static struct round_bufs bufs_static;   /* large; one round at a time per process */
-	struct round_bufs *b = &bufs_static;
+	struct round_bufs *b;
 	struct sender *s;
 	uint64_t end_ns, next_tick, hs_ns;
 	int r, result = -ETIMEDOUT;
@@ -961,12 +960,15 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	us_tcb_init(p->tcb);
 	memset(p->lport_set, 0, sizeof(p->lport_set));
 	lport_add(p, p->punch_port);
-	b->probes = NULL;
 	hs_ns = (uint64_t)(ro->handshake_ms ? ro->handshake_ms : 3000) * 1000000ull;
 
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	b = calloc(1, sizeof(*b));
+	if (!s || !b) {
+		free(s);
+		free(b);
 		return -ENOMEM;
+	}
 	s->p = p;
 	atomic_store(&s->cur, -1);
 	{
@@ -1092,7 +1094,7 @@ out:
 	st->lport = p->lport;
 	st->rport = p->rport;
 	free(b->probes);
-	b->probes = NULL;
+	free(b);
 	free(s);
 	if (r) {
 		st->result = r;
