@@ -112,6 +112,7 @@ struct cfg {
 	const char *answer_to;      /* serverless: the offer text to answer ("-": read a line from stdin) */
 	int start_in_s;             /* serverless answer: start this long after answering */
 	const struct rp_offer *the_offer;  /* --answer: the decoded offer */
+	int filter_ms;              /* the server's connect timeout for the filter probe (from the RTT) */
 };
 
 static uint64_t mono_ns(void)
@@ -342,7 +343,7 @@ static int do_probe(const struct cfg *c, uint16_t lport, bool first, struct rp_p
 		.timeout_ms = 2000,
 		.has_rendezvous = first && c->rv.sin_addr.s_addr != 0,
 		.rendezvous = c->rv,
-		.filter_timeout_ms = 400,
+		.filter_timeout_ms = c->filter_ms ? c->filter_ms : 400,
 		.ttl_max = first ? 4 : 0,
 		.ttl_wait_ms = 0,
 		.horizon_s = 1.0,
@@ -813,7 +814,15 @@ int cmd_punch(int argc, char **argv)
 	bool serverless = c.offer || c.answer_to;
 	/* 1. the rendezvous connection first: its NAT mapping is taken before the probe's samples, so
 	 *    the prediction is not off by one flow */
+	uint64_t t_rv = mono_ns();
 	r = serverless ? 0 : rv_connect(&c.rv, 5000, &rv);
+	if (!r && !serverless) {
+		/* the filter probe waits for the server's SYN to draw an answer from our NAT: about one
+		 * RTT, which the connect just measured; 4 x RTT + 100 ms, within 150..1000 ms */
+		double rtt = ms_since(t_rv);
+		c.filter_ms = (int)(4 * rtt + 100);
+		c.filter_ms = c.filter_ms < 150 ? 150 : c.filter_ms > 1000 ? 1000 : c.filter_ms;
+	}
 	if (r) {
 		snprintf(why, sizeof(why), "rendezvous %s:%u: %s", inet_ntoa(c.rv.sin_addr), ntohs(c.rv.sin_port),
 			 strerror(-r));
