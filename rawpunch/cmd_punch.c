@@ -934,7 +934,11 @@ plan:
 	report_set(&rep, "plan", plan_json(&plan));
 	status("strategy %s: %s", rp_method_str(plan.method), plan.reason);
 	if (plan.method == RP_METHOD_IMPOSSIBLE) {
-		snprintf(why, sizeof(why), "%s", plan.reason);
+		bool both_hard = plan.side[0].kind == RP_SIDE_HARD && plan.side[1].kind == RP_SIDE_HARD;
+		snprintf(why, sizeof(why), "%s (%s)", plan.reason,
+			 both_hard ? "a port pair out of ~2^32: some 54000 packets for 50%"
+				   : "each probe of the sequential side meets only mappings aimed at its exact port: "
+				     "P ~ k/64512 per round, 0.4% for k = 256");
 		report_fail(&rep, &c, "plan", why, ms_since(t_start));
 		rp_err("no direct connection possible: %s", plan.reason);
 		if (plan.side[0].kind == RP_SIDE_HARD && plan.side[1].kind == RP_SIDE_HARD)
