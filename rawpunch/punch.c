@@ -541,24 +541,10 @@ static int build_phases(struct rp_punch *p, const struct rp_punch_round_opts *ro
 	const uint16_t *targets = sp->remote_ports;
 	unsigned n_targets = sp->n_remote;
 	if (lockstep) {
-		const struct rp_natinfo *pn = ro->peer;
-		unsigned m = n_targets / 2 ? n_targets / 2 : 1;
-		if (!pn->n_predicted || !pn->delta)
+		int k = rp_punch_lockstep_targets(ro->peer, n_targets, ro->me, b->lock);
+		if (k <= 0)
 			return -EINVAL;
-		for (unsigned j = 0; j < n_targets; j++) {
-			long idx = (long)j + (ro->me == 1 ? (long)(j % m) : 0), port;
-			if (idx < (long)pn->n_predicted)
-				port = pn->predicted[idx];
-			else
-				port = (long)pn->predicted[pn->n_predicted - 1] + (idx - (long)pn->n_predicted + 1) * pn->delta;
-			if (port < 1 || port > 65535) {
-				n_targets = j;
-				break;
-			}
-			b->lock[j] = (uint16_t)port;
-		}
-		if (!n_targets)
-			return -EINVAL;
+		n_targets = (unsigned)k;
 		targets = b->lock;
 	}
 
@@ -648,6 +634,24 @@ static int build_phases(struct rp_punch *p, const struct rp_punch_round_opts *ro
 	if (r)
 		return r;
 	return 0;
+}
+
+int rp_punch_lockstep_targets(const struct rp_natinfo *pn, unsigned n, int me, uint16_t *out)
+{
+	unsigned m = n / 2 ? n / 2 : 1;
+	if (!pn || !out || (me != 0 && me != 1) || !pn->n_predicted || pn->n_predicted > RP_MAX_PREDICT || !pn->delta)
+		return -EINVAL;
+	for (unsigned j = 0; j < n; j++) {
+		long idx = (long)j + (me == 1 ? (long)(j % m) : 0), port;
+		if (idx < (long)pn->n_predicted)
+			port = pn->predicted[idx];
+		else
+			port = (long)pn->predicted[pn->n_predicted - 1] + (idx - (long)pn->n_predicted + 1) * pn->delta;
+		if (port < 1 || port > 65535)
+			return (int)j;
+		out[j] = (uint16_t)port;
+	}
+	return (int)n;
 }
 
 /* --- receiving ----------------------------------------------------------------------------- */

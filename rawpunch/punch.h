@@ -169,6 +169,15 @@ void rp_punch_totals(const struct rp_punch *p, struct rp_punch_totals *t);
 /* Free everything; removes the guard (NULL ok). */
 void rp_punch_close(struct rp_punch *p);
 
+/* Lockstep targets (both sides sequential): n ports this side aims at, in sending order, from the
+ * peer's predictions (predicted[], then onwards by delta). me == 0 (side a): the i-th aims at the
+ * peer's i-th prediction; me == 1 (side b): the j-th at prediction j + (j mod M), M = max(1, n/2). If
+ * other flows took ka ports on a's NAT and kb on b's before the SYNs, a's i-th leaves from its
+ * prediction i + ka and b's j-th from j + kb, and some pair is one 4-tuple whenever ka + kb < M
+ * (i = j + kb, j mod M = ka + kb). Returns how many ports were written (fewer than n when the
+ * sequence leaves 1..65535), or -EINVAL (no predictions / zero delta / bad me). Pure. */
+int rp_punch_lockstep_targets(const struct rp_natinfo *peer, unsigned n, int me, uint16_t *out);
+
 /* JSON of a round: {round, method, action, primed, ttl, local_ports{n,lo,hi}, remote_ports{n,lo,hi},
  * sent{primes, syns, handshake, errors}, seen{syn, syn_ack, rst, icmp, icmp_ttl_exceeded, forged,
  * other}, trigger, flow, late_ms, first_rx_ms, established_ms, duration_ms, result, why}. */
