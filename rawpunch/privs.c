@@ -23,10 +23,15 @@ int rp_privs_have(void)
 	return have;
 }
 
+/* Held in the permitted set only (never effective) after rp_privs_limit, so rp_privs_drop_all can still
+ * switch to --user and empty the bounding set; they exist there only when the process had them (root). */
+static const cap_value_t switch_caps[] = { CAP_SETUID, CAP_SETGID, CAP_SETPCAP };
+#define N_SWITCH ((int)(sizeof(switch_caps) / sizeof(switch_caps[0])))
+
 int rp_privs_limit(void)
 {
-	cap_value_t keep[2];
-	int nkeep = 0, err = 0;
+	cap_value_t keep[2], perm[2 + N_SWITCH];
+	int nkeep = 0, nperm = 0, err = 0;
 	cap_t cur = cap_get_proc(), c;
 	cap_flag_value_t v;
 	if (!cur)
@@ -35,12 +40,17 @@ int rp_privs_limit(void)
 		keep[nkeep++] = CAP_NET_RAW;
 	if (!cap_get_flag(cur, CAP_NET_ADMIN, CAP_PERMITTED, &v) && v == CAP_SET)
 		keep[nkeep++] = CAP_NET_ADMIN;
+	for (int i = 0; i < nkeep; i++)
+		perm[nperm++] = keep[i];
+	for (int i = 0; i < N_SWITCH; i++)
+		if (!cap_get_flag(cur, switch_caps[i], CAP_PERMITTED, &v) && v == CAP_SET)
+			perm[nperm++] = switch_caps[i];
 	cap_free(cur);
 	c = cap_init();
 	if (!c)
 		return -errno;
-	if (nkeep && (cap_set_flag(c, CAP_PERMITTED, nkeep, keep, CAP_SET) ||
-		      cap_set_flag(c, CAP_EFFECTIVE, nkeep, keep, CAP_SET)))
+	if ((nperm && cap_set_flag(c, CAP_PERMITTED, nperm, perm, CAP_SET)) ||
+	    (nkeep && cap_set_flag(c, CAP_EFFECTIVE, nkeep, keep, CAP_SET)))
 		err = -errno;
 	if (!err && cap_set_proc(c))
 		err = -errno;
@@ -53,20 +63,35 @@ int rp_privs_limit(void)
 int rp_privs_drop_all(const char *user)
 {
 	int err = 0;
+	struct passwd *pw = NULL;
 	cap_t c;
-	if (user) {
-		struct passwd *pw = getpwnam(user);
-		if (!pw)
-			return -ENOENT;
+	if (user && !(pw = getpwnam(user)))
+		return -ENOENT;             /* before anything irreversible */
+	c = cap_get_proc();
+	/* raise whichever of the switch capabilities rp_privs_limit left permitted (best effort: as root
+	 * without rp_privs_limit they are effective already; with file capabilities there are none) */
+	if (c) {
+		cap_value_t raise[N_SWITCH];
+		int n = 0;
+		cap_flag_value_t v;
+		for (int i = 0; i < N_SWITCH; i++)
+			if (!cap_get_flag(c, switch_caps[i], CAP_PERMITTED, &v) && v == CAP_SET)
+				raise[n++] = switch_caps[i];
+		if (n && !cap_set_flag(c, CAP_EFFECTIVE, n, raise, CAP_SET))
+			(void)cap_set_proc(c);
+		cap_free(c);
+	}
+	/* Bounding set first, while CAP_SETPCAP is still effective (setuid() below clears it);
+	 * best effort by design: without CAP_SETPCAP it cannot be changed. */
+	for (cap_value_t i = 0; i <= CAP_LAST_CAP; i++)
+		if (CAP_IS_SUPPORTED(i))
+			cap_drop_bound(i);
+	if (pw) {
 		if (initgroups(pw->pw_name, pw->pw_gid) || setgid(pw->pw_gid) || setuid(pw->pw_uid))
 			return -errno;
 		if (setuid(0) == 0) /* must not be able to regain root */
 			return -EPERM;
 	}
-	/* Bounding set: needs CAP_SETPCAP, which only root has; best effort by design. */
-	for (cap_value_t i = 0; i <= CAP_LAST_CAP; i++)
-		if (CAP_IS_SUPPORTED(i))
-			cap_drop_bound(i);
 	if (CAP_AMBIENT_SUPPORTED())
 		cap_reset_ambient();
 	c = cap_init();

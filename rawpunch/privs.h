@@ -13,8 +13,10 @@ enum rp_priv { RP_PRIV_NET_RAW = 1 << 0, RP_PRIV_NET_ADMIN = 1 << 1 };
 
 /* Which of RP_PRIV_* are in the effective set right now (a bit mask). */
 int rp_privs_have(void);
-/* Keep only CAP_NET_RAW and CAP_NET_ADMIN in the permitted/effective sets, and none inheritable or
- * ambient, so nothing exec'd later inherits them. 0 or -errno. No-op when no capability is held. */
+/* Keep only CAP_NET_RAW and CAP_NET_ADMIN in the effective set, and none inheritable or ambient, so
+ * nothing exec'd later inherits them. CAP_SETUID, CAP_SETGID and CAP_SETPCAP, when held (root), stay in
+ * the permitted set only, so rp_privs_drop_all can still switch user and empty the bounding set.
+ * 0 or -errno. No-op when no capability is held. */
 int rp_privs_limit(void);
 /* Drop every capability for good (and from the bounding set when we may), set no_new_privs, and if
  * user is non-NULL switch to that user's uid/gid and supplementary groups. 0 or -errno. */

@@ -69,6 +69,23 @@ static int child_drop_to_nobody(void)
 	return 0;
 }
 
+/* What punch and connect do: limit at start, switch to --user after the handoff. */
+static int child_limit_then_user(void)
+{
+	if (rp_privs_limit())
+		return 50;
+	if (rp_privs_drop_all("nobody"))
+		return 51;
+	if (getuid() == 0 || geteuid() == 0 || setuid(0) == 0 || rp_privs_have() != 0)
+		return 52;
+	cap_t c = cap_get_proc();
+	cap_flag_value_t v;
+	if (!c || cap_get_flag(c, CAP_SETUID, CAP_PERMITTED, &v) || v != CAP_CLEAR)
+		return 53;
+	cap_free(c);
+	return 0;
+}
+
 static int child_bad_user(void)
 {
 	return rp_privs_drop_all("no-such-user-rawpunch") == -ENOENT ? 0 : 40;
@@ -83,6 +100,7 @@ static void require_root(void)
 static void test_limit_keeps_only_net_caps(void **s) { (void)s; require_root(); assert_int_equal(in_child(child_limit), 0); }
 static void test_drop_all(void **s) { (void)s; require_root(); assert_int_equal(in_child(child_drop), 0); }
 static void test_drop_to_user(void **s) { (void)s; require_root(); assert_int_equal(in_child(child_drop_to_nobody), 0); }
+static void test_limit_then_user(void **s) { (void)s; require_root(); assert_int_equal(in_child(child_limit_then_user), 0); }
 static void test_unknown_user(void **s) { (void)s; assert_int_equal(in_child(child_bad_user), 0); }
 
 int main(void)
@@ -91,6 +109,7 @@ int main(void)
 		cmocka_unit_test(test_limit_keeps_only_net_caps),
 		cmocka_unit_test(test_drop_all),
 		cmocka_unit_test(test_drop_to_user),
+		cmocka_unit_test(test_limit_then_user),
 		cmocka_unit_test(test_unknown_user),
 	};
 	return cmocka_run_group_tests_name("privs", tests, NULL, NULL);
