@@ -326,7 +326,10 @@ bad:
 
 int rv_clock_sample(uint64_t t1, uint64_t t2, uint64_t t3, uint64_t t4, struct rv_clock_sample *s)
 {
-	if (t4 < t1 || t3 < t2)
+	/* t2/t3 come from the (untrusted) server: keep every stamp below 2^62 ns (year 2116) so the
+	 * signed differences below, and real_ns() + offset later, cannot overflow */
+	if (t1 > RV_CLOCK_T_MAX || t2 > RV_CLOCK_T_MAX || t3 > RV_CLOCK_T_MAX || t4 > RV_CLOCK_T_MAX ||
+	    t4 < t1 || t3 < t2)
 		return -EINVAL;
 	/* signed differences: the two clocks may be far apart either way */
 	int64_t d1 = (int64_t)t2 - (int64_t)t1, d2 = (int64_t)t3 - (int64_t)t4;

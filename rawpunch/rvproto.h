@@ -110,6 +110,7 @@ struct rv_clock_sample {
 	int64_t offset_ns;
 	int64_t rtt_ns;
 };
+#define RV_CLOCK_T_MAX (UINT64_C(1) << 62)   /* any timestamp above this: -EINVAL */
 int rv_clock_sample(uint64_t t1, uint64_t t2, uint64_t t3, uint64_t t4, struct rv_clock_sample *s);
 
 #endif

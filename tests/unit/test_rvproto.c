@@ -285,6 +285,10 @@ static void test_clock_sample(void **state)
 	assert_int_equal(s.rtt_ns, 12000000ll);
 	assert_int_equal(rv_clock_sample(t1, t2, t3, t1 - 1, &s), -EINVAL);
 	assert_int_equal(rv_clock_sample(t1, t3 + 1, t3, t4, &s), -EINVAL);
+	/* a lying server's negative int64 (seen as a huge uint64) or far-future stamps: refused, no UB */
+	assert_int_equal(rv_clock_sample(t1, (uint64_t)INT64_MIN, (uint64_t)INT64_MIN, t4, &s), -EINVAL);
+	assert_int_equal(rv_clock_sample(t1, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX, t4, &s), -EINVAL);
+	assert_int_equal(rv_clock_sample(t1, RV_CLOCK_T_MAX, RV_CLOCK_T_MAX, t4, &s), 0);
 }
 
 int main(void)
