@@ -135,6 +135,8 @@ int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, siz
 	*out = c;
 	return 0;
 fail:
+	if (c->dump)
+		pcap_dump_close(c->dump);   /* the header flush failed after the file was opened */
 	pcap_close(c->p);
 	free(c);
 	return r;
