@@ -819,6 +819,7 @@ int cmd_punch(int argc, char **argv)
 	uint64_t t_rv = mono_ns();
 	r = serverless ? 0 : rv_connect(&c.rv, 5000, &rv);
 	if (!r && !serverless) {
+		rv_set_stop(rv, &stop_flag);   /* Ctrl-C ends a join or a wait for the peer at once */
 		/* the filter probe waits for the server's SYN to draw an answer from our NAT: about one
 		 * RTT, which the connect just measured; 4 x RTT + 100 ms, within 150..1000 ms */
 		double rtt = ms_since(t_rv);

@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ struct rv_client {
 	bool joined;
 	int64_t offset_ns, rtt_ns;
 	bool synced;
+	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
 };
 
 static uint64_t mono_ms(void)
@@ -40,10 +42,12 @@ static uint64_t real_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int wait_fd(int fd, short ev, uint64_t deadline_ms)
+static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t *stop)
 {
 	for (;;) {
 		uint64_t now = mono_ms();
+		if (stop && *stop)
+			return -EINTR;
 		if (now >= deadline_ms)
 			return -ETIMEDOUT;
 		struct pollfd p = { .fd = fd, .events = ev };
@@ -73,7 +77,7 @@ int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_clien
 		close(fd);
 		return err;
 	}
-	int r = wait_fd(fd, POLLOUT, mono_ms() + (uint64_t)timeout_ms);
+	int r = wait_fd(fd, POLLOUT, mono_ms() + (uint64_t)timeout_ms, NULL);
 	if (r) {
 		close(fd);
 		return r;
@@ -91,6 +95,12 @@ int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_clien
 	c->fd = fd;
 	*out = c;
 	return 0;
+}
+
+void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop)
+{
+	if (c)
+		c->stop = stop;
 }
 
 void rv_close(struct rv_client *c)
@@ -124,7 +134,7 @@ static int send_json(struct rv_client *c, struct json_object *o, uint64_t deadli
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if ((r = wait_fd(c->fd, POLLOUT, deadline_ms)))
+			if ((r = wait_fd(c->fd, POLLOUT, deadline_ms, c->stop)))
 				break;
 			continue;
 		}
@@ -184,7 +194,7 @@ static int recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_obje
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		int r = wait_fd(c->fd, POLLIN, deadline_ms);
+		int r = wait_fd(c->fd, POLLIN, deadline_ms, c->stop);
 		if (r)
 			return r;
 	}

@@ -7,6 +7,7 @@
 #ifndef RP_RENDEZVOUS_H
 #define RP_RENDEZVOUS_H
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdint.h>
 #include "rawpunch/natinfo.h"
 
@@ -63,6 +64,9 @@ int rv_send(struct rv_client *c, const char *type, const struct json_object *obj
 /* Receive the next sealed message (skipping nothing: a box that fails authentication is -EACCES).
  * *obj is a new reference the caller puts; *type points into it. -ETIMEDOUT, -EPIPE (peer gone). */
 int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const char **type);
+/* Make every later wait of c (join, recv, send) end with -EINTR once *stop is non-zero: set it from a
+ * signal handler installed without SA_RESTART, so Ctrl-C does not wait out a 30 s join. NULL: off. */
+void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop);
 /* This side's server-clock time (CLOCK_REALTIME + offset). */
 uint64_t rv_server_now_ns(const struct rv_client *c);
 void rv_close(struct rv_client *c);
