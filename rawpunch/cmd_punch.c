@@ -9,6 +9,7 @@
 #include <json-c/json.h>
 #include <math.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1127,6 +1128,7 @@ plan:
 	status("connected %s:%u <-> %s:%u in %.0f ms (%s, %llu packets); kernel socket via %s", ip_str(la, a), lp,
 	       ip_str(ra, b), rpo, t_conn, rp_method_str(plan.method), (unsigned long long)tt.packets_sent,
 	       rp_handoff_path_name(hr.path));
+	sodium_memzero(secret, slen);   /* the data mode may run for hours: no secret left in the heap */
 	free(secret);
 	secret = NULL;
 	r = rp_privs_drop_all(c.user);
@@ -1154,10 +1156,10 @@ out:
 	rp_punch_close(pu);
 	rv_close(rv);
 	if (secret) {
-		memset(secret, 0, slen);
+		sodium_memzero(secret, slen);   /* a plain memset before free() may be elided */
 		free(secret);
 	}
-	memset(key, 0, sizeof(key));
+	sodium_memzero(key, sizeof(key));
 	json_object_put(rep.rounds);
 	json_object_put(rep.root);
 	return ret;
