@@ -26,6 +26,7 @@
 #include <getopt.h>
 #include <json-c/json.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -376,10 +377,22 @@ static void usage(FILE *f)
 	      "  --payload    bytes each way, checked (default 64, max 65536)\n", f);
 }
 
+static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_err(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("rp-baseline: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputs("\nhint: rp-baseline --help\n", stderr);
+	return 2;
+}
+
 static int parse_ms(const char *opt, const char *v, unsigned long lo, unsigned long hi, unsigned long *out)
 {
 	if (rp_parse_ulong(v, lo, hi, out))
-		return rp_usage_err("rp-baseline", "%s: want %lu..%lu, got '%s'", opt, lo, hi, v);
+		return usage_err("%s: want %lu..%lu, got '%s'", opt, lo, hi, v);
 	return 0;
 }
 
@@ -403,7 +416,7 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 's':
 			if (rp_parse_hostport(optarg, 3478, &c.stun) || !c.stun.sin_addr.s_addr)
-				return rp_usage_err("rp-baseline", "--stun: want IP[:PORT], got '%s'", optarg);
+				return usage_err("--stun: want IP[:PORT], got '%s'", optarg);
 			break;
 		case 'b': {
 			unsigned long p;
@@ -413,14 +426,14 @@ int main(int argc, char **argv)
 					char ip[64];
 					snprintf(ip, sizeof(ip), "%.*s", (int)(col - optarg), optarg);
 					if (rp_parse_ipv4(ip, &c.bind.sin_addr.s_addr))
-						return rp_usage_err("rp-baseline", "--bind: bad address '%s'", optarg);
+						return usage_err("--bind: bad address '%s'", optarg);
 					c.bind.sin_port = 0;
 				} else if (rp_parse_hostport(optarg, 0, &c.bind)) {
-					return rp_usage_err("rp-baseline", "--bind: want [IP:]PORT, got '%s'", optarg);
+					return usage_err("--bind: want [IP:]PORT, got '%s'", optarg);
 				}
 			} else {
 				if (rp_parse_ulong(optarg, 0, 65535, &p))
-					return rp_usage_err("rp-baseline", "--bind: want [IP:]PORT, got '%s'", optarg);
+					return usage_err("--bind: want [IP:]PORT, got '%s'", optarg);
 				c.bind.sin_port = htons((uint16_t)p);
 			}
 			break;
@@ -429,7 +442,7 @@ int main(int argc, char **argv)
 		case 'p': c.peer_file = optarg; break;
 		case 'S':
 			if (!*optarg || strlen(optarg) > 255)
-				return rp_usage_err("rp-baseline", "--session: 1..255 bytes");
+				return usage_err("--session: 1..255 bytes");
 			c.session = optarg;
 			break;
 		case 'l': if ((r = parse_ms("--lead-ms", optarg, 0, 60000, &c.lead_ms))) return r; break;
@@ -442,15 +455,15 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc)
-		return rp_usage_err("rp-baseline", "unexpected argument '%s'", argv[optind]);
+		return usage_err("unexpected argument '%s'", argv[optind]);
 	if (!c.me_file || !c.peer_file) {
 		usage(stderr);
-		return rp_usage_err("rp-baseline", "--me and --peer are required");
+		return usage_err("--me and --peer are required");
 	}
 	if (!strcmp(c.me_file, c.peer_file))
-		return rp_usage_err("rp-baseline", "--me and --peer must be different files");
+		return usage_err("--me and --peer must be different files");
 	if (sodium_init() < 0)
-		return rp_err("libsodium failed to initialise");
+		return fprintf(stderr, "rp-baseline: libsodium failed to initialise\n"), 1;
 
 	/* 1. STUN from the punch port */
 	struct rp_stun_opts so = { .local_addr = c.bind.sin_addr.s_addr, .local_port = ntohs(c.bind.sin_port),
