@@ -92,12 +92,13 @@ static void usage(FILE *f)
 		"  handoff: repair 10.0.1.2:40123 -> 198.18.3.2:7000\n"
 		"  handoff: connect (TCP_REPAIR refused: Operation not permitted) 10.0.1.2:40123 -> 198.18.3.2:7000\n"
 		"\n"
-		"Privileges: needs CAP_NET_RAW and CAP_NET_ADMIN (raw socket, capture, nftables, TCP_REPAIR) and\n"
-		"drops every other capability at start. With --stdio and --exec it drops ALL capabilities (and\n"
-		"sets no_new_privs; --user also changes uid/gid) once the kernel owns the connection, before any\n"
-		"data is relayed or CMD runs, so CMD never runs privileged. -L keeps CAP_NET_RAW and CAP_NET_ADMIN\n"
-		"for as long as it listens, because every new client needs a new raw handshake and handoff: it\n"
-		"runs no command, and the relays carry bytes only. --raw keeps them to the end (raw packets).\n"
+		"Privileges: needs CAP_NET_RAW and CAP_NET_ADMIN (raw socket, capture, nftables, TCP_REPAIR).\n"
+		"With --stdio and --exec it drops ALL capabilities, empties the bounding set and sets\n"
+		"no_new_privs (--user also changes uid/gid) as soon as the kernel owns the connection, before any\n"
+		"data is relayed or CMD runs, so CMD never runs privileged. -L drops every capability but\n"
+		"CAP_NET_RAW and CAP_NET_ADMIN at start and keeps those two for as long as it listens, because\n"
+		"every new client needs a new raw handshake and handoff: it runs no command, and its relays carry\n"
+		"bytes only. --raw does the same (it sends raw packets to the end).\n"
 		"\n"
 		"Exit status: 0 after a clean close, 1 on failure (with what was seen), 2 on bad usage (nothing\n"
 		"sent); --exec: CMD's status; -L: 0 when every accepted client was served, 1 otherwise.\n");
@@ -508,8 +509,11 @@ int cmd_connect(int argc, char **argv)
 		}
 	}
 
-	/* only CAP_NET_RAW and CAP_NET_ADMIN from here on, none inheritable */
-	if ((r = rp_privs_limit())) {
+	/* -L and --raw: only CAP_NET_RAW and CAP_NET_ADMIN from here on, none inheritable. --stdio and
+	 * --exec drop everything right after the handoff, before any byte is relayed or CMD runs, and
+	 * until then keep what that drop itself needs (CAP_SETUID/CAP_SETGID for --user, CAP_SETPCAP
+	 * to empty the bounding set): rp_privs_limit() now would make rp_privs_drop_all() fail. */
+	if ((listen_spec || raw) && (r = rp_privs_limit())) {
 		if (lfd >= 0)
 			close(lfd);
 		return rp_err_errno(r, "limiting capabilities");
