@@ -87,7 +87,7 @@ S socat -t 30 TCP4-LISTEN:7202,bind=198.18.3.2,reuseaddr,fork "EXEC:$tmp/echo.sh
 pids+=($!)
 wait_listen 7202
 ip netns exec "rp$LAB-a" "$RP" connect -L 127.0.0.1:6000 --max-clients 2 198.18.3.2:7202 2>"$tmp/fwd.err" &
-fwd=$!; pids+=($fwd)
+fwd=$!; pids+=("$fwd")
 for _ in $(seq 100); do grep -q "^forward: listening" "$tmp/fwd.err" 2>/dev/null && break; sleep 0.05; done
 grep -q "^forward: listening on 127.0.0.1:6000" "$tmp/fwd.err" || fail "-L did not start: $(cat "$tmp/fwd.err")"
 caps=$(status_field $fwd CapEff)
@@ -114,7 +114,7 @@ no_tables "-L"
 ok "-L: 2 clients at once, 2 MiB each echoed intact, from a-public ports $(awk '{print $2}' "$tmp/peers" | tr '\n' ' ')(own connections), 2 repair handoffs, caps 0x3000 while listening"
 
 ip netns exec "rp$LAB-a" "$RP" connect -L 6001 198.18.3.2:7202 2>"$tmp/fwd2.err" &
-fwd=$!; pids+=($fwd)
+fwd=$!; pids+=("$fwd")
 for _ in $(seq 100); do grep -q "^forward: listening" "$tmp/fwd2.err" 2>/dev/null && break; sleep 0.05; done
 kill -INT $fwd
 rc=0; wait_for $fwd 20 || rc=$?
@@ -130,7 +130,7 @@ caps=$(A "${NOCAP[@]}" grep CapEff /proc/self/status | awk '{print $2}')
 
 # nothing may leave a for --no-fallback or for usage errors
 ip netns exec "rp$LAB-a" dumpcap -q -i eth0 -f "host 198.18.3.2" -w "$tmp/quiet.pcapng" 2>"$tmp/dumpcap.err" &
-dc=$!; pids+=($dc)
+dc=$!; pids+=("$dc")
 for _ in $(seq 100); do grep -q "Capturing on" "$tmp/dumpcap.err" 2>/dev/null && break; sleep 0.05; done
 grep -q "Capturing on" "$tmp/dumpcap.err" || fail "dumpcap did not start"
 rc=0; A "${TO[@]}" "${NOCAP[@]}" "$RP" connect --no-fallback 198.18.3.2:7202 </dev/null 2>"$tmp/nofb.err" || rc=$?
@@ -162,7 +162,7 @@ ok "fallback: TCP_REPAIR refused (EPERM), kernel connect() from 40300 (s saw 198
 # ---- 4. --stdio --user nobody: no privileges while relaying ---------------------------------------
 mkfifo "$tmp/fifo"
 ip netns exec "rp$LAB-a" "$RP" connect --stdio --user nobody 198.18.3.2:7202 <"$tmp/fifo" >"$tmp/out.u" 2>"$tmp/user.err" &
-up=$!; pids+=($up)
+up=$!; pids+=("$up")
 exec 7>"$tmp/fifo"
 printf 'ping\n' >&7
 for _ in $(seq 100); do grep -q '^ping$' "$tmp/out.u" 2>/dev/null && break; sleep 0.05; done
