@@ -29,7 +29,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rawpunch rendezvous --listen ADDR[:PORT] [--max-sessions N] [--idle-timeout S]\n"
-		"                           [--session-ttl S] [-v]\n"
+		"                           [--session-ttl S] [--max-per-addr N] [--probe-allow-private] [-v]\n"
 		"       rawpunch rendezvous --join HOST[:PORT] --session NAME --secret-file FILE\n"
 		"                           [--natinfo FILE.json] [--cand PORTS] [--timeout S] [--wait-start]\n"
 		"       rawpunch rendezvous --filter-probe HOST[:PORT] --port P [--timeout-ms MS]\n"
@@ -41,6 +41,14 @@ static void usage(FILE *f)
 		"  --max-sessions N       sessions at once (default 4096)\n"
 		"  --idle-timeout S       close connections silent for S seconds (default 60)\n"
 		"  --session-ttl S        an unpaired session expires after S seconds (default 300)\n"
+		"  --max-per-addr N       connections at once from one client address (default 64); sessions\n"
+		"                         opened from one address: N/2 (default 32). Many users behind one\n"
+		"                         NAT share an address: keep it generous\n"
+		"  --probe-allow-private  also filter-probe requesters seen at RFC 1918 or 100.64/10 addresses\n"
+		"                         (a server on a LAN). Loopback, link-local, multicast/broadcast and the\n"
+		"                         server's own addresses are never probed: behind a reverse proxy or\n"
+		"                         docker-proxy every client looks like one, and the probe would scan\n"
+		"                         the proxy host\n"
 		"  -v                     log events on stderr\n"
 		"Client (for scripts and tests; 'rawpunch punch' uses the same library):\n"
 		"  --join SERVER          join a session; prints the peer's natinfo, candidates, the agreed\n"
@@ -66,10 +74,13 @@ static void log_line(void *arg, const char *line)
 }
 
 static int run_server(const struct sockaddr_in *addr, unsigned long max_sessions, unsigned long idle,
-		      unsigned long ttl, bool verbose)
+		      unsigned long ttl, unsigned long per_addr, bool allow_private, bool verbose)
 {
 	struct rv_server_cfg cfg = { .listen = *addr, .max_sessions = (unsigned)max_sessions,
-				     .idle_timeout_s = (unsigned)idle, .session_ttl_s = (unsigned)ttl };
+				     .idle_timeout_s = (unsigned)idle, .session_ttl_s = (unsigned)ttl,
+				     .max_conns_per_addr = (unsigned)per_addr,
+				     .max_sessions_per_addr = per_addr ? (unsigned)(per_addr > 1 ? per_addr / 2 : 1) : 0,
+				     .probe_allow_private = allow_private };
 	struct rv_server *s;
 	struct sigaction sa = { .sa_handler = on_signal };
 	char ip[INET_ADDRSTRLEN];
@@ -241,13 +252,16 @@ int cmd_rendezvous(int argc, char **argv)
 		{ "filter-probe", required_argument, NULL, 'f' },
 		{ "port", required_argument, NULL, 'p' },
 		{ "timeout-ms", required_argument, NULL, 'M' },
+		{ "max-per-addr", required_argument, NULL, 'A' },
+		{ "probe-allow-private", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	const char *listen_s = NULL, *join_s = NULL, *probe_s = NULL, *session = NULL, *secret = NULL;
 	const char *natinfo = NULL, *cand = NULL;
 	unsigned long max_sessions = 0, idle = 0, ttl = 0, timeout = 30, port = 0, tmo_ms = 1500;
-	bool verbose = false, wait_start = false;
+	unsigned long per_addr = 0;
+	bool verbose = false, wait_start = false, allow_private = false;
 	struct sockaddr_in addr;
 	int c;
 	optind = 1;
@@ -263,6 +277,11 @@ int cmd_rendezvous(int argc, char **argv)
 		case 'c': cand = optarg; break;
 		case 'w': wait_start = true; break;
 		case 'v': verbose = true; break;
+		case 'P': allow_private = true; break;
+		case 'A':
+			if (rp_parse_ulong(optarg, 1, 1000000, &per_addr))
+				return rp_usage_err("rendezvous", "--max-per-addr: want 1..1000000, got '%s'", optarg);
+			break;
 		case 'm':
 			if (rp_parse_ulong(optarg, 1, 1000000, &max_sessions))
 				return rp_usage_err("rendezvous", "--max-sessions: want 1..1000000, got '%s'", optarg);
@@ -298,12 +317,16 @@ int cmd_rendezvous(int argc, char **argv)
 		return rp_usage_err("rendezvous", "unexpected argument '%s'", argv[optind]);
 	if (!!listen_s + !!join_s + !!probe_s != 1)
 		return rp_usage_err("rendezvous", "give exactly one of --listen, --join, --filter-probe");
+	if (!listen_s && (per_addr || allow_private || max_sessions || idle || ttl))
+		return rp_usage_err("rendezvous", "--max-sessions, --idle-timeout, --session-ttl, --max-per-addr and "
+				    "--probe-allow-private are server options (--listen)");
 	if (listen_s) {
 		if (session || secret || natinfo || cand || port || wait_start)
 			return rp_usage_err("rendezvous", "--listen takes no client options");
+
 		if (rp_parse_hostport(listen_s, RV_DEFAULT_PORT, &addr))
 			return rp_usage_err("rendezvous", "--listen: want ADDR[:PORT], got '%s'", listen_s);
-		return run_server(&addr, max_sessions, idle, ttl, verbose);
+		return run_server(&addr, max_sessions, idle, ttl, per_addr, allow_private, verbose);
 	}
 	if (probe_s) {
 		enum rp_filter f;
@@ -315,6 +338,12 @@ int cmd_rendezvous(int argc, char **argv)
 		r = rv_filter_probe(&addr, (uint16_t)port, (int)tmo_ms, &f);
 		if (r == -EAGAIN)
 			return rp_err("filter probe: the server's rate limit was hit; try again in a minute");
+		if (r == -EACCES) {
+			rp_err("filter probe: the server refuses to probe the address it sees for this host");
+			rp_hint("it sees a loopback, private or its own address (a proxy in front of it?); a server on "
+				"a LAN needs --probe-allow-private");
+			return 1;
+		}
 		if (r)
 			return rp_err_errno(r, "filter probe");
 		printf("%s\n", rp_filter_str(f));

@@ -156,6 +156,8 @@ static int server_error(struct json_object *o)
 		return -EBUSY;
 	if (!strcmp(code, "rate"))
 		return -EAGAIN;
+	if (!strcmp(code, "forbidden"))
+		return -EACCES;
 	if (!strcmp(code, "expired") || !strcmp(code, "idle"))
 		return -ETIMEDOUT;
 	return -EPROTO;

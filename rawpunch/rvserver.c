@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <json-c/json.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
@@ -53,9 +54,16 @@ struct conn {
 	uint64_t probe_deadline_ms;
 };
 
+struct addrcount {
+	uint32_t addr;
+	unsigned conns, sessions;
+	struct addrcount *next;
+};
+
 struct session {
 	char id[2 * RV_ID_LEN + 1];
 	struct conn *peer[2];
+	uint32_t owner_addr;            /* the address that opened it (per-address session cap) */
 	uint64_t created_ms;
 	struct session *hnext;
 };
@@ -73,6 +81,7 @@ struct rv_server {
 	struct conn *conns;
 	struct session *buckets[NBUCKETS];
 	struct ratelimit rl[RL_SLOTS];
+	struct addrcount *per_addr[NBUCKETS];   /* exact counts; an entry lives while a count is non-zero */
 	unsigned n_probes;
 	struct rv_server_stats st;
 };
@@ -119,6 +128,44 @@ static unsigned id_hash(const char *id)
 	return h % NBUCKETS;
 }
 
+/* Per-address counts: exact (unlike the probe rate-limit slots, which may forget an address), so a
+ * cap can neither be evaded by eviction nor leak. create: add the entry if missing (NULL: no memory). */
+static struct addrcount *addr_get(struct rv_server *s, uint32_t addr, bool create)
+{
+	unsigned h = (addr * 2654435761u) % NBUCKETS;
+	for (struct addrcount *a = s->per_addr[h]; a; a = a->next)
+		if (a->addr == addr)
+			return a;
+	if (!create)
+		return NULL;
+	struct addrcount *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->addr = addr;
+	a->next = s->per_addr[h];
+	s->per_addr[h] = a;
+	return a;
+}
+
+static void addr_put(struct rv_server *s, uint32_t addr, bool conn, bool sess)
+{
+	unsigned h = (addr * 2654435761u) % NBUCKETS;
+	for (struct addrcount **pp = &s->per_addr[h]; *pp; pp = &(*pp)->next) {
+		struct addrcount *a = *pp;
+		if (a->addr != addr)
+			continue;
+		if (conn && a->conns)
+			a->conns--;
+		if (sess && a->sessions)
+			a->sessions--;
+		if (!a->conns && !a->sessions) {
+			*pp = a->next;
+			free(a);
+		}
+		return;
+	}
+}
+
 static struct session *sess_find(struct rv_server *s, const char *id)
 {
 	for (struct session *x = s->buckets[id_hash(id)]; x; x = x->hnext)
@@ -138,6 +185,7 @@ static void sess_remove(struct rv_server *s, struct session *x)
 		if (x->peer[i])
 			x->peer[i]->sess = NULL;
 	s->st.sessions_now--;
+	addr_put(s, x->owner_addr, false, true);
 	free(x);
 }
 
@@ -267,6 +315,8 @@ static void conn_free(struct rv_server *s, struct conn *c)
 			c->owner->probe = NULL;
 		s->n_probes--;
 	}
+	if (c->kind == C_CLIENT)
+		addr_put(s, c->peer.sin_addr.s_addr, true, false);
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (c->prev)
@@ -344,6 +394,37 @@ static bool rl_take(struct rv_server *s, uint32_t addr)
 		return false;
 	slot->tokens -= 1.0;
 	return true;
+}
+
+int rv_probe_target_ok(uint32_t addr_net, int allow_private)
+{
+	uint32_t a = ntohl(addr_net);
+	if ((a >> 24) == 0 || (a >> 24) == 127 ||      /* 0/8 "this network", loopback */
+	    (a >> 16) == 0xa9fe ||                     /* 169.254/16 link-local */
+	    (a >> 29) == 7)                            /* 224/4 multicast, 240/4 reserved + broadcast */
+		return -EACCES;
+	if (allow_private)
+		return 0;
+	if ((a >> 24) == 10 || (a >> 20) == 0xac1 ||   /* 10/8, 172.16/12 */
+	    (a >> 16) == 0xc0a8 ||                     /* 192.168/16 */
+	    (a >> 22) == (0x64400000u >> 22))          /* 100.64/10 shared (CGNAT) */
+		return -EACCES;
+	return 0;
+}
+
+/* Is addr one of this host's own addresses (a proxy on the server host shows clients as one)? */
+static bool is_own_addr(uint32_t addr_net)
+{
+	struct ifaddrs *ifa, *i;
+	bool own = false;
+	if (getifaddrs(&ifa) < 0)
+		return true;                           /* cannot tell: refuse */
+	for (i = ifa; i && !own; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+		    ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr == addr_net)
+			own = true;
+	freeifaddrs(ifa);
+	return own;
 }
 
 static void probe_report(struct rv_server *s, struct conn *p, const char *result)
@@ -424,6 +505,13 @@ static void handle_fprobe(struct rv_server *s, struct conn *c, struct json_objec
 		send_error(s, c, "busy", "one filter probe at a time per connection", false);
 		return;
 	}
+	if (rv_probe_target_ok(c->peer.sin_addr.s_addr, s->cfg.probe_allow_private) ||
+	    c->peer.sin_addr.s_addr == c->local.sin_addr.s_addr || is_own_addr(c->peer.sin_addr.s_addr)) {
+		send_error(s, c, "forbidden",
+			   "filter probes go to public requester addresses only (this one is loopback, "
+			   "link-local, private, multicast or the server's own: behind a proxy?)", false);
+		return;
+	}
 	if (s->n_probes >= PROBE_GLOBAL_MAX || !rl_take(s, c->peer.sin_addr.s_addr)) {
 		send_error(s, c, "rate", "filter-probe rate limit: try again later", false);
 		return;
@@ -487,11 +575,19 @@ static void handle_join(struct rv_server *s, struct conn *c, struct json_object 
 			send_error(s, c, "busy", "server is at --max-sessions", true);
 			return;
 		}
+		struct addrcount *ac = addr_get(s, c->peer.sin_addr.s_addr, false);
+		if (ac && ac->sessions >= s->cfg.max_sessions_per_addr) {
+			send_error(s, c, "busy", "too many sessions from this address (--max-per-addr)", true);
+			return;
+		}
 		x = calloc(1, sizeof(*x));
-		if (!x) {
+		if (!x || !ac) {
+			free(x);
 			send_error(s, c, "internal", "out of memory", true);
 			return;
 		}
+		ac->sessions++;
+		x->owner_addr = c->peer.sin_addr.s_addr;
 		memcpy(x->id, id, sizeof(x->id));
 		x->created_ms = mono_ms();
 		unsigned h = id_hash(id);
@@ -657,13 +753,26 @@ static void accept_all(struct rv_server *s)
 			close(fd);
 			continue;
 		}
+		struct addrcount *ac = addr_get(s, a.sin_addr.s_addr, true);
+		if (!ac || ac->conns >= s->cfg.max_conns_per_addr) {
+			char ip[INET_ADDRSTRLEN];
+			close(fd);
+			s->st.errors++;
+			inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
+			logf_(s, "refused %s:%u: %s", ip, (unsigned)ntohs(a.sin_port),
+			      ac ? "per-address connection limit (--max-per-addr)" : "out of memory");
+			continue;
+		}
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		struct conn *c = conn_new(s, C_CLIENT, fd);
 		if (!c) {
 			close(fd);
+			if (!ac->conns && !ac->sessions)
+				addr_put(s, a.sin_addr.s_addr, false, false);
 			continue;
 		}
+		ac->conns++;
 		c->peer = a;
 		al = sizeof(c->local);
 		getsockname(fd, (struct sockaddr *)&c->local, &al);
@@ -720,6 +829,10 @@ int rv_server_open(const struct rv_server_cfg *cfg, struct rv_server **out)
 		s->cfg.probe_burst = 8;
 	if (!s->cfg.probe_per_min)
 		s->cfg.probe_per_min = 30;
+	if (!s->cfg.max_conns_per_addr)
+		s->cfg.max_conns_per_addr = 64;
+	if (!s->cfg.max_sessions_per_addr)
+		s->cfg.max_sessions_per_addr = 32;
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->ep < 0 || s->lfd < 0)
@@ -805,6 +918,12 @@ void rv_server_close(struct rv_server *s)
 	for (unsigned i = 0; i < NBUCKETS; i++)
 		while (s->buckets[i])
 			sess_remove(s, s->buckets[i]);
+	for (unsigned i = 0; i < NBUCKETS; i++)
+		while (s->per_addr[i]) {
+			struct addrcount *a = s->per_addr[i];
+			s->per_addr[i] = a->next;
+			free(a);
+		}
 	close(s->lfd);
 	close(s->ep);
 	free(s);

@@ -10,7 +10,9 @@
 #     the key is refused by the real peer (and the real peer by it); a third peer gets "full";
 #   - random, oversized and malformed frames get an error frame and the server lives on;
 #   - idle connections are closed and unpaired sessions expire;
-#   - 200 sessions at once all pair correctly and exchange one more sealed round (tools/rv-load);
+#   - 200 sessions at once all pair correctly and exchange one more sealed round (tools/rv-load; they
+#     come from one address, so that server runs with --max-per-addr 512);
+#   - a requester the server sees at its own address is not filter-probed ("forbidden");
 #   - SIGTERM: clean exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -43,7 +45,7 @@ alive() { kill -0 "$(cat "$T/srv-$L.pid")" 2>/dev/null || fail "server died ($*)
 # frame BODY: 4-byte big-endian length + body on stdout
 frame() { local n=${#1}; printf "\\x$(printf %02x $((n >> 24 & 255)))\\x$(printf %02x $((n >> 16 & 255)))\\x$(printf %02x $((n >> 8 & 255)))\\x$(printf %02x $((n & 255)))%s" "$1"; }
 
-start_server "$L" --idle-timeout 20
+start_server "$L" --idle-timeout 20 --max-per-addr 512
 start_server "$L2" --idle-timeout 3 --session-ttl 3
 
 # ---- filter probe: the server connects back to the requester's public address
@@ -55,6 +57,14 @@ r=$(X "$L2" a "$RP" rendezvous --filter-probe "$SRV" --port 5555) || fail "filte
 [ "$r" = icmp ] || fail "filter probe, a behind an icmp NAT: got '$r'"
 grep -q "fprobe 198.18.1.2:[0-9]* port 5555: rst" "$T/srv-$L.err" || fail "server did not probe a's own public address"
 ok "filter probe: rst, drop, icmp"
+set +e
+X "$L" s "$RP" rendezvous --filter-probe "$SRV" --port 5555 >"$T/own.out" 2>"$T/own.err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] && grep -q "refuses to probe" "$T/own.err" || fail "probe of the server's own address: exit $rc, $(cat "$T/own.err")"
+grep -q "error 198.18.3.2:[0-9]* forbidden" "$T/srv-$L.err" || fail "server did not log the forbidden probe"
+grep -q "fprobe 198.18.3.2" "$T/srv-$L.err" && fail "server probed its own address"
+ok "filter probe of the server's own address: forbidden"
 limited=0
 for _ in $(seq 10); do
 	X "$L" a "$RP" rendezvous --filter-probe "$SRV" --port 5556 >/dev/null 2>"$T/rate.err" || {
