@@ -277,7 +277,10 @@ static int send_box(struct rv_client *c, const char *type, const struct json_obj
 }
 
 /* Next sealed message from the peer. Server frames other than fwd: gone -> -EPIPE; wait/paired
- * skipped. Authentication failures -EACCES, replays -EALREADY, wrong recipient -EPERM. */
+ * skipped. Authentication failures -EACCES. Boxes that authenticate but rv_msg_check refuses (replays,
+ * boxes addressed to another run's nonce, a stale hello) are skipped: only a key holder made them, so
+ * they are old traffic a server replays or our peer's answer to a superseded hello; dropping them
+ * gives a server no power it lacks (it can drop anything). */
 static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object **obj, const char **type)
 {
 	for (;;) {
@@ -307,6 +310,8 @@ static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object *
 		r = rv_msg_check(&c->ps, pt, pl, obj, type);
 		sodium_memzero(pt, pl);
 		free(pt);
+		if (r == -EPERM || r == -EALREADY)
+			continue;
 		return r;
 	}
 }
@@ -358,7 +363,7 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 	if ((r = send_box(c, "hello", NULL, deadline)))
 		return r;
 	if ((r = recv_box(c, deadline, &o, &t)))
-		return r == -EPERM || r == -EALREADY || r == -EPROTO ? -EACCES : r;
+		return r == -EPROTO ? -EACCES : r;
 	bool hello = !strcmp(t, "hello");
 	json_object_put(o);
 	if (!hello)
@@ -383,12 +388,23 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 	json_object_object_add(mi, "offset", json_object_new_int64(c->offset_ns));
 	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
-	r = send_box(c, "info", mi, deadline);
+	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
+	 * newest hello name the peer): address the info again, to the real peer. The real peer skips
+	 * the info we addressed to the replayed nonce. */
+	for (int resent = 0;; resent++) {
+		if ((r = send_box(c, "info", mi, deadline))) {
+			json_object_put(mi);
+			return r;
+		}
+		if ((r = recv_box(c, deadline, &info, &t))) {
+			json_object_put(mi);
+			return r;
+		}
+		if (strcmp(t, "hello") || resent >= 8)
+			break;
+		json_object_put(info);
+	}
 	json_object_put(mi);
-	if (r)
-		return r;
-	if ((r = recv_box(c, deadline, &info, &t)))
-		return r == -EPERM || r == -EALREADY ? -EACCES : r;
 	int64_t peer_start = 0;
 	struct json_object *jn, *jc;
 	if (strcmp(t, "info") || !json_object_object_get_ex(info, "natinfo", &jn) ||

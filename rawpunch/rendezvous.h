@@ -61,7 +61,8 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 int rv_join(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res);
 /* After a join: send a sealed message of type (1..31 chars) with obj's members (may be NULL). */
 int rv_send(struct rv_client *c, const char *type, const struct json_object *obj);
-/* Receive the next sealed message (skipping nothing: a box that fails authentication is -EACCES).
+/* Receive the next sealed message: a box that fails authentication is -EACCES; one that
+ * authenticates but is a replay or addressed to another run's nonce is skipped (rawpunch/rvproto.h).
  * *obj is a new reference the caller puts; *type points into it. -ETIMEDOUT, -EPIPE (peer gone). */
 int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const char **type);
 /* Make every later wait of c (join, recv, send) end with -EINTR once *stop is non-zero: set it from a

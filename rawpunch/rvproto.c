@@ -5,6 +5,7 @@
 #include <json-c/json.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define RV_AD_PREFIX "rv1"
@@ -291,7 +292,8 @@ int rv_msg_check(struct rv_peerstate *ps, const uint8_t *pt, size_t pt_len, stru
 		r = -EPERM;            /* our own box reflected back */
 		goto bad;
 	}
-	if (json_object_get_string_len(jt) == 0) {
+	bool hello = json_object_get_string_len(jt) == 0;
+	if (hello) {
 		if (strcmp(t, "hello")) {
 			r = -EPERM;
 			goto bad;
@@ -303,18 +305,27 @@ int rv_msg_check(struct rv_peerstate *ps, const uint8_t *pt, size_t pt_len, stru
 		r = -EPERM;            /* for someone else, or from an earlier run */
 		goto bad;
 	}
-	if (ps->have_theirs && memcmp(from, ps->theirs, RV_NONCE_LEN)) {
-		r = -EPERM;
-		goto bad;
+	bool same = ps->have_theirs && !memcmp(from, ps->theirs, RV_NONCE_LEN);
+	if (ps->pinned) {
+		if (!same) {
+			r = -EPERM;    /* another sender once the peer is known */
+			goto bad;
+		}
+		if (hello) {
+			r = -EALREADY; /* a hello after the peer is known is stale */
+			goto bad;
+		}
 	}
-	if ((uint64_t)ctr <= ps->recv_ctr) {
+	/* a hello proves nothing about freshness (an old run's hello can be replayed): until a box
+	 * addressed to our fresh nonce pins the peer, a new sender's hello or box replaces the old one */
+	if (same && (uint64_t)ctr <= ps->recv_ctr) {
 		r = -EALREADY;
 		goto bad;
 	}
-	if (!ps->have_theirs) {
-		memcpy(ps->theirs, from, RV_NONCE_LEN);
-		ps->have_theirs = 1;
-	}
+	memcpy(ps->theirs, from, RV_NONCE_LEN);
+	ps->have_theirs = 1;
+	if (!hello)
+		ps->pinned = 1;
 	ps->recv_ctr = (uint64_t)ctr;
 	*out = o;
 	*type = t;

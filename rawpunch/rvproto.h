@@ -23,9 +23,14 @@
  * A receiver accepts a box only if it opens under kbox, "from" is not its own nonce (reflection),
  * "to" is its own nonce (replay of a box from an earlier run is refused: the nonce is fresh), and ctr
  * is greater than the last ctr it accepted from that peer (replay within the run is refused).
+ * "hello" (empty "to") is the exception, and proves nothing about freshness: until the first box
+ * addressed to our nonce arrives, the newest hello names the peer (a replayed old hello followed by the
+ * real one is superseded by it). The first accepted box with "to" == our nonce pins "from" for good;
+ * after that, hellos and other senders are refused.
  * What the server (or anyone on the path) can still do: see id, timing and sizes; drop, delay or
  * close; occupy one of the two slots of an id it has seen (denial of service, detected by the peer as
- * a failed hello); replay an old hello (refused at "info", whose "to" is fresh); answer clock samples
+ * a failed hello); replay an old hello (superseded by the real peer's hello; "info" and everything
+ * after it must carry our fresh nonce, so nothing from an old run is ever accepted); answer clock samples
  * falsely (the "time" exchange is plain, so a lying server can skew the two peers' start apart, which
  * only degrades the punch). It cannot learn the natinfo exchanged, the start time or the candidate
  * ports, nor make a peer accept anything the other peer did not send.
@@ -52,6 +57,7 @@ struct json_object;
 #define RV_NONCE_LEN 16u          /* per-join peer nonce */
 #define RV_BOX_MAX 12000u         /* largest plaintext a box carries (fits a frame after base64) */
 #define RV_DEFAULT_PORT 7777
+#define RV_SECRET_MIN 16u         /* the CLI refuses shorter secret files (offline search on the id) */
 
 /* Frame scanner. Given len buffered bytes: returns the total frame length (header + body) when a
  * whole frame is there (*body and *body_len point into buf), 0 if more bytes are needed, -EMSGSIZE if the
@@ -88,9 +94,10 @@ int rv_box_open(const struct rv_keys *k, const char *b64, uint8_t **pt, size_t *
 struct rv_peerstate {
 	uint8_t mine[RV_NONCE_LEN];
 	uint8_t theirs[RV_NONCE_LEN];
-	int have_theirs;
+	int have_theirs;             /* theirs is set: from the newest hello, or pinned */
 	uint64_t send_ctr;           /* last counter sent */
 	uint64_t recv_ctr;           /* last counter accepted */
+	int pinned;                  /* a box addressed to mine came from theirs: the peer is fixed */
 };
 /* Fresh random nonce, counters zero. */
 void rv_peerstate_init(struct rv_peerstate *ps);
@@ -98,9 +105,11 @@ void rv_peerstate_init(struct rv_peerstate *ps);
  * (obj may be NULL). Returns a new JSON object or NULL on ENOMEM/EINVAL (type empty or > 31 chars). */
 struct json_object *rv_msg_wrap(struct rv_peerstate *ps, const char *type, const struct json_object *obj);
 /* Check an opened plaintext: JSON object, types, "from" != mine, "to" == mine (or empty for "hello"),
- * ctr > recv_ctr. On success learns "from" as theirs (first time; later it must match), advances
- * recv_ctr and returns the object in *o with its type in *type. -EBADMSG malformed, -EPERM reflection
- * or wrong recipient or changed sender, -EALREADY replay (old counter). */
+ * ctr > recv_ctr (per sender). Before the peer is pinned, a hello sets theirs = "from" (a hello from
+ * a new sender replaces the previous one), and the first box with "to" == mine pins its "from" as
+ * theirs (it is provably of this run). After pinning, "from" must match and hellos are refused. On success advances recv_ctr and returns the object in *o with
+ * its type in *type. -EBADMSG malformed, -EPERM reflection, wrong recipient or changed sender,
+ * -EALREADY replay (old counter, or a hello after pinning). Refused boxes change no state. */
 int rv_msg_check(struct rv_peerstate *ps, const uint8_t *pt, size_t pt_len, struct json_object **o,
 		 const char **type);
 

@@ -206,6 +206,55 @@ static int check_str(struct rv_peerstate *ps, const char *s, const char **type_c
 	return r;
 }
 
+/* A server replays an old run's hello before the real peer's: the real hello supersedes it, the info a
+ * addressed to the old nonce is refused by b (and skipped by the client), the re-addressed info is
+ * accepted, and once a box addressed to a's nonce pins b, neither old hello nor another sender gets in. */
+static void test_msg_replayed_hello(void **state)
+{
+	(void)state;
+	struct rv_peerstate old, a, b;
+	const char *t;
+	rv_peerstate_init(&old);                 /* the peer of an earlier run */
+	char *h_old = wrap_str(&old, "hello");
+	rv_peerstate_init(&a);
+	rv_peerstate_init(&b);
+	char *ha = wrap_str(&a, "hello"), *hb = wrap_str(&b, "hello");
+	assert_int_equal(check_str(&a, h_old, &t), 0);     /* replayed first: names "old" for now */
+	assert_string_equal(t, "hello");
+	assert_memory_equal(a.theirs, old.mine, RV_NONCE_LEN);
+	assert_false(a.pinned);
+	char *ia_old = wrap_str(&a, "info");               /* a answers the replay: to old */
+	assert_int_equal(check_str(&a, hb, &t), 0);        /* the real hello supersedes it */
+	assert_string_equal(t, "hello");
+	assert_memory_equal(a.theirs, b.mine, RV_NONCE_LEN);
+	assert_int_equal(check_str(&b, ha, NULL), 0);
+	char *ib = wrap_str(&b, "info");
+	assert_int_equal(check_str(&b, ia_old, NULL), -EPERM);   /* for another run: refused, no harm */
+	assert_memory_equal(b.theirs, a.mine, RV_NONCE_LEN);
+	char *ia = wrap_str(&a, "info");                   /* re-addressed to b */
+	assert_int_equal(check_str(&b, ia, &t), 0);
+	assert_string_equal(t, "other");
+	assert_int_equal(check_str(&a, ib, &t), 0);        /* to == a's nonce: pins b */
+	assert_true(a.pinned);
+	/* after pinning: the old hello again, b's hello again, the old run's peer: all refused */
+	assert_int_equal(check_str(&a, h_old, NULL), -EPERM);
+	assert_int_equal(check_str(&a, hb, NULL), -EALREADY);
+	assert_memory_equal(a.theirs, b.mine, RV_NONCE_LEN);
+	/* a newer hello does not override a pinned peer even with a fresh counter */
+	struct rv_peerstate imp;
+	rv_peerstate_init(&imp);
+	imp.send_ctr = 100;
+	char *h_imp = wrap_str(&imp, "hello");
+	assert_int_equal(check_str(&a, h_imp, NULL), -EPERM);
+	free(h_old);
+	free(ha);
+	free(hb);
+	free(ia_old);
+	free(ia);
+	free(ib);
+	free(h_imp);
+}
+
 static void test_msg_replay_reflection(void **state)
 {
 	(void)state;
@@ -301,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_box),
 		cmocka_unit_test(test_msg_replay_reflection),
+		cmocka_unit_test(test_msg_replayed_hello),
 		cmocka_unit_test(test_clock_sample),
 	};
 	return cmocka_run_group_tests_name("rvproto", tests, NULL, NULL);
