@@ -760,9 +760,14 @@ int cmd_punch(int argc, char **argv)
 	if (r)
 		return rp_usage_err("punch", "--secret-file %s: %s", c.secret_file,
 				    r == -EFBIG ? "larger than 4096 bytes" : strerror(-r));
-	if (!slen) {
+	if (slen < RV_SECRET_MIN) {
+		sodium_memzero(secret, slen);
 		free(secret);
-		return rp_usage_err("punch", "--secret-file %s is empty", c.secret_file);
+		rp_err("punch: --secret-file %s: %zu bytes; want at least %u random bytes (whoever sees the session "
+		       "id, like the rendezvous server, can search a short secret offline)", c.secret_file, slen,
+		       RV_SECRET_MIN);
+		rp_hint("head -c 32 /dev/urandom | base64 > %s", c.secret_file);
+		return 2;
 	}
 	if (rp_punch_key_derive(secret, slen, c.session, key)) {
 		free(secret);

@@ -154,9 +154,14 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 		return rp_err_errno(r, secret_file);
 	if (slen && secret[slen - 1] == '\n')
 		slen--;
-	if (slen == 0) {
+	if (slen < RV_SECRET_MIN) {
+		memset(secret, 0, slen);
 		free(secret);
-		return rp_usage_err("rendezvous", "--secret-file %s is empty", secret_file);
+		rp_err("rendezvous: --secret-file %s: %zu bytes; want at least %u random bytes (whoever sees the "
+		       "session id, like the server, can search a short secret offline)", secret_file, slen,
+		       RV_SECRET_MIN);
+		rp_hint("head -c 32 /dev/urandom | base64 > %s", secret_file);
+		return 2;
 	}
 	req.secret = secret;
 	req.secret_len = slen;
