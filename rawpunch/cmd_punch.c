@@ -756,6 +756,9 @@ int cmd_punch(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	g_cfg = &c;
 	c.tty = isatty(STDERR_FILENO);
+	if (c.mode == MODE_EXEC && !c.user && geteuid() == 0 && !c.quiet)
+		rp_hint("--exec runs its command as uid 0 (root, though without capabilities): "
+			"add --user nobody (or another unprivileged user)");
 	r = read_secret(c.secret_file, &secret, &slen);
 	if (r)
 		return rp_usage_err("punch", "--secret-file %s: %s", c.secret_file,
