@@ -724,9 +724,9 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 			if (n > 0) {
 				pend_off = 0;
 				pend_len = (size_t)n;
-			} else if (n == 0 || errno != EINTR) {
-				in_eof = true;
-			}
+			} else if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+				in_eof = true;   /* end of input, or a real read error */
+			}                        /* EINTR / EAGAIN (a non-blocking stdin): poll again */
 		}
 		r = drain(s, 0);
 		if (r < 0)
