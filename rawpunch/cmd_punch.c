@@ -1118,7 +1118,8 @@ plan:
 	json_object_object_add(resj, "join_ms", jd(t_join, 1));
 	json_object_object_add(resj, "rounds", json_object_new_int((int)json_object_array_length(rep.rounds)));
 	json_object_object_add(resj, "packets_total", json_object_new_int64((int64_t)tt.packets_sent));
-	json_object_object_add(resj, "kernel_rsts_dropped", json_object_new_int64(tt.guard_dropped));
+	json_object_object_add(resj, "kernel_rsts_dropped",      /* null: the guard's counter was unreadable */
+			       tt.guard_dropped >= 0 ? json_object_new_int64(tt.guard_dropped) : NULL);
 	if (hr.repair_errno)
 		json_object_object_add(resj, "repair_errno", json_object_new_string(strerror(hr.repair_errno)));
 	report_set(&rep, "result", resj);

@@ -300,8 +300,10 @@ void rp_punch_totals(const struct rp_punch *p, struct rp_punch_totals *t)
 			t->cap_dropped = cs.dropped;
 		}
 	}
-	if (p->guard)
-		t->guard_dropped = rp_guard_dropped(p->guard);
+	if (p->guard) {
+		int64_t d = rp_guard_dropped(p->guard);
+		t->guard_dropped = d < 0 ? -1 : d;    /* a failed counter read is "unknown", not a count */
+	}
 }
 
 /* --- guard -------------------------------------------------------------------------------- */

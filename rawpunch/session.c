@@ -791,16 +791,22 @@ void rp_session_stats(const struct rp_session *s, struct rp_session_stats *st)
 	if (!s || !st)
 		return;
 	*st = s->st;
-	if (s->guard)
-		st->guard_dropped = rp_guard_dropped(s->guard);
+	if (s->guard) {
+		int64_t d = rp_guard_dropped(s->guard);
+		if (d >= 0)              /* a failed counter read keeps the last known count (or -1) */
+			st->guard_dropped = d;
+	}
 }
 
 void rp_session_release(struct rp_session *s)
 {
 	if (!s)
 		return;
-	if (s->guard)
-		s->st.guard_dropped = rp_guard_dropped(s->guard);
+	if (s->guard) {
+		int64_t d = rp_guard_dropped(s->guard);
+		if (d >= 0)
+			s->st.guard_dropped = d;
+	}
 	rp_guard_close(s->guard);
 	s->guard = NULL;
 	rp_cap_close(s->cap);

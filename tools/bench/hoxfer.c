@@ -533,7 +533,10 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 		rp_session_stats(ss, &sst);
 		rp_session_close(ss);
 		size_t l = strlen(prefix);
-		snprintf(prefix + l, sizeof(prefix) - l, "guard_dropped=%lld ", (long long)sst.guard_dropped);
+		if (sst.guard_dropped >= 0)
+			snprintf(prefix + l, sizeof(prefix) - l, "guard_dropped=%lld ", (long long)sst.guard_dropped);
+		else
+			snprintf(prefix + l, sizeof(prefix) - l, "guard_dropped=unknown ");
 		if (fd < 0) {
 			printf("handoff=failed err=%d repair_errno=%d\n", fd, res.repair_errno);
 			return rp_err_errno(fd, "handoff");
