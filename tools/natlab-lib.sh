@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # natlab-lib.sh: helpers for lab tests and demos (source it; bash). Needs tools/natlab, socat, od.
 #
-#   lab_up LAB ARGS...        natlab up, and `natlab down` on EXIT (also on failure); LAB gets a unique suffix
+#   lab_up LAB ARGS...        natlab up, and `natlab down` on EXIT (also on failure). An EXIT trap set
+#                             before the first lab_up is kept: it runs after the labs are down
 #   whoami LAB HOST [SPORT]   "ip:port" that s's whoami service saw (from HOST, optionally from local SPORT)
 #   stun_tcp LAB HOST IP PORT [SPORT]
 #                             STUN Binding over TCP; prints "MAPPED_IP:PORT OTHER_IP:PORT ORIGIN_IP:PORT"
@@ -14,9 +15,23 @@ _NATLAB_LABS=()
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok()   { echo "ok: $*"; }
 
+_NATLAB_PREV_EXIT=
+_NATLAB_TRAPPED=
+
+# Idempotent: a trap that runs it after lab_up's own did finds nothing left to do.
 _natlab_cleanup() {
 	local l
 	for l in "${_NATLAB_LABS[@]}"; do "$NATLAB" down "$l" >/dev/null 2>&1 || echo "warning: natlab down $l failed" >&2; done
+	_NATLAB_LABS=()
+}
+_natlab_save_exit() {   # "trap -- 'CMD' EXIT" -> CMD (own function: set -- must not clobber lab_up's args)
+	[ -n "$1" ] || return 0
+	eval "set -- $1"
+	_NATLAB_PREV_EXIT=$3
+}
+_natlab_exit() {
+	_natlab_cleanup
+	eval "$_NATLAB_PREV_EXIT"
 }
 # unique_lab PREFIX: PREFIX (2-3 chars) plus digits from the pid and time, 8 characters at most
 unique_lab() {
@@ -27,7 +42,12 @@ unique_lab() {
 lab_up() {
 	local lab=$1; shift
 	_NATLAB_LABS+=("$lab")
-	trap _natlab_cleanup EXIT
+	if [ -z "$_NATLAB_TRAPPED" ]; then
+		# chain the caller's EXIT trap (e.g. removing its temp dir) instead of replacing it
+		_natlab_save_exit "$(trap -p EXIT)"
+		_NATLAB_TRAPPED=1
+		trap _natlab_exit EXIT
+	fi
 	"$NATLAB" up "$lab" "$@" >/dev/null || fail "natlab up $lab $*"
 }
 

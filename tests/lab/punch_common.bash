@@ -25,6 +25,8 @@ _punch_cleanup() {
 	_natlab_cleanup
 	rm -rf "$T"
 }
+# from here on: lab_up chains this trap (the labs go first), so a failing 'natlab up' leaves no $T
+trap _punch_cleanup EXIT
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -37,7 +39,6 @@ punch_lab() {
 	local prefix=$1; shift
 	LAB=$(unique_lab "$prefix")
 	lab_up "$LAB" "$@"
-	trap _punch_cleanup EXIT
 	head -c 32 /dev/urandom | base64 >"$T/secret"
 	tools/natlab exec "$LAB" s -- "$RP" rendezvous --listen 198.18.3.2 >/dev/null 2>"$T/rv.log" &
 	local i
