@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -556,25 +557,14 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 		return -EINVAL;
 	if (strchr(path, '\'') || strchr(path, '\n'))
 		return -EINVAL;
-	char data[] = "/tmp/rawpunch-plot-XXXXXX", script[] = "/tmp/rawpunch-plot-XXXXXX";
-	int dfd = mkstemp(data);
-	if (dfd < 0)
-		return -errno;
-	int sfd = mkstemp(script);
-	if (sfd < 0) {
-		int e = -errno;
-		close(dfd);
-		unlink(data);
-		return e;
-	}
-	FILE *d = fdopen(dfd, "w"), *s = fdopen(sfd, "w");
-	if (!d || !s) {
-		if (d) fclose(d); else close(dfd);
-		if (s) fclose(s); else close(sfd);
-		unlink(data);
-		unlink(script);
+	/* No temporary files: data and script go to gnuplot's stdin in one piece (the data as an inline
+	 * datablock $D), so neither Ctrl-C nor a crash can leave anything behind in /tmp. */
+	char *buf = NULL;
+	size_t blen = 0;
+	FILE *s = open_memstream(&buf, &blen), *d = s;
+	if (!s)
 		return -ENOMEM;
-	}
+	fprintf(d, "$D << EOD\n");
 	uint64_t t0 = first_mono(r), tl = 0;
 	/* blocks: 0 mapping tests, 1 allocation samples, 2 predicted window */
 	for (int blk = 0; blk < 2; blk++) {
@@ -597,7 +587,7 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 		fprintf(d, "%.6f %u\n", th, r->pred.ports[i]);
 	if (!r->pred.n)
 		fprintf(d, "0 -1\n");
-	fclose(d);
+	fprintf(d, "EOD\n");
 	unsigned lo = 65535, hi = 0;
 	for (unsigned i = 0; i < r->n_samples; i++)
 		if (r->samples[i].ok) {
@@ -636,30 +626,52 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 		fprintf(s, "set object 1 rect from %.6f,%u to %.6f,%u fc rgb '#ffd0a0' fs transparent solid 0.4 noborder behind\n",
 			tlast, r->pred.ports[0] < r->pred.ports[r->pred.n - 1] ? r->pred.ports[0] : r->pred.ports[r->pred.n - 1],
 			th, r->pred.ports[0] < r->pred.ports[r->pred.n - 1] ? r->pred.ports[r->pred.n - 1] : r->pred.ports[0]);
-	fprintf(s, "plot '%s' index 1 using 1:2 with linespoints pt 7 ps 1.2 lc rgb '#1f77b4' title 'external port (new flows)', \\\n"
-		   "     '%s' index 1 using 1:(%d ? $3 : 1/0) with points pt 2 ps 1.6 lc rgb '#7f7f7f' title 'local port (on a dot: preserved)', \\\n"
-		   "     '%s' index 0 using 1:2 with points pt 5 ps 1.4 lc rgb '#2ca02c' title 'RFC 5780 tests (punch port)', \\\n"
-		   "     '%s' index 2 using 1:2 with points pt 6 ps 1.0 lc rgb '#d62728' title 'predicted window'\n",
-		data, data, r->ni.alloc == RP_ALLOC_PRESERVING, data, data);
-	fclose(s);
+	fprintf(s, "plot $D index 1 using 1:2 with linespoints pt 7 ps 1.2 lc rgb '#1f77b4' title 'external port (new flows)', \\\n"
+		   "     $D index 1 using 1:(%d ? $3 : 1/0) with points pt 2 ps 1.6 lc rgb '#7f7f7f' title 'local port (on a dot: preserved)', \\\n"
+		   "     $D index 0 using 1:2 with points pt 5 ps 1.4 lc rgb '#2ca02c' title 'RFC 5780 tests (punch port)', \\\n"
+		   "     $D index 2 using 1:2 with points pt 6 ps 1.0 lc rgb '#d62728' title 'predicted window'\n",
+		r->ni.alloc == RP_ALLOC_PRESERVING);
+	if (fclose(s)) {
+		free(buf);
+		return -ENOMEM;
+	}
+	/* a socket, not a pipe: send(MSG_NOSIGNAL) gets EPIPE instead of killing us if gnuplot dies early */
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		int e = -errno;
+		free(buf);
+		return e;
+	}
 	pid_t pid;
-	char *argv[] = { "gnuplot", script, NULL };
+	char *argv[] = { "gnuplot", NULL };
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
 	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	int ret = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	close(sv[1]);
 	if (ret) {
-		ret = ret == ENOENT ? -ENOENT : -ret;
-	} else {
-		int st;
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
-		ret = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+		close(sv[0]);
+		free(buf);
+		return ret == ENOENT ? -ENOENT : -ret;
 	}
-	unlink(data);
-	unlink(script);
-	return ret;
+	for (size_t off = 0; off < blen;) {
+		ssize_t n = send(sv[0], buf + off, blen - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;                 /* gnuplot went away: its exit status tells */
+		off += (size_t)n;
+	}
+	close(sv[0]);
+	free(buf);
+	int st = 0;
+	pid_t w;
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0)
+		return -errno;             /* e.g. ECHILD with SIGCHLD ignored: the outcome is unknown */
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }
