@@ -63,11 +63,24 @@ for s in turnserver whoami noise-a noise-b wire-ra wire-rb wire-s; do
 done
 pids=$(lab_pids "$L" | sort -u)
 [ "$(wc -w <<<"$pids")" -ge 7 ] || fail "expected at least 7 lab processes, found: $pids"
-tools/natlab down "$L" || fail "down"
+# stale pid files whose pids now belong to an unrelated process (group) outside the lab: one without a
+# recorded start time (not in a lab namespace), one with a start time that does not match
+setsid sleep 60 </dev/null >/dev/null 2>&1 &
+stranger=$!
+sleep 0.1
+echo "$stranger" >"/run/natlab/$L/stale1.pid"
+echo "$stranger" >"/run/natlab/$L/stale2.pid"
+echo 1 >"/run/natlab/$L/stale2.start"
+tools/natlab down "$L" 2>"/tmp/natlab-down-$L.err" || fail "down"
+kill -0 "$stranger" 2>/dev/null || fail "down killed an unrelated process group from a stale pid file"
+kill -KILL -- "-$stranger" 2>/dev/null || true
+wait "$stranger" 2>/dev/null || true
+grep -q "stale1.pid is no longer the lab's process" "/tmp/natlab-down-$L.err" || fail "no word on the stale pid file"
+rm -f "/tmp/natlab-down-$L.err"
 # shellcheck disable=SC2086
 assert_gone "$L" $pids
 tools/natlab down "$L" || fail "down of a removed lab should succeed"
-ok "down removes namespaces, veths, nft tables, state and all $(wc -w <<<"$pids") processes; down is idempotent"
+ok "down removes namespaces, veths, nft tables, state and all $(wc -w <<<"$pids") processes (and leaves a stale pid file's stranger alone); down is idempotent"
 
 # up killed (SIGKILL) at different points, then down.
 for t in 0.05 0.15 0.3 0.45; do
