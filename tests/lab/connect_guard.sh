@@ -11,7 +11,9 @@ cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}; [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
 RP=${RAWPUNCH:-$BUILD/rawpunch}
 [ -x "$RP" ] || { echo "FAIL: $RP not built (make)"; exit 1; }
-LAB=rwgd$(( $$ % 10000 ))
+# shellcheck source=tools/natlab-lib.sh
+source tools/natlab-lib.sh     # unique_lab (its fail/ok are redefined below)
+LAB=$(unique_lab rwgd)
 T=$(mktemp -d /tmp/rw-guard.XXXXXX)
 pids=()
 cleanup() {
@@ -44,7 +46,7 @@ wait_table() {   # wait_table PID: the process's table appears
 gone() { ! A nft list tables | grep -q "rawpunch_$1\$"; }
 
 # ---- running: the table exists with owner flag and exactly our flow; SIGTERM removes it -------
-ip netns exec "rp$LAB-a" "$RP" connect --raw --local-port 40040 --timeout 30 "$S_IP:7300" </dev/null >/dev/null 2>"$T/term.err" & pid=$!; pids+=($pid)
+ip netns exec "rp$LAB-a" "$RP" connect --raw --local-port 40040 --timeout 30 "$S_IP:7300" </dev/null >/dev/null 2>"$T/term.err" & pid=$!; pids+=("$pid")
 wait_table "$pid" || fail "no table rawpunch_$pid while the attempt runs"
 A nft list table inet "rawpunch_$pid" >"$T/table"
 grep -q 'flags owner' "$T/table" || fail "table without 'flags owner'"
@@ -59,7 +61,7 @@ gone "$pid" || fail "SIGTERM: table rawpunch_$pid remains"
 echo "ok table while running (owner flag, flow in set); SIGTERM -> exit 1, table gone"
 
 # ---- SIGKILL: no cleanup code runs, the owner flag removes the table ---------------------------
-ip netns exec "rp$LAB-a" "$RP" connect --raw --local-port 40041 --timeout 30 "$S_IP:7300" </dev/null >/dev/null 2>&1 & pid=$!; pids+=($pid)
+ip netns exec "rp$LAB-a" "$RP" connect --raw --local-port 40041 --timeout 30 "$S_IP:7300" </dev/null >/dev/null 2>&1 & pid=$!; pids+=("$pid")
 wait_table "$pid" || fail "no table for the second attempt"
 kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
 for _ in $(seq 20); do gone "$pid" && break; sleep 0.1; done
@@ -107,7 +109,7 @@ grep -q '^hint: .*CAP_NET_RAW' "$T/priv.err" || fail "unprivileged: no capabilit
 echo "ok unprivileged -> exit 1 with a capability hint"
 
 # ---- bad input: exit 2, nothing sent -------------------------------------------------------------
-A tshark -n -i eth0 -w "$T/bad.pcap" -q >/dev/null 2>"$T/tshark.log" & tpid=$!; pids+=($tpid)
+A tshark -n -i eth0 -w "$T/bad.pcap" -q >/dev/null 2>"$T/tshark.log" & tpid=$!; pids+=("$tpid")
 for _ in $(seq 50); do grep -q "Capturing on" "$T/tshark.log" 2>/dev/null && break; sleep 0.1; done
 for args in "" "--raw" "--raw $S_IP" "--raw $S_IP:0" "--raw $S_IP:70000" "--raw --local-port 0 $S_IP:7300" \
             "--raw --timeout x $S_IP:7300" "--raw --ttl 256 $S_IP:7300" "--raw --bogus $S_IP:7300" \
@@ -119,7 +121,7 @@ for args in "" "--raw" "--raw $S_IP" "--raw $S_IP:0" "--raw $S_IP:70000" "--raw 
   [ "$rc" -eq 2 ] || fail "'connect $args': exit status $rc, want 2"
   grep -q 'rawpunch connect:' "$T/bad.err" || fail "'connect $args': no error message"
 done
-"$RP" connect --help | grep -q -- '--local-port' || fail "--help does not list --local-port"
+grep -q -- '--local-port' <<<"$("$RP" connect --help)" || fail "--help does not list --local-port"   # no pipe: grep -q would SIGPIPE it under pipefail
 sleep 0.5
 kill "$tpid"; wait "$tpid" 2>/dev/null || true
 n=$(tshark -n -r "$T/bad.pcap" -Y "ip.src==10.0.1.2" 2>/dev/null | wc -l)

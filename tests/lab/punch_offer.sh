@@ -4,14 +4,26 @@
 # and a reads the answer as the first line of its stdin, the rest of which is data. sequential x
 # preserve: 1 MiB each way over the handed-off kernel socket (SHA-256), path=repair, the plan both
 # made is the same. Then b holding another secret: it refuses a's offer (exit 1, the reason, no answer)
-# before sending anything and a, never answered, exits 1; a garbage offer: exit 2, nothing sent. No nft
-# table is left.
+# before sending anything and a, never answered, exits 1; a garbage offer: exit 2, nothing sent; a
+# secret file under 16 bytes: exit 2 with the hint, nothing sent. "Nothing sent" is b's own count: an nft
+# counter on every IPv4 packet b's namespace sends out (not lo). No rawpunch nft table is left.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PUNCH_MIB=1
 source tests/lab/punch_common.bash
 
 punch_lab po --nat-a sequential --nat-b preserve
+# every IPv4 packet leaving b (not on lo), counted in b's own namespace
+tools/natlab exec "$LAB" b -- nft -f - <<'EON'
+table ip fxtx {
+	chain out {
+		type filter hook output priority filter; policy accept;
+		oifname != "lo" counter
+	}
+}
+EON
+b_tx() { tools/natlab exec "$LAB" b -- nft list chain ip fxtx out | sed -n 's/.*counter packets \([0-9]*\).*/\1/p'; }
+[ "$(b_tx)" = 0 ] || fail "b sent packets before the test started: $(b_tx)"
 head -c $((PUNCH_MIB << 20)) /dev/urandom >"$T/a.in"
 head -c $((PUNCH_MIB << 20)) /dev/urandom >"$T/b.in"
 mkfifo "$T/a.fifo"
@@ -61,12 +73,14 @@ offer=""
 for _ in $(seq 100); do offer=$(grep -m1 '^rpo1\.' "$T/bad-a.err" || true); [ -n "$offer" ] && break; sleep 0.1; done
 [ -n "$offer" ] || fail "bad: a printed no offer"
 rc=0
+tx0=$(b_tx)
 tools/natlab exec "$LAB" b -- "$RP" punch --answer "$offer" --stun 198.18.3.2 --secret-file "$T/other" \
 	--report "$T/bad-b.json" </dev/null >"$T/bad-b.out" 2>"$T/bad-b.err" 3>&- || rc=$?
 [ "$rc" = 1 ] || fail "bad: b exited $rc on an offer made with another secret (want 1)"
 grep -q "does not authenticate" "$T/bad-b.err" || fail "bad: b gave no reason"
 grep -q '^rpa1\.' "$T/bad-b.err" && fail "bad: b answered anyway"
 grep -q "probe took" "$T/bad-b.err" && fail "bad: b probed (sent packets) before checking the offer"
+[ "$(b_tx)" = "$tx0" ] || fail "bad: b sent $(( $(b_tx) - tx0 )) packets for an offer it refused"
 exec 3>&-            # a's answer never comes: end of input
 rc=0; wait "$PA" || rc=$?
 [ "$rc" = 1 ] || fail "bad: a exited $rc without an answer (want 1)"
@@ -74,10 +88,23 @@ grep -q "reading the answer" "$T/bad-a.err" || fail "bad: a gave no reason"
 [ "$(report_get bad a "len(r['rounds'])")" = 0 ] || fail "bad: a punched anyway"
 if [ -s "$T/bad-a.out" ] || [ -s "$T/bad-b.out" ]; then fail "bad: data was written"; fi
 no_leftovers
-ok "an offer under another secret is refused by b (exit 1, reason); a without an answer exits 1; nothing punched"
+ok "an offer under another secret is refused by b (exit 1, reason, b's TX counter unchanged); a without an answer exits 1; nothing punched"
 
+tx0=$(b_tx)
 rc=0; tools/natlab exec "$LAB" b -- "$RP" punch --answer rpo1.AAAAgarbage --stun 198.18.3.2 --secret-file "$T/secret" \
 	</dev/null >/dev/null 2>"$T/garbage.err" || rc=$?
 if [ "$rc" != 2 ] || ! grep -q "the offer:" "$T/garbage.err"; then fail "garbage offer: exit $rc, $(cat "$T/garbage.err")"; fi
 grep -q "probe took" "$T/garbage.err" && fail "garbage offer: b probed before checking it"
-ok "a garbage offer: exit 2 with the reason, nothing sent"
+[ "$(b_tx)" = "$tx0" ] || fail "garbage offer: b sent $(( $(b_tx) - tx0 )) packets"
+ok "a garbage offer: exit 2 with the reason, nothing sent (b's TX counter unchanged)"
+
+printf 'short\n' >"$T/short"
+rc=0; tools/natlab exec "$LAB" b -- "$RP" punch --answer "$offer" --stun 198.18.3.2 --secret-file "$T/short" \
+	</dev/null >/dev/null 2>"$T/short.err" || rc=$?
+[ "$rc" = 2 ] || fail "short secret: exit $rc (want 2): $(cat "$T/short.err")"
+if ! grep -q "at least 16" "$T/short.err" || ! grep -q "hint: head -c 32 /dev/urandom | base64 >" "$T/short.err"; then
+	fail "short secret: no reason or hint: $(cat "$T/short.err")"
+fi
+[ "$(b_tx)" = "$tx0" ] || fail "short secret: b sent $(( $(b_tx) - tx0 )) packets"
+ok "a 5-byte secret file: exit 2 with the hint, nothing sent"
+tools/natlab exec "$LAB" b -- nft delete table ip fxtx
