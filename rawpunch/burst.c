@@ -17,6 +17,7 @@
 
 #include "rawpunch/pace.h"
 #include "rawpunch/permute.h"
+#include "rawpunch/clock.h"
 
 #define BATCH_DEFAULT 64u
 #define BATCH_MAX 1024u
@@ -437,9 +438,7 @@ int rp_burst_attach(struct rp_burst_cfg *c, struct rp_tmpl *t, struct rp_route *
 
 uint64_t rp_burst_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return rp_mono_ns();
 }
 
 /* ---------- senders ---------- */

@@ -30,6 +30,7 @@
 #include "rawpunch/rendezvous.h"
 #include "rawpunch/rvproto.h"
 #include "rawpunch/strategy.h"
+#include "rawpunch/clock.h"
 
 #define MAX_ROUNDS 8
 
@@ -118,16 +119,9 @@ struct cfg {
 	int filter_ms;              /* the server's connect timeout for the filter probe (from the RTT) */
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static double ms_since(uint64_t t0)
 {
-	return (double)(mono_ns() - t0) / 1e6;
+	return (double)(rp_mono_ns() - t0) / 1e6;
 }
 
 static const char *ip_str(uint32_t a, char *buf)
@@ -372,11 +366,11 @@ static void natinfo_line(const char *who, const struct rp_natinfo *ni)
 /* Wait for a sealed message of type want (others are skipped, "gone" ends it). */
 static int wait_msg(struct rv_client *rv, const char *want, int timeout_ms, struct json_object **out)
 {
-	uint64_t end = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	uint64_t end = rp_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 	for (;;) {
 		struct json_object *o;
 		const char *t;
-		uint64_t now = mono_ns();
+		uint64_t now = rp_mono_ns();
 		if (now >= end)
 			return -ETIMEDOUT;
 		if (stop_flag)
@@ -453,13 +447,6 @@ static int data_mode(const struct cfg *c, int fd, int lfd, struct rp_relay_stats
 
 /* --- serverless: offer / answer -------------------------------------------------------------- */
 
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* One line from fd, byte by byte so nothing after the newline is consumed (it is data for --stdio).
  * Length (newline and surrounding whitespace stripped), -EMSGSIZE, -ENODATA at EOF, -EINTR. */
 static int read_line(int fd, char *buf, size_t cap)
@@ -509,7 +496,7 @@ static int meet_serverless(const struct cfg *c, const uint8_t *secret, size_t sl
 {
 	struct rp_offer o, ans, mine;
 	char text[RP_OFFER_TEXT_MAX + 8], in[2048];
-	uint64_t now = real_ns();
+	uint64_t now = rp_real_ns();
 	int r;
 	if (c->offer) {
 		rp_offer_init(&o, RP_OFFER, now);
@@ -536,7 +523,7 @@ static int meet_serverless(const struct cfg *c, const uint8_t *secret, size_t sl
 		if (!r)
 			r = rp_offer_match(&o, &ans);
 		if (!r)
-			r = rp_offer_fresh(&ans, real_ns(), 600);
+			r = rp_offer_fresh(&ans, rp_real_ns(), 600);
 		if (r)
 			return snprintf(why, wlen, "the answer: %s", offer_err(r)), r;
 		*peer = ans.ni;
@@ -746,7 +733,7 @@ int cmd_punch(int argc, char **argv)
 	struct rp_plan plan;
 	uint8_t *secret = NULL, key[RP_PUNCH_KEYLEN];
 	size_t slen = 0;
-	uint64_t t_start = mono_ns();
+	uint64_t t_start = rp_mono_ns();
 	double t_probe = 0, t_join = 0;
 	int r, lfd = -1, ret = 1;
 	char why[400], a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
@@ -793,7 +780,7 @@ int cmd_punch(int argc, char **argv)
 		if (!r && the_offer.kind != RP_OFFER)
 			r = -EINVAL;
 		if (!r)
-			r = rp_offer_fresh(&the_offer, real_ns(), 600);
+			r = rp_offer_fresh(&the_offer, rp_real_ns(), 600);
 		if (r) {
 			free(secret);
 			if (r == -EINVAL)
@@ -825,7 +812,7 @@ int cmd_punch(int argc, char **argv)
 	bool serverless = c.offer || c.answer_to;
 	/* 1. the rendezvous connection first: its NAT mapping is taken before the probe's samples, so
 	 *    the prediction is not off by one flow */
-	uint64_t t_rv = mono_ns();
+	uint64_t t_rv = rp_mono_ns();
 	r = serverless ? 0 : rv_connect(&c.rv, 5000, &rv);
 	if (!r && !serverless) {
 		rv_set_stop(rv, &stop_flag);   /* Ctrl-C ends a join or a wait for the peer at once */
@@ -849,7 +836,7 @@ int cmd_punch(int argc, char **argv)
 		rp_err_errno(r, "picking a free punch port");
 		goto out;
 	}
-	uint64_t t1 = mono_ns();
+	uint64_t t1 = rp_mono_ns();
 	r = do_probe(&c, lport, true, &pr);
 	t_probe = g_t_probe = ms_since(t1);
 	if (r) {
@@ -869,7 +856,7 @@ int cmd_punch(int argc, char **argv)
 	int me = 0;
 	memset(&res, 0, sizeof(res));
 	if (serverless) {
-		t1 = mono_ns();
+		t1 = rp_mono_ns();
 		r = meet_serverless(&c, secret, slen, &self, &peer, &me, &res.start_ns, why, sizeof(why));
 		t_join = g_t_join = ms_since(t1);
 		if (r) {
@@ -891,7 +878,7 @@ int cmd_punch(int argc, char **argv)
 	req.timeout_ms = c.timeout_s * 1000;
 	req.clock_rounds = 4;
 	req.lead_ms = (uint32_t)c.lead_ms;
-	t1 = mono_ns();
+	t1 = rp_mono_ns();
 	r = rv_join(rv, &req, &res);
 	t_join = g_t_join = ms_since(t1);
 	if (r) {

@@ -15,6 +15,7 @@
 #include "capture/capture.h"
 #include "rawpunch/cli.h"
 #include "rawpunch/privs.h"
+#include "rawpunch/clock.h"
 
 static volatile sig_atomic_t stop_sig;
 
@@ -223,13 +224,6 @@ static void print_json(const struct rp_event *ev)
 	json_object_put(o);
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static int parse_dir(const char *s, enum rp_cap_dir *d)
 {
 	if (!strcmp(s, "in"))
@@ -390,13 +384,13 @@ int cmd_watch(int argc, char **argv)
 	fprintf(stderr, "watch: listening on %s (linktype %d), filter: %s\n", co.iface,
 		rp_cap_linktype(cap), filter);
 
-	uint64_t deadline = timeout_s > 0 ? mono_ms() + (uint64_t)(timeout_s * 1000.0 + 0.5) : 0;
+	uint64_t deadline = timeout_s > 0 ? rp_mono_ms() + (uint64_t)(timeout_s * 1000.0 + 0.5) : 0;
 	unsigned long seen = 0;
 	int status = 0;
 	while (!stop_sig && (!count || seen < count)) {
 		int wait_ms = -1;
 		if (deadline) {
-			uint64_t now = mono_ms();
+			uint64_t now = rp_mono_ms();
 			if (now >= deadline)
 				break;
 			wait_ms = (int)(deadline - now);

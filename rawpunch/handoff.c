@@ -15,6 +15,7 @@
 
 #include "userstack/seq.h"
 #include "userstack/tcb.h"
+#include "rawpunch/clock.h"
 
 #ifndef TCPOPT_MAXSEG
 #define TCPOPT_MAXSEG 2
@@ -30,13 +31,6 @@
 #endif
 
 #define RP_MAX_WSCALE 14
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 const char *rp_handoff_path_name(enum rp_handoff_path path)
 {
@@ -230,7 +224,7 @@ static int connect_deadline(int fd, const struct sockaddr_in *ra, uint64_t deadl
 	if (errno != EINPROGRESS)
 		return -errno;
 	for (;;) {
-		uint64_t now = mono_ns();
+		uint64_t now = rp_mono_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
@@ -279,7 +273,7 @@ static int handoff_connect(const struct rp_handoff_params *p, const struct rp_ha
 		if (r != -ECONNREFUSED && r != -ECONNRESET && r != -EHOSTUNREACH && r != -ENETUNREACH &&
 		    r != -EADDRINUSE && r != -EADDRNOTAVAIL)
 			return r;
-		uint64_t now = mono_ns();
+		uint64_t now = rp_mono_ns();
 		if (now + pause >= deadline)
 			return r == -EADDRINUSE || r == -EADDRNOTAVAIL ? r : -ETIMEDOUT;
 		struct timespec ts = { .tv_sec = (time_t)(pause / 1000000000u),
@@ -295,7 +289,7 @@ int rp_handoff(const struct rp_handoff_params *p, const struct rp_handoff_opts *
 	static const struct rp_handoff_opts defaults;
 	struct rp_handoff_result dummy;
 	const struct rp_handoff_opts *o = opts ? opts : &defaults;
-	uint64_t start = mono_ns();
+	uint64_t start = rp_mono_ns();
 	int fd, refused = 0, r = rp_handoff_check(p);
 
 	if (!res)
@@ -313,14 +307,14 @@ int rp_handoff(const struct rp_handoff_params *p, const struct rp_handoff_opts *
 		}
 		if (!refused || !repair_refused(refused) || (o->flags & RP_HO_NO_FALLBACK)) {
 			res->repair_errno = refused;
-			res->elapsed_ns = mono_ns() - start;
+			res->elapsed_ns = rp_mono_ns() - start;
 			return fd;
 		}
 		res->repair_errno = refused;
 	}
 	fd = handoff_connect(p, o, start, res);
 	if (fd < 0) {
-		res->elapsed_ns = mono_ns() - start;
+		res->elapsed_ns = rp_mono_ns() - start;
 		return fd;
 	}
 	res->path = RP_HANDOFF_CONNECT;
@@ -333,7 +327,7 @@ done:
 			return r;
 		}
 	}
-	res->elapsed_ns = mono_ns() - start;
+	res->elapsed_ns = rp_mono_ns() - start;
 	return fd;
 }
 

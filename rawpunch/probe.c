@@ -26,15 +26,9 @@
 #include "rawpunch/netif.h"
 #include "rawpunch/rendezvous.h"
 #include "rawpunch/version.h"
+#include "rawpunch/clock.h"
 
 extern char **environ;
-
-static uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_until(uint64_t mono_ns)
 {
@@ -93,7 +87,7 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 	if (rp_guard_open(&g, err, sizeof(err)) == 0)
 		rp_guard_add(g, &fl);
 	if (getrandom(&isn, sizeof(isn), 0) != sizeof(isn))
-		isn = (uint32_t)now_ns(CLOCK_MONOTONIC);
+		isn = (uint32_t)rp_clock_ns(CLOCK_MONOTONIC);
 	isn &= ~0xFFu;   /* the low byte carries the TTL: the quote tells which probe it was */
 	int wait_ms = o->ttl_wait_ms > 0 ? o->ttl_wait_ms : 300;
 	unsigned ttl_max = o->ttl_max > RP_PROBE_MAX_HOPS ? RP_PROBE_MAX_HOPS : o->ttl_max;
@@ -110,7 +104,7 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 				    .win = 64240, .ttl = (uint8_t)ttl, .ip_id = (uint16_t)(0x7200 | ttl),
 				    .opts = { .has_mss = true, .mss = 1460, .sack_perm = true,
 					      .has_wscale = true, .wscale = 7 } };
-		uint64_t t0 = now_ns(CLOCK_MONOTONIC), deadline = t0 + (uint64_t)wait_ms * 1000000ull;
+		uint64_t t0 = rp_clock_ns(CLOCK_MONOTONIC), deadline = t0 + (uint64_t)wait_ms * 1000000ull;
 		int sr = rp_craft_send(cr, &s);
 		if (sr < 0) {
 			ret = sr;
@@ -118,7 +112,7 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 		}
 		bool got = false;
 		while (!got) {
-			uint64_t now = now_ns(CLOCK_MONOTONIC);
+			uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
 			if (now >= deadline)
 				break;
 			int w = rp_cap_wait(cap, (int)((deadline - now) / 1000000ull) + 1);
@@ -141,7 +135,7 @@ static int ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, 
 					hh->from = ev.ip_src;
 					hh->icmp_type = ev.icmp_type;
 					hh->icmp_code = ev.icmp_code;
-					hh->rtt_ms = (double)(now_ns(CLOCK_MONOTONIC) - t0) / 1e6;
+					hh->rtt_ms = (double)(rp_clock_ns(CLOCK_MONOTONIC) - t0) / 1e6;
 					hh->inner_saddr = ev.tuple.saddr;
 					hops[which - 1].answered = true;
 					hops[which - 1].from = ev.ip_src;
@@ -224,11 +218,11 @@ static int sample_allocation(const struct rp_probe_opts *o, struct rp_probe_repo
 	so.local_port = 0;
 	so.close = RP_STUN_CLOSE_RST;
 	unsigned started = 0, finished = 0, first = r->n_samples;
-	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+	uint64_t t0 = rp_clock_ns(CLOCK_MONOTONIC);
 	for (unsigned i = 0; i < n; i++)
 		c[i].fd = -1;
 	while (finished < n) {
-		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
 		while (started < n && now >= t0 + (uint64_t)started * (uint64_t)interval * 1000000ull) {
 			unsigned i = started++;
 			int e = rp_stun_conn_start(&c[i], &o->stun, &so);
@@ -240,7 +234,7 @@ static int sample_allocation(const struct rp_probe_opts *o, struct rp_probe_repo
 			} else {
 				busy[i] = true;
 			}
-			now = now_ns(CLOCK_MONOTONIC);
+			now = rp_clock_ns(CLOCK_MONOTONIC);
 		}
 		unsigned np = 0;
 		for (unsigned i = 0; i < started; i++)
@@ -286,11 +280,11 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	if (!o || !r || o->stun.sin_family != AF_INET || !o->stun.sin_port || !o->stun.sin_addr.s_addr)
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
-	uint64_t t_begin = now_ns(CLOCK_MONOTONIC);
+	uint64_t t_begin = rp_clock_ns(CLOCK_MONOTONIC);
 	r->stun = o->stun;
 	r->nat_hop = -ENOENT;
 	r->horizon_s = o->horizon_s >= 0 ? o->horizon_s : 1.0;
-	r->ni.probed_at_ns = now_ns(CLOCK_REALTIME);
+	r->ni.probed_at_ns = rp_clock_ns(CLOCK_REALTIME);
 	if ((ret = rp_route_get(o->stun.sin_addr.s_addr, &rt)) < 0)
 		return ret;
 	uint32_t laddr = o->local_addr ? o->local_addr : rt.src;
@@ -424,7 +418,7 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 		pthread_join(th, NULL);
 	r->filter_err = fj.err;
 	r->ni.filtering = fj.err ? RP_FILTER_UNKNOWN : fj.out;
-	r->duration_s = (double)(now_ns(CLOCK_MONOTONIC) - t_begin) / 1e9;
+	r->duration_s = (double)(rp_clock_ns(CLOCK_MONOTONIC) - t_begin) / 1e9;
 	return 0;
 }
 

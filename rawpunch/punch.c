@@ -25,6 +25,7 @@
 #include "userstack/cookie.h"
 #include "userstack/seq.h"
 #include "userstack/tcb.h"
+#include "rawpunch/clock.h"
 
 #define SNAPLEN 65600
 #define DEF_LOW_TTL 2
@@ -83,20 +84,6 @@ struct rp_punch {
 	uint16_t *guarded;           /* local ports already in the guard (with their remote range) */
 	size_t n_guarded, cap_guarded;
 };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 __attribute__((format(printf, 2, 3)))
 static void trace(const struct rp_punch *p, const char *fmt, ...)
@@ -204,7 +191,7 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 	memcpy(p->key, o->key, RP_PUNCH_KEYLEN);
 	p->raddr = o->peer_addr;
 	if (getrandom(&p->ts_offset, sizeof(p->ts_offset), 0) != (ssize_t)sizeof(p->ts_offset))
-		p->ts_offset = (uint32_t)mono_ns();
+		p->ts_offset = (uint32_t)rp_mono_ns();
 	r = rp_route_get(p->raddr, &p->route);
 	if (r)
 		FAIL("route lookup");
@@ -351,7 +338,7 @@ static void syn_opts(const struct rp_punch *p, struct tcp_opts *o)
 	o->has_wscale = true;
 	o->wscale = 7;
 	o->has_ts = true;
-	o->tsval = (uint32_t)(mono_ns() / 1000000u) + p->ts_offset;
+	o->tsval = (uint32_t)(rp_mono_ns() / 1000000u) + p->ts_offset;
 }
 
 static int make_tmpl(struct rp_punch *p, struct rp_tmpl *t, uint16_t sport, uint8_t ttl)
@@ -380,7 +367,7 @@ static int burst_progress(const struct rp_burst_stats *bs, void *arg)
 static void sleep_until(const struct sender *s, uint64_t t)
 {
 	for (;;) {
-		uint64_t now = mono_ns();
+		uint64_t now = rp_mono_ns();
 		if (now >= t || atomic_load(&s->stop))
 			return;
 		uint64_t d = t - now;
@@ -404,11 +391,11 @@ static void *sender_main(void *arg)
 				break;
 			atomic_store(&s->cur, (int)k);
 			if (!s->first_tx_ns)
-				s->first_tx_ns = mono_ns();
+				s->first_tx_ns = rp_mono_ns();
 			struct rp_burst_cfg c = {
 				.tmpl = &ph->tmpl, .set = ph->set, .engine = RP_ENGINE_LIBNET, .rate = s->rate,
 				.threads = 1, .seq_mode = RP_SEQ_FIXED, .ipid_mode = RP_IPID_RANDOM,
-				.ipid_seed = mono_ns() ^ ((uint64_t)k << 32 | pass), .progress = burst_progress,
+				.ipid_seed = rp_mono_ns() ^ ((uint64_t)k << 32 | pass), .progress = burst_progress,
 				.arg = s, .progress_ns = 50000000ull, .stop = &s->stop,
 			};
 			struct rp_burst_stats bs;
@@ -422,7 +409,7 @@ static void *sender_main(void *arg)
 				atomic_store(&s->done, true);
 				return NULL;
 			}
-			prev_end = mono_ns();
+			prev_end = rp_mono_ns();
 			if (!ph->repeat_ns)
 				break;
 			at += ph->repeat_ns;
@@ -681,7 +668,7 @@ static void send_out(struct rp_punch *p, const struct us_out *out)
 static int tcb_step(struct rp_punch *p, const struct us_event *ev, bool suppress_syn)
 {
 	struct us_out out;
-	int r = us_step(p->tcb, ev, mono_ns(), &out);
+	int r = us_step(p->tcb, ev, rp_mono_ns(), &out);
 	if (r)
 		return r;
 	if (suppress_syn) {
@@ -751,7 +738,7 @@ static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts
 {
 	uint8_t f = ev->flags;
 	bool syn = f & RP_TH_SYN, ack = f & RP_TH_ACK, rst = f & RP_TH_RST;
-	uint64_t now = mono_ns();
+	uint64_t now = rp_mono_ns();
 	struct us_event uev;
 	char fl[9];
 	int r;
@@ -978,7 +965,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	s->p = p;
 	atomic_store(&s->cur, -1);
 	{
-		uint64_t rn = real_ns(), mn = mono_ns();
+		uint64_t rn = rp_real_ns(), mn = rp_mono_ns();
 		p->t0 = mn + (uint64_t)((int64_t)ro->start_real_ns - (int64_t)rn);
 	}
 	r = guard_port(p, p->punch_port);
@@ -996,15 +983,15 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	}
 	trace(p, "round %u: %s, this side %s, ISN mine %u / peer %u, T in %.1f ms", ro->round,
 	      rp_method_str(ro->plan->method), rp_side_kind_str(mine->kind), p->isn_mine, p->isn_peer,
-	      -since_t0_ms(p, mono_ns()));
+	      -since_t0_ms(p, rp_mono_ns()));
 	if (pthread_create(&s->th, NULL, sender_main, s)) {
 		r = -EAGAIN;
 		goto out;
 	}
 	s->running = true;
-	next_tick = mono_ns();
+	next_tick = rp_mono_ns();
 	for (;;) {
-		uint64_t now = mono_ns();
+		uint64_t now = rp_mono_ns();
 		if (p->o.stop && *p->o.stop) {
 			result = -EINTR;
 			break;
@@ -1077,7 +1064,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 			if (!p->defined || p->tcb->state == US_CLOSED)
 				break;
 		}
-		if (p->defined && p->timer_ns && mono_ns() >= p->timer_ns) {
+		if (p->defined && p->timer_ns && rp_mono_ns() >= p->timer_ns) {
 			struct us_event tev = { .type = US_EV_TIMER };
 			r = tcb_step(p, &tev, false);
 			if (r && p->tcb->state == US_CLOSED) {
@@ -1096,7 +1083,7 @@ out:
 	if (s->first_tx_ns)
 		st->late_ms = since_t0_ms(p, s->first_tx_ns) - (s->n && s->ph[0].at_ns > p->t0 ?
 								 (double)(s->ph[0].at_ns - p->t0) / 1e6 : 0);
-	st->duration_ms = since_t0_ms(p, mono_ns());
+	st->duration_ms = since_t0_ms(p, rp_mono_ns());
 	st->lport = p->lport;
 	st->rport = p->rport;
 	free(b->probes);
@@ -1118,7 +1105,7 @@ int rp_punch_handoff(struct rp_punch *p, const struct rp_handoff_opts *ho, struc
 	int r, fd;
 	if (!p || !p->defined || !us_synchronized(p->tcb) || p->released)
 		return -ENOTCONN;
-	r = rp_handoff_from_tcb(p->tcb, p->laddr, p->lport, p->raddr, p->rport, mono_ns(), &hp);
+	r = rp_handoff_from_tcb(p->tcb, p->laddr, p->lport, p->raddr, p->rport, rp_mono_ns(), &hp);
 	if (r)
 		return r;
 	fd = rp_handoff(&hp, ho, res);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "rawpunch/rvproto.h"
+#include "rawpunch/clock.h"
 
 struct rv_client {
 	int fd;
@@ -28,24 +29,10 @@ struct rv_client {
 	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t *stop)
 {
 	for (;;) {
-		uint64_t now = mono_ms();
+		uint64_t now = rp_mono_ms();
 		if (stop && *stop)
 			return -EINTR;
 		if (now >= deadline_ms)
@@ -77,7 +64,7 @@ int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_clien
 		close(fd);
 		return err;
 	}
-	int r = wait_fd(fd, POLLOUT, mono_ms() + (uint64_t)timeout_ms, NULL);
+	int r = wait_fd(fd, POLLOUT, rp_mono_ms() + (uint64_t)timeout_ms, NULL);
 	if (r) {
 		close(fd);
 		return r;
@@ -205,13 +192,13 @@ static int recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_obje
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns)
 {
 	struct rv_clock_sample best = { 0, INT64_MAX };
-	uint64_t deadline = mono_ms() + 5000u + (uint64_t)rounds * 1000u;
+	uint64_t deadline = rp_mono_ms() + 5000u + (uint64_t)rounds * 1000u;
 	if (!c || rounds < 1 || rounds > 64)
 		return -EINVAL;
 	for (int i = 0; i < rounds; i++) {
 		struct json_object *o = json_object_new_object(), *r, *j;
 		const char *t;
-		uint64_t t1 = real_ns(), t2, t3, t4;
+		uint64_t t1 = rp_real_ns(), t2, t3, t4;
 		int e;
 		if (!o)
 			return -ENOMEM;
@@ -222,7 +209,7 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 		/* unrelated frames (a peer's box) are not expected before a join */
 		if ((e = recv_json(c, deadline, &r, &t)))
 			return e;
-		t4 = real_ns();
+		t4 = rp_real_ns();
 		if (strcmp(t, "time") || !json_object_object_get_ex(r, "t1", &j) ||
 		    (uint64_t)json_object_get_int64(j) != t1 || !json_object_object_get_ex(r, "t2", &j) ||
 		    !(t2 = (uint64_t)json_object_get_int64(j)) || !json_object_object_get_ex(r, "t3", &j) ||
@@ -249,7 +236,7 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 
 uint64_t rv_server_now_ns(const struct rv_client *c)
 {
-	return (uint64_t)((int64_t)real_ns() + c->offset_ns);
+	return (uint64_t)((int64_t)rp_real_ns() + c->offset_ns);
 }
 
 static int send_box(struct rv_client *c, const char *type, const struct json_object *obj, uint64_t deadline)
@@ -330,7 +317,7 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 {
 	int timeout = req->timeout_ms > 0 ? req->timeout_ms : 30000;
 	int rounds = req->clock_rounds > 0 ? req->clock_rounds : 8;
-	uint64_t deadline = mono_ms() + (uint64_t)timeout;
+	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout;
 	struct json_object *o, *info = NULL;
 	const char *t;
 	int r;
@@ -454,14 +441,14 @@ int rv_send(struct rv_client *c, const char *type, const struct json_object *obj
 {
 	if (!c || !c->joined)
 		return -ENOTCONN;
-	return send_box(c, type, obj, mono_ms() + 10000u);
+	return send_box(c, type, obj, rp_mono_ms() + 10000u);
 }
 
 int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const char **type)
 {
 	if (!c || !c->joined)
 		return -ENOTCONN;
-	int r = recv_box(c, mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type);
+	int r = recv_box(c, rp_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type);
 	return r == -EBADMSG ? -EACCES : r;
 }
 
@@ -475,7 +462,7 @@ int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int 
 		return -EINVAL;
 	if ((r = rv_connect(server, 3000, &c)))
 		return r;
-	uint64_t deadline = mono_ms() + (uint64_t)timeout_ms + 2000u;
+	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout_ms + 2000u;
 	o = json_object_new_object();
 	if (!o) {
 		rv_close(c);

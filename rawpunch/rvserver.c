@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rawpunch/rvproto.h"
+#include "rawpunch/clock.h"
 
 #define RBUF_CAP (RV_HDR + RV_FRAME_MAX)
 #define WBUF_CAP (4 * (RV_HDR + RV_FRAME_MAX))   /* a peer that does not read is cut off past this */
@@ -85,20 +86,6 @@ struct rv_server {
 	unsigned n_probes;
 	struct rv_server_stats st;
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 __attribute__((format(printf, 2, 3))) static void logf_(struct rv_server *s, const char *fmt, ...)
 {
@@ -282,7 +269,7 @@ static void send_error(struct rv_server *s, struct conn *c, const char *code, co
 	queue_json(s, c, o);
 	if (fatal && !c->closing) {
 		c->closing = true;
-		c->close_at_ms = mono_ms() + CLOSE_LINGER_MS;
+		c->close_at_ms = rp_mono_ms() + CLOSE_LINGER_MS;
 		flush(s, c);
 	}
 }
@@ -348,7 +335,7 @@ static struct conn *conn_new(struct rv_server *s, enum ckind kind, int fd)
 	}
 	c->kind = kind;
 	c->fd = fd;
-	c->last_rx_ms = mono_ms();
+	c->last_rx_ms = rp_mono_ms();
 	struct epoll_event ev = { .events = kind == C_PROBE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP, .data.ptr = c };
 	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		free(c->rbuf);
@@ -368,7 +355,7 @@ static struct conn *conn_new(struct rv_server *s, enum ckind kind, int fd)
 
 static bool rl_take(struct rv_server *s, uint32_t addr)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = rp_mono_ms();
 	struct ratelimit *slot = NULL, *oldest = NULL;
 	unsigned h = (addr * 2654435761u) % RL_SLOTS;
 	for (unsigned i = 0; i < 8; i++) {
@@ -542,7 +529,7 @@ static void handle_fprobe(struct rv_server *s, struct conn *c, struct json_objec
 	p->peer = dst;
 	p->owner = c;
 	p->probe_port = (uint16_t)port;
-	p->probe_deadline_ms = mono_ms() + (uint64_t)ms;
+	p->probe_deadline_ms = rp_mono_ms() + (uint64_t)ms;
 	c->probe = p;
 	s->n_probes++;
 	s->st.probes++;
@@ -589,7 +576,7 @@ static void handle_join(struct rv_server *s, struct conn *c, struct json_object 
 		ac->sessions++;
 		x->owner_addr = c->peer.sin_addr.s_addr;
 		memcpy(x->id, id, sizeof(x->id));
-		x->created_ms = mono_ms();
+		x->created_ms = rp_mono_ms();
 		unsigned h = id_hash(id);
 		x->hnext = s->buckets[h];
 		s->buckets[h] = x;
@@ -647,7 +634,7 @@ static void handle_time(struct rv_server *s, struct conn *c, struct json_object 
 		json_object_object_add(out, "t", json_object_new_string("time"));
 		json_object_object_add(out, "t1", json_object_get(j1));
 		json_object_object_add(out, "t2", json_object_new_int64((int64_t)t2));
-		json_object_object_add(out, "t3", json_object_new_int64((int64_t)real_ns()));
+		json_object_object_add(out, "t3", json_object_new_int64((int64_t)rp_real_ns()));
 	}
 	queue_json(s, c, out);
 }
@@ -672,7 +659,7 @@ static void handle_frame(struct rv_server *s, struct conn *c, const uint8_t *bod
 	else if (!strcmp(t, "bye")) {
 		leave_session(s, c, true);
 		c->closing = true;
-		c->close_at_ms = mono_ms() + CLOSE_LINGER_MS;
+		c->close_at_ms = rp_mono_ms() + CLOSE_LINGER_MS;
 		flush(s, c);
 	} else
 		send_error(s, c, "unknown-type", "unknown message type", false);
@@ -694,7 +681,7 @@ static void client_read(struct rv_server *s, struct conn *c)
 				continue;
 			return;
 		}
-		uint64_t now = mono_ms(), t2 = real_ns();
+		uint64_t now = rp_mono_ms(), t2 = rp_real_ns();
 		if (c->rlen == 0)
 			c->frame_start_ms = now;
 		c->rlen += (size_t)n;
@@ -784,7 +771,7 @@ static void accept_all(struct rv_server *s)
 
 static void sweep(struct rv_server *s)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = rp_mono_ms();
 	struct conn *c = s->conns, *nx;
 	for (; c; c = nx) {
 		nx = c->next;
@@ -866,7 +853,7 @@ void rv_server_addr(const struct rv_server *s, struct sockaddr_in *out)
 int rv_server_run(struct rv_server *s, volatile sig_atomic_t *stop)
 {
 	struct epoll_event evs[64];
-	uint64_t last_sweep = mono_ms();
+	uint64_t last_sweep = rp_mono_ms();
 	while (!stop || !*stop) {
 		int n = epoll_wait(s->ep, evs, 64, 100);
 		if (n < 0) {
@@ -895,7 +882,7 @@ int rv_server_run(struct rv_server *s, volatile sig_atomic_t *stop)
 			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 				client_read(s, c);
 		}
-		uint64_t now = mono_ms();
+		uint64_t now = rp_mono_ms();
 		if (now - last_sweep >= 100) {
 			sweep(s);
 			last_sweep = now;

@@ -18,6 +18,7 @@
 #include "rawpunch/guard.h"
 #include "rawpunch/netif.h"
 #include "userstack/seq.h"
+#include "rawpunch/clock.h"
 
 #define SNAPLEN 65600            /* whole segments: the data path needs every byte */
 #define MULTI_MAX_FLOWS 64       /* port lists longer than this are filtered as one range */
@@ -45,13 +46,6 @@ struct rp_session {
 	struct rp_session_stats st;
 	uint8_t inbuf[16384], outbuf[16384];   /* rp_session_exchange() */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 __attribute__((format(printf, 2, 3)))
 static void trace(const struct rp_session *s, const char *fmt, ...)
@@ -224,7 +218,7 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 		goto fail;
 	}
 	if (getrandom(&s->ts_offset, sizeof(s->ts_offset), 0) != (ssize_t)sizeof(s->ts_offset))
-		s->ts_offset = (uint32_t)now_ns();
+		s->ts_offset = (uint32_t)rp_mono_ns();
 	r = rp_route_get(s->raddr, &s->route);
 	if (r)
 		FAIL("route lookup");
@@ -293,7 +287,7 @@ static void send_seg(struct rp_session *s, const struct us_out_seg *o, uint16_t 
 	if (syn) {
 		s->st.syns_sent++;
 		if (!s->t_first_syn)
-			s->t_first_syn = now_ns();
+			s->t_first_syn = rp_mono_ns();
 	}
 	flags_str(o->flags, fl);
 	if (r < 0)
@@ -332,7 +326,7 @@ static int apply(struct rp_session *s, const struct us_out *out, bool suppress_s
 	}
 	s->timer_ns = out->timer_ns;
 	if (out->notify & US_N_ESTABLISHED) {
-		s->st.t_established_ns = s->t_first_syn ? now_ns() - s->t_first_syn : 0;
+		s->st.t_established_ns = s->t_first_syn ? rp_mono_ns() - s->t_first_syn : 0;
 		trace(s, "ESTABLISHED with :%u in %.1f ms", s->rport, (double)s->st.t_established_ns / 1e6);
 	}
 	if (out->notify & US_N_SOFT_ERROR)
@@ -346,7 +340,7 @@ static int apply(struct rp_session *s, const struct us_out *out, bool suppress_s
 
 static int step(struct rp_session *s, const struct us_event *ev, struct us_out *out, bool suppress_syn)
 {
-	int r = us_step(s->tcb, ev, now_ns(), out);
+	int r = us_step(s->tcb, ev, rp_mono_ns(), out);
 	if (r)
 		return r;
 	return apply(s, out, suppress_syn);
@@ -381,7 +375,7 @@ static void multi_round(struct rp_session *s, uint64_t deadline)
 	o.opts.has_wscale = true;
 	o.opts.wscale = c.wscale;
 	o.opts.has_ts = true;
-	o.opts.tsval = (uint32_t)(now_ns() / 1000000u) + c.ts_offset;
+	o.opts.tsval = (uint32_t)(rp_mono_ns() / 1000000u) + c.ts_offset;
 	if (s->nports) {
 		for (size_t i = 0; i < s->nports; i++) {
 			o.seq = us_cookie(s->key, s->laddr, s->lport, s->raddr, s->ports[i]);
@@ -589,7 +583,7 @@ static int poll_ms(uint64_t now, uint64_t until)
 
 int rp_session_handshake(struct rp_session *s)
 {
-	uint64_t now = now_ns(), deadline, interval;
+	uint64_t now = rp_mono_ns(), deadline, interval;
 	int r;
 	if (!s || s->released)
 		return -EINVAL;
@@ -610,13 +604,13 @@ int rp_session_handshake(struct rp_session *s)
 			return 0;
 		if (s->defined && s->tcb->state == US_CLOSED) {
 			/* persist: RSTs/ICMP were soft, the deadline ended it; the why is in the stats */
-			if (s->o.persist && now_ns() >= deadline)
+			if (s->o.persist && rp_mono_ns() >= deadline)
 				return -ETIMEDOUT;
 			return s->tcb->error ? s->tcb->error : -ECONNABORTED;
 		}
 		if (stopped(s))
 			return -EINTR;
-		now = now_ns();
+		now = rp_mono_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		if (!s->defined && s->next_multi_ns && now >= s->next_multi_ns) {
@@ -637,9 +631,9 @@ int rp_session_handshake(struct rp_session *s)
 		if (r < 0)
 			return r;
 		if (s->defined) {
-			r = fire_timer(s, now_ns());
+			r = fire_timer(s, rp_mono_ns());
 			if (r < 0)
-				return s->o.persist && now_ns() >= deadline ? -ETIMEDOUT : r;
+				return s->o.persist && rp_mono_ns() >= deadline ? -ETIMEDOUT : r;
 		}
 	}
 }
@@ -666,7 +660,7 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 	uint8_t *inbuf, *outbuf;
 	size_t pend_off = 0, pend_len = 0;
 	bool in_eof = in_fd < 0, closed_sent = false;
-	uint64_t idle = idle_timeout_ns ? idle_timeout_ns : 30000000000ull, last = now_ns();
+	uint64_t idle = idle_timeout_ns ? idle_timeout_ns : 30000000000ull, last = rp_mono_ns();
 	struct us_out out;
 	int r;
 
@@ -675,7 +669,7 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 	inbuf = s->inbuf;
 	outbuf = s->outbuf;
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = rp_mono_ns();
 		struct us_event ev = { 0 };
 		int notes = 0;
 
@@ -732,12 +726,12 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 		if (r < 0)
 			return r;
 		notes |= r;
-		r = fire_timer(s, now_ns());
+		r = fire_timer(s, rp_mono_ns());
 		if (r < 0)
 			return r;
 		notes |= r;
 		if (notes & ~US_N_WRITABLE)
-			last = now_ns();
+			last = rp_mono_ns();
 		/* hand in-order data to the output */
 		while (s->tcb->rcv_len) {
 			ev = (struct us_event){ .type = US_EV_RECV, .buf = outbuf, .cap = sizeof(s->outbuf) };
@@ -754,14 +748,14 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 				(void)step(s, &ev, &out, false);
 				return r;
 			}
-			last = now_ns();
+			last = rp_mono_ns();
 		}
 		/* the peer finished: stop reading input, close our side after what is queued */
 		if (s->tcb->fin_rcvd && !in_eof) {
 			in_eof = true;
 			pend_len = 0;
 		}
-		if (closed_sent && now_ns() - last >= idle)
+		if (closed_sent && rp_mono_ns() - last >= idle)
 			return -ETIMEDOUT;
 	}
 }

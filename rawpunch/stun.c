@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/stun.h"
+#include "rawpunch/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,13 +16,6 @@
 #include <unistd.h>
 
 enum { ST_CONNECTING = 1, ST_SENDING, ST_READING, ST_DONE, ST_FAILED };
-
-static uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void rp_sin_str(const struct sockaddr_in *a, char *buf, size_t cap)
 {
@@ -81,8 +75,8 @@ int rp_stun_conn_start(struct rp_stun_conn *c, const struct sockaddr_in *server,
 		}
 	}
 	int tmo = o->timeout_ms > 0 ? o->timeout_ms : 3000;
-	c->res.t_start_real_ns = now_ns(CLOCK_REALTIME);
-	c->res.t_start_ns = now_ns(CLOCK_MONOTONIC);
+	c->res.t_start_real_ns = rp_clock_ns(CLOCK_REALTIME);
+	c->res.t_start_ns = rp_clock_ns(CLOCK_MONOTONIC);
 	c->deadline_ns = c->res.t_start_ns + (uint64_t)tmo * 1000000ull;
 	if (connect(fd, (const struct sockaddr *)server, sizeof(*server)) == 0) {
 		c->state = ST_SENDING;
@@ -123,7 +117,7 @@ static int take_response(struct rp_stun_conn *c, const struct rp_stun_msg *m)
 	if (memcmp(m->txid, c->txid, sizeof(c->txid)) || m->method != RP_STUN_METHOD_BINDING ||
 	    (m->cls != RP_STUN_SUCCESS && m->cls != RP_STUN_ERROR))
 		return 0;   /* not ours (an indication, a stray): RFC 8489 says discard */
-	r->total_ns = now_ns(CLOCK_MONOTONIC) - r->t_start_ns;
+	r->total_ns = rp_clock_ns(CLOCK_MONOTONIC) - r->t_start_ns;
 	r->n_unknown_required = m->n_unknown_required;
 	if (m->has_software)
 		memcpy(r->software, m->software, sizeof(r->software));
@@ -160,7 +154,7 @@ int rp_stun_conn_step(struct rp_stun_conn *c)
 		return 1;
 	if (c->state == ST_FAILED || c->fd < 0)
 		return -EBADF;
-	uint64_t now = now_ns(CLOCK_MONOTONIC);
+	uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
 	if (c->state == ST_CONNECTING) {
 		int err = 0;
 		socklen_t el = sizeof(err);
@@ -253,7 +247,7 @@ int rp_stun_binding(const struct sockaddr_in *server, const struct rp_stun_opts 
 		ret = rp_stun_conn_step(c);
 		if (ret)
 			break;
-		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
 		int wait = now >= c->deadline_ns ? 0 : (int)((c->deadline_ns - now) / 1000000ull) + 1;
 		struct pollfd p = { .fd = c->fd, .events = rp_stun_conn_events(c) };
 		if (poll(&p, 1, wait) < 0 && errno != EINTR) {

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rawpunch/clock.h"
+
 #define SLOT_BYTES 2048u          /* an Ethernet frame at MTU 1500 (+VLAN) fits; bigger ones are dropped */
 #define READ_BATCH 64
 
@@ -82,13 +84,6 @@ static uint64_t rng_below(uint64_t n)   /* uniform in [0, n) without modulo bias
 	uint64_t x, lim = UINT64_MAX - UINT64_MAX % n;
 	do x = rng_next(); while (x >= lim);
 	return x % n;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void usage(FILE *f)
@@ -216,7 +211,7 @@ static int pump_in(struct dir *d, const struct cfg *c)
 		if (!c->delay_ns && !d->count) { send_frame(d, buf, (uint32_t)r); continue; }
 		if ((size_t)r > SLOT_BYTES) { d->too_big++; continue; }
 		if (d->count == d->cap) { d->overflow++; continue; }
-		uint64_t due = now_ns() + c->delay_ns;
+		uint64_t due = rp_mono_ns() + c->delay_ns;
 		if (c->jitter_ns) due = due - c->jitter_ns + rng_below(2 * c->jitter_ns / 1000 + 1) * 1000;
 		if (due < d->last_due_ns) due = d->last_due_ns;   /* never reorder */
 		d->last_due_ns = due;
@@ -247,7 +242,7 @@ int main(int argc, char **argv)
 	struct cfg c;
 	if (parse_args(argc, argv, &c)) { usage(stderr); return 2; }
 	if (c.have_seed) rng_state = c.seed;
-	else if (getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state)) rng_state = (uint64_t)now_ns();
+	else if (getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state)) rng_state = (uint64_t)rp_mono_ns();
 
 	int fd1 = tap_in_ns(c.ns1, c.if1);
 	if (fd1 < 0) return 1;
@@ -321,7 +316,7 @@ int main(int argc, char **argv)
 			}
 		}
 		if (!c.delay_ns) continue;
-		uint64_t now = now_ns(), next = 0;
+		uint64_t now = rp_mono_ns(), next = 0;
 		for (int i = 0; i < 2; i++) {
 			uint64_t t = pump_out(&d[i], now);
 			if (t && (!next || t < next)) next = t;

@@ -44,6 +44,7 @@
 #include "rawpunch/fdmode.h"
 #include "rawpunch/handoff.h"
 #include "rawpunch/session.h"
+#include "rawpunch/clock.h"
 
 #define CHUNK 65536
 
@@ -57,13 +58,6 @@ struct cfg {
 	bool as_server;           /* client: after connecting, play the server's part (both sides of a
 	                             simultaneous open run 'client') */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* xorshift64* stream: deterministic, fast, different per side */
 struct stream {
@@ -267,7 +261,7 @@ static int run_xfer(int fd, bool server, const struct cfg *c, struct stream *min
 		return -EAGAIN;
 	int r = recv_stream(fd, server ? 1 : 2, c->bytes, &rcvd, rsha, &got, &ok);
 	pthread_join(th, NULL);
-	double secs = (double)(now_ns() - t0) / 1e9;
+	double secs = (double)(rp_mono_ns() - t0) / 1e9;
 	printf("%srole=%s mode=xfer sent=%llu sent_sha=%s recv=%llu recv_sha=%s content_ok=%d send_err=%d recv_err=%d secs=%.3f\n",
 	       prefix, server ? "server" : "client", (unsigned long long)c->bytes, s.sha,
 	       (unsigned long long)got, rsha, ok && got == c->bytes, s.err, r, secs);
@@ -298,7 +292,7 @@ static int run_sink(int fd, bool server, const struct cfg *c, const char *prefix
 		printf("%srole=server mode=sink recv=%llu err=%d\n", prefix, (unsigned long long)got, r);
 	} else {
 		memset(buf, 0x5a, CHUNK);
-		uint64_t t0 = now_ns(), off = 0;
+		uint64_t t0 = rp_mono_ns(), off = 0;
 		while (off < c->bytes && !r) {
 			size_t n = c->bytes - off < CHUNK ? (size_t)(c->bytes - off) : CHUNK;
 			r = send_all(fd, buf, n);
@@ -307,7 +301,7 @@ static int run_sink(int fd, bool server, const struct cfg *c, const char *prefix
 		uint8_t k = 0;
 		if (!r)
 			r = recv_all(fd, &k, 1);
-		double secs = (double)(now_ns() - t0) / 1e9;
+		double secs = (double)(rp_mono_ns() - t0) / 1e9;
 		shutdown(fd, SHUT_WR);
 		printf("%srole=client mode=sink bytes=%llu secs=%.4f mbit_s=%.1f err=%d\n", prefix,
 		       (unsigned long long)c->bytes, secs, (double)c->bytes * 8 / secs / 1e6, r);
@@ -349,10 +343,10 @@ static int run_rtt(int fd, bool server, const struct cfg *c, const char *prefix)
 	if (!t)
 		return -ENOMEM;
 	for (unsigned i = 0; i < c->count && !r; i++) {
-		uint64_t a = now_ns();
+		uint64_t a = rp_mono_ns();
 		if (!(r = send_all(fd, buf, sz)))
 			r = recv_all(fd, buf, sz);
-		t[i] = now_ns() - a;
+		t[i] = rp_mono_ns() - a;
 	}
 	shutdown(fd, SHUT_WR);
 	while (recv(fd, buf, sizeof(buf), 0) > 0)
@@ -416,7 +410,7 @@ static int do_serve(const char *bind_s, unsigned long port, const struct cfg *c)
 	snprintf(peer, sizeof(peer), "peer=%s:%u ", inet_ntoa(pa.sin_addr), ntohs(pa.sin_port));
 	struct stream mine;
 	stream_init(&mine, 2);
-	int r = run_mode(fd, true, c, &mine, 0, now_ns(), peer);
+	int r = run_mode(fd, true, c, &mine, 0, rp_mono_ns(), peer);
 	close(fd);
 	return r ? rp_err_errno(r, "serve") : 0;
 }
@@ -425,7 +419,7 @@ static int do_serve(const char *bind_s, unsigned long port, const struct cfg *c)
  * ACKs have left: the frozen socket must not have anything in flight the peer would answer */
 static int quiesce(int fd, uint64_t want_inq, unsigned timeout_ms)
 {
-	uint64_t end = now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t end = rp_mono_ns() + (uint64_t)timeout_ms * 1000000u;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
 	for (;;) {
@@ -434,7 +428,7 @@ static int quiesce(int fd, uint64_t want_inq, unsigned timeout_ms)
 			return -errno;
 		if (outq == 0 && (uint64_t)inq >= want_inq)
 			break;
-		if (now_ns() > end)
+		if (rp_mono_ns() > end)
 			return -ETIMEDOUT;
 		usleep(1000);
 	}
@@ -451,7 +445,7 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 				     .connect_timeout_ms = c->timeout_ms };
 	struct stream mine;
 	uint8_t *qbuf = NULL;
-	uint64_t t0 = now_ns(), sent = 0;
+	uint64_t t0 = rp_mono_ns(), sent = 0;
 	int fd = -1, r;
 	unsigned mss_before = 0;
 	char prefix[320] = "";
@@ -520,7 +514,7 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 			return rp_err("raw handshake: %s (%s)", strerror(-r), err);
 		}
 		rp_session_tuple(ss, &la4, &lp, &ra4, &rp);
-		if ((r = rp_handoff_from_tcb(rp_session_tcb(ss), la4, lp, ra4, rp, now_ns(), &p))) {
+		if ((r = rp_handoff_from_tcb(rp_session_tcb(ss), la4, lp, ra4, rp, rp_mono_ns(), &p))) {
 			rp_session_close(ss);
 			return rp_err_errno(r, "handoff state from the tcb");
 		}
@@ -627,7 +621,7 @@ static int fwd_dial(void *arg)
 	}
 	if ((r = rp_session_handshake(ss)) == 0) {
 		rp_session_tuple(ss, &la4, &lp, &ra4, &rp);
-		r = rp_handoff_from_tcb(rp_session_tcb(ss), la4, lp, ra4, rp, now_ns(), &p);
+		r = rp_handoff_from_tcb(rp_session_tcb(ss), la4, lp, ra4, rp, rp_mono_ns(), &p);
 	}
 	fd = r ? r : rp_handoff(&p, NULL, &res);
 	rp_session_close(ss);   /* guard off: the kernel owns the flow (or the attempt failed) */
