@@ -12,6 +12,7 @@
 #include "rawpunch/cli.h"
 #include "rawpunch/probe.h"
 #include "rawpunch/rvproto.h"
+#include "rawpunch/trace.h"
 
 static void usage(FILE *f)
 {
@@ -47,24 +48,17 @@ static void usage(FILE *f)
 		RP_PROBE_MAX_SAMPLES, RV_DEFAULT_PORT, RP_PROBE_MAX_HOPS);
 }
 
-static const char *ip_str(uint32_t a, char *buf)
-{
-	struct in_addr x = { .s_addr = a };
-	inet_ntop(AF_INET, &x, buf, INET_ADDRSTRLEN);
-	return buf;
-}
-
 static void summary(const struct rp_probe_report *r, bool verbose)
 {
 	char a[INET_ADDRSTRLEN], b[64];
 	const struct rp_natinfo *ni = &r->ni;
 	rp_sin_str(&r->stun, b, sizeof(b));
-	printf("probe from %s:%u via STUN %s", ip_str(ni->local_addr, a), ni->local_port, b);
+	printf("probe from %s:%u via STUN %s", rp_ip_str(ni->local_addr, a), ni->local_port, b);
 	if (r->has_other) {
 		rp_sin_str(&r->other, b, sizeof(b));
 		printf(" (other %s)", b);
 	}
-	printf("\n  mapped      %s:%u%s\n", ip_str(ni->mapped_addr, a), ni->mapped_port,
+	printf("\n  mapped      %s:%u%s\n", rp_ip_str(ni->mapped_addr, a), ni->mapped_port,
 	       ni->behind_nat ? " (behind a NAT)" : " (no NAT: mapped == local)");
 	printf("  mapping     %s", rp_mapping_str(ni->mapping));
 	if (r->mapping_err)
@@ -98,7 +92,7 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 		printf("  hops:");
 		for (unsigned i = 0; i < r->n_hops; i++)
 			printf(" %u %s", r->hops[i].ttl, r->hops[i].reached ? "(server)" :
-			       r->hops[i].answered ? ip_str(r->hops[i].from, a) : "*");
+			       r->hops[i].answered ? rp_ip_str(r->hops[i].from, a) : "*");
 	}
 	printf("\n  took %.2f s\n", r->duration_s);
 	if (!verbose)
@@ -114,7 +108,7 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 		rp_sin_str(&s->server, b, sizeof(b));
 		printf("    %8.4f  %-5s  %5u -> ", (double)(s->t_mono_ns - t0) / 1e9, k[s->kind], s->local_port);
 		if (s->ok)
-			printf("%s:%u", ip_str(s->mapped_addr, a), s->mapped_port);
+			printf("%s:%u", rp_ip_str(s->mapped_addr, a), s->mapped_port);
 		else
 			printf("failed: %s", strerror(-s->err));
 		printf("  (to %s, connect %.2f ms)\n", b, s->rtt_ms);

@@ -31,6 +31,7 @@
 #include "rawpunch/rvproto.h"
 #include "rawpunch/strategy.h"
 #include "rawpunch/clock.h"
+#include "rawpunch/trace.h"
 
 #define MAX_ROUNDS 8
 
@@ -122,13 +123,6 @@ struct cfg {
 static double ms_since(uint64_t t0)
 {
 	return (double)(rp_mono_ns() - t0) / 1e6;
-}
-
-static const char *ip_str(uint32_t a, char *buf)
-{
-	struct in_addr x = { .s_addr = a };
-	inet_ntop(AF_INET, &x, buf, INET_ADDRSTRLEN);
-	return buf;
 }
 
 static const struct cfg *g_cfg;
@@ -233,7 +227,7 @@ static struct json_object *plan_json(const struct rp_plan *pl)
 		json_object_object_add(s, "prime", json_object_new_boolean(sp->prime));
 		json_object_object_add(s, "ttl", json_object_new_int(sp->ttl));
 		json_object_object_add(s, "local_port", json_object_new_int(sp->local_port));
-		json_object_object_add(s, "remote", json_object_new_string(ip_str(sp->remote_addr, a)));
+		json_object_object_add(s, "remote", json_object_new_string(rp_ip_str(sp->remote_addr, a)));
 		if (sp->action == RP_ACT_OPEN_MANY)
 			json_object_object_add(s, "n_local", json_object_new_int((int)sp->n_local));
 		if (sp->action == RP_ACT_PROBE_RANDOM) {
@@ -356,7 +350,7 @@ static void natinfo_line(const char *who, const struct rp_natinfo *ni)
 		snprintf(pred, sizeof(pred), " delta %d, next %u..%u", ni->delta, ni->predicted[0],
 			 ni->predicted[ni->n_predicted - 1]);
 	status("%s %s:%u -> %s:%u, %s mapping, %s allocation%s, filtering %s, nat_ttl %u (%s)", who,
-	       ip_str(ni->local_addr, a), ni->local_port, ip_str(ni->mapped_addr, b), ni->mapped_port,
+	       rp_ip_str(ni->local_addr, a), ni->local_port, rp_ip_str(ni->mapped_addr, b), ni->mapped_port,
 	       rp_mapping_str(ni->mapping), rp_alloc_str(ni->alloc), pred, rp_filter_str(ni->filtering), ni->nat_ttl,
 	       rp_side_kind_str(rp_side_classify(ni)));
 }
@@ -1095,9 +1089,9 @@ plan:
 	struct json_object *resj = json_object_new_object();
 	json_object_object_add(resj, "ok", json_object_new_boolean(fd >= 0));
 	json_object_object_add(resj, "path", fd >= 0 ? json_object_new_string(rp_handoff_path_name(hr.path)) : NULL);
-	snprintf(why, sizeof(why), "%s:%u", ip_str(la, a), lp);
+	snprintf(why, sizeof(why), "%s:%u", rp_ip_str(la, a), lp);
 	json_object_object_add(resj, "local", json_object_new_string(why));
-	snprintf(why, sizeof(why), "%s:%u", ip_str(ra, b), rpo);
+	snprintf(why, sizeof(why), "%s:%u", rp_ip_str(ra, b), rpo);
 	json_object_object_add(resj, "remote", json_object_new_string(why));
 	json_object_object_add(resj, "time_to_connect_ms", jd(t_conn, 1));
 	json_object_object_add(resj, "punch_ms", jd(st.t_established_ms, 1));
@@ -1121,8 +1115,8 @@ plan:
 	report_set(&rep, "why", NULL);
 	if ((r = report_write(&rep, c.report)))
 		rp_err("--report %s: %s", c.report, strerror(-r));
-	status("connected %s:%u <-> %s:%u in %.0f ms (%s, %llu packets); kernel socket via %s", ip_str(la, a), lp,
-	       ip_str(ra, b), rpo, t_conn, rp_method_str(plan.method), (unsigned long long)tt.packets_sent,
+	status("connected %s:%u <-> %s:%u in %.0f ms (%s, %llu packets); kernel socket via %s", rp_ip_str(la, a), lp,
+	       rp_ip_str(ra, b), rpo, t_conn, rp_method_str(plan.method), (unsigned long long)tt.packets_sent,
 	       rp_handoff_path_name(hr.path));
 	sodium_memzero(secret, slen);   /* the data mode may run for hours: no secret left in the heap */
 	free(secret);

@@ -16,6 +16,7 @@
 #include "rawpunch/cli.h"
 #include "rawpunch/privs.h"
 #include "rawpunch/clock.h"
+#include "rawpunch/trace.h"
 
 static volatile sig_atomic_t stop_sig;
 
@@ -90,11 +91,6 @@ static const char *icmp_name(uint8_t type, uint8_t code)
 	}
 }
 
-static const char *ip_str(uint32_t a, char *buf)
-{
-	return inet_ntop(AF_INET, &a, buf, INET_ADDRSTRLEN);
-}
-
 static void fmt_ts(uint64_t ns, char *buf, size_t len)
 {
 	time_t s = (time_t)(ns / 1000000000ull);
@@ -125,8 +121,8 @@ static void print_text(const struct rp_event *ev)
 	char ts[48], a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN], d[INET_ADDRSTRLEN], fl[12];
 	fmt_ts(ev->ts_ns, ts, sizeof(ts));
 	if (ev->kind == RP_EV_TCP) {
-		printf("%s %-7s %s:%u > %s:%u [%s] seq %u", ts, rp_ev_class(ev), ip_str(ev->tuple.saddr, a),
-		       ev->tuple.sport, ip_str(ev->tuple.daddr, b), ev->tuple.dport, flag_string(ev->flags, fl),
+		printf("%s %-7s %s:%u > %s:%u [%s] seq %u", ts, rp_ev_class(ev), rp_ip_str(ev->tuple.saddr, a),
+		       ev->tuple.sport, rp_ip_str(ev->tuple.daddr, b), ev->tuple.dport, flag_string(ev->flags, fl),
 		       ev->seq);
 		if (ev->flags & RP_TH_ACK)
 			printf(" ack %u", ev->ack);
@@ -135,8 +131,8 @@ static void print_text(const struct rp_event *ev)
 		printf(" len %u", ev->paylen_wire);
 	} else {
 		printf("%s icmp    %s from %s ttl %u about %s:%u > %s:%u seq %u inner-ttl %u", ts,
-		       icmp_name(ev->icmp_type, ev->icmp_code), ip_str(ev->ip_src, a), ev->ttl,
-		       ip_str(ev->tuple.saddr, b), ev->tuple.sport, ip_str(ev->tuple.daddr, d),
+		       icmp_name(ev->icmp_type, ev->icmp_code), rp_ip_str(ev->ip_src, a), ev->ttl,
+		       rp_ip_str(ev->tuple.saddr, b), ev->tuple.sport, rp_ip_str(ev->tuple.daddr, d),
 		       ev->tuple.dport, ev->seq, ev->inner_ttl);
 		if (ev->inner_full)
 			printf(" [%s]", flag_string(ev->flags, fl));
@@ -184,8 +180,8 @@ static void print_json(const struct rp_event *ev)
 	json_object_object_add(o, "ts", json_object_new_double((double)ev->ts_ns / 1e9));
 	jadd_int(o, "ts_ns", (int64_t)ev->ts_ns);
 	jadd_str(o, "kind", rp_ev_class(ev));
-	jadd_str(o, "src", ip_str(ev->ip_src, a));
-	jadd_str(o, "dst", ip_str(ev->ip_dst, a));
+	jadd_str(o, "src", rp_ip_str(ev->ip_src, a));
+	jadd_str(o, "dst", rp_ip_str(ev->ip_dst, a));
 	jadd_int(o, "ttl", ev->ttl);
 	jadd_int(o, "ip_id", ev->ip_id);
 	if (ev->ip_csum_bad)
@@ -203,10 +199,10 @@ static void print_json(const struct rp_event *ev)
 		jadd_int(o, "type", ev->icmp_type);
 		jadd_int(o, "code", ev->icmp_code);
 		jadd_str(o, "icmp", icmp_name(ev->icmp_type, ev->icmp_code));
-		jadd_str(o, "router", ip_str(ev->ip_src, a));
+		jadd_str(o, "router", rp_ip_str(ev->ip_src, a));
 		json_object *in = json_object_new_object();
-		jadd_str(in, "src", ip_str(ev->tuple.saddr, a));
-		jadd_str(in, "dst", ip_str(ev->tuple.daddr, a));
+		jadd_str(in, "src", rp_ip_str(ev->tuple.saddr, a));
+		jadd_str(in, "dst", rp_ip_str(ev->tuple.daddr, a));
 		jadd_int(in, "sport", ev->tuple.sport);
 		jadd_int(in, "dport", ev->tuple.dport);
 		jadd_int(in, "seq", ev->seq);

@@ -26,6 +26,7 @@
 #include "userstack/seq.h"
 #include "userstack/tcb.h"
 #include "rawpunch/clock.h"
+#include "rawpunch/trace.h"
 
 #define SNAPLEN 65600
 #define DEF_LOW_TTL 2
@@ -85,34 +86,8 @@ struct rp_punch {
 	size_t n_guarded, cap_guarded;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void trace(const struct rp_punch *p, const char *fmt, ...)
-{
-	char line[320];
-	va_list ap;
-	if (!p->o.trace)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	p->o.trace(p->o.trace_arg, line);
-}
-
-static const char *ip_str(uint32_t a, char *buf)
-{
-	struct in_addr in = { .s_addr = a };
-	return inet_ntop(AF_INET, &in, buf, INET_ADDRSTRLEN);
-}
-
-static void flags_str(uint8_t f, char *b)
-{
-	static const char names[] = "FSRPAUEC";
-	int n = 0;
-	for (int i = 0; i < 8; i++)
-		if (f & (1u << i))
-			b[n++] = names[i];
-	b[n] = 0;
-}
+/* trace(x, fmt, ...): one line to the caller's trace callback, if any */
+#define trace(x, ...) rp_trace((x)->o.trace, (x)->o.trace_arg, __VA_ARGS__)
 
 static double since_t0_ms(const struct rp_punch *p, uint64_t now)
 {
@@ -208,8 +183,8 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 	r = rp_guard_open(&p->guard, e, sizeof(e));
 	if (r)
 		FAIL("nftables RST guard");
-	ip_str(p->laddr, la);
-	ip_str(p->raddr, ra);
+	rp_ip_str(p->laddr, la);
+	rp_ip_str(p->raddr, ra);
 	if (o->pcap_path)
 		snprintf(filt, sizeof(filt), "(tcp and host %s and host %s) or (icmp and dst host %s)", la, ra, la);
 	else
@@ -652,7 +627,7 @@ static void send_out(struct rp_punch *p, const struct us_out *out)
 		char fl[9];
 		rp_seg_from_us(&seg, p->laddr, p->lport, p->raddr, p->rport, &out->seg[i]);
 		int r = rp_craft_send(p->craft, &seg);
-		flags_str(out->seg[i].flags, fl);
+		rp_tcp_flags_str(out->seg[i].flags, fl);
 		if (r < 0) {
 			p->st->send_errors++;
 			trace(p, "tx %-3s %u -> :%u FAILED: %s", fl, p->lport, p->rport, strerror(-r));
@@ -727,7 +702,7 @@ static void feed(struct rp_punch *p, const struct rp_event *ev, struct us_event 
 static void forged(struct rp_punch *p, const struct rp_event *ev, const char *why)
 {
 	char fl[9];
-	flags_str(ev->flags, fl);
+	rp_tcp_flags_str(ev->flags, fl);
 	p->st->rx_forged++;
 	trace(p, "ignored %s :%u -> %u seq=%u ack=%u (%s)", fl, ev->tuple.sport, ev->tuple.dport, ev->seq, ev->ack, why);
 }
@@ -743,7 +718,7 @@ static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts
 	char fl[9];
 	int r;
 
-	flags_str(f, fl);
+	rp_tcp_flags_str(f, fl);
 	if (rst) {
 		if (ack && ev->ack == p->isn_mine + 1) {
 			p->st->rx_rst++;
@@ -838,7 +813,7 @@ static int on_tcp(struct rp_punch *p, const struct rp_punch_round_opts *ro, cons
 			p->st->rx_rst++;
 		return 0;
 	}
-	flags_str(ev->flags, fl);
+	rp_tcp_flags_str(ev->flags, fl);
 	trace(p, "rx %-3s :%u -> %u seq=%u ack=%u len=%zu", fl, ev->tuple.sport, ev->tuple.dport, ev->seq, ev->ack,
 	      ev->paylen);
 	if (ev->paylen < ev->paylen_wire)
@@ -859,7 +834,7 @@ static int on_icmp(struct rp_punch *p, const struct rp_event *ev)
 	if (ev->seq != p->isn_mine) {
 		p->st->rx_forged++;
 		trace(p, "ignored ICMP %u/%u from %s (quoted seq is not our ISN)", ev->icmp_type, ev->icmp_code,
-		      ip_str(ev->ip_src, a));
+		      rp_ip_str(ev->ip_src, a));
 		return 0;
 	}
 	p->st->rx_icmp++;
@@ -868,7 +843,7 @@ static int on_icmp(struct rp_punch *p, const struct rp_event *ev)
 	/* Time-exceeded answers our primes (expected). Other errors are soft: the NATs keep the
 	 * mappings (RFC 5382 REQ-10) and the tcb runs in persist mode. */
 	if (ev->icmp_type != 11 || p->o.trace)
-		trace(p, "rx ICMP %u/%u from %s quoting %u -> :%u", ev->icmp_type, ev->icmp_code, ip_str(ev->ip_src, a),
+		trace(p, "rx ICMP %u/%u from %s quoting %u -> :%u", ev->icmp_type, ev->icmp_code, rp_ip_str(ev->ip_src, a),
 		      ev->tuple.sport, ev->tuple.dport);
 	if (p->defined && ev->tuple.sport == p->lport && ev->tuple.dport == p->rport) {
 		struct us_event uev = { .type = US_EV_ICMP_ERROR };

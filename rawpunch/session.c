@@ -19,6 +19,7 @@
 #include "rawpunch/netif.h"
 #include "userstack/seq.h"
 #include "rawpunch/clock.h"
+#include "rawpunch/trace.h"
 
 #define SNAPLEN 65600            /* whole segments: the data path needs every byte */
 #define MULTI_MAX_FLOWS 64       /* port lists longer than this are filtered as one range */
@@ -47,34 +48,8 @@ struct rp_session {
 	uint8_t inbuf[16384], outbuf[16384];   /* rp_session_exchange() */
 };
 
-__attribute__((format(printf, 2, 3)))
-static void trace(const struct rp_session *s, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	if (!s->o.trace)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	s->o.trace(s->o.trace_arg, line);
-}
-
-static const char *ip_str(uint32_t a, char *buf)
-{
-	struct in_addr in = { .s_addr = a };
-	return inet_ntop(AF_INET, &in, buf, INET_ADDRSTRLEN);
-}
-
-static void flags_str(uint8_t f, char *b)
-{
-	static const char names[] = "FSRPAUEC";
-	int n = 0;
-	for (int i = 0; i < 8; i++)
-		if (f & (1u << i))
-			b[n++] = names[i];
-	b[n] = 0;
-}
+/* trace(x, fmt, ...): one line to the caller's trace callback, if any */
+#define trace(x, ...) rp_trace((x)->o.trace, (x)->o.trace_arg, __VA_ARGS__)
 
 static bool stopped(const struct rp_session *s)
 {
@@ -174,7 +149,7 @@ static int set_capture_filter(struct rp_session *s)
 	}
 	if (s->o.pcap_path)   /* the dump shows our side too */
 		snprintf(expr + len, cap - (size_t)len, " or (tcp and src host %s and src port %u and dst host %s)",
-			 ip_str(s->laddr, la), s->lport, ip_str(s->raddr, ra));
+			 rp_ip_str(s->laddr, la), s->lport, rp_ip_str(s->raddr, ra));
 	r = rp_cap_set_filter(s->cap, expr);
 	free(expr);
 	return r;
@@ -289,7 +264,7 @@ static void send_seg(struct rp_session *s, const struct us_out_seg *o, uint16_t 
 		if (!s->t_first_syn)
 			s->t_first_syn = rp_mono_ns();
 	}
-	flags_str(o->flags, fl);
+	rp_tcp_flags_str(o->flags, fl);
 	if (r < 0)
 		trace(s, "tx %-3s :%u seq=%u ack=%u len=%zu FAILED: %s", fl, rport, o->seq, o->ack, o->len,
 		      strerror(-r));
@@ -394,7 +369,7 @@ static void multi_round(struct rp_session *s, uint64_t deadline)
 static void forged(struct rp_session *s, const struct rp_event *ev, const char *why)
 {
 	char fl[9];
-	flags_str(ev->flags, fl);
+	rp_tcp_flags_str(ev->flags, fl);
 	s->st.forged++;
 	trace(s, "ignored %s from :%u seq=%u ack=%u (%s)", fl, ev->tuple.sport, ev->seq, ev->ack, why);
 }
@@ -459,8 +434,8 @@ static int on_tcp(struct rp_session *s, const struct rp_event *ev, uint64_t dead
 	    !port_wanted(s, ev->tuple.sport))
 		return 0;
 	s->st.replies++;
-	flags_str(ev->flags, fl);
-	trace(s, "rx %-3s from %s:%u seq=%u ack=%u win=%u len=%zu ttl=%u", fl, ip_str(ev->ip_src, a),
+	rp_tcp_flags_str(ev->flags, fl);
+	trace(s, "rx %-3s from %s:%u seq=%u ack=%u win=%u len=%zu ttl=%u", fl, rp_ip_str(ev->ip_src, a),
 	      ev->tuple.sport, ev->seq, ev->ack, ev->win, ev->paylen, ev->ttl);
 	if (ev->paylen < ev->paylen_wire) {
 		trace(s, "dropped: truncated capture (%zu of %u bytes)", ev->paylen, ev->paylen_wire);
@@ -523,13 +498,13 @@ static int on_icmp(struct rp_session *s, const struct rp_event *ev)
 		if (!ok) {
 			s->st.forged++;
 			trace(s, "ignored ICMP %u/%u from %s quoting seq=%u (not ours)", ev->icmp_type,
-			      ev->icmp_code, ip_str(ev->ip_src, a), ev->seq);
+			      ev->icmp_code, rp_ip_str(ev->ip_src, a), ev->seq);
 			return 0;
 		}
 	} else if (ev->seq != us_cookie(s->key, s->laddr, s->lport, s->raddr, ev->tuple.dport)) {
 		s->st.forged++;
 		trace(s, "ignored ICMP %u/%u from %s (quoted seq is not the cookie)", ev->icmp_type,
-		      ev->icmp_code, ip_str(ev->ip_src, a));
+		      ev->icmp_code, rp_ip_str(ev->ip_src, a));
 		return 0;
 	}
 	s->st.icmps++;
@@ -537,7 +512,7 @@ static int on_icmp(struct rp_session *s, const struct rp_event *ev)
 	s->st.last_icmp_code = ev->icmp_code;
 	s->st.last_icmp_from = ev->ip_src;
 	trace(s, "rx ICMP %u/%u from %s quoting :%u seq=%u (ttl left %u)", ev->icmp_type, ev->icmp_code,
-	      ip_str(ev->ip_src, a), ev->tuple.dport, ev->seq, ev->inner_ttl);
+	      rp_ip_str(ev->ip_src, a), ev->tuple.dport, ev->seq, ev->inner_ttl);
 	if (!s->defined)
 		return s->o.persist ? 0 : -EHOSTUNREACH;
 	uev.icmp.type = ev->icmp_type;
@@ -835,7 +810,7 @@ void rp_session_why(const struct rp_session *s, char *buf, size_t cap)
 	if (n < (int)cap && s->st.icmps)
 		n += snprintf(buf + n, cap - (size_t)n, "%s%u ICMP errors (last %u/%u from %s)", s->st.rsts ? ", " : "",
 			      s->st.icmps, s->st.last_icmp_type, s->st.last_icmp_code,
-			      ip_str(s->st.last_icmp_from, a));
+			      rp_ip_str(s->st.last_icmp_from, a));
 	if (n < (int)cap && s->st.replies && !s->st.rsts)
 		n += snprintf(buf + n, cap - (size_t)n, "%s%u replies", s->st.icmps ? ", " : "", s->st.replies);
 	if (n < (int)cap && s->st.forged)
