@@ -16,6 +16,7 @@
 #include "userstack/seq.h"
 #include "userstack/tcb.h"
 #include "rawpunch/clock.h"
+#include "rawpunch/io.h"
 
 #ifndef TCPOPT_MAXSEG
 #define TCPOPT_MAXSEG 2
@@ -93,27 +94,6 @@ static int repair_fill(int fd, int queue, const uint8_t *buf, size_t len, size_t
 		}
 		if (w == 0)
 			return -EIO;
-		buf += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-	while (len) {
-		ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-				if (poll(&pfd, 1, 10000) <= 0)
-					return -ETIMEDOUT;
-				continue;
-			}
-			return -errno;
-		}
 		buf += w;
 		len -= (size_t)w;
 	}
@@ -206,7 +186,7 @@ static int handoff_repair(const struct rp_handoff_params *p, const struct rp_han
 	if (r)
 		goto fail;
 	/* from here the kernel owns the flow; new data continues at snd_nxt */
-	if (p->unsent_len && (r = write_all(fd, p->unsent, p->unsent_len))) {
+	if (p->unsent_len && (r = rp_io_write_all(fd, p->unsent, p->unsent_len, rp_mono_ns() + 10000000000ull))) {
 		close(fd);   /* no longer in repair: this close is an ordinary one */
 		return r;
 	}

@@ -27,6 +27,7 @@
 #include "rawpunch/rendezvous.h"
 #include "rawpunch/version.h"
 #include "rawpunch/clock.h"
+#include "rawpunch/io.h"
 
 extern char **environ;
 
@@ -651,14 +652,8 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 		free(buf);
 		return ret == ENOENT ? -ENOENT : -ret;
 	}
-	for (size_t off = 0; off < blen;) {
-		ssize_t n = send(sv[0], buf + off, blen - off, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;                 /* gnuplot went away: its exit status tells */
-		off += (size_t)n;
-	}
+	/* if gnuplot goes away early (EPIPE) or stalls, its exit status tells */
+	(void)rp_io_write_all(sv[0], buf, blen, rp_mono_ns() + 30000000000ull);
 	close(sv[0]);
 	free(buf);
 	int st = 0;

@@ -20,6 +20,7 @@
 #include "userstack/seq.h"
 #include "rawpunch/clock.h"
 #include "rawpunch/trace.h"
+#include "rawpunch/io.h"
 
 #define SNAPLEN 65600            /* whole segments: the data path needs every byte */
 #define MULTI_MAX_FLOWS 64       /* port lists longer than this are filtered as one range */
@@ -615,21 +616,6 @@ int rp_session_handshake(struct rp_session *s)
 
 /* --- data exchange ------------------------------------------------------------------------ */
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t idle_timeout_ns)
 {
 	uint8_t *inbuf, *outbuf;
@@ -716,7 +702,7 @@ int rp_session_exchange(struct rp_session *s, int in_fd, int out_fd, uint64_t id
 			if (!out.nread)
 				break;
 			s->st.bytes_in += out.nread;
-			r = write_all(out_fd, outbuf, out.nread);
+			r = rp_io_write_all(out_fd, outbuf, out.nread, 0);   /* a non-blocking output is waited for */
 			if (r) {
 				/* nowhere to put the peer's data: reset rather than pretend to read it */
 				ev = (struct us_event){ .type = US_EV_ABORT };
