@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "rawpunch/cli.h"
+#include "rawpunch/clock.h"
 #include "rawpunch/stun.h"
 
 #define PAYLOAD_MAX 65536
@@ -58,13 +59,6 @@ struct outcome {
 	uint64_t start_real_ns, t_conn_ns, t_verified_ns;
 };
 
-static uint64_t now_real(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_until_real(uint64_t t)
 {
 	struct timespec ts = { .tv_sec = (time_t)(t / 1000000000ull), .tv_nsec = (long)(t % 1000000000ull) };
@@ -74,7 +68,7 @@ static void sleep_until_real(uint64_t t)
 
 static int ms_left(uint64_t until)
 {
-	uint64_t n = now_real();
+	uint64_t n = rp_real_ns();
 	return n >= until ? 0 : (int)((until - n + 999999ull) / 1000000ull);
 }
 
@@ -121,7 +115,7 @@ static int publish(const char *file, const struct sockaddr_in *mapped, uint64_t 
 /* Poll for the peer's file: 0 and *addr, *t; -ETIMEDOUT; -EBADMSG when it is there but malformed. */
 static int read_peer(const char *file, unsigned long wait_ms, struct sockaddr_in *addr, uint64_t *t)
 {
-	uint64_t until = now_real() + wait_ms * 1000000ull;
+	uint64_t until = rp_real_ns() + wait_ms * 1000000ull;
 	for (;;) {
 		FILE *f = fopen(file, "r");
 		if (f) {
@@ -136,7 +130,7 @@ static int read_peer(const char *file, unsigned long wait_ms, struct sockaddr_in
 		}
 		if (errno != ENOENT)
 			return -errno;
-		if (now_real() >= until)
+		if (rp_real_ns() >= until)
 			return -ETIMEDOUT;
 		usleep(5000);
 	}
@@ -214,7 +208,7 @@ static int recv_all(int fd, uint8_t *b, size_t len, uint64_t until)
 static int exchange(int fd, const struct cfg *c, struct outcome *o)
 {
 	uint8_t *mine = malloc(c->payload), *want = malloc(c->payload), *got = malloc(c->payload);
-	uint64_t until = now_real() + 5000000000ull;
+	uint64_t until = rp_real_ns() + 5000000000ull;
 	int r = -ENOMEM;
 	if (!mine || !want || !got)
 		goto out;
@@ -226,7 +220,7 @@ static int exchange(int fd, const struct cfg *c, struct outcome *o)
 		r = -EBADMSG;
 		goto out;
 	}
-	o->t_verified_ns = now_real();
+	o->t_verified_ns = rp_real_ns();
 	shutdown(fd, SHUT_WR);
 	for (;;) {   /* the peer's FIN (it may still be reading ours) */
 		uint8_t sink[256];
@@ -254,7 +248,7 @@ static int punch(const struct cfg *c, struct outcome *o)
 	uint64_t end = o->start_real_ns + c->window_ms * 1000000ull;
 	sleep_until_real(o->start_real_ns);
 	for (uint64_t slot = o->start_real_ns; slot < end; slot += c->retry_ms * 1000000ull) {
-		if (now_real() < slot)
+		if (rp_real_ns() < slot)
 			sleep_until_real(slot);
 		uint64_t next = slot + c->retry_ms * 1000000ull;
 		if (next > end)
@@ -281,7 +275,7 @@ static int punch(const struct cfg *c, struct outcome *o)
 			}
 		}
 		if (err == 0) {
-			o->t_conn_ns = now_real();
+			o->t_conn_ns = rp_real_ns();
 			r = exchange(fd, c, o);
 			close(fd);
 			if (r) {
@@ -408,7 +402,7 @@ int main(int argc, char **argv)
 	};
 	struct cfg c = { .session = "rp-baseline", .lead_ms = 300, .window_ms = 8000, .retry_ms = 200,
 			 .wait_ms = 15000, .payload = 64 };
-	struct outcome o = { .t0_real_ns = now_real() };
+	struct outcome o = { .t0_real_ns = rp_real_ns() };
 	int opt, r;
 	rp_parse_hostport("198.18.3.2:3478", 0, &c.stun);
 	c.bind.sin_family = AF_INET;
@@ -485,7 +479,7 @@ int main(int argc, char **argv)
 	o.have_mapped = true;
 
 	/* 2. exchange mapped addresses */
-	uint64_t t_pub = now_real(), t_peer = 0;
+	uint64_t t_pub = rp_real_ns(), t_peer = 0;
 	if ((r = publish(c.me_file, &o.mapped, t_pub))) {
 		o.error = "publish";
 		snprintf(o.detail, sizeof(o.detail), "%s: %s", c.me_file, strerror(-r));
