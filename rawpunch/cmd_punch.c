@@ -906,7 +906,7 @@ int cmd_punch(int argc, char **argv)
 	status("met the peer as side %c (relay RTT %.1f ms, clock error bound %.1f ms)", 'a' + me,
 	       (double)res.relay_rtt_ns / 1e6, (double)res.clock_err_ns / 1e6);
 
-plan:
+plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 	/* 4. plan (both sides compute the same one from the same inputs) */
 	struct rp_plan_params pp = {
 		.rtt_ms = (double)res.relay_rtt_ns / 1e6,
