@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rawpunch/cli.h"
+#include "rawpunch/clock.h"
 #include "rawpunch/fdmode.h"
 #include "rawpunch/handoff.h"
 #include "rawpunch/netif.h"
@@ -116,17 +117,14 @@ static void print_stats(const struct rp_session_stats *st)
 {
 	fprintf(stderr,
 		"connect: syns=%u replies=%u rsts=%u icmps=%u forged=%u syns_rcvd=%u established_ms=%.1f "
-		"bytes_out=%llu bytes_in=%llu kernel_rsts_dropped=%lld\n",
+		"bytes_out=%llu bytes_in=%llu kernel_rsts_dropped=",
 		st->syns_sent, st->replies, st->rsts, st->icmps, st->forged, st->syns_rcvd,
 		(double)st->t_established_ns / 1e6, (unsigned long long)st->bytes_out,
-		(unsigned long long)st->bytes_in, (long long)st->guard_dropped);
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		(unsigned long long)st->bytes_in);
+	if (st->guard_dropped < 0)
+		fputs("unknown\n", stderr);
+	else
+		fprintf(stderr, "%lld\n", (long long)st->guard_dropped);
 }
 
 /* 0 when the kernel lets us use TCP_REPAIR, else its errno. A socket left in repair mode is closed
@@ -263,7 +261,7 @@ static int dial_one(struct conn *c, const char *who)
 	rp_session_tuple(s, &la, &lp, &ra, &rp);   /* rp: the port that answered */
 
 	struct rp_handoff_params p;
-	r = rp_handoff_from_tcb(rp_session_tcb(s), la, lp, ra, rp, mono_ns(), &p);
+	r = rp_handoff_from_tcb(rp_session_tcb(s), la, lp, ra, rp, rp_mono_ns(), &p);
 	if (r) {
 		rp_session_close(s);
 		rp_err_errno(r, who ? who : "handoff: connection state");
@@ -509,11 +507,11 @@ int cmd_connect(int argc, char **argv)
 		}
 	}
 
-	/* -L and --raw: only CAP_NET_RAW and CAP_NET_ADMIN from here on, none inheritable. --stdio and
-	 * --exec drop everything right after the handoff, before any byte is relayed or CMD runs, and
-	 * until then keep what that drop itself needs (CAP_SETUID/CAP_SETGID for --user, CAP_SETPCAP
-	 * to empty the bounding set): rp_privs_limit() now would make rp_privs_drop_all() fail. */
-	if ((listen_spec || raw) && (r = rp_privs_limit())) {
+	/* Only CAP_NET_RAW and CAP_NET_ADMIN effective from here on, none inheritable. rp_privs_limit()
+	 * keeps CAP_SETUID/CAP_SETGID/CAP_SETPCAP permitted (never effective) when held, so --stdio and
+	 * --exec can still drop everything (and switch to --user) right after the handoff, before any
+	 * byte is relayed or CMD runs; -L and --raw stay at these two to the end. */
+	if ((r = rp_privs_limit())) {
 		if (lfd >= 0)
 			close(lfd);
 		return rp_err_errno(r, "limiting capabilities");
@@ -635,6 +633,9 @@ int cmd_connect(int argc, char **argv)
 	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket) */
 	default_signals();
 	if (exec_cmd) {
+		if (!user && geteuid() == 0 && !c.quiet)
+			rp_hint("--exec runs its command as uid 0 (root, though without capabilities): "
+				"add --user nobody (or another unprivileged user)");
 		r = rp_fd_exec(fd, exec_cmd);
 		close(fd);
 		if (r < 0)
