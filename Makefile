@@ -112,8 +112,12 @@ fuzz: $(FUZZ_BIN)
 
 units: $(UNIT_BIN)
 
-# `make test` is what CI and README name: deps, build, unit tests, then the lab.
-test: deps all units
+# `make test` is what CI and README name: deps, build, unit tests, then the lab. The build runs in a
+# second make so that pkg-config is asked again after `deps` may have installed the libraries.
+test: deps
+	$(Q)$(MAKE) --no-print-directory check
+
+check: all units
 	$(Q)tests/run-unit $(UNIT_BIN)
 	$(Q)tests/run-lab
 
@@ -126,7 +130,8 @@ test-lab: all
 deps:
 	$(Q)tools/deps
 
-demo: deps all
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tools/demo
 
 install: $(BUILD)/rawpunch
@@ -136,7 +141,7 @@ install: $(BUILD)/rawpunch
 clean:
 	$(Q)rm -rf $(BUILD)
 
-.PHONY: all test test-unit test-lab units deps demo install clean fuzz
+.PHONY: all test check test-unit test-lab units deps demo install clean fuzz
 .SECONDARY:
 
 -include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d)
