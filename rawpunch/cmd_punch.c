@@ -331,7 +331,8 @@ static int do_probe(const struct cfg *c, uint16_t lport, bool first, struct rp_p
 		.local_port = lport,
 		.samples = c->samples,
 		.interval_ms = 10,
-		.timeout_ms = 2000,
+		/* one lost SYN costs the kernel's 1 s retransmission: leave room for it and a lost reply */
+		.timeout_ms = 3500,
 		.has_rendezvous = first && c->rv.sin_addr.s_addr != 0,
 		.rendezvous = c->rv,
 		.filter_timeout_ms = c->filter_ms ? c->filter_ms : 400,
@@ -1109,7 +1110,8 @@ plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 		report_set(&rep, "why", json_object_new_string(why));
 		(void)report_write(&rep, c.report);
 		rp_err("%s", why);
-		rp_hint("TCP_REPAIR needs CAP_NET_ADMIN in this network namespace");
+		if (fd == -EPERM || fd == -EACCES)
+			rp_hint("TCP_REPAIR needs CAP_NET_ADMIN in this network namespace");
 		goto out;
 	}
 	report_set(&rep, "why", NULL);

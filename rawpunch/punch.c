@@ -696,7 +696,7 @@ static void feed(struct rp_punch *p, const struct rp_event *ev, struct us_event 
 	uev->seg.opts = ev->opts;
 	uev->seg.payload = ev->payload;
 	uev->seg.len = ev->paylen;
-	(void)p;
+	us_handshake_only(p->tcb, &uev->seg);
 }
 
 static void forged(struct rp_punch *p, const struct rp_event *ev, const char *why)

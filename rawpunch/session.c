@@ -478,6 +478,7 @@ static int on_tcp(struct rp_session *s, const struct rp_event *ev, uint64_t dead
 	uev.seg.opts = ev->opts;
 	uev.seg.payload = ev->payload;
 	uev.seg.len = ev->paylen;
+	us_handshake_only(s->tcb, &uev.seg);
 	r = step(s, &uev, &out, false);
 	if (r)
 		return r;

@@ -927,3 +927,12 @@ int us_step(struct us_tcb *t, const struct us_event *ev, uint64_t now_ns, struct
 	out->timer_ns = next_timer(t);
 	return rc;
 }
+
+void us_handshake_only(const struct us_tcb *t, struct us_segment *seg)
+{
+	if (us_synchronized(t))
+		return;
+	seg->payload = NULL;
+	seg->len = 0;
+	seg->flags &= (uint8_t)~(US_TH_FIN | US_TH_PSH);
+}

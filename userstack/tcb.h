@@ -223,6 +223,14 @@ struct us_tcb {
  * an error (0 is returned; t->dropped counts it). */
 int us_step(struct us_tcb *t, const struct us_event *ev, uint64_t now_ns, struct us_out *out);
 
+/* Before the handshake completes (t not synchronized), reduce seg to its handshake part: payload,
+ * FIN and PSH are removed, so they stay unacknowledged and the peer retransmits them. Used when the
+ * connection is to be handed to the kernel right after ESTABLISHED: data and a FIN riding on the ACK
+ * that completes the handshake (the peer's kernel owns its side and may write and close at once) then
+ * reach the kernel socket instead of a tcb that TCP_REPAIR could not restore half-closed. A no-op once
+ * synchronized. */
+void us_handshake_only(const struct us_tcb *t, struct us_segment *seg);
+
 /* Put t in CLOSED with zeroed state (call once on a fresh tcb; OPEN requires CLOSED). */
 void us_tcb_init(struct us_tcb *t);
 

@@ -619,6 +619,54 @@ static void test_simultaneous_open_completed_by_ack(void **state)
 	assert_int_equal(o.n, 0);
 }
 
+/* The ACK completing a simultaneous open arrives with data and FIN (the peer's kernel already owns
+ * its side, wrote and closed): us_handshake_only keeps only the handshake, so the tcb is ESTABLISHED
+ * with nothing received and no FIN (what the TCP_REPAIR handoff needs), and the peer retransmits the
+ * rest to the kernel socket. Without it the same segment leaves the tcb in CLOSE-WAIT. */
+static void test_handshake_only_strips_data_and_fin(void **state)
+{
+	(void)state;
+	struct us_out o;
+	struct us_config c = cfg_default(1000);
+	static const char data[] = "early bytes";
+	struct tcp_opts po = { .has_ts = true, .tsval = 5001, .tsecr = 1 };
+	struct us_event ev = { .type = US_EV_SEGMENT };
+
+	open_active(A, &c, T0, &o);
+	seg_in(A, 7000, 0, US_TH_SYN, 29200, &linux_syn_opts, NULL, 0, T0, &o);
+	assert_int_equal(A->state, US_SYN_RECEIVED);
+	ev.seg.seq = 7001;
+	ev.seg.ack = 1001;
+	ev.seg.flags = US_TH_ACK | US_TH_PSH | US_TH_FIN;
+	ev.seg.win = 100;
+	ev.seg.opts = po;
+	ev.seg.payload = (const uint8_t *)data;
+	ev.seg.len = sizeof(data) - 1;
+	us_handshake_only(A, &ev.seg);
+	assert_int_equal(ev.seg.len, 0);
+	assert_null(ev.seg.payload);
+	assert_int_equal(ev.seg.flags, US_TH_ACK);
+	assert_int_equal(us_step(A, &ev, T0, &o), 0);
+	assert_int_equal(A->state, US_ESTABLISHED);
+	assert_int_equal(A->rcv_nxt, 7001);
+	assert_int_equal(A->rcv_len, 0);
+
+	/* once synchronized it changes nothing */
+	ev.seg.flags = US_TH_ACK | US_TH_FIN;
+	ev.seg.payload = (const uint8_t *)data;
+	ev.seg.len = 4;
+	us_handshake_only(A, &ev.seg);
+	assert_int_equal(ev.seg.flags, US_TH_ACK | US_TH_FIN);
+	assert_int_equal(ev.seg.len, 4);
+
+	/* the same segment fed whole to a fresh tcb: CLOSE-WAIT, which a handoff cannot restore */
+	us_tcb_init(B);
+	open_active(B, &c, T0, &o);
+	seg_in(B, 7000, 0, US_TH_SYN, 29200, &linux_syn_opts, NULL, 0, T0, &o);
+	seg_in(B, 7001, 1001, US_TH_ACK | US_TH_PSH | US_TH_FIN, 100, &po, data, sizeof(data) - 1, T0, &o);
+	assert_int_equal(B->state, US_CLOSE_WAIT);
+}
+
 static void test_simultaneous_open_rst(void **state)
 {
 	(void)state;
@@ -1599,6 +1647,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_in_syn_received_sends_fin_when_established, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_scripted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_completed_by_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handshake_only_strips_data_and_fin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_rst, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_established_bad_acks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_established_rst_checks, setup, teardown),
