@@ -10,25 +10,10 @@
 #  3. the same binary with CAP_NET_ADMIN takes the repair path (the refusal is what made 2 differ).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-HOXFER=${HOXFER:-${BUILD:-build}/bench/hoxfer}
-[ -x "$HOXFER" ] || fail "$HOXFER not built (run make)"
+source tests/lab/handoff_common.bash
 command -v setpriv >/dev/null || fail "setpriv not found (util-linux)"
 BYTES=$((8 << 20)) PORT=5201 LPORT=40201
-LAB=$(unique_lab hof)
-lab_up "$LAB"
-tmp=$(mktemp -d /tmp/rp-ho.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-	_natlab_cleanup
-}
-trap cleanup EXIT
-kv() { grep -oE "(^| )$2=[^ ]*" "$1" | head -1 | sed "s/.*=//"; }
-nocap=(setpriv --inh-caps=-net_admin --bounding-set=-net_admin)
+ho_lab hof
 
 # The refusal is real: inside setpriv, CAP_NET_ADMIN is gone and CAP_NET_RAW is still there.
 caps=$(tools/natlab exec "$LAB" a -- "${nocap[@]}" grep CapEff /proc/self/status | awk '{print $2}')

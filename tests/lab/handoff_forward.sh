@@ -8,22 +8,9 @@
 # SYNs from 4 different public ports, FINs, and no RST.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-HOXFER=${HOXFER:-${BUILD:-build}/bench/hoxfer}
-[ -x "$HOXFER" ] || fail "$HOXFER not built (run make)"
+source tests/lab/handoff_common.bash
 N=4 PORT=7100
-LAB=$(unique_lab hox)
-lab_up "$LAB"
-tmp=$(mktemp -d /tmp/rp-ho.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-	_natlab_cleanup
-}
-trap cleanup EXIT
+ho_lab hox
 
 ip netns exec "rp$LAB-inet" dumpcap -q -i to-ra -f "tcp port $PORT and tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0" \
 	-w "$tmp/flags.pcapng" 2>"$tmp/dumpcap.err" &
@@ -53,7 +40,6 @@ done
 ok "$N clients at once, 4 MiB each echoed intact through the forward"
 wait $fwd || fail "forwarder failed: $(cat "$tmp/fwd.err" "$tmp/fwd.out")"
 cat "$tmp/fwd.out"
-kv() { grep -oE "(^| )$2=[^ ]*" "$1" | head -1 | sed "s/.*=//"; }
 [ "$(kv "$tmp/fwd.out" completed)" = $N ] || fail "forwarder: $(kv "$tmp/fwd.out" completed) of $N completed"
 [ "$(kv "$tmp/fwd.out" repair)" = $N ] || fail "forwarder: $(kv "$tmp/fwd.out" repair) of $N via TCP_REPAIR"
 [ "$(kv "$tmp/fwd.out" up)" = $((N * 4 << 20)) ] || fail "forwarder carried $(kv "$tmp/fwd.out" up) bytes up"

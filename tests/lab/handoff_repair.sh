@@ -12,29 +12,16 @@
 # and the kernel RST to the SYN-ACK must have been dropped by the guard, never seen on the wire.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-HOXFER=${HOXFER:-${BUILD:-build}/bench/hoxfer}
-[ -x "$HOXFER" ] || fail "$HOXFER not built (run make)"
+source tests/lab/handoff_common.bash
 BYTES=$((64 << 20)) PRE=3001 PORT=5101 LPORT=40101 HANDOFF=${HANDOFF:-freeze}
 case $HANDOFF in
 freeze) srvargs=(--pre $PRE); cliargs=(--pre $PRE) ;;
 raw)    srvargs=(--wait-first); cliargs=() ;;
 *)      fail "HANDOFF=$HANDOFF: freeze or raw" ;;
 esac
-LAB=$(unique_lab ${LABPFX:-hor})
 args=()
 [ -n "${LOSS:-}" ] && args+=(--loss "$LOSS")
-lab_up "$LAB" "${args[@]}"
-tmp=$(mktemp -d /tmp/rp-ho.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-	_natlab_cleanup
-}
-trap cleanup EXIT
+ho_lab "${LABPFX:-hor}" "${args[@]}"
 
 # Capture SYN/FIN/RST of the flow on inet's link to ra (after NAT: a is 198.18.1.2 there).
 ip netns exec "rp$LAB-inet" dumpcap -q -i to-ra -f "tcp port $PORT and tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0" \
@@ -54,7 +41,6 @@ wait "$srv" || fail "server failed: $(cat "$tmp/srv.err" "$tmp/srv.out")"
 secs=$(awk -v s="$start" -v e="$(date +%s%N)" 'BEGIN{printf "%.2f", (e-s)/1e9}')
 cat "$tmp/cli.out" "$tmp/srv.out"
 
-kv() { grep -oE "(^| )$2=[^ ]*" "$1" | head -1 | sed "s/.*=//"; }
 [ "$(kv "$tmp/cli.out" path)" = repair ] || fail "handoff path is not repair"
 if [ "$HANDOFF" = freeze ]; then
 	[ "$(kv "$tmp/cli.out" unread)" = $PRE ] || fail "the $PRE unread bytes were not carried over"

@@ -8,24 +8,9 @@
 # punch port, 8 MiB cross each way with matching SHA-256, and no RST on the wire between the NATs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-HOXFER=${HOXFER:-${BUILD:-build}/bench/hoxfer}
-[ -x "$HOXFER" ] || fail "$HOXFER not built (run make)"
+source tests/lab/handoff_common.bash
 BYTES=$((8 << 20)) PA=40501 PB=40502
-LAB=$(unique_lab hos)
-lab_up "$LAB" --nat-a preserve --nat-b preserve --filter-a drop --filter-b drop
-tmp=$(mktemp -d /tmp/rp-ho.XXXXXX)
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-	_natlab_cleanup
-}
-trap cleanup EXIT
-kv() { grep -oE "(^| )$2=[^ ]*" "$1" | head -1 | sed "s/.*=//"; }
-nocap=(setpriv --inh-caps=-net_admin --bounding-set=-net_admin)
+ho_lab hos --nat-a preserve --nat-b preserve --filter-a drop --filter-b drop
 
 ip netns exec "rp$LAB-inet" dumpcap -q -i to-ra -f "tcp port $PA and tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0" \
 	-w "$tmp/flags.pcapng" 2>"$tmp/dumpcap.err" &
