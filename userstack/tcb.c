@@ -330,6 +330,18 @@ static void on_icmp(struct ctx *c, const struct us_event *ev)
 
 /* ---- segment arrival ---- */
 
+/* The peer's SYN (LISTEN or SYN-SENT): its ISN, the options both SYNs agree on, its window; our
+ * receive window is advertised afresh with the SYN-ACK. */
+static void take_peer_syn(struct us_tcb *t, const struct us_segment *s)
+{
+	t->irs = s->seq;
+	t->rcv_nxt = s->seq + 1;
+	negotiate(t, s);
+	set_window_from_syn(t, s);
+	t->rcv_wnd = 0;
+	t->rcv_wup = 0;
+}
+
 static void on_listen(struct ctx *c, const struct us_segment *s)
 {
 	struct us_tcb *t = c->t;
@@ -345,16 +357,11 @@ static void on_listen(struct ctx *c, const struct us_segment *s)
 		t->dropped++;
 		return;
 	}
-	t->irs = s->seq;
-	t->rcv_nxt = s->seq + 1;
-	negotiate(t, s);
-	set_window_from_syn(t, s);
+	take_peer_syn(t, s);
 	t->snd_una = t->iss;
 	t->snd_nxt = t->snd_max = t->iss + 1;
 	t->state = US_SYN_RECEIVED;
 	t->syn_rcvd_from_listen = true;
-	t->rcv_wnd = 0;
-	t->rcv_wup = 0;
 	send_syn(c, true);
 	arm_syn_timer(c);
 }
@@ -391,12 +398,7 @@ static void on_syn_sent(struct ctx *c, const struct us_segment *s)
 		t->dropped++;
 		return;
 	}
-	t->irs = s->seq;
-	t->rcv_nxt = s->seq + 1;
-	negotiate(t, s);
-	set_window_from_syn(t, s);
-	t->rcv_wnd = 0;
-	t->rcv_wup = 0;
+	take_peer_syn(t, s);
 	if (ack_ok) {
 		/* active open completes; any payload on the SYN-ACK is not taken (no TFO) */
 		t->snd_una = s->ack;
