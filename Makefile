@@ -2,7 +2,8 @@
 #
 #   make            build rawpunch and the lab/bench helpers
 #   make test       unit tests (ASan+UBSan) then lab integration tests (root)
-#   make deps       apt-get install whatever Debian packages are missing
+#   make deps       apt-get install whatever Debian packages build, tests, lab and demo need
+#   make bench-deps the benchmarks' reference tools (masscan, zmap, hping3, nmap) and AFL++
 #   make demo       bring up a NAT lab and show rawpunch working in it (root)
 #   make fuzz       build libFuzzer harnesses (clang) into build/fuzz/
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -45,10 +46,14 @@ LDLIBS_ALL := $(LIBNET_LIBS) $(PKG_LIBS) -lpthread -lm
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-# Pure logic first: userstack never sees libpcap or libnet.
+# The library is every stage folder of rawpunch/ plus capture/ and userstack/; the CLI (rawpunch/cli/)
+# is the program on top of it and is not archived. HACKING.md has the layers; tools/check-layers
+# (run before anything compiles) refuses an #include that points up, and libpcap/libnet outside
+# capture/ and rawpunch/net/.
 US_SRC  := $(sort $(wildcard userstack/*.c))
 CAP_SRC := $(sort $(wildcard capture/*.c))
-RP_SRC  := $(sort $(filter-out rawpunch/main.c,$(wildcard rawpunch/*.c)))
+RP_SRC  := $(sort $(filter-out rawpunch/cli/%,$(wildcard rawpunch/*/*.c)))
+CLI_SRC := $(sort $(wildcard rawpunch/cli/*.c))
 LIB_SRC := $(US_SRC) $(CAP_SRC) $(RP_SRC)
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 TOOL_SRC := $(sort $(wildcard tools/*.c))
@@ -56,6 +61,9 @@ BENCH_SRC := $(sort $(wildcard tools/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard tools/fuzz/fuzz_*.c))
 
 REL_OBJ := $(LIB_SRC:%.c=$(BUILD)/rel/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/rel/%.o)
+# Tools and benches print like the CLI does (rp_err, rp_hint): they link its message module only.
+MSG_OBJ := $(BUILD)/rel/rawpunch/cli/cli.o
 SAN_OBJ := $(LIB_SRC:%.c=$(BUILD)/san/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BIN := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
@@ -64,12 +72,33 @@ FUZZ_BIN := $(FUZZ_SRC:tools/fuzz/%.c=$(BUILD)/fuzz/%)
 
 all: $(BUILD)/rawpunch $(TOOL_BIN) $(BENCH_BIN)
 
-$(BUILD)/rel/%.o: %.c
+# Layering, checked before any object is built (an order-only prerequisite of every object).
+LAYER_SRC := $(sort $(wildcard userstack/*.[ch] capture/*.[ch] rawpunch/*/*.[ch]))
+$(BUILD)/layers.ok: tools/check-layers $(LAYER_SRC)
+	$(MSG) LAYERS $@
+	@mkdir -p $(@D)
+	$(Q)tools/check-layers && touch $@
+
+# userstack/ is pure logic: it is compiled without the libpcap/libnet flags, so an #include of
+# either would not even find their configuration.
+US_CFLAGS := -std=c11 -D_GNU_SOURCE -MMD -MP -I. $(WARN) $(shell $(PKG_CONFIG) --cflags libsodium 2>/dev/null)
+
+$(BUILD)/rel/userstack/%.o: userstack/%.c | $(BUILD)/layers.ok
+	$(MSG) CC $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(US_CFLAGS) $(HARDEN) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/san/userstack/%.o: userstack/%.c | $(BUILD)/layers.ok
+	$(MSG) CC-SAN $@
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(US_CFLAGS) $(SAN) -O1 -g -c -o $@ $<
+
+$(BUILD)/rel/%.o: %.c | $(BUILD)/layers.ok
 	$(MSG) CC $@
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(LIBNET_CFLAGS) $(HARDEN) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/san/%.o: %.c
+$(BUILD)/san/%.o: %.c | $(BUILD)/layers.ok
 	$(MSG) CC-SAN $@
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(BASE_CFLAGS) $(LIBNET_CFLAGS) $(CMOCKA_CFLAGS) $(SAN) -O1 -g -c -o $@ $<
@@ -82,15 +111,15 @@ $(BUILD)/librawpunch-san.a: $(SAN_OBJ)
 	$(MSG) AR $@
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/rawpunch: $(BUILD)/rel/rawpunch/main.o $(BUILD)/librawpunch.a
+$(BUILD)/rawpunch: $(CLI_OBJ) $(BUILD)/librawpunch.a
 	$(MSG) LD $@
 	$(Q)$(CC) $(HARDEN_LD) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/%: $(BUILD)/rel/tools/%.o $(BUILD)/librawpunch.a
+$(BUILD)/%: $(BUILD)/rel/tools/%.o $(MSG_OBJ) $(BUILD)/librawpunch.a
 	$(MSG) LD $@
 	$(Q)$(CC) $(HARDEN_LD) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/bench/%: $(BUILD)/rel/tools/bench/%.o $(BUILD)/librawpunch.a
+$(BUILD)/bench/%: $(BUILD)/rel/tools/bench/%.o $(MSG_OBJ) $(BUILD)/librawpunch.a
 	$(MSG) LD $@
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(HARDEN_LD) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL)
@@ -130,6 +159,9 @@ test-lab: all
 deps:
 	$(Q)tools/deps
 
+bench-deps:
+	$(Q)tools/bench-deps
+
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tools/demo
@@ -141,7 +173,7 @@ install: $(BUILD)/rawpunch
 clean:
 	$(Q)rm -rf $(BUILD)
 
-.PHONY: all test check test-unit test-lab units deps demo install clean fuzz
+.PHONY: all test check test-unit test-lab units deps bench-deps demo install clean fuzz
 .SECONDARY:
 
--include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d)
+-include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

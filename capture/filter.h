@@ -12,13 +12,7 @@
 #define CAP_FILTER_H
 #include <stddef.h>
 #include <stdint.h>
-
-struct rp_flow {
-	uint32_t laddr;              /* our address (network order); 0 = any */
-	uint16_t lport;              /* our port; 0 = any */
-	uint32_t raddr;              /* remote address (network order); 0 = any */
-	uint16_t rport_lo, rport_hi; /* remote port range, inclusive; 0,0 = any; lo == hi: one port */
-};
+#include "capture/flow.h"
 
 /* Most flows one expression may hold (libpcap's optimiser gets slow far beyond this). */
 #define RP_FILTER_MAX_FLOWS 64

@@ -35,9 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rawpunch/cli.h"
-#include "rawpunch/clock.h"
-#include "rawpunch/stun.h"
+#include "rawpunch/cli/cli.h"
+#include "rawpunch/base/clock.h"
+#include "rawpunch/probe/stun.h"
 
 #define PAYLOAD_MAX 65536
 

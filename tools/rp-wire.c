@@ -41,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rawpunch/clock.h"
+#include "rawpunch/base/clock.h"
 
 #define SLOT_BYTES 2048u          /* an Ethernet frame at MTU 1500 (+VLAN) fits; bigger ones are dropped */
 #define READ_BATCH 64

@@ -20,9 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rawpunch/cli.h"
-#include "rawpunch/rendezvous.h"
-#include "rawpunch/rvproto.h"
+#include "rawpunch/cli/cli.h"
+#include "rawpunch/rendezvous/client.h"
+#include "rawpunch/rendezvous/proto.h"
 
 struct job {
 	struct sockaddr_in srv;

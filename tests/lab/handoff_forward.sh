@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# ssh -L style forwarding over handed-off connections (rawpunch/fdmode.h rp_forward): in a's namespace
+# ssh -L style forwarding over handed-off connections (rawpunch/handoff/fdmode.h rp_forward): in a's namespace
 # a listener on 127.0.0.1:6000 takes 4 clients AT ONCE; each is carried over its OWN new connection to
 # an echo service on s (raw handshake from a fresh port with the RST guard, rp_handoff_from_tcb(),
 # rp_handoff() via TCP_REPAIR, guard removed). Asserts: every client gets its 4 MiB back intact

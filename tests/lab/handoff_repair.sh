@@ -7,7 +7,7 @@
 # queue, SHA-256 of each direction matches at both ends and the content is the expected stream, and
 # on the wire (captured between ra and inet): exactly one SYN from a, a FIN each way, no RST at all.
 # LOSS=PCT in the environment runs the same over a lossy path (handoff_loss.sh does); HANDOFF=raw does
-# the handshake with raw packets instead (rawpunch/session.h, RST guard) and hands the userstack tcb
+# the handshake with raw packets instead (rawpunch/punch/session.h, RST guard) and hands the userstack tcb
 # over (handoff_raw.sh does): then nothing is unread, the server waits for the client's first byte,
 # and the kernel RST to the SYN-ACK must have been dropped by the guard, never seen on the wire.
 set -euo pipefail

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rawpunch/burst.h"
-#include "rawpunch/craft.h"
+#include "rawpunch/net/burst.h"
+#include "rawpunch/net/craft.h"
 #include "capture/decode.h"
 #include "userstack/cookie.h"
 

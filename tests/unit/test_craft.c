@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "rawpunch/craft.h"
+#include "rawpunch/net/craft.h"
 #include "capture/decode.h"
 
 static uint32_t ip(const char *s)

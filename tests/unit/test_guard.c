@@ -7,7 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "rawpunch/guard.h"
+#include "rawpunch/net/guard.h"
 
 static void test_parse_name(void **st)
 {

@@ -25,7 +25,7 @@
 #include <linux/sockios.h>
 #include <cmocka.h>
 
-#include "rawpunch/handoff.h"
+#include "rawpunch/handoff/handoff.h"
 #include "userstack/tcb.h"
 
 static struct rp_handoff_params base(void)

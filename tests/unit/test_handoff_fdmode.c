@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "rawpunch/fdmode.h"
+#include "rawpunch/handoff/fdmode.h"
 
 static uint8_t pat(uint64_t i, uint8_t salt)
 {

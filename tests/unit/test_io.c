@@ -16,8 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rawpunch/clock.h"
-#include "rawpunch/io.h"
+#include "rawpunch/base/clock.h"
+#include "rawpunch/base/io.h"
 
 #define BIG (4u << 20)
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rawpunch/natclass.h"
+#include "rawpunch/probe/natclass.h"
 
 static uint32_t ip(const char *s)
 {

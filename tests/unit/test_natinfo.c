@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 #include <string.h>
 
-#include "rawpunch/natinfo.h"
+#include "rawpunch/probe/natinfo.h"
 
 static void test_enum_names_roundtrip(void **state)
 {

@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rawpunch/netif.h"
+#include "rawpunch/net/netif.h"
 
 static void test_route_loopback(void **st)
 {

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rawpunch/offer.h"
+#include "rawpunch/rendezvous/offer.h"
 
 static const uint8_t SEC[] = "correct horse battery staple 42!";
 #define NOW 1800000000000000000ull

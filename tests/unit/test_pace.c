@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-#include "rawpunch/pace.h"
+#include "rawpunch/net/pace.h"
 
 #define S 1000000000ull
 

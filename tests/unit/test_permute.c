@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rawpunch/permute.h"
+#include "rawpunch/net/permute.h"
 
 static void check_bijection(uint64_t n, uint64_t seed)
 {

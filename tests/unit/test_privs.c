@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "rawpunch/privs.h"
+#include "rawpunch/base/privs.h"
 
 /* Runs fn in a child so the test runner keeps its own privileges; returns the child's status. */
 static int in_child(int (*fn)(void))

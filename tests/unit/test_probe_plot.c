@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rawpunch/probe.h"
+#include "rawpunch/probe/probe.h"
 
 static struct rp_probe_report rep;
 

@@ -16,7 +16,7 @@
 
 #include <json-c/json.h>
 
-#include "rawpunch/punch.h"
+#include "rawpunch/punch/punch.h"
 
 static uint32_t ip(const char *s)
 {

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "rawpunch/rendezvous.h"
+#include "rawpunch/rendezvous/client.h"
 
 static volatile sig_atomic_t stop;
 static void on_alarm(int sig) { (void)sig; stop = 1; }

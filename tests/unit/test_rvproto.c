@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rawpunch/rvproto.h"
+#include "rawpunch/rendezvous/proto.h"
 
 static const uint8_t SECRET[] = "0123456789abcdef0123456789abcdef";
 

@@ -16,8 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rawpunch/rvproto.h"
-#include "rawpunch/rvserver.h"
+#include "rawpunch/rendezvous/proto.h"
+#include "rawpunch/rendezvous/server.h"
 
 static uint32_t ip(const char *s)
 {

@@ -13,7 +13,7 @@
 
 #include <json-c/json.h>
 
-#include "rawpunch/strategy.h"
+#include "rawpunch/strategy/strategy.h"
 
 enum prof { PRESERVE, SEQUENTIAL, RANDOM };
 

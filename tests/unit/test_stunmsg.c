@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "rawpunch/stunmsg.h"
+#include "rawpunch/probe/stunmsg.h"
 
 /* RFC 5769 §2.1 Sample Request (SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME, MI, FINGERPRINT) */
 static const uint8_t rfc5769_req[] = {

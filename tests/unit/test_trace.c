@@ -9,7 +9,7 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "rawpunch/trace.h"
+#include "rawpunch/base/trace.h"
 
 static void test_flags(void **st)
 {

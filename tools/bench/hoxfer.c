@@ -17,7 +17,7 @@
  *   then FIN both ways. sink: client -> server --bytes, server answers one byte when it has it all;
  *   the client times it. rtt: --count ping-pongs of --size bytes (TCP_NODELAY), median and p99.
  *   hoxfer forward --listen [ADDR:]PORT --to ADDR:PORT [--handoff none|raw] [--clients N]
- *   ssh -L style (rawpunch/fdmode.h rp_forward): every local client is carried over its OWN new
+ *   ssh -L style (rawpunch/handoff/fdmode.h rp_forward): every local client is carried over its OWN new
  *   connection to --to: with --handoff raw a raw handshake from a fresh port (session.h, guard),
  *   rp_handoff_from_tcb() + rp_handoff(), then the guard goes; with none a plain connect().
  *   Exits after --clients clients were served.
@@ -40,11 +40,11 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
-#include "rawpunch/cli.h"
-#include "rawpunch/fdmode.h"
-#include "rawpunch/handoff.h"
-#include "rawpunch/session.h"
-#include "rawpunch/clock.h"
+#include "rawpunch/cli/cli.h"
+#include "rawpunch/handoff/fdmode.h"
+#include "rawpunch/handoff/handoff.h"
+#include "rawpunch/punch/session.h"
+#include "rawpunch/base/clock.h"
 
 #define CHUNK 65536
 
@@ -497,7 +497,7 @@ static int do_client(const char *to, unsigned long lport, const char *ho, const 
 		p.snd_wnd = p.max_window = p.rcv_wnd = 65535;
 		p.mss = 1460;
 	} else if (!strcmp(ho, "raw")) {
-		/* the real thing: handshake with raw packets (rawpunch/session.h, RST guard on), then
+		/* the real thing: handshake with raw packets (rawpunch/punch/session.h, RST guard on), then
 		 * hand the tcb to the kernel, and only then drop the guard */
 		struct rp_session_opts so = { .raddr = ra.sin_addr.s_addr, .rport = ntohs(ra.sin_port),
 					      .lport = (uint16_t)lport,

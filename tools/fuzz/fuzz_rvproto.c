@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rawpunch/offer.h"
-#include "rawpunch/rvproto.h"
+#include "rawpunch/rendezvous/offer.h"
+#include "rawpunch/rendezvous/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer harness for the STUN codec (rawpunch/stunmsg.c).
+/* libFuzzer harness for the STUN codec (rawpunch/probe/stunmsg.c).
  *
  * The input is treated as a TCP byte stream, as rawpunch's STUN client sees it: rp_stun_frame_len()
  * cuts it into messages and rp_stun_parse() parses each (libFuzzer's exactly-sized buffer makes
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rawpunch/stunmsg.h"
+#include "rawpunch/probe/stunmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

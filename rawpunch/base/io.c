@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#include "rawpunch/base/io.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rawpunch/base/clock.h"
+
+int rp_io_write_all(int fd, const void *buf, size_t len, uint64_t deadline_ns)
+{
+	const uint8_t *p = buf;
+	bool sock = true;              /* until send() says ENOTSOCK */
+	while (len) {
+		ssize_t w = sock ? send(fd, p, len, MSG_NOSIGNAL) : write(fd, p, len);
+		if (w < 0 && sock && errno == ENOTSOCK) {
+			sock = false;
+			continue;
+		}
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -errno;
+			int ms = -1;
+			if (deadline_ns) {
+				uint64_t now = rp_mono_ns();
+				if (now >= deadline_ns)
+					return -ETIMEDOUT;
+				uint64_t left = (deadline_ns - now + 999999u) / 1000000u;
+				ms = left > 60000 ? 60000 : (int)left;   /* re-checked after each wake-up */
+			}
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			if (poll(&pf, 1, ms) < 0 && errno != EINTR)
+				return -errno;
+			continue;
+		}
+		if (w == 0)
+			return -EIO;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}

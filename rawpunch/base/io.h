@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* Small I/O helpers shared by the handoff, the session's data mode and probe's gnuplot feed. */
+#ifndef RP_IO_H
+#define RP_IO_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Write all len bytes to fd (socket, pipe, file or tty; blocking or not). Sockets are written with
+ * MSG_NOSIGNAL (a closed peer is -EPIPE, never SIGPIPE); EINTR is retried; EAGAIN waits for POLLOUT
+ * until deadline_ns (CLOCK_MONOTONIC, see rawpunch/base/clock.h; 0 = no deadline). 0, -ETIMEDOUT, or -errno
+ * of the failing write (what was written before stays written). */
+int rp_io_write_all(int fd, const void *buf, size_t len, uint64_t deadline_ns);
+
+#endif

@@ -1,0 +1,654 @@
+/* SPDX-License-Identifier: MIT */
+/* rawpunch connect: one TCP connection whose handshake runs in userspace (raw packets, cookie ISN,
+ * kernel RSTs suppressed), then either the whole connection in userspace (--raw) or a TCP_REPAIR
+ * handoff to a kernel socket (connect() from the same port where TCP_REPAIR is refused), given to
+ * the user as stdin/stdout (--stdio), as a command's stdin/stdout (--exec) or, one new connection
+ * per local client, behind a local listener (-L, like ssh -L). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rawpunch/cli/cli.h"
+#include "rawpunch/base/clock.h"
+#include "rawpunch/handoff/fdmode.h"
+#include "rawpunch/handoff/handoff.h"
+#include "rawpunch/net/netif.h"
+#include "rawpunch/base/privs.h"
+#include "rawpunch/punch/session.h"
+
+#define MAX_PORTS 1024
+
+static volatile sig_atomic_t stop_flag;
+static int stop_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int e = errno;
+	stop_flag = sig;
+	if (stop_pipe[1] >= 0) {
+		char b = 1;
+		if (write(stop_pipe[1], &b, 1) < 0) {
+			/* full pipe: a stop is already pending */
+		}
+	}
+	errno = e;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: rawpunch connect [--stdio | --exec CMD | -L [ADDR:]PORT [--max-clients N] | --raw]\n"
+		"                        [--local-port P] [--timeout S] [--ttl N] [--iface IF] [--syn-interval MS]\n"
+		"                        [--pcap FILE] [--no-fallback] [--user USER] [-q] [-v] HOST:PORT\n"
+		"\n"
+		"Open a TCP connection to HOST:PORT with the handshake done in userspace: SYNs carry a SipHash\n"
+		"cookie ISN, every SYN-ACK/RST is checked against it (forged ones are ignored), the kernel's RSTs\n"
+		"for the flow are dropped by a per-process nftables table while it runs. SYNs are repeated after\n"
+		"RSTs, ICMP errors or silence until the timeout, as a punch must. Then the connection is handed to\n"
+		"a kernel socket with TCP_REPAIR (same connection, kernel speed) and given to you:\n"
+		"\n"
+		"  --stdio            netcat-like: stdin goes to the peer, what it sends to stdout (the default)\n"
+		"  --exec CMD         the connection becomes the stdin and stdout of '/bin/sh -c CMD' (like socat\n"
+		"                     EXEC); connect exits with CMD's exit status\n"
+		"  -L [ADDR:]PORT     like ssh -L: listen on ADDR:PORT (default 127.0.0.1) and carry EVERY local\n"
+		"                     client over its OWN new connection to HOST:PORT (own raw handshake from a\n"
+		"                     fresh local port, own handoff); several clients at once. Ctrl-C stops\n"
+		"                     accepting and waits for the open ones (a second Ctrl-C ends them)\n"
+		"  --max-clients N    with -L: stop after N clients were served\n"
+		"  --raw              keep the whole connection in userspace (no handoff): stdin goes to the peer\n"
+		"                     (a few KB), what it sends to stdout, FIN closes both ways\n"
+		"\n"
+		"  --local-port P     source port (default: a free one). Not with -L: one local port carries one\n"
+		"                     connection to HOST:PORT at a time, so every -L client gets a fresh port\n"
+		"  --timeout S        handshake (or fallback connect) deadline in seconds (default 10)\n"
+		"  --ttl N            IP TTL of the SYNs (default 64)\n"
+		"  --iface IF         capture interface (default: the route's egress interface)\n"
+		"  --syn-interval MS  SYN repeat interval in ms (default 1000)\n"
+		"  --pcap FILE        write every packet of the attempt (both directions) to FILE (not with -L)\n"
+		"  --no-fallback      TCP_REPAIR or nothing (see below)\n"
+		"  --user USER        after the handoff, also switch to USER (like tcpdump -Z); not with -L/--raw\n"
+		"  -q                 no status lines on stderr (errors still)\n"
+		"  -v                 per-packet events and counters on stderr\n"
+		"\n"
+		"PORT may be a list or ranges (7000-7010, 80,443; at most 1024 ports): a SYN goes to each every\n"
+		"interval, and the first port whose reply carries our cookie becomes the connection.\n"
+		"\n"
+		"Fallback: where the kernel refuses TCP_REPAIR (no CAP_NET_ADMIN, an old kernel, a security\n"
+		"policy; tested once at start with a throwaway socket) there is nothing a userspace handshake could\n"
+		"be handed to, and the nftables guard it needs wants CAP_NET_ADMIN too. connect then skips it and\n"
+		"makes a kernel connect() from the local port instead, retried after refusals until the timeout\n"
+		"(a simultaneous open if the peer does the same). --no-fallback makes that an error, before any\n"
+		"packet is sent. A status line on stderr says which path each connection took:\n"
+		"  handoff: repair 10.0.1.2:40123 -> 198.18.3.2:7000\n"
+		"  handoff: connect (TCP_REPAIR refused: Operation not permitted) 10.0.1.2:40123 -> 198.18.3.2:7000\n"
+		"\n"
+		"Privileges: needs CAP_NET_RAW and CAP_NET_ADMIN (raw socket, capture, nftables, TCP_REPAIR).\n"
+		"With --stdio and --exec it drops ALL capabilities, empties the bounding set and sets\n"
+		"no_new_privs (--user also changes uid/gid) as soon as the kernel owns the connection, before any\n"
+		"data is relayed or CMD runs, so CMD never runs privileged. -L drops every capability but\n"
+		"CAP_NET_RAW and CAP_NET_ADMIN at start and keeps those two for as long as it listens, because\n"
+		"every new client needs a new raw handshake and handoff: it runs no command, and its relays carry\n"
+		"bytes only. --raw does the same (it sends raw packets to the end).\n"
+		"\n"
+		"Exit status: 0 after a clean close, 1 on failure (with what was seen), 2 on bad usage (nothing\n"
+		"sent); --exec: CMD's status; -L: 0 when every accepted client was served, 1 otherwise.\n");
+}
+
+static void trace_line(void *arg, const char *line)
+{
+	(void)arg;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	fprintf(stderr, "[%5ld.%03ld] %s\n", (long)ts.tv_sec % 100000, ts.tv_nsec / 1000000, line);
+}
+
+static void print_stats(const struct rp_session_stats *st)
+{
+	fprintf(stderr,
+		"connect: syns=%u replies=%u rsts=%u icmps=%u forged=%u syns_rcvd=%u established_ms=%.1f "
+		"bytes_out=%llu bytes_in=%llu kernel_rsts_dropped=",
+		st->syns_sent, st->replies, st->rsts, st->icmps, st->forged, st->syns_rcvd,
+		(double)st->t_established_ns / 1e6, (unsigned long long)st->bytes_out,
+		(unsigned long long)st->bytes_in);
+	if (st->guard_dropped < 0)
+		fputs("unknown\n", stderr);
+	else
+		fprintf(stderr, "%lld\n", (long long)st->guard_dropped);
+}
+
+/* 0 when the kernel lets us use TCP_REPAIR, else its errno. A socket left in repair mode is closed
+ * without sending anything. */
+static int repair_probe(void)
+{
+	int one = 1, e = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return errno;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)))
+		e = errno;
+	close(fd);
+	return e;
+}
+
+static bool refusal(int e)
+{
+	return e == EPERM || e == EACCES || e == ENOPROTOOPT || e == EOPNOTSUPP;
+}
+
+struct conn {
+	struct rp_session_opts o;    /* template; lport 0 for -L */
+	const char *target;          /* HOST:PORT as given */
+	int repair_errno;            /* from repair_probe(): 0 = the raw handshake + TCP_REPAIR path */
+	bool no_fallback, quiet, verbose;
+	pthread_mutex_t mu;          /* one dial at a time (raw sessions, stats) */
+	unsigned dials, repairs, connects;
+};
+
+static void say_path(const struct conn *c, const char *who, int fd, const struct rp_handoff_result *res)
+{
+	struct sockaddr_in l = { 0 }, r = { 0 };
+	socklen_t ll = sizeof(l), rl = sizeof(r);
+	char ls[INET_ADDRSTRLEN] = "?", rs[INET_ADDRSTRLEN] = "?", why[160] = "";
+	if (c->quiet)
+		return;
+	if (!getsockname(fd, (struct sockaddr *)&l, &ll))
+		inet_ntop(AF_INET, &l.sin_addr, ls, sizeof(ls));
+	if (!getpeername(fd, (struct sockaddr *)&r, &rl))
+		inet_ntop(AF_INET, &r.sin_addr, rs, sizeof(rs));
+	if (res->path == RP_HANDOFF_CONNECT)
+		snprintf(why, sizeof(why), " (TCP_REPAIR refused: %s)", strerror(res->repair_errno));
+	fprintf(stderr, "%s%shandoff: %s%s %s:%u -> %s:%u\n", who ? who : "", who ? ": " : "",
+		rp_handoff_path_name(res->path), why, ls, ntohs(l.sin_port), rs, ntohs(r.sin_port));
+}
+
+/* Without TCP_REPAIR: a kernel connect() from lport (a fresh one when 0), retried until the timeout.
+ * The sequence state is only there to pass rp_handoff_check(); RP_HO_ONLY_FALLBACK never uses it. */
+static int kernel_connect(const struct conn *c, uint16_t lport, uint16_t rport, struct rp_handoff_result *res,
+			  int repair_errno)
+{
+	struct rp_handoff_params p = { .raddr = c->o.raddr, .lport = lport, .rport = rport,
+				       .snd_una = 1, .snd_nxt = 1, .rcv_nxt = 1, .rcv_wup = 1, .snd_wl1 = 1,
+				       .snd_wnd = 65535, .max_window = 65535, .rcv_wnd = 65535, .mss = 1460 };
+	struct rp_handoff_opts ho = { .flags = RP_HO_ONLY_FALLBACK,
+				      .connect_timeout_ms = (uint32_t)(c->o.timeout_ns / 1000000u) };
+	int r;
+	if (!p.lport && (r = rp_free_port(0, &p.lport)))
+		return r;
+	int fd = rp_handoff(&p, &ho, res);
+	res->repair_errno = repair_errno;
+	return fd;
+}
+
+/* One connection to the target, owned by the kernel: raw handshake + TCP_REPAIR handoff, or the
+ * fallback. Prints its errors and the path (unless -q). Returns the fd or -errno. who: "client N"
+ * for -L, NULL otherwise. */
+static int dial_one(struct conn *c, const char *who)
+{
+	struct rp_handoff_result res = { 0 };
+	char pre[48] = "";
+	int fd, r;
+
+	if (who)
+		snprintf(pre, sizeof(pre), "%s: ", who);
+	if (c->repair_errno) {
+		if (c->o.n_rports)
+			return -EINVAL; /* rejected at start */
+		fd = kernel_connect(c, c->o.lport, c->o.rport, &res, c->repair_errno);
+		if (fd < 0) {
+			char what[160];
+			snprintf(what, sizeof(what), "%skernel connect() to %s (TCP_REPAIR refused: %s)", pre,
+				 c->target, strerror(c->repair_errno));
+			rp_err_errno(fd, what);
+			return fd;
+		}
+		say_path(c, who, fd, &res);
+		return fd;
+	}
+
+	struct rp_session_opts o = c->o;
+	struct rp_session *s;
+	char oerr[512];
+	r = rp_session_open_err(&o, &s, oerr, sizeof(oerr));
+	if (r) {
+		if (r == -ENETUNREACH || r == -EHOSTUNREACH) {
+			struct in_addr a = { .s_addr = o.raddr };
+			rp_err("%sno route to %s", pre, inet_ntoa(a));
+		} else {
+			rp_err("%s%s", pre, oerr);
+			if (r == -EPERM || r == -EACCES)
+				rp_hint("raw sockets, capture and nftables need CAP_NET_RAW and CAP_NET_ADMIN: run as root, "
+					"or 'sudo setcap cap_net_raw,cap_net_admin+ep $(command -v rawpunch)'");
+		}
+		return r;
+	}
+	uint32_t la, ra;
+	uint16_t lp, rp;
+	rp_session_tuple(s, &la, &lp, &ra, &rp);
+	if (c->verbose) {
+		struct in_addr a = { .s_addr = la };
+		fprintf(stderr, "%sconnect: %s:%u -> %s\n", pre, inet_ntoa(a), lp, c->target);
+	}
+	r = rp_session_handshake(s);
+	struct rp_session_stats st;
+	rp_session_stats(s, &st);
+	if (r) {
+		char why[256];
+		rp_session_why(s, why, sizeof(why));
+		rp_session_close(s);
+		if (c->verbose)
+			print_stats(&st);
+		if (r == -EINTR)
+			rp_err("%sinterrupted during the handshake (%s)", pre, why);
+		else if (r == -ETIMEDOUT)
+			rp_err("%sno connection to %s within the timeout: %s", pre, c->target, why);
+		else
+			rp_err("%shandshake with %s failed: %s (%s)", pre, c->target, strerror(-r), why);
+		return r;
+	}
+	if (c->verbose)
+		print_stats(&st);
+	rp_session_tuple(s, &la, &lp, &ra, &rp);   /* rp: the port that answered */
+
+	struct rp_handoff_params p;
+	r = rp_handoff_from_tcb(rp_session_tcb(s), la, lp, ra, rp, rp_mono_ns(), &p);
+	if (r) {
+		rp_session_close(s);
+		rp_err_errno(r, who ? who : "handoff: connection state");
+		return r;
+	}
+	struct rp_handoff_opts ho = { .flags = RP_HO_NO_FALLBACK };
+	fd = rp_handoff(&p, &ho, &res);
+	/* the kernel owns the flow now (or nobody does): guard off, capture and raw socket closed */
+	rp_session_close(s);
+	if (fd < 0 && res.repair_errno && refusal(res.repair_errno) && !c->no_fallback) {
+		/* Refused although the probe at start passed (a policy that changed, a per-socket
+		 * refusal). The peer holds the raw connection: our kernel connect() from the same port
+		 * meets its challenge ACK, answers it with an RST (the guard is gone), and the SYN
+		 * retransmission opens a new connection; nothing was sent on the raw one, nothing lost. */
+		int e = res.repair_errno;
+		fd = kernel_connect(c, lp, rp, &res, e);
+	}
+	if (fd < 0) {
+		char what[200];
+		snprintf(what, sizeof(what), "%shandoff of %s to a kernel socket (%s)", pre, c->target,
+			 res.path == RP_HANDOFF_CONNECT || res.connect_attempts ? "connect() fallback" : "TCP_REPAIR");
+		rp_err_errno(fd, what);
+		if (refusal(res.repair_errno) && c->no_fallback)
+			rp_hint("without --no-fallback a kernel connect() from the same port is made instead; "
+				"--raw keeps the connection in userspace");
+		return fd;
+	}
+	say_path(c, who, fd, &res);
+	return fd;
+}
+
+static int dial_fwd(void *arg)
+{
+	struct conn *c = arg;
+	char who[32];
+	int fd;
+	pthread_mutex_lock(&c->mu);
+	snprintf(who, sizeof(who), "client %u", ++c->dials);
+	fd = stop_flag ? -EINTR : dial_one(c, who);
+	if (fd >= 0) {
+		if (c->repair_errno)
+			c->connects++;
+		else
+			c->repairs++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return fd;
+}
+
+static void default_signals(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+}
+
+static int run_forward(struct conn *c, int lfd, const char *spec, unsigned max_clients)
+{
+	struct rp_forward_opts fo = { .max_clients = max_clients, .stop_fd = stop_pipe[0] };
+	struct rp_forward_stats st = { 0 };
+	if (!c->quiet) {
+		fprintf(stderr, "forward: listening on %s%s -> %s (%s)\n", strchr(spec, ':') ? "" : "127.0.0.1:",
+			spec, c->target, c->repair_errno ? "kernel connect() per client" : "raw handshake + TCP_REPAIR per client");
+		fflush(stderr);
+	}
+	int r = rp_forward(lfd, dial_fwd, c, &fo, &st);
+	close(lfd);
+	if (!c->quiet)
+		fprintf(stderr, "forward: accepted=%u completed=%u failed=%u dial_failed=%u up=%llu down=%llu "
+			"repair=%u connect=%u%s\n", st.accepted, st.completed, st.failed, st.dial_failed,
+			(unsigned long long)st.up_bytes, (unsigned long long)st.down_bytes, c->repairs, c->connects,
+			stop_flag ? " (stopped)" : "");
+	if (r)
+		return rp_err_errno(r, "forward: listening socket");
+	return st.completed == st.accepted ? 0 : 1;
+}
+
+int cmd_connect(int argc, char **argv)
+{
+	enum { O_STDIO = 256, O_EXEC, O_MAXC, O_NOFB, O_USER };
+	static const struct option lopts[] = {
+		{ "raw", no_argument, NULL, 'r' },
+		{ "stdio", no_argument, NULL, O_STDIO },
+		{ "exec", required_argument, NULL, O_EXEC },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "max-clients", required_argument, NULL, O_MAXC },
+		{ "no-fallback", no_argument, NULL, O_NOFB },
+		{ "user", required_argument, NULL, O_USER },
+		{ "local-port", required_argument, NULL, 'l' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "ttl", required_argument, NULL, 'T' },
+		{ "iface", required_argument, NULL, 'i' },
+		{ "syn-interval", required_argument, NULL, 'I' },
+		{ "pcap", required_argument, NULL, 'p' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static uint16_t ports[MAX_PORTS];
+	static struct conn c;
+	struct sockaddr_in dst;
+	unsigned long v, max_clients = 0;
+	const char *exec_cmd = NULL, *listen_spec = NULL, *user = NULL;
+	bool raw = false, stdio_flag = false, have_maxc = false;
+	int opt, r;
+
+	memset(&c, 0, sizeof(c));
+	pthread_mutex_init(&c.mu, NULL);
+	struct rp_session_opts *o = &c.o;
+	optind = 1;
+	opterr = 0;
+	o->timeout_ns = 10000000000ull;
+	while ((opt = getopt_long(argc, argv, ":L:qvh", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 'r':
+			raw = true;
+			break;
+		case O_STDIO:
+			stdio_flag = true;
+			break;
+		case O_EXEC:
+			if (!*optarg)
+				return rp_usage_err("connect", "--exec: empty command");
+			exec_cmd = optarg;
+			break;
+		case 'L':
+			listen_spec = optarg;
+			break;
+		case O_MAXC:
+			if (rp_parse_ulong(optarg, 1, 1000000, &max_clients))
+				return rp_usage_err("connect", "--max-clients: '%s' is not a number (1-1000000)", optarg);
+			have_maxc = true;
+			break;
+		case O_NOFB:
+			c.no_fallback = true;
+			break;
+		case O_USER:
+			if (!*optarg || !getpwnam(optarg))
+				return rp_usage_err("connect", "--user: no user '%s'", optarg);
+			user = optarg;
+			break;
+		case 'l':
+			if (rp_parse_ulong(optarg, 1, 65535, &v))
+				return rp_usage_err("connect", "--local-port: '%s' is not a port (1-65535)", optarg);
+			o->lport = (uint16_t)v;
+			break;
+		case 't':
+			if (rp_parse_ulong(optarg, 1, 3600, &v))
+				return rp_usage_err("connect", "--timeout: '%s' is not a number of seconds (1-3600)", optarg);
+			o->timeout_ns = v * 1000000000ull;
+			break;
+		case 'T':
+			if (rp_parse_ulong(optarg, 1, 255, &v))
+				return rp_usage_err("connect", "--ttl: '%s' is not a TTL (1-255)", optarg);
+			o->syn_ttl = (uint8_t)v;
+			break;
+		case 'i':
+			if (rp_iface_info(optarg, NULL, NULL, NULL))
+				return rp_usage_err("connect", "--iface: no interface '%s'", optarg);
+			o->iface = optarg;
+			break;
+		case 'I':
+			if (rp_parse_ulong(optarg, 10, 60000, &v))
+				return rp_usage_err("connect", "--syn-interval: '%s' is not a number of ms (10-60000)", optarg);
+			o->syn_interval_ns = v * 1000000ull;
+			break;
+		case 'p':
+			if (!*optarg)
+				return rp_usage_err("connect", "--pcap: empty file name");
+			o->pcap_path = optarg;
+			break;
+		case 'q':
+			c.quiet = true;
+			break;
+		case 'v':
+			c.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case ':':
+			return rp_usage_err("connect", "%s needs a value", argv[optind - 1]);
+		default:
+			return rp_usage_err("connect", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	/* data modes: one of --stdio (default), --exec, -L, --raw */
+	int nmodes = !!stdio_flag + !!exec_cmd + !!listen_spec + !!raw;
+	if (nmodes > 1)
+		return rp_usage_err("connect", "--stdio, --exec, -L and --raw exclude each other: choose one");
+	if (have_maxc && !listen_spec)
+		return rp_usage_err("connect", "--max-clients goes with -L");
+	if (listen_spec && o->lport)
+		return rp_usage_err("connect", "-L dials every client from a fresh local port: --local-port names one, "
+				    "which can carry only one connection to HOST:PORT at a time");
+	if (listen_spec && o->pcap_path)
+		return rp_usage_err("connect", "--pcap records one attempt: not with -L");
+	if (user && (listen_spec || raw))
+		return rp_usage_err("connect", "--user: %s keeps CAP_NET_RAW/CAP_NET_ADMIN to the end, so it runs as "
+				    "the invoking user", raw ? "--raw" : "-L");
+	if (raw && c.no_fallback)
+		return rp_usage_err("connect", "--no-fallback is about the handoff: --raw has none");
+	if (optind != argc - 1)
+		return rp_usage_err("connect", optind >= argc ? "missing HOST:PORT" : "one HOST:PORT expected");
+	const char *target = argv[optind];
+	const char *colon = strrchr(target, ':');
+	if (!colon)
+		return rp_usage_err("connect", "'%s': the port is missing (HOST:PORT)", target);
+	if (strpbrk(colon + 1, "-,")) {
+		/* HOST:PORTS -- SYNs to each, the first port whose reply carries our cookie wins */
+		char hp[300];
+		int n = rp_parse_ports(colon + 1, ports, MAX_PORTS);
+		if (n == -E2BIG)
+			return rp_usage_err("connect", "'%s': at most %d ports", colon + 1, MAX_PORTS);
+		if (n <= 0)
+			return rp_usage_err("connect", "'%s' is not a port list (e.g. 7000-7010 or 80,443)", colon + 1);
+		snprintf(hp, sizeof(hp), "%.*s:1", (int)(colon - target), target);
+		r = rp_parse_hostport(hp, 0, &dst);
+		o->rports = ports;
+		o->n_rports = (size_t)n;
+	} else {
+		r = rp_parse_hostport(target, 0, &dst);
+		o->rport = ntohs(dst.sin_port);
+	}
+	if (r == -EHOSTUNREACH)
+		return rp_usage_err("connect", "'%s': cannot resolve the host (IPv4)", target);
+	if (r)
+		return rp_usage_err("connect", "'%s' is not HOST:PORT", target);
+	if (!dst.sin_addr.s_addr || dst.sin_addr.s_addr == INADDR_BROADCAST || IN_MULTICAST(ntohl(dst.sin_addr.s_addr)))
+		return rp_usage_err("connect", "'%s': not a unicast address", target);
+
+	/* -L: the listening socket now, so a bad or busy ADDR:PORT fails before any packet */
+	int lfd = -1;
+	if (listen_spec) {
+		lfd = rp_forward_listen(listen_spec, 64);
+		if (lfd == -EINVAL)
+			return rp_usage_err("connect", "-L: want [ADDR:]PORT with an IPv4 ADDR, got '%s'", listen_spec);
+		if (lfd < 0) {
+			char what[128];
+			snprintf(what, sizeof(what), "-L %s", listen_spec);
+			return rp_err_errno(lfd, what);
+		}
+	}
+
+	/* Only CAP_NET_RAW and CAP_NET_ADMIN effective from here on, none inheritable. rp_privs_limit()
+	 * keeps CAP_SETUID/CAP_SETGID/CAP_SETPCAP permitted (never effective) when held, so --stdio and
+	 * --exec can still drop everything (and switch to --user) right after the handoff, before any
+	 * byte is relayed or CMD runs; -L and --raw stay at these two to the end. */
+	if ((r = rp_privs_limit())) {
+		if (lfd >= 0)
+			close(lfd);
+		return rp_err_errno(r, "limiting capabilities");
+	}
+
+	c.target = target;
+	o->raddr = dst.sin_addr.s_addr;
+	o->persist = true;
+	o->accept_syn = true;
+	o->stop = &stop_flag;
+	if (c.verbose) {
+		o->trace = trace_line;
+		o->trace_arg = NULL;
+	}
+	if (!raw) {
+		c.repair_errno = repair_probe();
+		if (c.repair_errno && !refusal(c.repair_errno)) {
+			if (lfd >= 0)
+				close(lfd);
+			return rp_err_errno(-c.repair_errno, "TCP_REPAIR test socket");
+		}
+		if (c.repair_errno) {
+			const char *why = strerror(c.repair_errno);
+			if (c.no_fallback || o->n_rports) {
+				if (lfd >= 0)
+					close(lfd);
+				rp_err("the kernel refuses TCP_REPAIR (%s): no handoff possible; nothing was sent", why);
+				if (c.repair_errno == EPERM || c.repair_errno == EACCES)
+					rp_hint("TCP_REPAIR needs CAP_NET_ADMIN in the network namespace");
+				if (o->n_rports)
+					rp_hint("the kernel connect() fallback needs one HOST:PORT, not a port list");
+				else
+					rp_hint("without --no-fallback a kernel connect() from the local port is made instead");
+				return 1;
+			}
+			if (c.verbose)
+				fprintf(stderr, "connect: TCP_REPAIR refused (%s): kernel connect() instead of the raw "
+					"handshake (--ttl, --syn-interval, --iface, --pcap do not apply)\n", why);
+		}
+	}
+
+	/* SIGINT/SIGTERM/SIGHUP end the loops so every cleanup runs (the guard's 'owner' flag covers
+	 * SIGKILL); a second one kills at once (SA_RESETHAND). */
+	if (listen_spec && pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK)) {
+		close(lfd);
+		return rp_err_errno(-errno, "pipe");
+	}
+	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESETHAND };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (listen_spec) {
+		r = run_forward(&c, lfd, listen_spec, (unsigned)max_clients);
+		close(stop_pipe[0]);
+		close(stop_pipe[1]);
+		stop_pipe[0] = stop_pipe[1] = -1;
+		return r;
+	}
+
+	if (raw) {
+		struct rp_session *s;
+		char oerr[512];
+		r = rp_session_open_err(o, &s, oerr, sizeof(oerr));
+		if (r) {
+			if (r == -ENETUNREACH || r == -EHOSTUNREACH)
+				return rp_err("no route to %s", inet_ntoa(dst.sin_addr));
+			rp_err("%s", oerr);
+			if (r == -EPERM || r == -EACCES)
+				rp_hint("raw sockets, capture and nftables need CAP_NET_RAW and CAP_NET_ADMIN: run as root, or "
+					"'sudo setcap cap_net_raw,cap_net_admin+ep $(command -v rawpunch)'");
+			return 1;
+		}
+		if (c.verbose) {
+			uint32_t la;
+			uint16_t lp;
+			struct in_addr a;
+			rp_session_tuple(s, &la, &lp, NULL, NULL);
+			a.s_addr = la;
+			fprintf(stderr, "connect: %s:%u -> %s\n", inet_ntoa(a), lp, target);
+		}
+		struct rp_session_stats st;
+		r = rp_session_handshake(s);
+		if (r) {
+			char why[256];
+			rp_session_why(s, why, sizeof(why));
+			rp_session_stats(s, &st);
+			rp_session_close(s);
+			if (c.verbose)
+				print_stats(&st);
+			if (r == -EINTR)
+				return rp_err("interrupted during the handshake (%s)", why);
+			if (r == -ETIMEDOUT)
+				return rp_err("no connection to %s within the timeout: %s", target, why);
+			return rp_err("handshake with %s failed: %s (%s)", target, strerror(-r), why);
+		}
+		r = rp_session_exchange(s, STDIN_FILENO, STDOUT_FILENO, 0);
+		rp_session_stats(s, &st);
+		rp_session_close(s);
+		if (c.verbose)
+			print_stats(&st);
+		if (r == -EINTR)
+			return rp_err("interrupted");
+		if (r)
+			return rp_err("connection to %s: %s", target, strerror(-r));
+		return 0;
+	}
+
+	int fd = dial_one(&c, NULL);
+	if (fd < 0)
+		return 1;
+	/* The kernel owns the connection and the guard is gone: nothing privileged is left to do. */
+	if ((r = rp_privs_drop_all(user))) {
+		close(fd);
+		return rp_err_errno(r, user ? "switching user and dropping capabilities" : "dropping capabilities");
+	}
+	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket) */
+	default_signals();
+	if (exec_cmd) {
+		if (!user && geteuid() == 0 && !c.quiet)
+			rp_hint("--exec runs its command as uid 0 (root, though without capabilities): "
+				"add --user nobody (or another unprivileged user)");
+		r = rp_fd_exec(fd, exec_cmd);
+		close(fd);
+		if (r < 0)
+			return rp_err_errno(r, "--exec");
+		return r;
+	}
+	struct rp_relay_stats rs = { 0 };
+	r = rp_fd_stdio(fd, &rs);
+	close(fd);
+	if (c.verbose)
+		fprintf(stderr, "connect: relayed out=%llu in=%llu\n", (unsigned long long)rs.a_to_b,
+			(unsigned long long)rs.b_to_a);
+	if (r < 0)
+		return rp_err_errno(r, "relay");
+	return 0;
+}

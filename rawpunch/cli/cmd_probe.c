@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/* 'rawpunch probe': classify the NAT in front of this host from the port it will punch from. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "rawpunch/cli/cli.h"
+#include "rawpunch/probe/probe.h"
+#include "rawpunch/rendezvous/client.h"
+#include "rawpunch/rendezvous/proto.h"
+#include "rawpunch/base/trace.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: rawpunch probe --stun HOST[:PORT] [--samples N] [--json] [--plot FILE] [options]\n"
+		"\n"
+		"Measure the NAT in front of this host from the local port that will punch: the mapped address,\n"
+		"mapping behaviour (RFC 5780's tests over TCP; needs a STUN server with OTHER-ADDRESS), port\n"
+		"allocation (preserving / sequential / random) with a prediction of the next external port,\n"
+		"filtering of unsolicited SYNs (needs a rawpunch rendezvous server to probe back) and nat_ttl,\n"
+		"the TTL that passes the NAT but dies before the peer (TTL-limited SYNs, ICMP time-exceeded).\n"
+		"\n"
+		"  --stun HOST[:PORT]        STUN server speaking TCP (port 3478 by default)\n"
+		"  --local-port P            the punch port (default: a free one)\n"
+		"  --local-addr IP           source address (default: the route's towards the server)\n"
+		"  --samples N               new flows sampled for the allocation, 0..%d (default 12)\n"
+		"  --interval MS             between sample flows, 0..10000 (default 40)\n"
+		"  --rendezvous HOST[:PORT]  rendezvous server for the filter probe (port %d by default);\n"
+		"                            without it filtering is \"unknown\": a host cannot see what its NAT\n"
+		"                            answers to others\n"
+		"  --filter-timeout MS       the server's connect timeout for the filter probe, 100..5000 (1000)\n"
+		"  --ttl-max N               NAT-hop search up to TTL N, 0..%d; 0 skips it (default 8)\n"
+		"  --ttl-wait MS             wait per TTL for the ICMP reply, 10..5000 (default 300)\n"
+		"  --timeout S               per STUN exchange, 1..60 (default 3)\n"
+		"  --horizon S               predict for a new flow S seconds after the last sample (default 1)\n"
+		"  --port-range LO-HI        the NAT's port range if known (for wraparound)\n"
+		"  --json                    print one JSON object (natinfo fields plus samples, hops, fit)\n"
+		"  --plot FILE               draw external port against time, PNG or SVG by extension (gnuplot)\n"
+		"  -v, --verbose             list every sample and hop in the summary\n"
+		"\n"
+		"Needs CAP_NET_RAW and CAP_NET_ADMIN for the nat_ttl search (raw SYNs, capture, RST guard);\n"
+		"without them nat_ttl is reported unknown and the rest still runs.\n",
+		RP_PROBE_MAX_SAMPLES, RV_DEFAULT_PORT, RP_PROBE_MAX_HOPS);
+}
+
+static void summary(const struct rp_probe_report *r, bool verbose)
+{
+	char a[INET_ADDRSTRLEN], b[64];
+	const struct rp_natinfo *ni = &r->ni;
+	rp_sin_str(&r->stun, b, sizeof(b));
+	printf("probe from %s:%u via STUN %s", rp_ip_str(ni->local_addr, a), ni->local_port, b);
+	if (r->has_other) {
+		rp_sin_str(&r->other, b, sizeof(b));
+		printf(" (other %s)", b);
+	}
+	printf("\n  mapped      %s:%u%s\n", rp_ip_str(ni->mapped_addr, a), ni->mapped_port,
+	       ni->behind_nat ? " (behind a NAT)" : " (no NAT: mapped == local)");
+	printf("  mapping     %s", rp_mapping_str(ni->mapping));
+	if (r->mapping_err)
+		printf(" (%s)", r->mapping_err == -ENOTSUP ? "the server sent no OTHER-ADDRESS" : strerror(-r->mapping_err));
+	printf("\n  allocation  %s", rp_alloc_str(ni->alloc));
+	if (ni->alloc == RP_ALLOC_SEQUENTIAL)
+		printf(", delta %d, jitter %.2f, %u of %u steps fitted, %.2f foreign flows/s", ni->delta, ni->jitter,
+		       r->fit.n_fit, r->fit.n_steps, r->fit.foreign_rate);
+	else if (ni->alloc == RP_ALLOC_PRESERVING)
+		printf(", %u of %u samples kept their port", r->fit.n_preserved, r->fit.n);
+	else if (ni->alloc == RP_ALLOC_UNKNOWN)
+		printf(" (%u samples; need %d)", r->fit.n, RP_ALLOC_MIN_SAMPLES);
+	printf("\n  predicted   ");
+	if (!ni->n_predicted)
+		printf("nothing useful");
+	else if (ni->n_predicted == 1)
+		printf("%u", ni->predicted[0]);
+	else
+		printf("%u..%u (%u ports)", ni->predicted[0], ni->predicted[ni->n_predicted - 1], ni->n_predicted);
+	printf(" for a new flow within %.2f s, confidence %.2f\n", r->horizon_s, ni->confidence);
+	printf("  filtering   %s", rp_filter_str(ni->filtering));
+	if (r->filter_err)
+		printf(" (%s)", r->filter_err == -ENOTCONN ? "no --rendezvous server to probe back" : strerror(-r->filter_err));
+	printf("\n  nat_ttl     ");
+	if (ni->nat_ttl)
+		printf("%u", ni->nat_ttl);
+	else
+		printf("unknown (%s)", r->ttl_err == -ECANCELED ? "skipped" : !ni->behind_nat ? "no NAT" :
+		       r->ttl_err == -ENOENT ? "the hops did not tell" : strerror(-r->ttl_err));
+	if (r->n_hops) {
+		printf("  hops:");
+		for (unsigned i = 0; i < r->n_hops; i++)
+			printf(" %u %s", r->hops[i].ttl, r->hops[i].reached ? "(server)" :
+			       r->hops[i].answered ? rp_ip_str(r->hops[i].from, a) : "*");
+	}
+	printf("\n  took %.2f s\n", r->duration_s);
+	if (!verbose)
+		return;
+	printf("  samples (t since first, kind, local port -> external):\n");
+	uint64_t t0 = 0;
+	for (unsigned i = 0; i < r->n_samples; i++)
+		if (r->samples[i].t_mono_ns && (!t0 || r->samples[i].t_mono_ns < t0))
+			t0 = r->samples[i].t_mono_ns;
+	for (unsigned i = 0; i < r->n_samples; i++) {
+		const struct rp_probe_sample *s = &r->samples[i];
+		static const char *k[] = { "?", "test1", "test2", "test3", "alloc" };
+		rp_sin_str(&s->server, b, sizeof(b));
+		printf("    %8.4f  %-5s  %5u -> ", (double)(s->t_mono_ns - t0) / 1e9, k[s->kind], s->local_port);
+		if (s->ok)
+			printf("%s:%u", rp_ip_str(s->mapped_addr, a), s->mapped_port);
+		else
+			printf("failed: %s", strerror(-s->err));
+		printf("  (to %s, connect %.2f ms)\n", b, s->rtt_ms);
+	}
+}
+
+int cmd_probe(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "stun", required_argument, NULL, 's' },
+		{ "local-port", required_argument, NULL, 'p' },
+		{ "local-addr", required_argument, NULL, 'a' },
+		{ "samples", required_argument, NULL, 'n' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "rendezvous", required_argument, NULL, 'r' },
+		{ "filter-timeout", required_argument, NULL, 'F' },
+		{ "ttl-max", required_argument, NULL, 't' },
+		{ "ttl-wait", required_argument, NULL, 'W' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "horizon", required_argument, NULL, 'H' },
+		{ "port-range", required_argument, NULL, 'R' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "plot", required_argument, NULL, 'P' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	struct sockaddr_in rv;
+	struct rp_probe_opts o = { .samples = 12, .interval_ms = 40, .ttl_max = 8, .timeout_ms = 3000,
+				   .horizon_s = 1.0, .filter_timeout_ms = 1000 };
+	bool json = false, verbose = false, have_stun = false;
+	const char *plot = NULL;
+	unsigned long v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (rp_parse_hostport(optarg, 3478, &o.stun))
+				return rp_usage_err("probe", "--stun: want HOST[:PORT] (IPv4 or a name), got '%s'", optarg);
+			have_stun = true;
+			break;
+		case 'p':
+			if (rp_parse_ulong(optarg, 1, 65535, &v))
+				return rp_usage_err("probe", "--local-port: want 1..65535, got '%s'", optarg);
+			o.local_port = (uint16_t)v;
+			break;
+		case 'a':
+			if (rp_parse_ipv4(optarg, &o.local_addr))
+				return rp_usage_err("probe", "--local-addr: want an IPv4 address, got '%s'", optarg);
+			break;
+		case 'n':
+			if (rp_parse_ulong(optarg, 0, RP_PROBE_MAX_SAMPLES, &v))
+				return rp_usage_err("probe", "--samples: want 0..%d, got '%s'", RP_PROBE_MAX_SAMPLES, optarg);
+			o.samples = (unsigned)v;
+			break;
+		case 'i':
+			if (rp_parse_ulong(optarg, 0, 10000, &v))
+				return rp_usage_err("probe", "--interval: want 0..10000 ms, got '%s'", optarg);
+			o.interval_ms = (int)v;
+			break;
+		case 'r':
+			if (rp_parse_hostport(optarg, RV_DEFAULT_PORT, &rv))
+				return rp_usage_err("probe", "--rendezvous: want HOST[:PORT], got '%s'", optarg);
+			o.filter_probe = rv_filter_probe_cb;
+			o.filter_probe_arg = &rv;
+			break;
+		case 'F':
+			if (rp_parse_ulong(optarg, 100, 5000, &v))
+				return rp_usage_err("probe", "--filter-timeout: want 100..5000 ms, got '%s'", optarg);
+			o.filter_timeout_ms = (int)v;
+			break;
+		case 't':
+			if (rp_parse_ulong(optarg, 0, RP_PROBE_MAX_HOPS, &v))
+				return rp_usage_err("probe", "--ttl-max: want 0..%d, got '%s'", RP_PROBE_MAX_HOPS, optarg);
+			o.ttl_max = (unsigned)v;
+			break;
+		case 'W':
+			if (rp_parse_ulong(optarg, 10, 5000, &v))
+				return rp_usage_err("probe", "--ttl-wait: want 10..5000 ms, got '%s'", optarg);
+			o.ttl_wait_ms = (int)v;
+			break;
+		case 'T':
+			if (rp_parse_ulong(optarg, 1, 60, &v))
+				return rp_usage_err("probe", "--timeout: want 1..60 seconds, got '%s'", optarg);
+			o.timeout_ms = (int)v * 1000;
+			break;
+		case 'H': {
+			char *end;
+			double h = strtod(optarg, &end);
+			if (!*optarg || *end || !(h >= 0 && h <= 3600))
+				return rp_usage_err("probe", "--horizon: want seconds 0..3600, got '%s'", optarg);
+			o.horizon_s = h;
+			break;
+		}
+		case 'R': {
+			uint16_t ports[2];
+			const char *dash = strchr(optarg, '-');
+			unsigned long a, b;
+			char buf[16];
+			if (!dash || (size_t)(dash - optarg) >= sizeof(buf))
+				return rp_usage_err("probe", "--port-range: want LO-HI, got '%s'", optarg);
+			memcpy(buf, optarg, (size_t)(dash - optarg));
+			buf[dash - optarg] = 0;
+			if (rp_parse_ulong(buf, 1, 65535, &a) || rp_parse_ulong(dash + 1, 1, 65535, &b) || a >= b)
+				return rp_usage_err("probe", "--port-range: want LO-HI with 1 <= LO < HI <= 65535, got '%s'", optarg);
+			ports[0] = (uint16_t)a;
+			ports[1] = (uint16_t)b;
+			o.range_lo = ports[0];
+			o.range_hi = ports[1];
+			break;
+		}
+		case 'j':
+			json = true;
+			break;
+		case 'P': {
+			const char *ext = strrchr(optarg, '.');
+			if (!ext || (strcasecmp(ext, ".png") && strcasecmp(ext, ".svg")))
+				return rp_usage_err("probe", "--plot: the file must end in .png or .svg, got '%s'", optarg);
+			if (strchr(optarg, '\'') || strchr(optarg, '\n'))
+				return rp_usage_err("probe", "--plot: no quotes or newlines in the file name, please");
+			plot = optarg;
+			break;
+		}
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return rp_usage_err("probe", "unexpected argument '%s'", argv[optind]);
+	if (!have_stun)
+		return rp_usage_err("probe", "--stun HOST[:PORT] is required");
+
+	struct rp_probe_report *r = calloc(1, sizeof(*r));
+	if (!r)
+		return rp_err_errno(-ENOMEM, "probe");
+	int e = rp_probe_run(&o, r);
+	if (e < 0) {
+		char b[64];
+		rp_sin_str(&o.stun, b, sizeof(b));
+		if (e == -EADDRINUSE || e == -EADDRNOTAVAIL)
+			rp_hint("the punch port %u is taken, or a previous probe's connection from it to %s is still "
+				"in TIME_WAIT (60 s): wait, or pick another --local-port", o.local_port, b);
+		else if (e == -EPROTO && r->server_software[0])
+			rp_err("probe: the STUN server refused the Binding request: %s", r->server_software);
+		free(r);
+		return rp_err_errno(e, "probe: STUN Binding from the punch port");
+	}
+	if (r->ttl_err == -EPERM || r->ttl_err == -EACCES)
+		rp_hint("nat_ttl needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture): run as root");
+	int rc = 0;
+	if (json) {
+		struct json_object *j = rp_probe_to_json(r);
+		if (!j) {
+			free(r);
+			return rp_err_errno(-ENOMEM, "probe: json");
+		}
+		puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+		json_object_put(j);
+	} else {
+		summary(r, verbose);
+	}
+	fflush(stdout);
+	if (plot) {
+		int pe = rp_probe_plot(r, plot);
+		if (pe == -ENOENT) {
+			rp_err("probe: --plot needs gnuplot");
+			rp_hint("apt-get install gnuplot-nox (or 'make deps')");
+			rc = 1;
+		} else if (pe) {
+			rc = rp_err_errno(pe, "probe: --plot");
+		}
+	}
+	free(r);
+	return rc;
+}

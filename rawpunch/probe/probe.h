@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/* The NAT probe: what this host sits behind, measured from the port it will punch from.
+ *
+ * Phases, in this order (so the allocation samples are the last flows the NAT sees and the
+ * prediction starts from the freshest port):
+ *   1. filtering: someone outside (the caller's filter_probe callback; rawpunch passes the rendezvous
+ *      server's, rv_filter_probe_cb) connects from the internet to our public address and reports
+ *      rst / drop / icmp. A host cannot learn this alone: it never sees what its NAT answers to
+ *      others. Without a callback: unknown.
+ *   2. nat_ttl: SYNs with TTL 1, 2, ... from the punch port towards the STUN server's address, port
+ *      RP_PROBE_TTL_DPORT (crafted, the kernel's RSTs suppressed by the guard), ICMP time-exceeded
+ *      caught by pcap; stops at the first hop beyond the NAT (rp_nat_hop()). nat_ttl = NAT hop + 1.
+ *      Not the STUN port: conntrack would keep the crafted SYN's sequence window for that 4-tuple
+ *      and take the kernel's own SYN (another ISN) as a retransmission only when its ISN happens to
+ *      be "after" ours, leaving every later segment INVALID, un-NATed, half the time.
+ *   3. mapping: RFC 5780's three Binding tests over TCP from the punch port (primary, alternate
+ *      address, alternate address and port from OTHER-ADDRESS).
+ *   4. allocation: N new flows from fresh local ports, one every interval_ms (in flight together on
+ *      slow paths), time-stamped when their SYN left; classified by natclass, with the three mapping
+ *      tests included in the series.
+ * Returns -errno and prints nothing; rp_probe_plot() runs gnuplot. */
+#ifndef RP_PROBE_H
+#define RP_PROBE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <netinet/in.h>
+#include "rawpunch/probe/natclass.h"
+#include "rawpunch/probe/natinfo.h"
+#include "rawpunch/probe/stun.h"
+
+#define RP_PROBE_MAX_SAMPLES 256
+#define RP_PROBE_MAX_HOPS 32
+#define RP_PROBE_TTL_DPORT 9             /* discard: closed on most hosts, so a SYN that gets there draws an RST */
+
+/* Filtering is learnt from outside: connect to our public port public_port within timeout_ms and say
+ * what came back (rst / drop / icmp / open) in *out. 0 or -errno (filtering is then unknown). */
+typedef int (*rp_filter_probe_fn)(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out);
+
+struct rp_probe_opts {
+	struct sockaddr_in stun;         /* primary STUN server, TCP */
+	uint32_t local_addr;             /* 0 = the route's source address towards the server */
+	uint16_t local_port;             /* the punch port; 0 = a free one */
+	unsigned samples;                /* allocation samples; 0 = skip the allocation phase */
+	int interval_ms;                 /* between sample flows (< 0: default 40) */
+	int timeout_ms;                  /* per STUN exchange (<= 0: 3000) */
+	rp_filter_probe_fn filter_probe; /* phase 1 (NULL: filtering unknown), run on a thread of its own */
+	void *filter_probe_arg;
+	int filter_timeout_ms;           /* the prober's connect timeout (<= 0: 1000) */
+	unsigned ttl_max;                /* NAT-hop search up to this TTL; 0 = skip */
+	int ttl_wait_ms;                 /* wait per TTL for the ICMP (<= 0: 3 * connect RTT, 50..1000) */
+	double horizon_s;                /* prediction: time from the last sample to the new flow (< 0: 1.0) */
+	uint16_t range_lo, range_hi;     /* NAT port range if known (0,0 = infer) */
+	const char *software;            /* SOFTWARE in requests; NULL = "rawpunch <version>" */
+};
+
+enum rp_probe_kind { RP_SAMPLE_TEST1 = 1, RP_SAMPLE_TEST2, RP_SAMPLE_TEST3, RP_SAMPLE_ALLOC };
+
+struct rp_probe_sample {
+	enum rp_probe_kind kind;
+	uint64_t t_real_ns;              /* CLOCK_REALTIME when the flow's SYN left */
+	uint64_t t_mono_ns;              /* CLOCK_MONOTONIC, same instant */
+	struct sockaddr_in server;
+	uint16_t local_port;
+	bool ok;
+	int err;                         /* -errno if the exchange failed */
+	uint32_t mapped_addr;            /* network order */
+	uint16_t mapped_port;
+	double rtt_ms;                   /* connect time */
+};
+
+struct rp_probe_hop {
+	uint8_t ttl;
+	bool answered;
+	uint32_t from;
+	uint8_t icmp_type, icmp_code;
+	bool reached;                    /* the server itself answered */
+	double rtt_ms;
+	uint32_t inner_saddr;            /* source address in the ICMP's quote (after any NAT's rewrite) */
+};
+
+struct rp_probe_report {
+	struct rp_natinfo ni;            /* the result (what `probe --json` prints, plus the extras below) */
+	struct sockaddr_in stun;
+	bool has_other;
+	struct sockaddr_in other;        /* OTHER-ADDRESS of the primary server */
+	char server_software[RP_STUN_TEXT_MAX];
+	struct rp_probe_sample samples[RP_PROBE_MAX_SAMPLES + 3]; /* mapping tests first, then allocation */
+	unsigned n_samples;
+	struct rp_alloc_fit fit;
+	struct rp_prediction pred;
+	double horizon_s;
+	struct rp_probe_hop hops[RP_PROBE_MAX_HOPS];
+	unsigned n_hops;
+	int nat_hop;                     /* -ENOENT when unknown */
+	int ttl_err;                     /* 0, or why nat_ttl is unknown (-EPERM, -ENOENT, ...) */
+	int filter_err;                  /* 0, or why filtering is unknown (-ENOTCONN: no rendezvous given) */
+	int mapping_err;                 /* 0, or why mapping is unknown (-ENOTSUP: no OTHER-ADDRESS) */
+	double duration_s;
+};
+
+/* Run the probe. 0 (parts that could not be measured are "unknown" with their *_err set), or
+ * -errno when even the first Binding from the punch port failed. */
+int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r);
+
+/* rp_natinfo_to_json(&r->ni) plus: stun, other_address, server_software, samples [{t, t_rel,
+ * kind, local_port, mapped, rtt_ms}], hops [{ttl, from, icmp}], noise (foreign_rate), window
+ * {k_max, expected_foreign, horizon_s}, steps fitted, duration_s, and *_error strings. */
+struct json_object *rp_probe_to_json(const struct rp_probe_report *r);
+
+/* Draw observed external port against time (PNG or SVG by the file's extension) with gnuplot:
+ * each sample, the local port for comparison, and the predicted window at the horizon.
+ * 0, -EINVAL (extension), -ENOENT (gnuplot not installed), -EIO (gnuplot failed). */
+int rp_probe_plot(const struct rp_probe_report *r, const char *path);
+
+#endif

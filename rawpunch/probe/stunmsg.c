@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+#include "rawpunch/probe/stunmsg.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Nibble-wise CRC-32 (reflected 0xEDB88320): small table, no global state. */
+static const uint32_t crc_nib[16] = {
+	0x00000000, 0x1DB71064, 0x3B6E20C8, 0x26D930AC, 0x76DC4190, 0x6B6B51F4, 0x4DB26158, 0x5005713C,
+	0xEDB88320, 0xF00F9344, 0xD6D6A3E8, 0xCB61B38C, 0x9B64C2B0, 0x86D3D2D4, 0xA00AE278, 0xBDBDF21C,
+};
+
+uint32_t rp_stun_crc32(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xFFFFFFFFu;
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		c = (c >> 4) ^ crc_nib[c & 15];
+		c = (c >> 4) ^ crc_nib[c & 15];
+	}
+	return c ^ 0xFFFFFFFFu;
+}
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t rd32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void wr32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+uint16_t rp_stun_type(uint16_t method, enum rp_stun_class cls)
+{
+	unsigned c = (unsigned)cls & 3u, m = method & 0xFFFu;
+	return (uint16_t)((m & 0x000F) | ((m & 0x0070) << 1) | ((m & 0x0F80) << 2) |
+			  ((c & 1u) << 4) | ((c & 2u) << 7));
+}
+
+static void type_split(uint16_t t, uint16_t *method, enum rp_stun_class *cls)
+{
+	*method = (uint16_t)((t & 0x000F) | ((t & 0x00E0) >> 1) | ((t & 0x3E00) >> 2));
+	*cls = (enum rp_stun_class)(((t >> 4) & 1u) | ((t >> 7) & 2u));
+}
+
+const char *rp_stun_attr_name(uint16_t type)
+{
+	switch (type) {
+	case RP_STUN_ATTR_MAPPED_ADDRESS: return "MAPPED-ADDRESS";
+	case RP_STUN_ATTR_CHANGE_REQUEST: return "CHANGE-REQUEST";
+	case RP_STUN_ATTR_SOURCE_ADDRESS: return "SOURCE-ADDRESS";
+	case RP_STUN_ATTR_CHANGED_ADDRESS: return "CHANGED-ADDRESS";
+	case RP_STUN_ATTR_USERNAME: return "USERNAME";
+	case RP_STUN_ATTR_MESSAGE_INTEGRITY: return "MESSAGE-INTEGRITY";
+	case RP_STUN_ATTR_ERROR_CODE: return "ERROR-CODE";
+	case RP_STUN_ATTR_UNKNOWN_ATTRIBUTES: return "UNKNOWN-ATTRIBUTES";
+	case RP_STUN_ATTR_REALM: return "REALM";
+	case RP_STUN_ATTR_NONCE: return "NONCE";
+	case RP_STUN_ATTR_MESSAGE_INTEGRITY_SHA256: return "MESSAGE-INTEGRITY-SHA256";
+	case RP_STUN_ATTR_PASSWORD_ALGORITHM: return "PASSWORD-ALGORITHM";
+	case RP_STUN_ATTR_USERHASH: return "USERHASH";
+	case RP_STUN_ATTR_XOR_MAPPED_ADDRESS: return "XOR-MAPPED-ADDRESS";
+	case RP_STUN_ATTR_PADDING: return "PADDING";
+	case RP_STUN_ATTR_RESPONSE_PORT: return "RESPONSE-PORT";
+	case RP_STUN_ATTR_PASSWORD_ALGORITHMS: return "PASSWORD-ALGORITHMS";
+	case RP_STUN_ATTR_ALTERNATE_DOMAIN: return "ALTERNATE-DOMAIN";
+	case RP_STUN_ATTR_SOFTWARE: return "SOFTWARE";
+	case RP_STUN_ATTR_ALTERNATE_SERVER: return "ALTERNATE-SERVER";
+	case RP_STUN_ATTR_FINGERPRINT: return "FINGERPRINT";
+	case RP_STUN_ATTR_RESPONSE_ORIGIN: return "RESPONSE-ORIGIN";
+	case RP_STUN_ATTR_OTHER_ADDRESS: return "OTHER-ADDRESS";
+	default: return NULL;
+	}
+}
+
+int rp_stun_build_binding(uint8_t *buf, size_t cap, const uint8_t txid[RP_STUN_TXID_LEN],
+			  const struct rp_stun_build *o)
+{
+	size_t len = RP_STUN_HDR_LEN, sw = 0;
+	if (!buf || !txid)
+		return -EINVAL;
+	if (o && o->change_flags & ~(RP_STUN_CHANGE_IP | RP_STUN_CHANGE_PORT))
+		return -EINVAL;
+	if (o && o->software) {
+		sw = strlen(o->software);
+		if (sw > 763)
+			return -EINVAL;
+	}
+	size_t need = len + (o && o->change_flags ? 8 : 0) + (o && o->software ? 4 + ((sw + 3) & ~3u) : 0) +
+		      (o && o->fingerprint ? 8 : 0);
+	if (cap < need)
+		return -ENOSPC;
+	wr16(buf, RP_STUN_BINDING_REQUEST);
+	wr32(buf + 4, RP_STUN_MAGIC);
+	memcpy(buf + 8, txid, RP_STUN_TXID_LEN);
+	if (o && o->change_flags) {
+		wr16(buf + len, RP_STUN_ATTR_CHANGE_REQUEST);
+		wr16(buf + len + 2, 4);
+		wr32(buf + len + 4, o->change_flags);
+		len += 8;
+	}
+	if (o && o->software) {
+		wr16(buf + len, RP_STUN_ATTR_SOFTWARE);
+		wr16(buf + len + 2, (uint16_t)sw);
+		memcpy(buf + len + 4, o->software, sw);
+		memset(buf + len + 4 + sw, 0, ((sw + 3) & ~3u) - sw);
+		len += 4 + ((sw + 3) & ~3u);
+	}
+	if (o && o->fingerprint) {
+		/* The length field covers the FINGERPRINT attribute when the CRC is computed. */
+		wr16(buf + 2, (uint16_t)(len + 8 - RP_STUN_HDR_LEN));
+		wr16(buf + len, RP_STUN_ATTR_FINGERPRINT);
+		wr16(buf + len + 2, 4);
+		wr32(buf + len + 4, rp_stun_crc32(buf, len) ^ RP_STUN_FP_XOR);
+		len += 8;
+	}
+	wr16(buf + 2, (uint16_t)(len - RP_STUN_HDR_LEN));
+	return (int)len;
+}
+
+long rp_stun_frame_len(const uint8_t *buf, size_t len, size_t max)
+{
+	if (!max)
+		max = RP_STUN_MAX_MSG;
+	if (len < RP_STUN_HDR_LEN)
+		return 0;
+	if ((buf[0] & 0xC0) || rd32(buf + 4) != RP_STUN_MAGIC)
+		return -EBADMSG;
+	uint16_t l = rd16(buf + 2);
+	if (l & 3)
+		return -EBADMSG;
+	if ((size_t)l + RP_STUN_HDR_LEN > max)
+		return -EMSGSIZE;
+	return (long)l + RP_STUN_HDR_LEN;
+}
+
+static void copy_text(char *dst, const uint8_t *src, size_t n)
+{
+	size_t i, k = 0;
+	for (i = 0; i < n && k + 1 < RP_STUN_TEXT_MAX; i++)
+		dst[k++] = src[i] >= 0x20 && src[i] < 0x7f ? (char)src[i] : '?';
+	dst[k] = 0;
+}
+
+static int fail(struct rp_stun_msg *m, const char *why)
+{
+	m->why = why;
+	return -EBADMSG;
+}
+
+/* (XOR-)MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN, ALTERNATE-SERVER value. */
+static int parse_addr(const uint8_t *v, uint16_t vlen, bool xor, const uint8_t *hdr,
+		      struct rp_stun_addr *a)
+{
+	if (vlen < 4)
+		return -1;
+	memset(a, 0, sizeof(*a));
+	a->family = v[1];
+	a->port = rd16(v + 2);
+	if (xor)
+		a->port ^= (uint16_t)(RP_STUN_MAGIC >> 16);
+	if (a->family == RP_STUN_AF_INET) {
+		if (vlen != 8)
+			return -1;
+		memcpy(&a->v4, v + 4, 4);
+		if (xor)
+			for (int i = 0; i < 4; i++)
+				((uint8_t *)&a->v4)[i] ^= hdr[4 + i];   /* cookie, network order */
+	} else if (a->family == RP_STUN_AF_INET6) {
+		if (vlen != 20)
+			return -1;
+		memcpy(a->v6, v + 4, 16);
+		if (xor)
+			for (int i = 0; i < 16; i++)
+				a->v6[i] ^= hdr[4 + i];           /* cookie || transaction ID */
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
+int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
+{
+	memset(m, 0, sizeof(*m));
+	if (!buf || len < RP_STUN_HDR_LEN)
+		return fail(m, "shorter than a STUN header");
+	if (buf[0] & 0xC0)
+		return fail(m, "leading bits not zero");
+	if (rd32(buf + 4) != RP_STUN_MAGIC)
+		return fail(m, "bad magic cookie");
+	m->type = rd16(buf);
+	type_split(m->type, &m->method, &m->cls);
+	m->length = rd16(buf + 2);
+	memcpy(m->txid, buf + 8, RP_STUN_TXID_LEN);
+	if (m->length & 3)
+		return fail(m, "length not a multiple of 4");
+	if ((size_t)m->length + RP_STUN_HDR_LEN != len)
+		return fail(m, "length field disagrees with the message size");
+
+	size_t off = RP_STUN_HDR_LEN;
+	bool after_integrity = false;
+	while (off < len) {
+		if (m->has_fingerprint)
+			return fail(m, "attribute after FINGERPRINT");
+		if (len - off < 4)
+			return fail(m, "truncated attribute header");
+		uint16_t at = rd16(buf + off), vl = rd16(buf + off + 2);
+		size_t padded = ((size_t)vl + 3) & ~(size_t)3;
+		const uint8_t *v = buf + off + 4;
+		if (padded > len - off - 4)
+			return fail(m, "attribute runs past the end");
+		m->n_attrs++;
+		/* After MESSAGE-INTEGRITY only FINGERPRINT (and MI-SHA256) may follow; others are ignored. */
+		bool use = !after_integrity || at == RP_STUN_ATTR_FINGERPRINT ||
+			   at == RP_STUN_ATTR_MESSAGE_INTEGRITY_SHA256;
+		switch (use ? at : 0xFFFF) {
+		case RP_STUN_ATTR_XOR_MAPPED_ADDRESS:
+			if (!m->has_xor_mapped) {
+				if (parse_addr(v, vl, true, buf, &m->xor_mapped))
+					return fail(m, "bad XOR-MAPPED-ADDRESS");
+				m->has_xor_mapped = true;
+			}
+			break;
+		case RP_STUN_ATTR_MAPPED_ADDRESS:
+			if (!m->has_mapped) {
+				if (parse_addr(v, vl, false, buf, &m->mapped))
+					return fail(m, "bad MAPPED-ADDRESS");
+				m->has_mapped = true;
+			}
+			break;
+		case RP_STUN_ATTR_OTHER_ADDRESS:
+			if (!m->has_other) {
+				if (parse_addr(v, vl, false, buf, &m->other))
+					return fail(m, "bad OTHER-ADDRESS");
+				m->has_other = true;
+			}
+			break;
+		case RP_STUN_ATTR_CHANGED_ADDRESS:
+			if (!m->has_changed) {
+				if (parse_addr(v, vl, false, buf, &m->changed))
+					return fail(m, "bad CHANGED-ADDRESS");
+				m->has_changed = true;
+			}
+			break;
+		case RP_STUN_ATTR_RESPONSE_ORIGIN:
+			if (!m->has_origin) {
+				if (parse_addr(v, vl, false, buf, &m->origin))
+					return fail(m, "bad RESPONSE-ORIGIN");
+				m->has_origin = true;
+			}
+			break;
+		case RP_STUN_ATTR_ALTERNATE_SERVER:
+			if (!m->has_alternate) {
+				if (parse_addr(v, vl, false, buf, &m->alternate))
+					return fail(m, "bad ALTERNATE-SERVER");
+				m->has_alternate = true;
+			}
+			break;
+		case RP_STUN_ATTR_ERROR_CODE:
+			if (!m->has_error) {
+				if (vl < 4 || vl > 4 + 763)
+					return fail(m, "bad ERROR-CODE length");
+				unsigned cls = v[2] & 7u, num = v[3];
+				if (cls < 3 || cls > 6 || num > 99)
+					return fail(m, "ERROR-CODE out of range");
+				m->error_code = (uint16_t)(cls * 100 + num);
+				copy_text(m->error_reason, v + 4, vl - 4u);
+				m->has_error = true;
+			}
+			break;
+		case RP_STUN_ATTR_SOFTWARE:
+			if (!m->has_software) {
+				if (vl > 763)
+					return fail(m, "SOFTWARE too long");
+				copy_text(m->software, v, vl);
+				m->has_software = true;
+			}
+			break;
+		case RP_STUN_ATTR_CHANGE_REQUEST:
+			if (!m->has_change_request) {
+				if (vl != 4)
+					return fail(m, "bad CHANGE-REQUEST length");
+				m->change_flags = rd32(v);
+				m->has_change_request = true;
+			}
+			break;
+		case RP_STUN_ATTR_MESSAGE_INTEGRITY:
+			if (vl != 20)
+				return fail(m, "bad MESSAGE-INTEGRITY length");
+			m->has_integrity = true;
+			after_integrity = true;
+			break;
+		case RP_STUN_ATTR_MESSAGE_INTEGRITY_SHA256:
+			if (vl < 16 || vl > 32 || (vl & 3))
+				return fail(m, "bad MESSAGE-INTEGRITY-SHA256 length");
+			m->has_integrity = true;
+			after_integrity = true;
+			break;
+		case RP_STUN_ATTR_FINGERPRINT: {
+			if (vl != 4)
+				return fail(m, "bad FINGERPRINT length");
+			/* CRC over everything before this attribute, length field as sent (covers it). */
+			uint32_t want = rp_stun_crc32(buf, off) ^ RP_STUN_FP_XOR;
+			if (rd32(v) != want)
+				return fail(m, "FINGERPRINT does not match");
+			m->has_fingerprint = true;
+			break;
+		}
+		case 0xFFFF:
+			break;   /* ignored: after MESSAGE-INTEGRITY */
+		default:
+			if (at < 0x8000 && !rp_stun_attr_name(at)) {
+				if (m->n_unknown_required < RP_STUN_MAX_UNKNOWN)
+					m->unknown_required[m->n_unknown_required] = at;
+				m->n_unknown_required++;
+			}
+			break;
+		}
+		off += 4 + padded;
+	}
+	return 0;
+}

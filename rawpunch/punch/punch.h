@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* The punch executor: carries out THIS side's half of a strategy plan (rawpunch/strategy/strategy.h) at the
+ * agreed start time T and turns the first authentic packet from the peer into one ESTABLISHED TCP
+ * connection, then hands it to the kernel (rawpunch/handoff/handoff.h).
+ *
+ * One context (rp_punch_open) holds what lives across rounds: the raw socket for handshake segments,
+ * the nftables RST guard (guard.h; one per process) and one capture on the egress interface towards
+ * the peer's public address (BPF: TCP from the peer to us, ICMP to us). A round (rp_punch_round) then
+ *   - before T: builds the SYN template (MSS, SACK-permitted, timestamps, window scale 7: the options
+ *     the handshake and the TCP_REPAIR handoff rely on) and adds the round's flows to the guard;
+ *   - at T: sends the low-TTL prime(s) (plan.side[me].prime; in lockstep predicted x predicted every
+ *     target is primed, so each side's i-th mapping exists before the other's i-th SYN arrives);
+ *   - at T + start_ms: the action, from a sender thread through the burst engine (burst.h, libnet
+ *     raw IPv4 engine so the packets pass the host's routing and show in --pcap), paced at the plan's
+ *     rate: CONNECT (the punch port to each target, repeated every repeat_ms), OPEN_MANY (n_local fresh
+ *     local ports to the peer's port with the low TTL: mappings on our NAT that never reach the
+ *     peer's NAT, so it sends no RST that would close them), PROBE_RANDOM (n_probes distinct random
+ *     ports of the peer's NAT, from the punch port);
+ *   - meanwhile validates everything the capture sees from the peer's public address (below). The
+ *     first valid SYN or SYN-ACK stops the bursts and defines the flow; the userspace stack
+ *     (userstack/tcb.h, persist mode, simultaneous open included) completes the handshake.
+ * Rounds that miss return -ETIMEDOUT with the counts of what was sent and seen; the caller re-probes,
+ * re-plans (widened) and runs the next round on the same context.
+ *
+ * Validation across NATs. Through two NATs neither side sees the 4-tuple the other used, so a
+ * per-tuple cookie (us_cookie) cannot validate the PEER's SYN. Both sides derive one 16-byte key
+ * from the shared secret and the session name (rp_punch_key_derive: BLAKE2b) and every SYN a side
+ * sends in round r carries
+ *     ISN = us_hash32(key, "rp-punch-syn" || from_pub || to_pub || from_port || r)
+ * with from_pub / to_pub the sender's and receiver's public addresses (as exchanged in natinfo) and
+ * from_port the sender's punch port when its action sends from that one port (CONNECT,
+ * PROBE_RANDOM) or 0 when it sends from many (OPEN_MANY). A bare SYN from the peer's public address
+ * counts only if its sequence number is the peer's ISN for this round; a SYN-ACK (and an RST-ACK)
+ * only if ack - 1 is our own ISN; an ICMP error only if it quotes our ISN. Everything else is
+ * counted as forged and ignored. Someone off the path cannot produce either value (64-bit SipHash
+ * under a key from the secret, truncated to 32 bits: one blind guess in 2^32 per packet); a SYN
+ * from an earlier round fails (r is hashed). An on-path observer sees the ISNs anyway, as with
+ * any TCP connection.
+ *
+ * Library code: returns -errno, prints nothing (trace and progress callbacks get the events).
+ * Addresses network order, ports host order. */
+#ifndef RP_PUNCH_H
+#define RP_PUNCH_H
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "rawpunch/handoff/handoff.h"
+#include "rawpunch/probe/natinfo.h"
+#include "rawpunch/strategy/strategy.h"
+
+#define RP_PUNCH_KEYLEN 16
+
+struct json_object;
+
+/* key = BLAKE2b-128(key = BLAKE2b-256(secret), "rawpunch-punch-v1" || 0 || session).
+ * 0, or -EINVAL (empty secret or session). */
+int rp_punch_key_derive(const uint8_t *secret, size_t secret_len, const char *session,
+			uint8_t key[RP_PUNCH_KEYLEN]);
+
+/* The ISN of every SYN the side at from_pub sends towards to_pub in round `round` (see above). */
+uint32_t rp_punch_isn(const uint8_t key[RP_PUNCH_KEYLEN], uint32_t from_pub, uint32_t to_pub,
+		      uint16_t from_port, unsigned round);
+
+/* The public address a natinfo announces (mapped address behind a NAT, else the local one). */
+uint32_t rp_punch_pub_addr(const struct rp_natinfo *ni);
+
+struct rp_punch_opts {
+	uint32_t peer_addr;        /* the peer's public address (network order), required */
+	uint32_t laddr;            /* our address; 0 = the route's source towards peer_addr */
+	const char *iface;         /* capture interface; NULL = the route's egress interface */
+	const uint8_t *key;        /* RP_PUNCH_KEYLEN bytes from rp_punch_key_derive, required */
+	const char *pcap_path;     /* every packet of the attempt, both directions; NULL = none */
+	volatile sig_atomic_t *stop; /* non-zero: rounds return -EINTR */
+	void (*trace)(void *arg, const char *line);  /* one line per event (verbose); NULL = none */
+	void *trace_arg;
+};
+
+struct rp_punch;
+
+/* Route, raw socket, guard (empty), capture. Sends nothing. err gets what failed. 0, -EINVAL,
+ * -EPERM (privileges), other -errno. */
+int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *err, size_t errlen);
+
+/* The address punch packets leave from (the route's source unless given). */
+uint32_t rp_punch_laddr(const struct rp_punch *p);
+
+/* Progress of a running round, for a terminal line. */
+struct rp_punch_progress {
+	unsigned round;
+	uint64_t sent, total;      /* SYNs of the current send phase sent / planned */
+	uint32_t replies;          /* TCP segments and ICMP errors from the peer's side seen so far */
+	double elapsed_ms;         /* since T */
+	const char *phase;         /* "waiting", "prime", "burst", "listen", "handshake" */
+};
+
+struct rp_punch_round_opts {
+	const struct rp_plan *plan;
+	int me;                    /* 0: this side is plan.side[0] ("a", the initiator), 1: side[1] */
+	const struct rp_natinfo *self, *peer;  /* both natinfos the plan was made from */
+	unsigned round;            /* 0-based; part of the ISN */
+	uint64_t start_real_ns;    /* T, CLOCK_REALTIME of this host */
+	uint32_t grace_ms;         /* keep listening this long after the plan's duration [600] */
+	uint32_t handshake_ms;     /* from the first valid packet to ESTABLISHED [3000] */
+	uint32_t syn_rtx_ms;       /* handshake SYN / SYN-ACK retransmission interval [250] */
+	void (*progress)(const struct rp_punch_progress *pr, void *arg);  /* ~every 100 ms; may be NULL */
+	void *progress_arg;
+};
+
+#define RP_PUNCH_WHY_MAX 240
+
+/* What one round did and saw (also its JSON in the --report). */
+struct rp_punch_round_stats {
+	unsigned round;
+	enum rp_method method;
+	enum rp_action action;
+	bool primed;
+	uint8_t prime_ttl;           /* TTL of primes / OPEN_MANY SYNs */
+	uint32_t n_local;            /* local ports used */
+	uint16_t local_lo, local_hi;
+	uint32_t n_remote;           /* distinct remote ports aimed at */
+	uint16_t remote_lo, remote_hi;
+	uint32_t isn_mine, isn_peer; /* the round's ISNs (validation values) */
+	uint64_t primes_sent;        /* low-TTL prime SYNs */
+	uint64_t syns_sent;          /* action SYNs (bursts, repeats, OPEN_MANY, probes) */
+	uint64_t send_errors;
+	uint64_t handshake_sent;     /* segments the userspace stack sent (SYN-ACK, ACK, retransmissions) */
+	uint32_t rx_syn;             /* valid bare SYNs from the peer */
+	uint32_t rx_synack;          /* valid SYN-ACKs */
+	uint32_t rx_rst;             /* RSTs from the peer's address (the peer's NAT refusing a probe) */
+	uint32_t rx_icmp;            /* ICMP errors quoting our SYNs ... */
+	uint32_t rx_icmp_ttl;        /* ... of which time-exceeded (primes dying where they should) */
+	uint32_t rx_forged;          /* failed validation: ignored */
+	uint32_t rx_other;           /* other segments (ACK, data) before the flow existed */
+	bool defined;                /* a valid SYN / SYN-ACK chose the flow */
+	const char *trigger;         /* "syn" or "syn-ack" (static), NULL if none */
+	bool established;
+	uint16_t lport, rport;       /* the flow (our local port, the peer's public port) */
+	double late_ms;              /* how late the first send left after T (clock / setup) */
+	double t_first_rx_ms;        /* since T: first valid packet; < 0 none */
+	double t_established_ms;     /* since T; < 0 not reached */
+	double duration_ms;          /* the whole round, from T */
+	int result;                  /* 0, -ETIMEDOUT, -EINTR, -errno */
+	char why[RP_PUNCH_WHY_MAX];  /* one line: what happened / why it missed */
+	bool rst_cut;                /* simultaneous open ended early: the peer's NAT kept refusing */
+};
+
+/* Run one round (blocks until ESTABLISHED, the round's end, *stop, or an error). 0: ESTABLISHED,
+ * the flow is ready for rp_punch_handoff(); -ETIMEDOUT: a miss (st says what was seen); -EINTR;
+ * -EINVAL (plan/me/natinfo inconsistent, method without actions); other -errno from sending. */
+int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *st);
+
+/* The connection after a round returned 0. */
+void rp_punch_tuple(const struct rp_punch *p, uint32_t *laddr, uint16_t *lport, uint32_t *raddr,
+		    uint16_t *rport);
+
+/* Hand the ESTABLISHED connection to the kernel (TCP_REPAIR, else the connect() fallback), then
+ * remove the guard and stop capturing: the kernel owns the flow. Returns the socket fd or -errno. */
+int rp_punch_handoff(struct rp_punch *p, const struct rp_handoff_opts *ho, struct rp_handoff_result *res);
+
+/* Capture / guard figures for the report. */
+struct rp_punch_totals {
+	uint64_t packets_sent;       /* every packet we sent over all rounds */
+	uint64_t cap_received, cap_dropped;
+	int64_t guard_dropped;       /* kernel RSTs the guard dropped (-1 unknown) */
+};
+void rp_punch_totals(const struct rp_punch *p, struct rp_punch_totals *t);
+
+/* Free everything; removes the guard (NULL ok). */
+void rp_punch_close(struct rp_punch *p);
+
+/* Lockstep targets (both sides sequential): n ports this side aims at, in sending order, from the
+ * peer's predictions (predicted[], then onwards by delta). me == 0 (side a): the i-th aims at the
+ * peer's i-th prediction; me == 1 (side b): the j-th at prediction j + (j mod M), M = max(1, n/2). If
+ * other flows took ka ports on a's NAT and kb on b's before the SYNs, a's i-th leaves from its
+ * prediction i + ka and b's j-th from j + kb, and some pair is one 4-tuple whenever ka + kb < M
+ * (i = j + kb, j mod M = ka + kb). Returns how many ports were written (fewer than n when the
+ * sequence leaves 1..65535), or -EINVAL (no predictions / zero delta / bad me). Pure. */
+int rp_punch_lockstep_targets(const struct rp_natinfo *peer, unsigned n, int me, uint16_t *out);
+
+/* JSON of a round: {round, method, action, primed, ttl, local_ports{n,lo,hi}, remote_ports{n,lo,hi},
+ * sent{primes, syns, handshake, errors}, seen{syn, syn_ack, rst, icmp, icmp_ttl_exceeded, forged,
+ * other}, trigger, flow, late_ms, first_rx_ms, established_ms, duration_ms, result, why}. */
+struct json_object *rp_punch_round_to_json(const struct rp_punch_round_stats *st);
+
+#endif

@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: MIT */
+#include "rawpunch/rendezvous/client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rawpunch/rendezvous/proto.h"
+#include "rawpunch/base/clock.h"
+
+struct rv_client {
+	int fd;
+	uint8_t rbuf[RV_HDR + RV_FRAME_MAX];
+	size_t rlen;
+	struct rv_keys keys;
+	struct rv_peerstate ps;
+	bool joined;
+	int64_t offset_ns, rtt_ns;
+	bool synced;
+	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
+};
+
+static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t *stop)
+{
+	for (;;) {
+		uint64_t now = rp_mono_ms();
+		if (stop && *stop)
+			return -EINTR;
+		if (now >= deadline_ms)
+			return -ETIMEDOUT;
+		struct pollfd p = { .fd = fd, .events = ev };
+		int r = poll(&p, 1, (int)(deadline_ms - now));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r > 0)
+			return 0;
+	}
+}
+
+int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)
+{
+	struct rv_client *c;
+	int fd, err = 0, one = 1;
+	socklen_t el = sizeof(err);
+	if (!server || !out || timeout_ms <= 0)
+		return -EINVAL;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (const struct sockaddr *)server, sizeof(*server)) < 0 && errno != EINPROGRESS) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	int r = wait_fd(fd, POLLOUT, rp_mono_ms() + (uint64_t)timeout_ms, NULL);
+	if (r) {
+		close(fd);
+		return r;
+	}
+	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+	if (err) {
+		close(fd);
+		return -err;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	*out = c;
+	return 0;
+}
+
+void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop)
+{
+	if (c)
+		c->stop = stop;
+}
+
+void rv_close(struct rv_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0) {
+		static const char bye[] = "\0\0\0\x0b{\"t\":\"bye\"}";   /* best effort */
+		(void)!send(c->fd, bye, sizeof(bye) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(c->fd);
+	}
+	rv_keys_wipe(&c->keys);
+	sodium_memzero(&c->ps, sizeof(c->ps));
+	free(c);
+}
+
+static int send_json(struct rv_client *c, struct json_object *o, uint64_t deadline_ms)
+{
+	uint8_t *f;
+	size_t n, off = 0;
+	int r = o ? rv_frame_json(o, &f, &n) : -ENOMEM;
+	json_object_put(o);
+	if (r)
+		return r;
+	while (off < n) {
+		ssize_t w = send(c->fd, f + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if ((r = wait_fd(c->fd, POLLOUT, deadline_ms, c->stop)))
+				break;
+			continue;
+		}
+		r = -errno;
+		break;
+	}
+	free(f);
+	return r;
+}
+
+/* Map a server error frame to -errno. */
+static int server_error(struct json_object *o)
+{
+	struct json_object *jc;
+	const char *code = json_object_object_get_ex(o, "code", &jc) ? json_object_get_string(jc) : "";
+	if (!code)
+		return -EPROTO;
+	if (!strcmp(code, "full") || !strcmp(code, "busy"))
+		return -EBUSY;
+	if (!strcmp(code, "rate"))
+		return -EAGAIN;
+	if (!strcmp(code, "forbidden"))
+		return -EACCES;
+	if (!strcmp(code, "expired") || !strcmp(code, "idle"))
+		return -ETIMEDOUT;
+	return -EPROTO;
+}
+
+/* Next frame from the server as a JSON object (caller puts it). Error frames become -errno. */
+static int recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+{
+	for (;;) {
+		const uint8_t *body;
+		size_t blen;
+		long fl = rv_frame_scan(c->rbuf, c->rlen, &body, &blen);
+		if (fl < 0)
+			return -EPROTO;
+		if (fl > 0) {
+			int r = rv_body_parse(body, blen, o, type);
+			memmove(c->rbuf, c->rbuf + fl, c->rlen - (size_t)fl);
+			c->rlen -= (size_t)fl;
+			if (r)
+				return -EPROTO;
+			if (!strcmp(*type, "error")) {
+				r = server_error(*o);
+				json_object_put(*o);
+				return r;
+			}
+			return 0;
+		}
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, MSG_DONTWAIT);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			return -EPIPE;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		int r = wait_fd(c->fd, POLLIN, deadline_ms, c->stop);
+		if (r)
+			return r;
+	}
+}
+
+int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns)
+{
+	struct rv_clock_sample best = { 0, INT64_MAX };
+	uint64_t deadline = rp_mono_ms() + 5000u + (uint64_t)rounds * 1000u;
+	if (!c || rounds < 1 || rounds > 64)
+		return -EINVAL;
+	for (int i = 0; i < rounds; i++) {
+		struct json_object *o = json_object_new_object(), *r, *j;
+		const char *t;
+		uint64_t t1 = rp_real_ns(), t2, t3, t4;
+		int e;
+		if (!o)
+			return -ENOMEM;
+		json_object_object_add(o, "t", json_object_new_string("time"));
+		json_object_object_add(o, "t1", json_object_new_int64((int64_t)t1));
+		if ((e = send_json(c, o, deadline)))
+			return e;
+		/* unrelated frames (a peer's box) are not expected before a join */
+		if ((e = recv_json(c, deadline, &r, &t)))
+			return e;
+		t4 = rp_real_ns();
+		if (strcmp(t, "time") || !json_object_object_get_ex(r, "t1", &j) ||
+		    (uint64_t)json_object_get_int64(j) != t1 || !json_object_object_get_ex(r, "t2", &j) ||
+		    !(t2 = (uint64_t)json_object_get_int64(j)) || !json_object_object_get_ex(r, "t3", &j) ||
+		    !(t3 = (uint64_t)json_object_get_int64(j))) {
+			json_object_put(r);
+			return -EPROTO;
+		}
+		json_object_put(r);
+		struct rv_clock_sample smp;
+		if (rv_clock_sample(t1, t2, t3, t4, &smp) == 0 && smp.rtt_ns < best.rtt_ns)
+			best = smp;
+	}
+	if (best.rtt_ns == INT64_MAX)
+		return -EPROTO;
+	c->offset_ns = best.offset_ns;
+	c->rtt_ns = best.rtt_ns;
+	c->synced = true;
+	if (offset_ns)
+		*offset_ns = best.offset_ns;
+	if (rtt_ns)
+		*rtt_ns = best.rtt_ns;
+	return 0;
+}
+
+uint64_t rv_server_now_ns(const struct rv_client *c)
+{
+	return (uint64_t)((int64_t)rp_real_ns() + c->offset_ns);
+}
+
+static int send_box(struct rv_client *c, const char *type, const struct json_object *obj, uint64_t deadline)
+{
+	struct json_object *m = rv_msg_wrap(&c->ps, type, obj), *f;
+	char *b64;
+	size_t n;
+	int r;
+	if (!m)
+		return -EINVAL;
+	const char *s = json_object_to_json_string_length(m, JSON_C_TO_STRING_PLAIN, &n);
+	r = s ? rv_box_seal(&c->keys, (const uint8_t *)s, n, &b64) : -ENOMEM;
+	json_object_put(m);
+	if (r)
+		return r;
+	f = json_object_new_object();
+	if (!f) {
+		free(b64);
+		return -ENOMEM;
+	}
+	json_object_object_add(f, "t", json_object_new_string("fwd"));
+	json_object_object_add(f, "box", json_object_new_string(b64));
+	free(b64);
+	return send_json(c, f, deadline);
+}
+
+/* Next sealed message from the peer. Server frames other than fwd: gone -> -EPIPE; wait/paired
+ * skipped. Authentication failures -EACCES. Boxes that authenticate but rv_msg_check refuses (replays,
+ * boxes addressed to another run's nonce, a stale hello) are skipped: only a key holder made them, so
+ * they are old traffic a server replays or our peer's answer to a superseded hello; dropping them
+ * gives a server no power it lacks (it can drop anything). */
+static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object **obj, const char **type)
+{
+	for (;;) {
+		struct json_object *o, *jb;
+		const char *t;
+		uint8_t *pt;
+		size_t pl;
+		int r = recv_json(c, deadline, &o, &t);
+		if (r)
+			return r;
+		if (!strcmp(t, "gone")) {
+			json_object_put(o);
+			return -EPIPE;
+		}
+		if (strcmp(t, "fwd")) {
+			json_object_put(o);
+			continue;
+		}
+		if (!json_object_object_get_ex(o, "box", &jb) || !json_object_is_type(jb, json_type_string)) {
+			json_object_put(o);
+			return -EPROTO;
+		}
+		r = rv_box_open(&c->keys, json_object_get_string(jb), &pt, &pl);
+		json_object_put(o);
+		if (r)
+			return r == -EBADMSG ? -EACCES : r;
+		r = rv_msg_check(&c->ps, pt, pl, obj, type);
+		sodium_memzero(pt, pl);
+		free(pt);
+		if (r == -EPERM || r == -EALREADY)
+			continue;
+		return r;
+	}
+}
+
+static int get_i64(struct json_object *o, const char *k, int64_t *v)
+{
+	struct json_object *j;
+	if (!json_object_object_get_ex(o, k, &j) || !json_object_is_type(j, json_type_int))
+		return -EPROTO;
+	*v = json_object_get_int64(j);
+	return 0;
+}
+
+int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
+		 struct rv_join_res *res)
+{
+	int timeout = req->timeout_ms > 0 ? req->timeout_ms : 30000;
+	int rounds = req->clock_rounds > 0 ? req->clock_rounds : 8;
+	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout;
+	struct json_object *o, *info = NULL;
+	const char *t;
+	int r;
+	if (!c || !k || !req || !res || c->joined || req->n_cand > RV_MAX_CAND)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	c->keys = *k;
+	rv_peerstate_init(&c->ps);
+	if (!c->synced && (r = rv_clock_sync(c, rounds, NULL, NULL)))
+		return r;
+	/* 1. join by id; wait until the server pairs us */
+	o = json_object_new_object();
+	if (!o)
+		return -ENOMEM;
+	json_object_object_add(o, "t", json_object_new_string("join"));
+	json_object_object_add(o, "v", json_object_new_int(1));
+	json_object_object_add(o, "id", json_object_new_string(c->keys.id_hex));
+	if ((r = send_json(c, o, deadline)))
+		return r;
+	for (;;) {
+		if ((r = recv_json(c, deadline, &o, &t)))
+			return r;
+		bool paired = !strcmp(t, "paired");
+		json_object_put(o);
+		if (paired)
+			break;
+	}
+	c->joined = true;
+	/* 2. hello both ways: learn the peer's fresh nonce */
+	if ((r = send_box(c, "hello", NULL, deadline)))
+		return r;
+	if ((r = recv_box(c, deadline, &o, &t)))
+		return r == -EPROTO ? -EACCES : r;
+	bool hello = !strcmp(t, "hello");
+	json_object_put(o);
+	if (!hello)
+		return -EPROTO;
+	/* 3. info: natinfo, candidates, clock, proposed start (server clock) */
+	uint64_t lead_ns = (uint64_t)(req->lead_ms ? req->lead_ms : 500) * 1000000u;
+	if ((uint64_t)c->rtt_ns * 4 > lead_ns)
+		lead_ns = (uint64_t)c->rtt_ns * 4;
+	uint64_t propose = rv_server_now_ns(c) + lead_ns;
+	struct json_object *mi = json_object_new_object(), *cand = json_object_new_array();
+	struct json_object *ni = rp_natinfo_to_json(&req->me);
+	if (!mi || !cand || !ni) {
+		json_object_put(mi);
+		json_object_put(cand);
+		json_object_put(ni);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < req->n_cand; i++)
+		json_object_array_add(cand, json_object_new_int(req->cand[i]));
+	json_object_object_add(mi, "natinfo", ni);
+	json_object_object_add(mi, "cand", cand);
+	json_object_object_add(mi, "offset", json_object_new_int64(c->offset_ns));
+	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
+	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
+	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
+	 * newest hello name the peer): address the info again, to the real peer. The real peer skips
+	 * the info we addressed to the replayed nonce. */
+	for (int resent = 0;; resent++) {
+		if ((r = send_box(c, "info", mi, deadline))) {
+			json_object_put(mi);
+			return r;
+		}
+		if ((r = recv_box(c, deadline, &info, &t))) {
+			json_object_put(mi);
+			return r;
+		}
+		if (strcmp(t, "hello") || resent >= 8)
+			break;
+		json_object_put(info);
+	}
+	json_object_put(mi);
+	int64_t peer_start = 0;
+	struct json_object *jn, *jc;
+	if (strcmp(t, "info") || !json_object_object_get_ex(info, "natinfo", &jn) ||
+	    rp_natinfo_from_json(jn, &res->peer) || get_i64(info, "offset", &res->peer_offset_ns) ||
+	    get_i64(info, "rtt", &res->peer_rtt_ns) || get_i64(info, "start", &peer_start) || peer_start <= 0 ||
+	    !json_object_object_get_ex(info, "cand", &jc) || !json_object_is_type(jc, json_type_array) ||
+	    json_object_array_length(jc) > RV_MAX_CAND) {
+		json_object_put(info);
+		return -EPROTO;
+	}
+	for (size_t i = 0; i < json_object_array_length(jc); i++) {
+		struct json_object *p = json_object_array_get_idx(jc, i);
+		int64_t v = json_object_get_int64(p);
+		if (!json_object_is_type(p, json_type_int) || v < 1 || v > 65535) {
+			json_object_put(info);
+			return -EPROTO;
+		}
+		res->peer_cand[res->n_peer_cand++] = (uint16_t)v;
+	}
+	json_object_put(info);
+	/* both sides hold both proposals: the later one is the agreed start, on the server's clock */
+	uint64_t start = propose > (uint64_t)peer_start ? propose : (uint64_t)peer_start;
+	res->start_server_ns = start;
+	res->start_ns = (uint64_t)((int64_t)start - c->offset_ns);
+	res->offset_ns = c->offset_ns;
+	res->rtt_ns = c->rtt_ns;
+	res->relay_rtt_ns = c->rtt_ns + res->peer_rtt_ns;
+	res->clock_err_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
+	res->initiator = memcmp(c->ps.mine, c->ps.theirs, RV_NONCE_LEN) < 0;
+	return 0;
+}
+
+int rv_join(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res)
+{
+	struct rv_keys k;
+	int r;
+	if (!req)
+		return -EINVAL;
+	if ((r = rv_keys_derive(req->secret, req->secret_len, req->session, &k)))
+		return r;
+	r = rv_join_keys(c, &k, req, res);
+	rv_keys_wipe(&k);
+	return r;
+}
+
+int rv_send(struct rv_client *c, const char *type, const struct json_object *obj)
+{
+	if (!c || !c->joined)
+		return -ENOTCONN;
+	return send_box(c, type, obj, rp_mono_ms() + 10000u);
+}
+
+int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const char **type)
+{
+	if (!c || !c->joined)
+		return -ENOTCONN;
+	int r = recv_box(c, rp_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type);
+	return r == -EBADMSG ? -EACCES : r;
+}
+
+int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int timeout_ms, enum rp_filter *out)
+{
+	struct rv_client *c;
+	struct json_object *o, *jr;
+	const char *t;
+	int r;
+	if (!server || !out || public_port == 0 || timeout_ms < 100 || timeout_ms > 5000)
+		return -EINVAL;
+	if ((r = rv_connect(server, 3000, &c)))
+		return r;
+	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout_ms + 2000u;
+	o = json_object_new_object();
+	if (!o) {
+		rv_close(c);
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "t", json_object_new_string("fprobe"));
+	json_object_object_add(o, "port", json_object_new_int(public_port));
+	json_object_object_add(o, "ms", json_object_new_int(timeout_ms));
+	if ((r = send_json(c, o, deadline)) || (r = recv_json(c, deadline, &o, &t))) {
+		rv_close(c);
+		return r;
+	}
+	rv_close(c);
+	r = -EPROTO;
+	if (!strcmp(t, "fprobe") && json_object_object_get_ex(o, "result", &jr) &&
+	    json_object_is_type(jr, json_type_string)) {
+		const char *s = json_object_get_string(jr);
+		if (strcmp(s, "unknown") && rp_filter_parse(s, out) == 0)
+			r = 0;
+	}
+	json_object_put(o);
+	return r;
+}
+
+int rv_filter_probe_cb(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out)
+{
+	return rv_filter_probe(arg, public_port, timeout_ms, out);
+}

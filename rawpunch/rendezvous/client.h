@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/* Rendezvous client: meet a peer by session name and shared secret through a rawpunch rendezvous
+ * server (protocol and trust model in rawpunch/rendezvous/proto.h), exchange rp_natinfo + candidates, agree
+ * on a start time and measure the clock offset and RTTs; then exchange sealed messages. Also the
+ * unauthenticated filter-probe request. Blocking calls with deadlines; library code: prints nothing,
+ * returns -errno. */
+#ifndef RP_RENDEZVOUS_H
+#define RP_RENDEZVOUS_H
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include "rawpunch/probe/natinfo.h"
+
+struct json_object;
+struct rv_client;
+
+/* Ask the server at *server to open a TCP connection from a port of its own to THIS host's public
+ * address (the source address the server sees) at public_port and say what came back:
+ * RP_FILTER_RST (refused by RST), RP_FILTER_ICMP (an ICMP error), RP_FILTER_DROP (nothing within the
+ * server's timeout), RP_FILTER_OPEN (it connected). timeout_ms: the server's connect timeout,
+ * 100..5000 (the call itself waits timeout_ms + 2 s). 0, -ETIMEDOUT, -ECONNREFUSED (no server),
+ * -EAGAIN (server's per-client rate limit), -EPROTO (server error), -EINVAL. */
+int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int timeout_ms, enum rp_filter *out);
+/* The same as the probe's filter_probe callback (rawpunch/probe/probe.h): arg is the server's
+ * const struct sockaddr_in *. */
+int rv_filter_probe_cb(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out);
+
+#define RV_MAX_CAND 32
+
+struct rv_join_req {
+	const char *session;            /* 1..255 bytes */
+	const uint8_t *secret;
+	size_t secret_len;
+	struct rp_natinfo me;
+	uint16_t cand[RV_MAX_CAND];     /* extra candidate ports (host order), e.g. more predictions */
+	unsigned n_cand;
+	int timeout_ms;                 /* whole join, waiting for the peer included (default 30000) */
+	int clock_rounds;               /* NTP samples with the server (default 8) */
+	uint32_t lead_ms;               /* minimum time from now to the proposed start (default 500) */
+};
+
+struct rv_join_res {
+	struct rp_natinfo peer;
+	uint16_t peer_cand[RV_MAX_CAND];
+	unsigned n_peer_cand;
+	int initiator;                  /* 1: this side is "A" (the smaller nonce), 0: "B" */
+	uint64_t start_ns;              /* agreed start, THIS host's CLOCK_REALTIME (both fire together) */
+	uint64_t start_server_ns;       /* the same instant on the server's clock */
+	int64_t offset_ns;              /* server clock - this clock (min-RTT sample) */
+	int64_t rtt_ns;                 /* this host <-> server, min over the samples */
+	int64_t peer_offset_ns;         /* as the peer measured it */
+	int64_t peer_rtt_ns;            /* peer <-> server */
+	int64_t relay_rtt_ns;           /* this host <-> peer through the server (sum of the two) */
+	int64_t clock_err_ns;           /* bound on the start-time disagreement: (rtt + peer_rtt) / 2 */
+};
+
+/* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
+int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);
+/* Measure the offset to the server's clock: rounds samples, keep the min-RTT one. */
+int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
+/* Join: clock sync, join by id, hello, info exchange. 0, -ETIMEDOUT (no peer came), -EBUSY (session
+ * already has two peers), -EACCES (the peer's boxes do not authenticate: wrong secret or a forger),
+ * -EPROTO, -errno. */
+int rv_join(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res);
+/* After a join: send a sealed message of type (1..31 chars) with obj's members (may be NULL). */
+int rv_send(struct rv_client *c, const char *type, const struct json_object *obj);
+/* Receive the next sealed message: a box that fails authentication is -EACCES; one that
+ * authenticates but is a replay or addressed to another run's nonce is skipped (rawpunch/rendezvous/proto.h).
+ * *obj is a new reference the caller puts; *type points into it. -ETIMEDOUT, -EPIPE (peer gone). */
+int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const char **type);
+/* Make every later wait of c (join, recv, send) end with -EINTR once *stop is non-zero: set it from a
+ * signal handler installed without SA_RESTART, so Ctrl-C does not wait out a 30 s join. NULL: off. */
+void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop);
+/* This side's server-clock time (CLOCK_REALTIME + offset). */
+uint64_t rv_server_now_ns(const struct rv_client *c);
+void rv_close(struct rv_client *c);
+
+/* Test hook (rendezvous lab test, load tool): join with explicitly given keys instead of deriving
+ * them, so a client holding the right id but a wrong box key can be shown unable to inject. */
+struct rv_keys;
+int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
+		 struct rv_join_res *res);
+
+#endif
