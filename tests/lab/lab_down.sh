@@ -63,6 +63,12 @@ for s in turnserver whoami noise-a noise-b wire-ra wire-rb wire-s; do
 done
 pids=$(lab_pids "$L" | sort -u)
 [ "$(wc -w <<<"$pids")" -ge 7 ] || fail "expected at least 7 lab processes, found: $pids"
+# a healthy lab goes down without a word (coturn's own pid file once drew "no longer the lab's process")
+L2=$(unique_lab ltq)
+lab_up "$L2" --nat-a random
+err=$(tools/natlab down "$L2" 2>&1 >/dev/null) || fail "down of a healthy lab failed: $err"
+[ -z "$err" ] || fail "down of a healthy lab printed: $err"
+ok "down of a healthy lab prints nothing"
 # stale pid files whose pids now belong to an unrelated process (group) outside the lab: one without a
 # recorded start time (not in a lab namespace), one with a start time that does not match
 setsid sleep 60 </dev/null >/dev/null 2>&1 &
