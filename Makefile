@@ -176,4 +176,7 @@ clean:
 .PHONY: all test check test-unit test-lab units deps bench-deps demo install clean fuzz
 .SECONDARY:
 
--include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+# Every object's header dependencies, programs' and tests' included (a struct changed in a header must
+# rebuild the tools that embed it).
+-include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TOOL_SRC:%.c=$(BUILD)/rel/%.d) \
+	$(BENCH_SRC:%.c=$(BUILD)/rel/%.d) $(UNIT_SRC:%.c=$(BUILD)/san/%.d)

@@ -209,6 +209,11 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 			rp_err("rendezvous: session is full (two peers are already in it) or the server is busy");
 			return 1;
 		}
+		if (r == -ERANGE) {
+			rp_err("rendezvous: the server's clock, or the start it leads to, is more than 60 s away from ours");
+			rp_hint("check this host's clock (NTP); a server that lies about the time can only be refused");
+			return 1;
+		}
 		return rp_err_errno(r, "rendezvous: join");
 	}
 	struct json_object *o = json_object_new_object(), *pc = json_object_new_array();
@@ -221,6 +226,7 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 	json_object_object_add(o, "peer_rtt_ns", json_object_new_int64(res.peer_rtt_ns));
 	json_object_object_add(o, "relay_rtt_ns", json_object_new_int64(res.relay_rtt_ns));
 	json_object_object_add(o, "clock_err_ns", json_object_new_int64(res.clock_err_ns));
+	json_object_object_add(o, "clock_bound_ns", json_object_new_int64(res.clock_bound_ns));
 	json_object_object_add(o, "peer", rp_natinfo_to_json(&res.peer));
 	for (unsigned i = 0; i < res.n_peer_cand; i++)
 		json_object_array_add(pc, json_object_new_int(res.peer_cand[i]));

@@ -24,7 +24,7 @@ struct rv_client {
 	struct rv_keys keys;
 	struct rv_peerstate ps;
 	bool joined;
-	int64_t offset_ns, rtt_ns;
+	int64_t offset_ns, rtt_ns, clock_err_ns;
 	bool synced;
 	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
 };
@@ -189,48 +189,59 @@ static int recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_obje
 	}
 }
 
+/* All samples are sent at once and answered in order: one round trip, not one per sample. The first
+ * answer waits behind nothing; later ones may queue behind their predecessors on either path, which
+ * raises their RTT and lets the minimum-RTT filter (rv_clock_estimate) pass them over. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns)
 {
-	struct rv_clock_sample best = { 0, INT64_MAX };
-	uint64_t deadline = rp_mono_ms() + 5000u + (uint64_t)rounds * 1000u;
+	struct rv_clock_sample smp[64];
+	uint64_t t1s[64];
+	int n = 0, e;
+	uint64_t deadline = rp_mono_ms() + 5000u;
 	if (!c || rounds < 1 || rounds > 64)
 		return -EINVAL;
 	for (int i = 0; i < rounds; i++) {
-		struct json_object *o = json_object_new_object(), *r, *j;
-		const char *t;
-		uint64_t t1 = rp_real_ns(), t2, t3, t4;
-		int e;
+		struct json_object *o = json_object_new_object();
 		if (!o)
 			return -ENOMEM;
+		t1s[i] = rp_real_ns() + (uint64_t)i;   /* distinct even within one clock tick */
 		json_object_object_add(o, "t", json_object_new_string("time"));
-		json_object_object_add(o, "t1", json_object_new_int64((int64_t)t1));
+		json_object_object_add(o, "t1", json_object_new_int64((int64_t)t1s[i]));
 		if ((e = send_json(c, o, deadline)))
 			return e;
+	}
+	for (int i = 0; i < rounds; i++) {
+		struct json_object *r, *j;
+		const char *t;
+		uint64_t t2, t3, t4;
 		/* unrelated frames (a peer's box) are not expected before a join */
 		if ((e = recv_json(c, deadline, &r, &t)))
 			return e;
 		t4 = rp_real_ns();
 		if (strcmp(t, "time") || !json_object_object_get_ex(r, "t1", &j) ||
-		    (uint64_t)json_object_get_int64(j) != t1 || !json_object_object_get_ex(r, "t2", &j) ||
+		    (uint64_t)json_object_get_int64(j) != t1s[i] || !json_object_object_get_ex(r, "t2", &j) ||
 		    !(t2 = (uint64_t)json_object_get_int64(j)) || !json_object_object_get_ex(r, "t3", &j) ||
 		    !(t3 = (uint64_t)json_object_get_int64(j))) {
 			json_object_put(r);
 			return -EPROTO;
 		}
 		json_object_put(r);
-		struct rv_clock_sample smp;
-		if (rv_clock_sample(t1, t2, t3, t4, &smp) == 0 && smp.rtt_ns < best.rtt_ns)
-			best = smp;
+		if (rv_clock_sample(t1s[i], t2, t3, t4, &smp[n]) == 0)
+			n++;
 	}
-	if (best.rtt_ns == INT64_MAX)
+	struct rv_clock_est est;
+	if (!n)
 		return -EPROTO;
-	c->offset_ns = best.offset_ns;
-	c->rtt_ns = best.rtt_ns;
+	if ((e = rv_clock_estimate(smp, n, &est)))
+		return e;
+	c->offset_ns = est.offset_ns;
+	c->rtt_ns = est.rtt_ns;
+	c->clock_err_ns = est.err_ns;
 	c->synced = true;
 	if (offset_ns)
-		*offset_ns = best.offset_ns;
+		*offset_ns = est.offset_ns;
 	if (rtt_ns)
-		*rtt_ns = best.rtt_ns;
+		*rtt_ns = est.rtt_ns;
 	return 0;
 }
 
@@ -374,6 +385,7 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 	json_object_object_add(mi, "cand", cand);
 	json_object_object_add(mi, "offset", json_object_new_int64(c->offset_ns));
 	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
+	json_object_object_add(mi, "err", json_object_new_int64(c->clock_err_ns));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
 	 * newest hello name the peer): address the info again, to the real peer. The real peer skips
@@ -411,15 +423,28 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 		}
 		res->peer_cand[res->n_peer_cand++] = (uint16_t)v;
 	}
+	/* the peer's clock uncertainty; a peer that does not send it gets the hard bound */
+	int64_t peer_err;
+	if (get_i64(info, "err", &peer_err) || peer_err < 0 || peer_err > res->peer_rtt_ns / 2)
+		peer_err = res->peer_rtt_ns / 2;
 	json_object_put(info);
-	/* both sides hold both proposals: the later one is the agreed start, on the server's clock */
+	if (res->peer_rtt_ns < 0 || res->peer_rtt_ns > RV_CLOCK_OFFSET_MAX || res->peer_offset_ns > RV_CLOCK_OFFSET_MAX ||
+	    res->peer_offset_ns < -RV_CLOCK_OFFSET_MAX)
+		return -ERANGE;
+	/* both sides hold both proposals: the later one is the agreed start, on the server's clock; it
+	 * must lie ahead, and not further than RV_START_MAX_NS (a lying server's clock samples could
+	 * otherwise push it anywhere) */
 	uint64_t start = propose > (uint64_t)peer_start ? propose : (uint64_t)peer_start;
+	uint64_t now_srv = rv_server_now_ns(c);
+	if (start > now_srv + RV_START_MAX_NS)
+		return -ERANGE;
 	res->start_server_ns = start;
 	res->start_ns = (uint64_t)((int64_t)start - c->offset_ns);
 	res->offset_ns = c->offset_ns;
 	res->rtt_ns = c->rtt_ns;
 	res->relay_rtt_ns = c->rtt_ns + res->peer_rtt_ns;
-	res->clock_err_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
+	res->clock_err_ns = c->clock_err_ns + peer_err;
+	res->clock_bound_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
 	res->initiator = memcmp(c->ps.mine, c->ps.theirs, RV_NONCE_LEN) < 0;
 	return 0;
 }

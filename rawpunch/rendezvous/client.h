@@ -51,16 +51,19 @@ struct rv_join_res {
 	int64_t peer_offset_ns;         /* as the peer measured it */
 	int64_t peer_rtt_ns;            /* peer <-> server */
 	int64_t relay_rtt_ns;           /* this host <-> peer through the server (sum of the two) */
-	int64_t clock_err_ns;           /* bound on the start-time disagreement: (rtt + peer_rtt) / 2 */
+	int64_t clock_err_ns;           /* the start-time disagreement: both sides' estimate uncertainty
+	                                   (rv_clock_estimate's err_ns, this side's + the peer's) */
+	int64_t clock_bound_ns;         /* its hard bound whatever the path asymmetry: (rtt + peer_rtt) / 2 */
 };
 
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);
-/* Measure the offset to the server's clock: rounds samples, keep the min-RTT one. */
+/* Measure the offset to the server's clock: rounds samples (1..64) sent at once, the min-RTT one kept
+ * (rv_clock_estimate). -ERANGE: the server's clock is more than RV_CLOCK_OFFSET_MAX away. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
 /* Join: clock sync, join by id, hello, info exchange. 0, -ETIMEDOUT (no peer came), -EBUSY (session
  * already has two peers), -EACCES (the peer's boxes do not authenticate: wrong secret or a forger),
- * -EPROTO, -errno. */
+ * -ERANGE (the server clock or the agreed start further than 60 s away), -EPROTO, -errno. */
 int rv_join(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res);
 /* After a join: send a sealed message of type (1..31 chars) with obj's members (may be NULL). */
 int rv_send(struct rv_client *c, const char *type, const struct json_object *obj);

@@ -350,3 +350,38 @@ int rv_clock_sample(uint64_t t1, uint64_t t2, uint64_t t3, uint64_t t4, struct r
 		s->rtt_ns = 0;
 	return 0;
 }
+
+int rv_clock_estimate(const struct rv_clock_sample *s, int n, struct rv_clock_est *out)
+{
+	int best = -1;
+	if (!s || !out || n < 1)
+		return -EINVAL;
+	for (int i = 0; i < n; i++)
+		if (s[i].rtt_ns >= 0 && (best < 0 || s[i].rtt_ns < s[best].rtt_ns))
+			best = i;
+	if (best < 0)
+		return -EINVAL;
+	int64_t rtt = s[best].rtt_ns, off = s[best].offset_ns;
+	int64_t near = rtt / 10 > 500000 ? rtt / 10 : 500000;
+	int64_t lo = off, hi = off;
+	int used = 0;
+	for (int i = 0; i < n; i++) {
+		if (s[i].rtt_ns < 0 || s[i].rtt_ns - rtt > near)
+			continue;
+		used++;
+		if (s[i].offset_ns < lo)
+			lo = s[i].offset_ns;
+		if (s[i].offset_ns > hi)
+			hi = s[i].offset_ns;
+	}
+	if (off > RV_CLOCK_OFFSET_MAX || off < -RV_CLOCK_OFFSET_MAX)
+		return -ERANGE;
+	out->offset_ns = off;
+	out->rtt_ns = rtt;
+	out->bound_ns = rtt / 2;
+	out->err_ns = rtt / 20 + (hi - lo) / 2 + 100000;
+	if (out->err_ns > out->bound_ns && out->bound_ns > 0)
+		out->err_ns = out->bound_ns;
+	out->n = used;
+	return 0;
+}

@@ -122,4 +122,23 @@ struct rv_clock_sample {
 #define RV_CLOCK_T_MAX (UINT64_C(1) << 62)   /* any timestamp above this: -EINVAL */
 int rv_clock_sample(uint64_t t1, uint64_t t2, uint64_t t3, uint64_t t4, struct rv_clock_sample *s);
 
+/* The offset estimate from n samples (minimum-RTT filter) and its uncertainty.
+ *   offset_ns  the offset of the sample with the smallest RTT (least queueing on either path);
+ *   rtt_ns     that smallest RTT;
+ *   bound_ns   rtt_ns / 2: the hard bound, true whatever the two one-way delays are;
+ *   err_ns     the estimate's real uncertainty, assuming the two one-way delays of the best sample
+ *              differ by at most a tenth of its RTT: rtt_ns / 20, plus half the spread of the offsets
+ *              of the samples within max(0.5 ms, rtt_ns / 10) of the best RTT (what queueing and clock
+ *              reading add), plus 100 us (timestamping), never above bound_ns.
+ * A server is not trusted: |offset| above RV_CLOCK_OFFSET_MAX is refused (-ERANGE) — a host whose clock
+ * is that far off must be fixed (NTP) rather than trusted to an unauthenticated server's word — and
+ * samples rv_clock_sample refused are not counted. 0, -EINVAL (n < 1 or no valid sample), -ERANGE. */
+#define RV_CLOCK_OFFSET_MAX (INT64_C(60) * 1000000000)
+#define RV_START_MAX_NS (UINT64_C(60) * 1000000000)   /* the agreed start is at most this far ahead */
+struct rv_clock_est {
+	int64_t offset_ns, rtt_ns, bound_ns, err_ns;
+	int n;                   /* valid samples used */
+};
+int rv_clock_estimate(const struct rv_clock_sample *s, int n, struct rv_clock_est *out);
+
 #endif

@@ -340,6 +340,37 @@ static void test_clock_sample(void **state)
 	assert_int_equal(rv_clock_sample(t1, RV_CLOCK_T_MAX, RV_CLOCK_T_MAX, t4, &s), 0);
 }
 
+static void test_clock_estimate(void **state)
+{
+	(void)state;
+	struct rv_clock_est e;
+	/* the min-RTT sample wins; its neighbours' spread and a tenth of the RTT make the uncertainty */
+	struct rv_clock_sample s[] = {
+		{ .offset_ns = 5000000, .rtt_ns = 60000000 },     /* queued: ignored for the spread */
+		{ .offset_ns = 1000000, .rtt_ns = 50000000 },     /* best */
+		{ .offset_ns = 1400000, .rtt_ns = 50500000 },     /* near: spread 0.4 ms */
+	};
+	assert_int_equal(rv_clock_estimate(s, 3, &e), 0);
+	assert_int_equal(e.offset_ns, 1000000);
+	assert_int_equal(e.rtt_ns, 50000000);
+	assert_int_equal(e.bound_ns, 25000000);
+	assert_int_equal(e.err_ns, 50000000 / 20 + 200000 + 100000);   /* 2.8 ms, not 25 */
+	assert_int_equal(e.n, 2);
+	/* never above the hard bound */
+	struct rv_clock_sample w[] = { { .offset_ns = 0, .rtt_ns = 1000 }, { .offset_ns = 900000000, .rtt_ns = 2000 } };
+	assert_int_equal(rv_clock_estimate(w, 2, &e), 0);
+	assert_int_equal(e.err_ns, 500);
+	/* a server whose clock is more than a minute away is not believed */
+	struct rv_clock_sample far = { .offset_ns = RV_CLOCK_OFFSET_MAX + 1, .rtt_ns = 1000000 };
+	assert_int_equal(rv_clock_estimate(&far, 1, &e), -ERANGE);
+	far.offset_ns = -RV_CLOCK_OFFSET_MAX - 1;
+	assert_int_equal(rv_clock_estimate(&far, 1, &e), -ERANGE);
+	far.offset_ns = RV_CLOCK_OFFSET_MAX;
+	assert_int_equal(rv_clock_estimate(&far, 1, &e), 0);
+	assert_int_equal(rv_clock_estimate(s, 0, &e), -EINVAL);
+	assert_int_equal(rv_clock_estimate(NULL, 1, &e), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +383,7 @@ int main(void)
 		cmocka_unit_test(test_msg_replay_reflection),
 		cmocka_unit_test(test_msg_replayed_hello),
 		cmocka_unit_test(test_clock_sample),
+		cmocka_unit_test(test_clock_estimate),
 	};
 	return cmocka_run_group_tests_name("rvproto", tests, NULL, NULL);
 }
