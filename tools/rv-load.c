@@ -29,6 +29,7 @@ struct job {
 	unsigned pair, side;
 	char session[64];
 	uint8_t secret[32];
+	struct rv_keys keys;        /* derived once per pair (Argon2id is the peers' cost, not the server's) */
 	int rc;
 	struct rv_join_res res;
 };
@@ -77,7 +78,7 @@ static void *run_one(void *arg)
 	j->rc = rv_connect(&j->srv, 10000, &c);
 	if (j->rc)
 		return NULL;
-	j->rc = rv_join(c, &req, &j->res);
+	j->rc = rv_join_keys(c, &j->keys, &req, &j->res);
 	if (j->rc == 0)
 		j->rc = exchange(c, j);
 	rv_close(c);
@@ -97,7 +98,6 @@ static int pairs(const struct sockaddr_in *srv, unsigned n)
 	randombytes_buf(secret, sizeof(secret));
 	pthread_attr_init(&at);
 	pthread_attr_setstacksize(&at, 256 * 1024);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (unsigned i = 0; i < 2 * n; i++) {
 		struct job *j = &jobs[i];
 		j->srv = *srv;
@@ -105,7 +105,16 @@ static int pairs(const struct sockaddr_in *srv, unsigned n)
 		j->side = i % 2;
 		snprintf(j->session, sizeof(j->session), "load-%u-%u", (unsigned)getpid(), j->pair);
 		memcpy(j->secret, secret, sizeof(secret));
-		if (pthread_create(&th[i], &at, run_one, j)) {
+		if (j->side == 0 && rv_keys_derive(secret, sizeof(secret), j->session, &j->keys)) {
+			fprintf(stderr, "rv-load: key derivation failed\n");
+			return 1;
+		}
+		if (j->side == 1)
+			j->keys = jobs[i - 1].keys;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (unsigned i = 0; i < 2 * n; i++) {
+		if (pthread_create(&th[i], &at, run_one, &jobs[i])) {
 			fprintf(stderr, "rv-load: pthread_create failed at %u\n", i);
 			return 1;
 		}

@@ -147,28 +147,17 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 	struct rv_join_req req = { .session = session, .timeout_ms = (int)timeout_s * 1000 };
 	struct rv_join_res res;
 	struct rv_client *c;
-	uint8_t *secret, *nbuf;
-	size_t slen, nlen;
+	uint8_t *secret = NULL, *nbuf = NULL;
+	size_t slen = 0, nlen = 0;
 	int r;
-	if ((r = read_file(secret_file, 4096, &secret, &slen)))
-		return rp_err_errno(r, secret_file);
-	if (slen && secret[slen - 1] == '\n')
-		slen--;
-	if (slen < RV_SECRET_MIN) {
-		memset(secret, 0, slen);
-		free(secret);
-		rp_err("rendezvous: --secret-file %s: %zu bytes; want at least %u random bytes (whoever sees the "
-		       "session id, like the server, can search a short secret offline)", secret_file, slen,
-		       RV_SECRET_MIN);
-		rp_hint("head -c 32 /dev/urandom | base64 > %s", secret_file);
-		return 2;
-	}
+	if ((r = rp_secret_read("rendezvous", secret_file, &secret, &slen)))
+		return r;
 	req.secret = secret;
 	req.secret_len = slen;
 	if (natinfo_file) {
 		struct json_object *o;
 		if ((r = read_file(natinfo_file, 65536, &nbuf, &nlen))) {
-			free(secret);
+			rp_secret_free(secret, slen);
 			return rp_err_errno(r, natinfo_file);
 		}
 		o = json_tokener_parse((const char *)nbuf);
@@ -176,24 +165,24 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 		r = o ? rp_natinfo_from_json(o, &req.me) : -EINVAL;
 		json_object_put(o);
 		if (r) {
-			free(secret);
+			rp_secret_free(secret, slen);
 			return rp_usage_err("rendezvous", "--natinfo %s: not a natinfo JSON object", natinfo_file);
 		}
 	}
 	if (cand) {
 		int n = rp_parse_ports(cand, req.cand, RV_MAX_CAND);
 		if (n < 0) {
-			free(secret);
+			rp_secret_free(secret, slen);
 			return rp_usage_err("rendezvous", "--cand '%s': want up to %d ports", cand, RV_MAX_CAND);
 		}
 		req.n_cand = (unsigned)n;
 	}
 	if ((r = rv_connect(srv, 5000, &c))) {
-		free(secret);
+		rp_secret_free(secret, slen);
 		return rp_err_errno(r, "rendezvous: connect");
 	}
 	r = rv_join(c, &req, &res);
-	free(secret);
+	rp_secret_free(secret, slen);
 	if (r) {
 		rv_close(c);
 		if (r == -EACCES) {

@@ -7,13 +7,16 @@
  * above RV_FRAME_MAX is a protocol error: the server answers {"t":"error","code":"oversize"} and closes.
  *
  * Trust model — the server is NOT trusted with anything it could use to join, read or inject.
- *   master = BLAKE2b-256(key = secret, "rawpunch-rv-v1" || 0 || session)           (never leaves a peer)
+ *   salt   = BLAKE2b-128("rawpunch-rv-v2" || 0 || session)
+ *   master = Argon2id(secret, salt, RV_KDF_OPSLIMIT, RV_KDF_MEMLIMIT)              (never leaves a peer)
  *   id     = BLAKE2b-128(key = master, "id")   -> 32 hex chars: the only thing the server matches on
  *   kbox   = crypto_kdf_derive_from_key(1, "rawpunch", master)                  (XChaCha20-Poly1305 key)
+ *   kpunch = crypto_kdf_derive_from_key(2, "rawpunch", master)       (the punch's ISN key, 16 bytes)
  * The server pairs the first two connections that join with the same id and forwards their "fwd" boxes
- * verbatim. It cannot invert id to the secret (keyed hash; the secret should be high-entropy, e.g.
- * `head -c 32 /dev/urandom > secret`: a guessable passphrase can be searched offline by whoever sees
- * id), so it cannot compute kbox and cannot open, forge or alter a box. Each box is
+ * verbatim. It cannot invert id to the secret: the secret should be random (`rawpunch secret FILE`
+ * makes one; the CLI refuses files under RV_SECRET_MIN bytes or RV_SECRET_BITS estimated bits), and the
+ * memory-hard KDF makes each offline guess cost RV_KDF_MEMLIMIT of memory, so it cannot compute kbox
+ * and cannot open, forge or alter a box. Each box is
  * XChaCha20-Poly1305 with a random 24-byte nonce and additional data = "rv1" || id, so a box is bound to
  * its session. Inside, JSON carries:
  *   "t"    application type ("hello", "info", or anything the caller sends later);
@@ -58,6 +61,9 @@ struct json_object;
 #define RV_BOX_MAX 12000u         /* largest plaintext a box carries (fits a frame after base64) */
 #define RV_DEFAULT_PORT 7777
 #define RV_SECRET_MIN 16u         /* the CLI refuses shorter secret files (offline search on the id) */
+#define RV_SECRET_BITS 96u        /* ... and those whose estimated entropy (rv_secret_bits) is lower */
+#define RV_KDF_OPSLIMIT 2ull      /* Argon2id passes */
+#define RV_KDF_MEMLIMIT (16u << 20) /* Argon2id memory: ~20 ms on a 2-core VM */
 
 /* Frame scanner. Given len buffered bytes: returns the total frame length (header + body) when a
  * whole frame is there (*body and *body_len point into buf), 0 if more bytes are needed, -EMSGSIZE if the
@@ -75,10 +81,16 @@ struct rv_keys {
 	uint8_t id[RV_ID_LEN];
 	char id_hex[2 * RV_ID_LEN + 1];
 	uint8_t kbox[RV_KEY_LEN];
+	uint8_t kpunch[16];
 };
 /* Derive the session keys from the secret bytes and the session name (1..255 bytes, any bytes but
- * NUL). 0, -EINVAL (empty secret or bad name) or -ENOMEM (libsodium init failed). */
+ * NUL). 0, -EINVAL (empty secret or bad name) or -ENOMEM (libsodium init or Argon2's memory failed).
+ * Costs one Argon2id (~20 ms): derive once per session. */
 int rv_keys_derive(const uint8_t *secret, size_t secret_len, const char *session, struct rv_keys *k);
+/* Estimated entropy of a secret in bits: length x log2 of the alphabet its character classes span
+ * (digits, lower, upper, printable punctuation, or 256 for any other byte), capped by its distinct
+ * bytes; 0 for a repeated single byte. `head -c 32 /dev/urandom | base64` rates 220, "password12345678" 80. */
+unsigned rv_secret_bits(const uint8_t *s, size_t n);
 /* Wipe keys. */
 void rv_keys_wipe(struct rv_keys *k);
 /* Exactly 32 lower-case hex chars: 0, else -EINVAL (the server checks joins with this). */

@@ -116,6 +116,27 @@ d=$(( fa > fb ? fa - fb : fb - fa ))
 [ "$d" -lt 12000000 ] || fail "with delay: peers fired $d ns apart (relay RTT $relay ns)"
 ok "with 20+-4 ms per hop: fired $((d / 1000)) us apart, relay RTT $((relay / 1000000)) ms"
 
+# ---- secrets: 'rawpunch secret' makes a good one (0600, never overwritten); a short or low-entropy
+# secret is refused with exit 2 before anything is sent (the server sees no connection)
+"$RP" secret "$T/made" || fail "rawpunch secret failed"
+[ "$(stat -c %a "$T/made")" = 600 ] || fail "rawpunch secret: mode $(stat -c %a "$T/made"), want 600"
+[ "$(wc -c <"$T/made")" -ge 40 ] || fail "rawpunch secret: $(wc -c <"$T/made") bytes"
+cp "$T/made" "$T/made.orig"
+rc=0; "$RP" secret "$T/made" 2>/dev/null || rc=$?
+[ "$rc" = 2 ] && cmp -s "$T/made" "$T/made.orig" || fail "rawpunch secret overwrote an existing file (exit $rc)"
+printf 'password12345678\n' >"$T/weak"
+printf 'abcd' >"$T/short"
+n0=$(grep -c ' accept ' "$T/srv-$L.err" || true)
+for w in weak short; do
+	rc=0; X "$L" a "$RP" rendezvous --join "$SRV" --session s-$w --secret-file "$T/$w" 2>"$T/$w.err" || rc=$?
+	[ "$rc" = 2 ] || fail "$w secret: exit $rc, want 2"
+	grep -q "rawpunch secret" "$T/$w.err" || fail "$w secret: no hint to 'rawpunch secret': $(cat "$T/$w.err")"
+done
+sleep 0.2
+[ "$(grep -c ' accept ' "$T/srv-$L.err" || true)" = "$n0" ] || fail "a weak secret still connected to the server"
+# the join itself stretched the secret (Argon2id): the same good secret joins as before (checked above)
+ok "rawpunch secret (0600, no overwrite); weak and short secrets refused before connecting"
+
 # ---- a wrong secret cannot join: different session id, nobody pairs, both give up
 X "$L" a "$RP" rendezvous --join "$SRV" --session lab-wrong --secret-file "$T/secret" --timeout 3 >"$T/w1" 2>"$T/w1.err" &
 pa=$!

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "rawpunch/rendezvous/proto.h"
@@ -120,8 +121,19 @@ static void test_keys(void **state)
 	assert_int_equal(rv_keys_derive(SECRET, 32, "meet2", &d), 0);  /* another session */
 	assert_memory_not_equal(a.id, d.id, RV_ID_LEN);
 	assert_memory_not_equal(a.kbox, d.kbox, RV_KEY_LEN);
-	/* the id the server sees is not the box key */
+	/* the id the server sees is not the box key, nor the punch key */
 	assert_memory_not_equal(a.id, a.kbox, RV_ID_LEN);
+	assert_memory_not_equal(a.kpunch, a.kbox, sizeof(a.kpunch));
+	assert_memory_not_equal(a.kpunch, d.kpunch, sizeof(a.kpunch));
+	/* the id is Argon2id-stretched: not the v1 keyed BLAKE2b of the secret */
+	uint8_t v1[RV_ID_LEN], m1[32];
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, SECRET, 32, sizeof(m1));
+	crypto_generichash_update(&st, (const uint8_t *)"rawpunch-rv-v1", 15);
+	crypto_generichash_update(&st, (const uint8_t *)"meet", 4);
+	crypto_generichash_final(&st, m1, sizeof(m1));
+	crypto_generichash(v1, sizeof(v1), (const uint8_t *)"id", 2, m1, sizeof(m1));
+	assert_memory_not_equal(a.id, v1, RV_ID_LEN);
 	/* long secrets are fine; empty secret or bad names are not */
 	uint8_t longsec[300];
 	memset(longsec, 7, sizeof(longsec));
@@ -137,6 +149,21 @@ static void test_keys(void **state)
 	rv_keys_wipe(&a);
 	uint8_t zero[sizeof(a)] = { 0 };
 	assert_memory_equal(&a, zero, sizeof(a));
+}
+
+static void test_secret_bits(void **state)
+{
+	(void)state;
+	const char *b64 = "q3Jm0v5T8x+P1kz9Yc2LwQe7Rb4Ng6Hs0Ut1Ia8Dj5Ko=";   /* 32 random bytes, base64 */
+	uint8_t raw[32];
+	randombytes_buf(raw, sizeof(raw));
+	assert_true(rv_secret_bits((const uint8_t *)b64, strlen(b64)) >= 200);
+	assert_true(rv_secret_bits(raw, sizeof(raw)) >= RV_SECRET_BITS);
+	assert_true(rv_secret_bits((const uint8_t *)"password12345678", 16) < RV_SECRET_BITS);
+	assert_true(rv_secret_bits((const uint8_t *)"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 36) == 0);
+	assert_true(rv_secret_bits((const uint8_t *)"abababababababababababababababab", 32) < RV_SECRET_BITS);
+	assert_true(rv_secret_bits((const uint8_t *)"correct horse battery staple", 28) >= RV_SECRET_BITS);
+	assert_int_equal(rv_secret_bits(NULL, 3), 0);
 }
 
 static void test_box(void **state)
@@ -379,6 +406,7 @@ int main(void)
 		cmocka_unit_test(test_frame_json_roundtrip),
 		cmocka_unit_test(test_body_rejects),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_secret_bits),
 		cmocka_unit_test(test_box),
 		cmocka_unit_test(test_msg_replay_reflection),
 		cmocka_unit_test(test_msg_replayed_hello),
