@@ -3,6 +3,7 @@
 #include "capture/capture.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@ struct rp_cap {
 	pcap_dumper_t *dump;
 	int linktype;
 	int fd;
+	bool offline;                 /* reading a file: no selectable fd, EOF at the end */
+	bool eof;
 	uint64_t frames, decoded, ignored, malformed, dumped;
 	char err[PCAP_ERRBUF_SIZE];
 };
@@ -50,6 +53,64 @@ static int activate_errno(int st)
 	}
 }
 
+static int dump_header(struct rp_cap *c, const char *what)
+{
+	/* Write the file header now: the file is valid (if empty) even if we die before a packet. */
+	if (pcap_dump_flush(c->dump) < 0) {
+		seterr(c, what, "flush failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+static int open_dump(struct rp_cap *c, const struct rp_cap_opts *o)
+{
+	if (o->dump_file) {
+		c->dump = pcap_dump_fopen(c->p, o->dump_file);   /* owns the FILE from here on */
+		if (!c->dump) {
+			fclose(o->dump_file);
+			seterr(c, "dump", pcap_geterr(c->p));
+			return -EIO;
+		}
+		return dump_header(c, "dump");
+	}
+	return o->dump_path ? rp_cap_dump_open(c, o->dump_path) : 0;
+}
+
+/* A pcap file as the source: the same events, timestamps and filter language as a live capture. */
+static int open_offline(struct rp_cap *c, const struct rp_cap_opts *o, struct rp_cap **out, char *err,
+			size_t errlen)
+{
+	char ebuf[PCAP_ERRBUF_SIZE] = "";
+	int r;
+	errno = 0;
+	c->p = pcap_open_offline_with_tstamp_precision(o->read_path, PCAP_TSTAMP_PRECISION_NANO, ebuf);
+	if (!c->p) {
+		int e = errno;
+		copyerr(err, errlen, ebuf);
+		free(c);
+		return e == ENOENT || e == EACCES || e == EISDIR ? -e : -EINVAL;   /* else: not a pcap file */
+	}
+	c->offline = true;
+	c->linktype = pcap_datalink(c->p);
+	if (o->filter && *o->filter && (r = rp_cap_set_filter(c, o->filter)) < 0) {
+		copyerr(err, errlen, c->err);
+		goto fail;
+	}
+	if ((r = open_dump(c, o)) < 0) {
+		copyerr(err, errlen, c->err);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	if (c->dump)
+		pcap_dump_close(c->dump);
+	pcap_close(c->p);
+	free(c);
+	return r;
+}
+
 int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, size_t errlen)
 {
 	static const struct rp_cap_opts defaults = { 0 };
@@ -69,6 +130,8 @@ int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, siz
 	if (!c)
 		return -ENOMEM;
 	c->fd = -1;
+	if (o->read_path)
+		return open_offline(c, o, out, err, errlen);
 	const char *dev = o->iface && *o->iface ? o->iface : "any";
 	c->p = pcap_create(dev, ebuf);
 	if (!c->p) {
@@ -125,12 +188,9 @@ int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, siz
 			goto fail;
 		}
 	}
-	if (o->dump_path) {
-		r = rp_cap_dump_open(c, o->dump_path);
-		if (r < 0) {
-			copyerr(err, errlen, c->err);
-			goto fail;
-		}
+	if ((r = open_dump(c, o)) < 0) {
+		copyerr(err, errlen, c->err);
+		goto fail;
 	}
 	*out = c;
 	return 0;
@@ -212,12 +272,7 @@ int rp_cap_dump_open(struct rp_cap *c, const char *path)
 		seterr(c, path, pcap_geterr(c->p));
 		return -e;
 	}
-	/* Write the file header now: the file is valid (if empty) even if we die before a packet. */
-	if (pcap_dump_flush(c->dump) < 0) {
-		seterr(c, path, "flush failed");
-		return -EIO;
-	}
-	return 0;
+	return dump_header(c, path);
 }
 
 int rp_cap_fd(const struct rp_cap *c)
@@ -229,6 +284,8 @@ int rp_cap_wait(struct rp_cap *c, int timeout_ms)
 {
 	if (!c)
 		return -EINVAL;
+	if (c->offline)
+		return c->eof ? -ENODATA : 1;   /* a file is always ready, until its end */
 	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 	int r = poll(&pfd, 1, timeout_ms);
 	if (r < 0)
@@ -248,6 +305,10 @@ int rp_cap_next_raw(struct rp_cap *c, const uint8_t **frame, size_t *caplen, siz
 	int r = pcap_next_ex(c->p, &h, &data);
 	if (r == 0)
 		return 0;
+	if (r == PCAP_ERROR_BREAK && c->offline) {
+		c->eof = true;
+		return -ENODATA;
+	}
 	if (r == PCAP_ERROR_BREAK)
 		return -EINTR;
 	if (r < 0) {
@@ -305,7 +366,10 @@ int rp_cap_stats(struct rp_cap *c, struct rp_cap_stats *st)
 	if (!c || !st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
-	if (pcap_stats(c->p, &ps) < 0) {
+	if (c->offline) {
+		ps.ps_recv = (u_int)c->frames;   /* a file has no kernel counters: what we read */
+		ps.ps_drop = ps.ps_ifdrop = 0;
+	} else if (pcap_stats(c->p, &ps) < 0) {
 		seterr(c, "pcap_stats", pcap_geterr(c->p));
 		return -EIO;
 	}

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include "capture/decode.h"
 #include "capture/filter.h"
 
@@ -30,6 +31,10 @@ struct rp_cap_opts {
 	bool promisc;
 	const char *filter;      /* initial BPF expression; NULL = everything */
 	const char *dump_path;   /* write every captured packet here (pcap, ns timestamps); NULL = none */
+	FILE *dump_file;         /* ... or to this stream, opened by the caller (e.g. before dropping
+	                            privileges, rawpunch/base/outfile.h); the capture owns it from then on */
+	const char *read_path;   /* read packets from this pcap/pcapng file instead of an interface
+	                            (iface, snaplen, buffer, dir and promisc are ignored) */
 };
 
 /* Open and activate. err (may be NULL) receives libpcap's message on failure.
@@ -46,14 +51,15 @@ int rp_cap_set_flows(struct rp_cap *c, const struct rp_flow *flows, size_t n);
 /* Start (or switch to) dumping everything captured into path; NULL stops dumping. */
 int rp_cap_dump_open(struct rp_cap *c, const char *path);
 
-/* Selectable fd (readable when packets are pending) for poll/epoll. */
+/* Selectable fd (readable when packets are pending) for poll/epoll; -1 when reading a file. */
 int rp_cap_fd(const struct rp_cap *c);
-/* poll() the fd: 1 readable, 0 timed out, -EINTR on a signal, -errno. timeout_ms < 0 waits forever. */
+/* poll() the fd: 1 readable, 0 timed out, -EINTR on a signal, -errno. timeout_ms < 0 waits forever.
+ * Reading a file: 1 at once, -ENODATA after its end. */
 int rp_cap_wait(struct rp_cap *c, int timeout_ms);
 
 /* Next decoded event. Frames that do not decode are dumped and counted, then skipped.
  * Returns 1 with *ev filled (ts_ns = pcap timestamp in ns; ev->payload valid until the next call),
- * 0 if nothing is pending, -errno on a capture error. Never blocks. */
+ * 0 if nothing is pending, -ENODATA at the end of a file, -errno on a capture error. Never blocks. */
 int rp_cap_next(struct rp_cap *c, struct rp_event *ev);
 
 /* Next raw frame (dumped and counted like above) without decoding; 1, 0 or -errno as above.
