@@ -14,6 +14,7 @@
 
 #include "capture/capture.h"
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/base/outfile.h"
 #include "rawpunch/base/privs.h"
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
@@ -43,13 +44,17 @@ static void usage(FILE *f)
 		"  -w, --write FILE     also write every captured packet to FILE (pcap, ns timestamps)\n"
 		"  -d, --direction D    in (default), out or inout\n"
 		"  -s, --snaplen N      bytes kept per packet (default 256)\n"
+		"  -r, --read FILE      decode a pcap/pcapng file (e.g. one --pcap or -w wrote) instead of\n"
+		"                       capturing; the filters apply; ends at the end of the file\n"
 		"  -Z, --user USER      after opening the capture, drop all privileges and become USER\n"
+		"                       (default as root: the invoking user (sudo), else nobody; 'root' keeps uid 0)\n"
 		"  -h, --help           this text\n"
 		"\n"
 		"Text lines start with the capture time (UTC, ns); JSON has ts (s) and ts_ns. For ICMP errors\n"
 		"the tuple shown is the quoted one, as we sent it; 'from' is the router that answered.\n"
-		"Stops on SIGINT/SIGTERM, --count or --timeout, then prints capture statistics on stderr.\n"
-		"Needs CAP_NET_RAW (root, or 'setcap cap_net_raw+ep').\n");
+		"Stops on SIGINT/SIGTERM (exit 130/143), --count or --timeout, then prints capture statistics\n"
+		"on stderr. Capturing needs CAP_NET_RAW (root, or 'setcap cap_net_raw+ep'); reading a file\n"
+		"needs nothing. Files are opened first, then every privilege is dropped.\n");
 }
 
 static const char *flag_string(uint8_t f, char *buf)
@@ -247,11 +252,12 @@ int cmd_watch(int argc, char **argv)
 		{ "direction", required_argument, NULL, 'd' },
 		{ "snaplen", required_argument, NULL, 's' },
 		{ "user", required_argument, NULL, 'Z' },
+		{ "read", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct rp_cap_opts co = { .iface = "any" };
-	const char *filter = NULL, *user = NULL;
+	const char *filter = NULL, *user = NULL, *write_path = NULL;
 	unsigned long port = 0, count = 0, snaplen = 0;
 	uint32_t host = 0;
 	double timeout_s = 0;
@@ -260,7 +266,7 @@ int cmd_watch(int argc, char **argv)
 
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":i:f:p:H:c:t:jw:d:s:Z:h", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":i:f:p:H:c:t:jw:d:s:Z:r:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (!*optarg)
@@ -298,7 +304,12 @@ int cmd_watch(int argc, char **argv)
 		case 'w':
 			if (!*optarg)
 				return rp_usage_err("watch", "--write: empty file name");
-			co.dump_path = optarg;
+			write_path = optarg;
+			break;
+		case 'r':
+			if (!*optarg)
+				return rp_usage_err("watch", "--read: empty file name");
+			co.read_path = optarg;
 			break;
 		case 'd':
 			if (parse_dir(optarg, &co.dir))
@@ -325,6 +336,23 @@ int cmd_watch(int argc, char **argv)
 		return rp_usage_err("watch", "unexpected argument '%s'", argv[optind]);
 	if (filter && (port || have_host))
 		return rp_usage_err("watch", "--filter cannot be combined with --port/--host");
+	/* who we become once the capture is open: known (or refused) before anything is opened */
+	uid_t uid;
+	gid_t gid;
+	int r = rp_privs_target(user, &uid, &gid, NULL, 0);
+	if (r == -ENOENT)
+		return rp_usage_err("watch", "--user: no such user '%s'", user);
+	if (r == -EPERM)
+		return rp_usage_err("watch", "--user %s: only root can become another user", user);
+	if (r)
+		return rp_err_errno(r, "--user");
+	if (write_path) {
+		if (co.read_path && !strcmp(co.read_path, write_path))
+			return rp_usage_err("watch", "--write would overwrite the --read file %s", write_path);
+		co.dump_file = rp_out_fopen(write_path, uid, gid);
+		if (!co.dump_file)
+			return rp_usage_err("watch", "--write %s: %s", write_path, rp_out_strerror(-errno));
+	}
 
 	/* --port/--host -> flows: replies to or from the port, and ICMP errors about ours. */
 	char built[2048];
@@ -336,7 +364,7 @@ int cmd_watch(int argc, char **argv)
 			fl[1].rport_lo = fl[1].rport_hi = (uint16_t)port;
 			n = 2;
 		}
-		int r = rp_filter_build(fl, n, built, sizeof(built));
+		r = rp_filter_build(fl, n, built, sizeof(built));
 		if (r < 0)
 			return rp_err_errno(r, "building the capture filter");
 		filter = built;
@@ -345,8 +373,12 @@ int cmd_watch(int argc, char **argv)
 
 	char err[512] = "";
 	struct rp_cap *cap;
-	int r = rp_cap_open(&co, &cap, err, sizeof(err));
+	r = rp_cap_open(&co, &cap, err, sizeof(err));
 	if (r < 0) {
+		if (co.read_path && r != -EINVAL)
+			return rp_usage_err("watch", "--read %s: %s", co.read_path, strerror(-r));
+		if (co.read_path)
+			return rp_usage_err("watch", "--read %s: not a pcap file (%s)", co.read_path, err);
 		if (r == -EINVAL && *err)
 			return rp_usage_err("watch", "%s", err);
 		if (*err)
@@ -360,13 +392,10 @@ int cmd_watch(int argc, char **argv)
 			rp_hint("'ip link' lists the interfaces; 'any' captures on all of them");
 		return 1;
 	}
-	/* Everything privileged is open: give up the rest, as tcpdump -Z does. */
-	if (user || rp_privs_have()) {
-		r = rp_privs_drop_all(user);
-		if (r < 0 && user) {
-			rp_cap_close(cap);
-			return rp_err_errno(r, "dropping privileges");
-		}
+	/* Everything privileged is open: give up the rest, as tcpdump -Z does (and for good). */
+	if ((r = rp_privs_enter(user, 0))) {
+		rp_cap_close(cap);
+		return rp_err_errno(r, "dropping privileges");
 	}
 
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -377,8 +406,12 @@ int cmd_watch(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	fprintf(stderr, "watch: listening on %s (linktype %d), filter: %s\n", co.iface,
-		rp_cap_linktype(cap), filter);
+	if (co.read_path)
+		fprintf(stderr, "watch: reading %s (linktype %d), filter: %s\n", co.read_path, rp_cap_linktype(cap),
+			filter);
+	else
+		fprintf(stderr, "watch: listening on %s (linktype %d), filter: %s\n", co.iface,
+			rp_cap_linktype(cap), filter);
 
 	uint64_t deadline = timeout_s > 0 ? rp_mono_ms() + (uint64_t)(timeout_s * 1000.0 + 0.5) : 0;
 	unsigned long seen = 0;
@@ -394,6 +427,8 @@ int cmd_watch(int argc, char **argv)
 		r = rp_cap_wait(cap, wait_ms);
 		if (r == -EINTR)
 			continue;
+		if (r == -ENODATA)
+			break;                       /* the end of a --read file */
 		if (r < 0) {
 			rp_err("capture: %s", strerror(-r));
 			status = 1;
@@ -409,6 +444,8 @@ int cmd_watch(int argc, char **argv)
 				print_text(&ev);
 			seen++;
 		}
+		if (r == -ENODATA)
+			break;
 		if (r < 0) {
 			rp_err("capture: %s", rp_cap_errmsg(cap));
 			status = 1;
@@ -427,10 +464,12 @@ int cmd_watch(int argc, char **argv)
 			(unsigned long long)seen, (unsigned long long)st.frames, (unsigned long long)st.ignored,
 			(unsigned long long)st.malformed, (unsigned long long)st.received,
 			(unsigned long long)st.dropped, (unsigned long long)st.ifdropped);
-		if (co.dump_path)
-			fprintf(stderr, "; %llu written to %s", (unsigned long long)st.dumped, co.dump_path);
+		if (write_path)
+			fprintf(stderr, "; %llu written to %s", (unsigned long long)st.dumped, write_path);
 		fputc('\n', stderr);
 	}
 	rp_cap_close(cap);
+	if (!status && stop_sig)
+		status = 128 + stop_sig;   /* 130 after Ctrl-C, as a shell reports it */
 	return status;
 }

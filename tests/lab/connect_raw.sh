@@ -98,9 +98,9 @@ echo "after the forgeries" >"$T/in3"
   >"$T/out3" 2>"$T/3.err" & cpid=$!; pids+=($cpid)
 sleep 1
 # SYN-ACKs acking a wrong ISN, RST-ACKs with a wrong ack, bare RSTs
-NA hping3 -q -c 4 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -S -A -M 1000 -L 12345 10.0.1.2 >/dev/null 2>&1 || true
-NA hping3 -q -c 4 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -R -A -M 0 -L 777 10.0.1.2 >/dev/null 2>&1 || true
-NA hping3 -q -c 2 -i u50000 -a "$S_IP" -s 7200 -k -p 40030 -R -M 99 10.0.1.2 >/dev/null 2>&1 || true
+NA python3 tests/lab/craftpkt.py 10.0.1.2 --src "$S_IP" --sport 7200 --dport 40030 --flags SA --seq 1000 --ack 12345 --count 4
+NA python3 tests/lab/craftpkt.py 10.0.1.2 --src "$S_IP" --sport 7200 --dport 40030 --flags RA --seq 0 --ack 777 --count 4
+NA python3 tests/lab/craftpkt.py 10.0.1.2 --src "$S_IP" --sport 7200 --dport 40030 --flags R --seq 99 --count 2
 sleep 0.5
 grep -q ESTABLISHED "$T/3.err" && fail "(3) a forged segment established the connection"
 kill -0 "$cpid" 2>/dev/null || fail "(3) a forged RST ended the attempt"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # rawpunch watch, end to end in three namespaces of its own: x --- r (router) --- y.
-# hping3 in x sends SYNs that draw every kind of reply: SYN-ACK (open port), RST-ACK (closed port),
+# tests/lab/craftpkt.py in x sends SYNs that draw every kind of reply: SYN-ACK (open port), RST-ACK (closed port),
 # ICMP port-unreachable (nft reject in y, full quote) and ICMP time-exceeded (TTL 1, from r).
 # Asserts that 'rawpunch watch --json' in x reports each with the right fields, that the text
 # output has the same events, that --write gives a pcap tshark reads with the same packet count,
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RP=${RAWPUNCH:-${BUILD:-build}/rawpunch}
 [ -x "$RP" ] || { echo "FAIL: $RP not built" >&2; exit 1; }
-for t in hping3 tshark jq socat nft; do
+for t in python3 tshark jq socat nft; do
 	command -v "$t" >/dev/null || { echo "FAIL: $t missing (make deps)" >&2; exit 1; }
 done
 
@@ -69,9 +69,11 @@ start_watch() { # out err args...
 	cat "$err" >&2
 	fail "watch did not start"
 }
-# hping3: one SYN from sport with seq, to dport, optional TTL
+# one SYN from sport with seq, to dport, optional TTL, made outside rawpunch (tests/lab/craftpkt.py)
 syn() { # sport dport seq [ttl]
-	inx hping3 -q -S -c 1 -k -s "$1" -p "$2" -M "$3" ${4:+-t "$4"} -i u100000 10.77.2.2 >/dev/null 2>&1 || true
+	inx python3 tests/lab/craftpkt.py 10.77.2.2 --sport "$1" --dport "$2" --seq "$3" ${4:+--ttl "$4"} ||
+		fail "craftpkt failed"
+	sleep 0.1
 }
 
 # --- 1. JSON, with --write, --host selector, --count
@@ -93,7 +95,7 @@ jq -e '.src == "10.77.2.2" and .dst == "10.77.1.2" and .sport == 5000 and .dport
 	and .ack == 1001 and .flags == "S." and .ttl == 63 and .win > 0 and .paylen == 0
 	and .options.mss == 1460 and .options.sack_perm == false and .options.wscale == null
 	and (.ts_ns | type) == "number" and .ts > 1.5e9' <<<"$e" >/dev/null || fail "syn-ack fields: $e"
-ok "syn-ack: ports, ack = seq + 1, flags, ttl after one hop, MSS (hping3 offers no other option)"
+ok "syn-ack: ports, ack = seq + 1, flags, ttl after one hop, MSS (the SYN carried no option)"
 
 e=$(sel '.kind == "rst-ack"')
 jq -e '.src == "10.77.2.2" and .sport == 5001 and .dport == 40001 and .ack == 2001 and .flags == "R." and .ttl == 63
@@ -123,6 +125,37 @@ n=$(tshark -r "$TMP/w.pcap" -Y 'icmp.type == 11 && tcp.srcport == 40003' 2>/dev/
 [ "$n" -eq 1 ] || fail "tshark sees $n time-exceeded quoting port 40003"
 ok "--write: tshark reads 4 packets, same SYN-ACK and time-exceeded"
 
+# --read: the file decodes to exactly the live events (timestamps included), needs no privilege, ends
+# by itself at the end of the file; --host still filters
+chmod 755 "$TMP"; chmod 644 "$TMP/w.pcap"
+inx setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
+	"$RP" watch --read "$TMP/w.pcap" --json --host 10.77.2.2 >"$TMP/r.out" 2>"$TMP/r.err" ||
+	fail "watch --read as nobody without capabilities: exit $? ($(cat "$TMP/r.err"))"
+cmp -s <(jq -cS . "$TMP/j.out") <(jq -cS . "$TMP/r.out") || fail "--read events differ from the live ones:
+$(diff <(jq -cS . "$TMP/j.out") <(jq -cS . "$TMP/r.out"))"
+grep -q "^watch: reading $TMP/w.pcap" "$TMP/r.err" && grep -q '^watch: 4 events' "$TMP/r.err" ||
+	fail "--read stderr: $(cat "$TMP/r.err")"
+n=$("$RP" watch -r "$TMP/w.pcap" --json --port 40001 2>/dev/null | wc -l)
+[ "$n" = 1 ] || fail "--read with --port 40001: $n events, want 1"
+ok "--read: the pcap decodes to the same 4 events as live, as nobody, filters apply"
+
+# files: --write never follows a symlink nor writes a FIFO; --read of a missing or non-pcap file exits 2
+echo precious >"$TMP/precious"
+ln -s "$TMP/precious" "$TMP/link.pcap"
+mkfifo "$TMP/fifo.pcap"
+for bad in "--write $TMP/link.pcap" "--write $TMP/fifo.pcap" "--read $TMP/nosuch.pcap" "--read $TMP/precious" \
+	   "--user no-such-user-rp"; do
+	set +e
+	timeout 5 "$RP" watch $bad --count 1 --timeout 1 >/dev/null 2>"$TMP/bad.err"
+	rc=$?
+	set -e
+	[ "$rc" -eq 2 ] || fail "watch $bad: exit $rc, want 2 ($(cat "$TMP/bad.err"))"
+	grep -q 'rawpunch watch: ' "$TMP/bad.err" || fail "watch $bad: no message"
+done
+grep -q "no such user 'no-such-user-rp'" "$TMP/bad.err" || fail "--user: $(cat "$TMP/bad.err")"
+[ "$(cat "$TMP/precious")" = precious ] || fail "--write through a symlink changed its target"
+ok "--write refuses a symlink and a FIFO, --read a missing or non-pcap file, --user an unknown user: exit 2"
+
 # A kernel connect() offers MSS, SACK, timestamps and window scale: the SYN-ACK carries them all.
 start_watch "$TMP/o.out" "$TMP/o.err" --json --port 40020 --count 1 --timeout 10
 inx socat -u TCP4:10.77.2.2:5000,sourceport=40020,reuseaddr - >/dev/null 2>&1 || true
@@ -141,7 +174,8 @@ syn 40012 5001 7000 1        # time-exceeded about port 5001: let through
 for _ in $(seq 50); do grep -q rst-ack "$TMP/t.out" && grep -q icmp "$TMP/t.out" && break; sleep 0.1; done
 t0=$(date +%s)
 kill -INT "$WPID"
-wait "$WPID" || fail "watch exited $? on SIGINT"
+rc=0; wait "$WPID" || rc=$?
+[ "$rc" = 130 ] || fail "watch exited $rc on SIGINT, want 130"
 [ $(( $(date +%s) - t0 )) -lt 5 ] || fail "watch ignored SIGINT (ran into --timeout)"
 cat "$TMP/t.out"
 [ "$(wc -l <"$TMP/t.out")" -eq 2 ] || fail "--port 5001 let through: $(cat "$TMP/t.out")"
@@ -150,7 +184,7 @@ grep -Eq '^[0-9:.]+ icmp +ttl-exceeded from 10\.77\.1\.1 ttl 64 about 10\.77\.1\
 grep -Eq '^[0-9:.]+ rst-ack +10\.77\.2\.2:5001 > 10\.77\.1\.2:40010 \[R\.\] seq 0 ack 5001 win 0 ttl 63 ' "$TMP/t.out" ||
 	fail "text line: $(cat "$TMP/t.out")"
 grep -q '^watch: 2 events; .* dropped' "$TMP/t.err" || fail "no stats after SIGINT: $(cat "$TMP/t.err")"
-ok "text output, --port filter, SIGINT prints stats and exits 0"
+ok "text output, --port filter, SIGINT prints stats and exits 130"
 
 # --- 3. bad input: exit 2, clear message
 for args in "--port 0" "--host 10.1" "--count -1" "--timeout x" "--filter 'tcp and'" "--direction up" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # rawpunch watch behind a NAT (tools/natlab): the low-TTL SYN that opens a mapping.
-# From a (behind ra), hping3 sends a SYN with TTL 2 ("nat_ttl") to b-public: it passes ra (mapping made)
+# From a (behind ra), tests/lab/craftpkt.py sends a SYN with TTL 2 ("nat_ttl") to b-public: it passes ra (mapping made)
 # and expires at inet, whose ICMP time-exceeded comes back through ra. conntrack rewrites the quote, so
 # 'rawpunch watch' in a must report router 198.18.1.1 and the inner tuple as a sent it (10.0.1.2:sport,
 # TTL 1 left). Then a SYN with full TTL to s's whoami port draws a SYN-ACK through the NAT (TTL 62 after
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 source tools/natlab-lib.sh
 RP=${RAWPUNCH:-${BUILD:-build}/rawpunch}
 [ -x "$RP" ] || fail "$RP not built"
-for t in hping3 jq; do command -v "$t" >/dev/null || fail "$t missing (make deps)"; done
+for t in python3 jq; do command -v "$t" >/dev/null || fail "$t missing (make deps)"; done
 
 LAB=$(unique_lab wn)
 TMP=$(mktemp -d /tmp/rp-watchnat.XXXXXX)
@@ -30,8 +30,8 @@ WPID=$!
 for _ in $(seq 100); do grep -qs '^watch: listening' "$TMP/err" && break; sleep 0.05; done
 grep -qs '^watch: listening' "$TMP/err" || fail "watch did not start: $(cat "$TMP/err")"
 
-tools/natlab exec "$LAB" a -- hping3 -q -S -c 1 -k -s $SPORT -p 5000 -M 111 -t 2 "$BPUB" >/dev/null 2>&1 || true
-tools/natlab exec "$LAB" a -- hping3 -q -S -c 1 -k -s $SPORT -p 7000 -M 222 "$S" >/dev/null 2>&1 || true
+tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$BPUB" --sport $SPORT --dport 5000 --seq 111 --ttl 2
+tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$S" --sport $SPORT --dport 7000 --seq 222
 wait "$WPID" || fail "watch exited $?: $(cat "$TMP/err")"
 WPID=
 cat "$TMP/out"
@@ -53,8 +53,8 @@ ok "SYN-ACK from s through the NAT, TTL 62 after two routers"
 tools/natlab exec "$LAB" a -- "$RP" watch --json --host "$BPUB" --timeout 3 >"$TMP/out2" 2>"$TMP/err2" &
 WPID=$!
 for _ in $(seq 100); do grep -qs '^watch: listening' "$TMP/err2" && break; sleep 0.05; done
-tools/natlab exec "$LAB" a -- hping3 -q -S -c 1 -k -s $((SPORT + 1)) -p 7000 "$S" >/dev/null 2>&1 || true
-tools/natlab exec "$LAB" a -- hping3 -q -S -c 1 -k -s $((SPORT + 2)) -p 5000 -t 2 "$BPUB" >/dev/null 2>&1 || true
+tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$S" --sport $((SPORT + 1)) --dport 7000
+tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$BPUB" --sport $((SPORT + 2)) --dport 5000 --ttl 2
 wait "$WPID" || fail "watch --host exited $?"
 WPID=
 cat "$TMP/out2"
