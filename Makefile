@@ -6,13 +6,15 @@
 #   make bench-deps the benchmarks' reference tools (masscan, zmap, hping3, nmap) and AFL++
 #   make demo       bring up a NAT lab and show rawpunch working in it (root)
 #   make fuzz       build libFuzzer harnesses (clang) into build/fuzz/
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    rawpunch, rawpunch(1) and bash completion; PREFIX=/usr/local DESTDIR=
 #
 # V=1 shows the commands.
 
 PREFIX ?= /usr/local
 DESTDIR ?=
 BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 BUILD ?= build
 
 CC ?= cc
@@ -70,7 +72,12 @@ TOOL_BIN := $(TOOL_SRC:tools/%.c=$(BUILD)/%)
 BENCH_BIN := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench/%)
 FUZZ_BIN := $(FUZZ_SRC:tools/fuzz/%.c=$(BUILD)/fuzz/%)
 
-all: $(BUILD)/rawpunch $(TOOL_BIN) $(BENCH_BIN)
+all: $(BUILD)/rawpunch $(BUILD)/rawpunch.1 $(TOOL_BIN) $(BENCH_BIN)
+
+# The man page is made from the binary's own --help texts (tools/gen-man), one section per command.
+$(BUILD)/rawpunch.1: $(BUILD)/rawpunch tools/gen-man
+	$(MSG) MAN $@
+	$(Q)tools/gen-man $(BUILD)/rawpunch $@
 
 # Layering, checked before any object is built (an order-only prerequisite of every object).
 LAYER_SRC := $(sort $(wildcard userstack/*.[ch] capture/*.[ch] rawpunch/*/*.[ch]))
@@ -166,14 +173,19 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tools/demo
 
-install: $(BUILD)/rawpunch
-	@install -v -d "$(DESTDIR)$(BINDIR)"
+install: $(BUILD)/rawpunch $(BUILD)/rawpunch.1
+	@install -v -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(COMPLETIONDIR)"
 	@install -v -m 0755 $(BUILD)/rawpunch "$(DESTDIR)$(BINDIR)/rawpunch"
+	@install -v -m 0644 $(BUILD)/rawpunch.1 "$(DESTDIR)$(MANDIR)/man1/rawpunch.1"
+	@install -v -m 0644 tools/completion/rawpunch.bash "$(DESTDIR)$(COMPLETIONDIR)/rawpunch"
+
+uninstall:
+	@rm -fv "$(DESTDIR)$(BINDIR)/rawpunch" "$(DESTDIR)$(MANDIR)/man1/rawpunch.1" "$(DESTDIR)$(COMPLETIONDIR)/rawpunch"
 
 clean:
 	$(Q)rm -rf $(BUILD)
 
-.PHONY: all test check test-unit test-lab units deps bench-deps demo install clean fuzz
+.PHONY: uninstall all test check test-unit test-lab units deps bench-deps demo install clean fuzz
 .SECONDARY:
 
 # Every object's header dependencies, programs' and tests' included (a struct changed in a header must
