@@ -81,7 +81,7 @@ static void on_notify(void *arg, const struct us_out *out)
 static void flow_init(struct rp_session *s)
 {
 	s->flow = (struct rp_rawflow){
-		.craft = s->craft, .tcb = s->tcb, .laddr = s->laddr, .raddr = s->raddr, .lport = s->lport,
+		.craft = s->craft, .tcb = s->tcb, .laddr = s->laddr, .raddr = s->raddr,
 		.syn_ttl = s->o.syn_ttl, .ttl = s->o.ttl, .accept_syn = s->o.accept_syn,
 		.iss = cookie_iss, .sent = count_sent, .notify = on_notify, .arg = s, .forged = &s->st.forged,
 		.trace = s->o.trace, .trace_arg = s->o.trace_arg,
