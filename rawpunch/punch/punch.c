@@ -22,8 +22,8 @@
 #include "rawpunch/net/craft.h"
 #include "rawpunch/net/guard.h"
 #include "rawpunch/net/netif.h"
+#include "rawpunch/punch/rawflow.h"
 #include "userstack/cookie.h"
-#include "userstack/seq.h"
 #include "userstack/tcb.h"
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
@@ -79,8 +79,7 @@ struct rp_punch {
 	bool defined;
 	uint16_t lport, rport;
 	struct us_tcb *tcb;
-	struct us_config cfg;
-	uint64_t timer_ns;
+	struct rp_rawflow flow;      /* drives tcb (rawflow.h); defined, lport, rport copy its flow */
 	uint64_t packets_sent;       /* all rounds */
 	uint16_t *guarded;           /* local ports already in the guard (with their remote range) */
 	size_t n_guarded, cap_guarded;
@@ -620,129 +619,85 @@ int rp_punch_lockstep_targets(const struct rp_natinfo *pn, unsigned n, int me, u
 
 /* --- receiving ----------------------------------------------------------------------------- */
 
-static void send_out(struct rp_punch *p, const struct us_out *out)
+/* The ISN of every SYN we send this round, whatever the ports (rawflow iss hook). */
+static uint32_t round_iss(void *arg, uint16_t lport, uint16_t rport)
 {
-	for (unsigned i = 0; i < out->n; i++) {
-		struct rp_seg seg;
-		char fl[9];
-		rp_seg_from_us(&seg, p->laddr, p->lport, p->raddr, p->rport, &out->seg[i]);
-		int r = rp_craft_send(p->craft, &seg);
-		rp_tcp_flags_str(out->seg[i].flags, fl);
-		if (r < 0) {
-			p->st->send_errors++;
-			trace(p, "tx %-3s %u -> :%u FAILED: %s", fl, p->lport, p->rport, strerror(-r));
-			continue;
-		}
-		p->st->handshake_sent++;
-		p->packets_sent++;
-		trace(p, "tx %-3s %u -> :%u seq=%u ack=%u", fl, p->lport, p->rport, out->seg[i].seq, out->seg[i].ack);
-	}
-	p->timer_ns = out->timer_ns;
+	const struct rp_punch *p = arg;
+	(void)lport;
+	(void)rport;
+	return p->isn_mine;
 }
 
-static int tcb_step(struct rp_punch *p, const struct us_event *ev, bool suppress_syn)
+static void handshake_sent(void *arg, const struct us_out_seg *seg, uint16_t rport, int err)
 {
-	struct us_out out;
-	int r = us_step(p->tcb, ev, rp_mono_ns(), &out);
-	if (r)
-		return r;
-	if (suppress_syn) {
-		unsigned k = 0;
-		for (unsigned i = 0; i < out.n; i++)
-			if (!((out.seg[i].flags & US_TH_SYN) && !(out.seg[i].flags & US_TH_ACK)))
-				out.seg[k++] = out.seg[i];
-		out.n = k;
+	struct rp_punch *p = arg;
+	(void)seg;
+	(void)rport;
+	if (err < 0) {
+		p->st->send_errors++;
+		return;
 	}
-	send_out(p, &out);
-	if (out.notify & US_N_CLOSED)
-		return out.error ? out.error : -ECONNABORTED;
-	return 0;
+	p->st->handshake_sent++;
+	p->packets_sent++;
+}
+
+/* A new round: no flow yet; the round's ISNs are what its packets are checked against. */
+static void flow_begin(struct rp_punch *p)
+{
+	p->flow = (struct rp_rawflow){
+		.craft = p->craft, .tcb = p->tcb, .laddr = p->laddr, .raddr = p->raddr,
+		.accept_syn = true, .peer_isn_known = true, .peer_isn = p->isn_peer,
+		.iss = round_iss, .sent = handshake_sent, .arg = p, .forged = &p->st->rx_forged,
+		.trace = p->o.trace, .trace_arg = p->o.trace_arg,
+	};
+	rp_rawflow_reset(&p->flow);
+	p->defined = false;
+	p->lport = p->rport = 0;
 }
 
 static int define_flow(struct rp_punch *p, const struct rp_punch_round_opts *ro, uint16_t lport, uint16_t rport,
 		       uint64_t deadline)
 {
-	struct us_event ev = { .type = US_EV_OPEN_ACTIVE };
-	us_tcb_init(p->tcb);
+	struct us_config cfg;
+	struct us_out out;
+	rp_rawflow_config(&cfg, p->isn_mine, 1460, p->ts_offset,
+			  (uint64_t)(ro->syn_rtx_ms ? ro->syn_rtx_ms : 250) * 1000000ull, true, deadline);
 	p->defined = true;
 	p->lport = lport;
 	p->rport = rport;
-	memset(&p->cfg, 0, sizeof(p->cfg));
-	p->cfg.iss = p->isn_mine;
-	p->cfg.mss = 1460;
-	p->cfg.wscale_ok = true;
-	p->cfg.wscale = 7;
-	p->cfg.sack_ok = true;
-	p->cfg.ts_ok = true;
-	p->cfg.ts_offset = p->ts_offset;
-	p->cfg.syn_rto_ns = (uint64_t)(ro->syn_rtx_ms ? ro->syn_rtx_ms : 250) * 1000000ull;
-	p->cfg.syn_no_backoff = true;
-	p->cfg.persist = true;
-	p->cfg.deadline_ns = deadline;
-	p->cfg.time_wait_ns = 500000000ull;
-	ev.cfg = &p->cfg;
 	/* our SYN for this flow already left in the burst (or our peer's SYN is answered directly) */
-	return tcb_step(p, &ev, true);
-}
-
-static void feed(struct rp_punch *p, const struct rp_event *ev, struct us_event *uev)
-{
-	memset(uev, 0, sizeof(*uev));
-	uev->type = US_EV_SEGMENT;
-	uev->seg.seq = ev->seq;
-	uev->seg.ack = ev->ack;
-	uev->seg.flags = ev->flags;
-	uev->seg.win = ev->win;
-	uev->seg.opts = ev->opts;
-	uev->seg.payload = ev->payload;
-	uev->seg.len = ev->paylen;
-	us_handshake_only(p->tcb, &uev->seg);
-}
-
-static void forged(struct rp_punch *p, const struct rp_event *ev, const char *why)
-{
-	char fl[9];
-	rp_tcp_flags_str(ev->flags, fl);
-	p->st->rx_forged++;
-	trace(p, "ignored %s :%u -> %u seq=%u ack=%u (%s)", fl, ev->tuple.sport, ev->tuple.dport, ev->seq, ev->ack, why);
+	int r = rp_rawflow_open(&p->flow, lport, rport, &cfg, true, &out);
+	return r < 0 ? r : 0;
 }
 
 /* Before the flow exists. Returns 1 when it was defined, 0, or -errno. */
 static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts *ro, const struct rp_event *ev,
 			    uint64_t hs_deadline_from_now)
 {
-	uint8_t f = ev->flags;
-	bool syn = f & RP_TH_SYN, ack = f & RP_TH_ACK, rst = f & RP_TH_RST;
 	uint64_t now = rp_mono_ns();
-	struct us_event uev;
+	struct us_out out;
+	const char *why;
 	char fl[9];
 	int r;
 
-	rp_tcp_flags_str(f, fl);
-	if (rst) {
-		if (ack && ev->ack == p->isn_mine + 1) {
-			p->st->rx_rst++;
-			trace(p, "rx %-3s :%u -> %u (the peer's NAT refused this port)", fl, ev->tuple.sport, ev->tuple.dport);
-		} else {
-			forged(p, ev, "RST that does not acknowledge our ISN");
-		}
+	rp_tcp_flags_str(ev->flags, fl);
+	switch (rp_rawflow_classify(&p->flow, ev, &why)) {
+	case RP_RF_FORGED:
+		rp_rawflow_forged(&p->flow, ev, why);
 		return 0;
-	}
-	if (syn && !ack) {
-		if (ev->seq != p->isn_peer) {
-			forged(p, ev, "SYN without the peer's ISN for this round");
-			return 0;
-		}
+	case RP_RF_REFUSED:
+		p->st->rx_rst++;
+		trace(p, "rx %-3s :%u -> %u (the peer's NAT refused this port)", fl, ev->tuple.sport, ev->tuple.dport);
+		return 0;
+	case RP_RF_SYN:
 		p->st->rx_syn++;
 		p->st->trigger = "syn";
-	} else if (syn && ack) {
-		if (ev->ack != p->isn_mine + 1) {
-			forged(p, ev, "SYN-ACK that does not acknowledge our ISN");
-			return 0;
-		}
+		break;
+	case RP_RF_SYNACK:
 		p->st->rx_synack++;
 		p->st->trigger = "syn-ack";
-	} else {
+		break;
+	default:
 		p->st->rx_other++;
 		trace(p, "rx %-3s :%u -> %u before the flow exists (ignored)", fl, ev->tuple.sport, ev->tuple.dport);
 		return 0;
@@ -756,45 +711,14 @@ static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts
 	r = define_flow(p, ro, ev->tuple.dport, ev->tuple.sport, now + hs_deadline_from_now);
 	if (r)
 		return r;
-	feed(p, ev, &uev);
-	r = tcb_step(p, &uev, false);
-	return r ? r : 1;
+	r = rp_rawflow_feed(&p->flow, ev, &out);
+	return r < 0 ? r : 1;
 }
 
-/* After: only the flow's segments reach the tcb, after the checks session.c does. */
-static bool valid_for_tcb(struct rp_punch *p, const struct rp_event *ev)
-{
-	const struct us_tcb *t = p->tcb;
-	bool ack = ev->flags & RP_TH_ACK, rst = ev->flags & RP_TH_RST, syn = ev->flags & RP_TH_SYN;
-	switch (t->state) {
-	case US_SYN_SENT:
-		if (ack && ev->ack != t->iss + 1)
-			return forged(p, ev, "ack is not our ISN + 1"), false;
-		if (rst && !ack)
-			return forged(p, ev, "RST without ACK in SYN-SENT"), false;
-		if (!ack && (!syn || ev->seq != p->isn_peer))
-			return forged(p, ev, "bare SYN without the peer's ISN"), false;
-		return true;
-	case US_SYN_RECEIVED:
-		if (ack && !seq_in(ev->ack, t->iss + 1, t->snd_max + 1))
-			return forged(p, ev, "ack outside what we sent"), false;
-		if (syn && !ack && ev->seq != p->isn_peer)
-			return forged(p, ev, "SYN without the peer's ISN"), false;
-		if (rst && !ack && !seq_in(ev->seq, t->rcv_nxt, t->rcv_nxt + (t->rcv_wnd ? t->rcv_wnd : 1)))
-			return forged(p, ev, "RST outside the window"), false;
-		return true;
-	default:
-		if (rst && !seq_in(ev->seq, t->rcv_nxt, t->rcv_nxt + (t->rcv_wnd ? t->rcv_wnd : 1)))
-			return forged(p, ev, "RST outside the window"), false;
-		if (ack && seq_gt(ev->ack, t->snd_max))
-			return forged(p, ev, "acks data never sent"), false;
-		return true;
-	}
-}
-
+/* Returns < 0 when the tcb closed on an error, else >= 0. */
 static int on_tcp(struct rp_punch *p, const struct rp_punch_round_opts *ro, const struct rp_event *ev, uint64_t hs_ns)
 {
-	struct us_event uev;
+	struct us_out out;
 	char fl[9];
 	if (ev->ip_src == p->laddr)
 		return 0;                      /* our own, captured for the dump */
@@ -804,13 +728,12 @@ static int on_tcp(struct rp_punch *p, const struct rp_punch_round_opts *ro, cons
 		return on_tcp_undefined(p, ro, ev, hs_ns);
 	if (ev->tuple.dport != p->lport || ev->tuple.sport != p->rport) {
 		/* another of the round's ports answering late: count it, the flow is chosen */
-		uint8_t f = ev->flags;
-		if ((f & (RP_TH_SYN | RP_TH_ACK)) == RP_TH_SYN && ev->seq == p->isn_peer)
-			p->st->rx_syn++;
-		else if ((f & (RP_TH_SYN | RP_TH_ACK)) == (RP_TH_SYN | RP_TH_ACK) && ev->ack == p->isn_mine + 1)
-			p->st->rx_synack++;
-		else if ((f & RP_TH_RST) && ev->ack == p->isn_mine + 1)
-			p->st->rx_rst++;
+		switch (rp_rawflow_classify(&p->flow, ev, NULL)) {
+		case RP_RF_SYN: p->st->rx_syn++; break;
+		case RP_RF_SYNACK: p->st->rx_synack++; break;
+		case RP_RF_REFUSED: p->st->rx_rst++; break;
+		default: break;
+		}
 		return 0;
 	}
 	rp_tcp_flags_str(ev->flags, fl);
@@ -818,41 +741,29 @@ static int on_tcp(struct rp_punch *p, const struct rp_punch_round_opts *ro, cons
 	      ev->paylen);
 	if (ev->paylen < ev->paylen_wire)
 		return 0;
-	if (!valid_for_tcb(p, ev))
+	if (!rp_rawflow_acceptable(&p->flow, ev))
 		return 0;
 	if (ev->flags & RP_TH_RST)
 		p->st->rx_rst++;
-	feed(p, ev, &uev);
-	return tcb_step(p, &uev, false);
+	return rp_rawflow_feed(&p->flow, ev, &out);
 }
 
 static int on_icmp(struct rp_punch *p, const struct rp_event *ev)
 {
+	struct us_out out;
 	char a[INET_ADDRSTRLEN];
 	if (ev->tuple.saddr != p->laddr || ev->tuple.daddr != p->raddr || !lport_in(p, ev->tuple.sport))
 		return 0;
-	if (ev->seq != p->isn_mine) {
-		p->st->rx_forged++;
-		trace(p, "ignored ICMP %u/%u from %s (quoted seq is not our ISN)", ev->icmp_type, ev->icmp_code,
-		      rp_ip_str(ev->ip_src, a));
+	if (!rp_rawflow_icmp_ok(&p->flow, ev))
 		return 0;
-	}
 	p->st->rx_icmp++;
 	if (ev->icmp_type == 11)
 		p->st->rx_icmp_ttl++;
 	/* Time-exceeded answers our primes (expected). Other errors are soft: the NATs keep the
 	 * mappings (RFC 5382 REQ-10) and the tcb runs in persist mode. */
-	if (ev->icmp_type != 11 || p->o.trace)
-		trace(p, "rx ICMP %u/%u from %s quoting %u -> :%u", ev->icmp_type, ev->icmp_code, rp_ip_str(ev->ip_src, a),
-		      ev->tuple.sport, ev->tuple.dport);
-	if (p->defined && ev->tuple.sport == p->lport && ev->tuple.dport == p->rport) {
-		struct us_event uev = { .type = US_EV_ICMP_ERROR };
-		uev.icmp.type = ev->icmp_type;
-		uev.icmp.code = ev->icmp_code;
-		uev.icmp.seq = ev->seq;
-		return tcb_step(p, &uev, false);
-	}
-	return 0;
+	trace(p, "rx ICMP %u/%u from %s quoting %u -> :%u", ev->icmp_type, ev->icmp_code, rp_ip_str(ev->ip_src, a),
+	      ev->tuple.sport, ev->tuple.dport);
+	return rp_rawflow_icmp(&p->flow, ev, &out);
 }
 
 static void fill_why(struct rp_punch *p, const struct sender *s, int result)
@@ -922,10 +833,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	p->isn_peer = rp_punch_isn(p->key, peer_pub, my_pub, isn_port(theirs, ro->peer), ro->round);
 	st->isn_mine = p->isn_mine;
 	st->isn_peer = p->isn_peer;
-	p->defined = false;
-	p->lport = p->rport = 0;
-	p->timer_ns = 0;
-	us_tcb_init(p->tcb);
+	flow_begin(p);
 	memset(p->lport_set, 0, sizeof(p->lport_set));
 	lport_add(p, p->punch_port);
 	hs_ns = (uint64_t)(ro->handshake_ms ? ro->handshake_ms : 3000) * 1000000ull;
@@ -1011,7 +919,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 			ro->progress(&pr, ro->progress_arg);
 			next_tick = now + TICK_NS;
 		}
-		uint64_t until = p->defined ? p->timer_ns : end_ns;
+		uint64_t until = p->defined ? p->flow.timer_ns : end_ns;
 		if (!until || until > now + TICK_NS)
 			until = now + TICK_NS;
 		int ms = until > now ? (int)((until - now + 999999) / 1000000) : 0;
@@ -1039,9 +947,9 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 			if (!p->defined || p->tcb->state == US_CLOSED)
 				break;
 		}
-		if (p->defined && p->timer_ns && rp_mono_ns() >= p->timer_ns) {
-			struct us_event tev = { .type = US_EV_TIMER };
-			r = tcb_step(p, &tev, false);
+		if (p->defined) {
+			struct us_out tout;
+			r = rp_rawflow_timer(&p->flow, rp_mono_ns(), &tout);
 			if (r && p->tcb->state == US_CLOSED) {
 				result = -ETIMEDOUT;
 				break;
