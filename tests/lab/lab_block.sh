@@ -59,7 +59,7 @@ for dst in 198.18.3.2:3478 198.18.3.2:3479 198.18.3.3:3478 198.18.3.3:3479; do
 done
 echo "  block, a's port $sp to 4 STUN destinations: ${fixed[*]}"
 for p in "${fixed[@]}"; do in_block "$p" "$blk_a" || fail "block: STUN-mapped port $p outside $blk_a"; done
-[ "$(printf '%s\n' "${fixed[@]}" | sort -u | wc -l)" -ge 3 ] || fail "block: one local port kept its port across destinations"
+[ "$(printf '%s\n' "${fixed[@]}" | sort -u | wc -l)" -ge 2 ] || fail "block: one local port kept its port across 4 destinations"
 # The NAT's own table says the same: every flow of a to whoami left from a port of a's block.
 ct=$(tools/natlab exec "$LAB" ra -- conntrack -L -p tcp -s 10.0.1.2 --dport 7000 2>/dev/null)
 echo "$ct" | head -2 | sed 's/^/  conntrack on ra: /'
