@@ -8,6 +8,11 @@
 #   stun_tcp LAB HOST IP PORT [SPORT]
 #                             STUN Binding over TCP; prints "MAPPED_IP:PORT OTHER_IP:PORT ORIGIN_IP:PORT"
 #                             (XOR-MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN; "-" when absent)
+#   stun_udp LAB HOST IP PORT [SPORT]   the same over UDP
+#   flow_ports LAB HOST N     external ports of N new flows from HOST (to whoami, each from a fresh port)
+#   lab_state LAB KEY         a value the lab recorded at up (its profile file, as `natlab status` shows
+#                             it: nat_a, cgn_b, nat_a_blocks, cgn_a_hash_seed, ...)
+#   in_block PORT BLOCK       is PORT inside BLOCK ("LO-HI" or "ADDR:LO-HI")?
 #   fail MSG / ok MSG         test verdict lines
 NATLAB=${NATLAB:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/natlab}
 _NATLAB_LABS=()
@@ -57,13 +62,32 @@ whoami() {
 	"$NATLAB" exec "$lab" "$h" -- socat -T2 - "TCP4:198.18.3.2:7000$opt" </dev/null 2>/dev/null
 }
 
-# Build a 20-byte STUN Binding request (RFC 8489): type 0x0001, length 0, magic cookie, 12-byte txid.
-stun_tcp() {
-	local lab=$1 h=$2 ip=$3 port=$4 sp=${5:-} opt="" txid req hex
+flow_ports() {
+	local lab=$1 h=$2 n=$3 i m
+	for ((i = 0; i < n; i++)); do
+		m=$(whoami "$lab" "$h") && [ -n "$m" ] || { echo "flow_ports: flow $((i + 1)) from $h got no answer" >&2; return 1; }
+		port_of "$m"
+	done
+}
+
+lab_state() { sed -n "s/^$2=//p" "${NATLAB_RUNDIR:-/run/natlab}/$1/profile"; }
+
+in_block() {
+	local b=${2##*:}
+	[ "$1" -ge "${b%-*}" ] && [ "$1" -le "${b#*-}" ]
+}
+
+stun_tcp() { _stun TCP4 0.3 -T2 "$@"; }
+stun_udp() { _stun UDP4 0.5 -T1 "$@"; }
+
+# _stun PROTO WAIT TIMEOUT LAB HOST IP PORT [SPORT]: send a 20-byte STUN Binding request (RFC 8489: type
+# 0x0001, length 0, magic cookie, 12-byte txid) with socat, wait, and parse the answer.
+_stun() {
+	local proto=$1 wait=$2 tmo=$3 lab=$4 h=$5 ip=$6 port=$7 sp=${8:-} opt="" txid req hex
 	[ -n "$sp" ] && opt=",sourceport=$sp,reuseaddr"
 	txid=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
 	req="\\x00\\x01\\x00\\x00\\x21\\x12\\xa4\\x42$(echo "$txid" | sed 's/../\\x&/g')"
-	hex=$( (printf "$req"; sleep 0.3) | "$NATLAB" exec "$lab" "$h" -- socat -T2 - "TCP4:$ip:$port$opt" 2>/dev/null |
+	hex=$( (printf "$req"; sleep "$wait") | "$NATLAB" exec "$lab" "$h" -- socat "$tmo" - "$proto:$ip:$port$opt" 2>/dev/null |
 		od -An -tx1 -v | tr -s ' \n' ' ')
 	stun_parse "$txid" $hex
 }

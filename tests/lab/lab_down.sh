@@ -17,6 +17,9 @@ expect_rc() {   # expect_rc RC WHAT CMD...
 expect_rc 2 "bad LAB name"      tools/natlab up 'Bad-Name'
 expect_rc 2 "LAB too long"      tools/natlab up abcdefghi
 expect_rc 2 "unknown profile"   tools/natlab up ltzz --nat-a symmetric
+expect_rc 2 "bad block size"    tools/natlab up ltzz --nat-b block:0
+expect_rc 2 "bad step"          tools/natlab up ltzz --nat-a sequential:0
+expect_rc 2 "bad carrier NAT"   tools/natlab up ltzz --cgn-a cgn
 expect_rc 2 "unknown filter"    tools/natlab up ltzz --filter-b reject
 expect_rc 2 "loss > 100"        tools/natlab up ltzz --loss 101
 expect_rc 2 "jitter > delay"    tools/natlab up ltzz --delay 1 --jitter 5
@@ -49,7 +52,7 @@ assert_gone() {
 }
 lab_pids() {   # every process in the lab's namespaces and every recorded pid
 	local h
-	for h in a na ra b nb rb inet s; do ip netns pids "rp$1-$h" 2>/dev/null || true; done
+	for h in a na ra b nb rb inet s ca ispa cb ispb; do ip netns pids "rp$1-$h" 2>/dev/null || true; done
 	cat /run/natlab/"$1"/*.pid 2>/dev/null || true
 }
 
@@ -66,6 +69,7 @@ pids=$(lab_pids "$L" | sort -u)
 # a healthy lab goes down without a word (coturn's own pid file once drew "no longer the lab's process")
 L2=$(unique_lab ltq)
 lab_up "$L2" --nat-a random
+expect_rc 1 "exec on a carrier host of a lab without one" tools/natlab exec "$L2" ca -- true
 err=$(tools/natlab down "$L2" 2>&1 >/dev/null) || fail "down of a healthy lab failed: $err"
 [ -z "$err" ] || fail "down of a healthy lab printed: $err"
 ok "down of a healthy lab prints nothing"
@@ -88,11 +92,12 @@ assert_gone "$L" $pids
 tools/natlab down "$L" || fail "down of a removed lab should succeed"
 ok "down removes namespaces, veths, nft tables, state and all $(wc -w <<<"$pids") processes (and leaves a stale pid file's stranger alone); down is idempotent"
 
-# up killed (SIGKILL) at different points, then down.
-for t in 0.05 0.15 0.3 0.45; do
+# up killed (SIGKILL) at different points, then down; the last two with carrier NATs on both sides.
+for t in 0.05 0.15 0.3 0.45 0.3c 0.9c; do
 	K=$(unique_lab ltx)
 	_NATLAB_LABS+=("$K")
-	setsid tools/natlab up "$K" --nat-a sequential-noise --nat-b random --delay 3 >/dev/null 2>&1 &
+	cgn=(); [ "${t%c}" = "$t" ] || { t=${t%c}; cgn=(--cgn-a block-seq --cgn-b address-dependent); }
+	setsid tools/natlab up "$K" --nat-a sequential-noise --nat-b random --delay 3 "${cgn[@]}" >/dev/null 2>&1 &
 	up=$!
 	sleep "$t"
 	kill -KILL -- -"$up" 2>/dev/null || true
@@ -103,6 +108,6 @@ for t in 0.05 0.15 0.3 0.45; do
 	tools/natlab down "$K" || fail "down after up killed at $t s"
 	# shellcheck disable=SC2086
 	assert_gone "$K" $pids
-	echo "  up killed after $t s ($n namespaces, $(wc -w <<<"$pids") processes): down cleaned up"
+	echo "  up ${cgn[*]:+(${cgn[*]}) }killed after $t s ($n namespaces, $(wc -w <<<"$pids") processes): down cleaned up"
 done
 ok "down cleans up after an up killed part-way"

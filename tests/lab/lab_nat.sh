@@ -27,10 +27,7 @@ r=$(stun_tcp "$LAB" a 198.18.3.2 3478); read -r _ other _ <<<"$r"
 ok "coturn answers STUN Binding over TCP on 198.18.3.2/.3 ports 3478/3479, OTHER-ADDRESS present"
 
 # UDP too (one request to the primary address), with socat's UDP client.
-txid=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
-hex=$( (printf "\\x00\\x01\\x00\\x00\\x21\\x12\\xa4\\x42$(echo "$txid" | sed 's/../\\x&/g')"; sleep 0.5) |
-	tools/natlab exec "$LAB" a -- socat -T1 - UDP4:198.18.3.2:3478 | od -An -tx1 -v | tr -s ' \n' ' ')
-r=$(stun_parse "$txid" $hex) || fail "no STUN Binding response over UDP"
+r=$(stun_udp "$LAB" a 198.18.3.2 3478) || fail "no STUN Binding response over UDP"
 ok "coturn answers STUN Binding over UDP: ${r%% *}"
 
 # --- preserve: one local port, five destinations, the same external port every time.
