@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rawpunch/rendezvous/client-internal.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/clock.h"
 
@@ -38,7 +39,12 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t
 		if (now >= deadline_ms)
 			return -ETIMEDOUT;
 		struct pollfd p = { .fd = fd, .events = ev };
-		int r = poll(&p, 1, (int)(deadline_ms - now));
+		/* with a stop flag, look at it every 50 ms: another thread may set it (rv_join_any gives
+		 * up the other servers' slots that way), and a thread gets no EINTR from that */
+		uint64_t slice = deadline_ms - now;
+		if (stop && slice > 50)
+			slice = 50;
+		int r = poll(&p, 1, (int)slice);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -323,23 +329,18 @@ static int get_i64(struct json_object *o, const char *k, int64_t *v)
 	return 0;
 }
 
-int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
-		 struct rv_join_res *res)
+/* Clock sync, join by id, wait until the server pairs us (a peer with the same id came). */
+int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
+		      uint64_t deadline)
 {
-	int timeout = req->timeout_ms > 0 ? req->timeout_ms : 30000;
 	int rounds = req->clock_rounds > 0 ? req->clock_rounds : 8;
-	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout;
-	struct json_object *o, *info = NULL;
+	struct json_object *o;
 	const char *t;
 	int r;
-	if (!c || !k || !req || !res || c->joined || req->n_cand > RV_MAX_CAND)
-		return -EINVAL;
-	memset(res, 0, sizeof(*res));
 	c->keys = *k;
 	rv_peerstate_init(&c->ps);
 	if (!c->synced && (r = rv_clock_sync(c, rounds, NULL, NULL)))
 		return r;
-	/* 1. join by id; wait until the server pairs us */
 	o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
@@ -357,6 +358,16 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 			break;
 	}
 	c->joined = true;
+	return 0;
+}
+
+/* Paired: hello both ways, then natinfo, candidates, clocks and the start. */
+int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res,
+		       uint64_t deadline)
+{
+	struct json_object *o, *info = NULL;
+	const char *t;
+	int r;
 	/* 2. hello both ways: learn the peer's fresh nonce */
 	if ((r = send_box(c, "hello", NULL, deadline)))
 		return r;
@@ -447,6 +458,20 @@ int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_j
 	res->clock_bound_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
 	res->initiator = memcmp(c->ps.mine, c->ps.theirs, RV_NONCE_LEN) < 0;
 	return 0;
+}
+
+int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
+		 struct rv_join_res *res)
+{
+	int timeout = req && req->timeout_ms > 0 ? req->timeout_ms : 30000;
+	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout;
+	int r;
+	if (!c || !k || !req || !res || c->joined || req->n_cand > RV_MAX_CAND)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	if ((r = rv_join_begin_(c, k, req, deadline)))
+		return r;
+	return rv_join_finish_(c, req, res, deadline);
 }
 
 int rv_join(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res)

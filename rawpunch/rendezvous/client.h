@@ -78,9 +78,36 @@ void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop);
 uint64_t rv_server_now_ns(const struct rv_client *c);
 void rv_close(struct rv_client *c);
 
+/* ---- Several servers ------------------------------------------------------------------------------
+ * With a list of servers, both peers order it the same way for their session: rendezvous hashing,
+ * descending BLAKE2b-64(id || "/" || "ADDR:PORT"), so they meet at the first server both can reach,
+ * and a server that is gone moves only its own sessions. rv_connect_first connects to the first one
+ * that answers (a refused or silent one costs at most RV_CONNECT_MS). rv_join_any joins there and,
+ * while unpaired, also at the next server after each RV_HEDGE_MS (the peer may not reach the first);
+ * a server that fails before the pairing is left at once for the next. The first pairing wins and
+ * finishes the join; the other slots are given up. A server that dies after the pairing (the
+ * connection breaks during the exchange) is marked dead and both peers meet again at the next one. */
+#define RV_MAX_SERVERS 8
+#define RV_CONNECT_MS 1000
+#define RV_HEDGE_MS 1000
+struct rv_keys;
+/* order[] receives the indices of servers[] (n <= RV_MAX_SERVERS) in the session's order. */
+void rv_server_order(const struct rv_keys *k, const struct sockaddr_in *servers, unsigned n, unsigned *order);
+/* Connect to the first server in the order that accepts within connect_ms (<= 0: RV_CONNECT_MS).
+ * 0 with *out and *which (its index in servers[]), or the last server's error, -EINTR on *stop. */
+int rv_connect_first(const struct sockaddr_in *servers, unsigned n, const struct rv_keys *k, int connect_ms,
+		     volatile sig_atomic_t *stop, struct rv_client **out, unsigned *which);
+/* Join over servers[] as above. *io may hold a client from rv_connect_first (with *which): it is used
+ * (and the servers before it in the order count as unreachable). On success *io is the joined client
+ * (rv_send / rv_recv / rv_close as after rv_join) and *which its server; res as rv_join's. Errors as
+ * rv_join's; -EHOSTUNREACH or the last connect error when no server could be reached; -EINTR on *stop.
+ * A client passed in is consumed either way. */
+int rv_join_any(const struct sockaddr_in *servers, unsigned n, const struct rv_keys *k,
+		const struct rv_join_req *req, volatile sig_atomic_t *stop, struct rv_client **io,
+		unsigned *which, struct rv_join_res *res);
+
 /* Test hook (rendezvous lab test, load tool): join with explicitly given keys instead of deriving
  * them, so a client holding the right id but a wrong box key can be shown unable to inject. */
-struct rv_keys;
 int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
 		 struct rv_join_res *res);
 

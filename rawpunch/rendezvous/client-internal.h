@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* Private to the rendezvous client (client.c, multi.c): the join in its two halves, so that a join over
+ * several servers (multi.c) can wait for a pairing on more than one and finish on one. */
+#ifndef RP_RV_CLIENT_INTERNAL_H
+#define RP_RV_CLIENT_INTERNAL_H
+#include <stdint.h>
+#include "rawpunch/rendezvous/client.h"
+
+/* Clock sync, join by id, wait until paired (deadline: rp_mono_ms). 0 or -errno. */
+int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req, uint64_t deadline);
+/* After the pairing: hello both ways, then the info exchange; fills res (zeroed by the caller). */
+int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res, uint64_t deadline);
+
+#endif
