@@ -59,7 +59,11 @@ static const char *ep(uint32_t a, uint16_t p, char *buf, size_t cap)
 
 static struct json_object *jms(double ms)
 {
-	return ms < 0 ? NULL : json_object_new_double((double)(long long)(ms * 1000 + 0.5) / 1000);
+	char b[32];
+	if (ms < 0)
+		return NULL;
+	snprintf(b, sizeof(b), "%.3f", ms);
+	return json_object_new_double_s(ms, b);
 }
 
 static struct json_object *to_json(const struct rp_portmap *m, int rc)

@@ -239,15 +239,21 @@ static int natpmp_errno(int e)
 	}
 }
 
-static const char *natpmp_text(int e)
+static const char *natpmp_text(int e, char *buf, size_t cap)
 {
+	static const char *const lib[] = { [1] = "invalid arguments", [2] = "socket error", [5] = "recvfrom error",
+					   [7] = "no gateway support (no answer after all retries)",
+					   [8] = "connect error", [9] = "a packet from another source", [10] = "send error" };
 	switch (e) {
 	case NATPMP_ERR_UNSUPPORTEDVERSION: return "the gateway does not speak NAT-PMP version 0";
 	case NATPMP_ERR_UNSUPPORTEDOPCODE: return "the gateway does not support this request";
 	case NATPMP_ERR_NOTAUTHORIZED: return "not authorized (the gateway refuses mappings)";
 	case NATPMP_ERR_NETWORKFAILURE: return "the gateway has no external address (network failure)";
 	case NATPMP_ERR_OUTOFRESOURCES: return "the gateway is out of resources";
-	default: return "libnatpmp error";
+	default:
+		snprintf(buf, cap, "libnatpmp error %d%s%s", e, -e > 0 && -e < 11 && lib[-e] ? ": " : "",
+			 -e > 0 && -e < 11 && lib[-e] ? lib[-e] : "");
+		return buf;
 	}
 }
 
@@ -262,7 +268,11 @@ static void natpmp_x_read(struct natpmp_x *x)
 		return;
 	}
 	x->code = e;
-	x->state = e == NATPMP_ERR_RECVFROM && errno ? -errno : natpmp_errno(e);
+	/* libnatpmp reports a port unreachable (ECONNREFUSED) as NOGATEWAYSUPPORT */
+	if (errno == ECONNREFUSED && (e == NATPMP_ERR_NOGATEWAYSUPPORT || e == NATPMP_ERR_RECVFROM))
+		x->state = -ECONNREFUSED;
+	else
+		x->state = e == NATPMP_ERR_RECVFROM && errno ? -errno : natpmp_errno(e);
 }
 
 static int natpmp_x_timeout_ms(struct natpmp_x *x)
@@ -440,7 +450,8 @@ out:
 		why(a, "port unreachable: no NAT-PMP server at %s:%d", ipstr(rec->gateway, b), NATPMP_PORT);
 	else if (e && x.code) {
 		a->code = x.code;
-		why(a, "%s", natpmp_text(x.code));
+		char t[96];
+		why(a, "%s", natpmp_text(x.code, t, sizeof(t)));
 	}
 	natpmp_x_close(&x);
 	return e;
@@ -771,7 +782,8 @@ static void find_report(const struct finder *f, const struct rp_portmap_opts *o,
 			why(a, "the gateway answered in NAT-PMP (version %u): no PCP", f->pcp.r.version);
 		else if (p == RP_PM_NATPMP && f->natpmp.code) {
 			a->code = f->natpmp.code;
-			why(a, "%s", natpmp_text(f->natpmp.code));
+			char t[96];
+			why(a, "%s", natpmp_text(f->natpmp.code, t, sizeof(t)));
 		} else
 			why(a, "%s", strerror(-st));
 	}
