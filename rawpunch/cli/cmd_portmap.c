@@ -344,6 +344,8 @@ int cmd_portmap(int argc, char **argv)
 	if (e) {
 		rp_err("portmap: deleting the mapping failed: %s%s%s", strerror(-e), m.att[r->proto].why[0] ? ": " : "",
 		       m.att[r->proto].why);
+		rp_hint("it lapses by itself within its lifetime (%u s); the record stays, so a later run tries again",
+			m.lifetime_s);
 		return 1;
 	}
 	fprintf(stderr, "portmap: deleted %s %s%s\n", rp_pm_proto_name(r->proto),

@@ -353,9 +353,18 @@ int rp_pm_sweep_dir(const char *dir, unsigned long long netns, uint16_t only_por
 		char buf[2048];
 		size_t len = 0;
 		struct rp_pm_record r;
-		if (sscanf(de->d_name, "pm-%llu-%ld-%u.map%n", &ns, &pid, &k, &used) != 3 ||
-		    de->d_name[used] != 0 || ns != netns)
-			continue;           /* not a record, or another namespace's */
+		if (sscanf(de->d_name, "pm-%llu-%ld-%u.map%n", &ns, &pid, &k, &used) != 3 || de->d_name[used] != 0)
+			continue;           /* not a record */
+		if (ns != netns) {
+			/* another namespace's (perhaps one deleted since): only an expired record of a dead
+			 * holder may go, which needs nothing from its gateway */
+			if (!read_file(dirfd(d), de->d_name, buf, sizeof(buf), &len) && !rp_pm_record_parse(buf, len, &r) &&
+			    r.expires <= now && !rp_pm_holder_alive(&r) && !unlinkat(dirfd(d), de->d_name, 0)) {
+				st->expired++;
+				removed++;
+			}
+			continue;
+		}
 		if (read_file(dirfd(d), de->d_name, buf, sizeof(buf), &len) ||
 		    rp_pm_record_parse(buf, len, &r) || r.pid != pid || r.netns != ns) {
 			/* unreadable: remove it only when the pid in its name is gone */

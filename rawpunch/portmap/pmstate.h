@@ -8,10 +8,11 @@
  * since is not mistaken for the holder). rp_pm_delete() removes the file with the mapping.
  *
  * rp_pm_sweep_dir() is the cleaning after a killed holder, like the RST guard's sweep of stale nft
- * tables: it looks only at this network namespace's files (several lab hosts share /run), leaves a
- * live holder's files alone, removes expired ones (the router has dropped the mapping already), and
- * asks undo() to delete the rest on the router; a file goes once undo() succeeds or says the mapping
- * is gone (-ENOENT). The directory is /run/rawpunch for root, else $XDG_RUNTIME_DIR/rawpunch.
+ * tables: it acts on this network namespace's files (several lab hosts share /run), leaves a live
+ * holder's files alone, removes expired ones (the router has dropped the mapping already), and asks
+ * undo() to delete the rest on the router; a file goes once undo() succeeds or says the mapping is
+ * gone (-ENOENT). Of other namespaces' files it removes only expired ones of dead holders (a deleted
+ * namespace's records would stay forever otherwise). The directory is /run/rawpunch for root, else $XDG_RUNTIME_DIR/rawpunch.
  * Library code: returns -errno, prints nothing. */
 #ifndef RP_PMSTATE_H
 #define RP_PMSTATE_H

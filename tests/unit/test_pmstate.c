@@ -195,6 +195,17 @@ static void test_sweep_removes_only_dead_holders(void **state)
 	assert_int_equal(st.live_pid, (long)getpid());
 	assert_int_equal(files(), 2);
 
+	/* another namespace's expired record of a dead holder goes; an unexpired one stays (above) */
+	rec(&r, dead, 5, 1006, RP_PM_PCP);
+	r.netns = rp_pm_netns() + 2;
+	r.expires = (uint64_t)time(NULL) - 1;
+	assert_int_equal(rp_pm_record_save(dir, &r, path, sizeof(path)), 0);
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(rp_pm_sweep_dir(dir, 0, 0, undo, &log, &st), 1);
+	assert_int_equal(log.calls, 0);
+	assert_int_equal(st.expired, 1);
+	assert_int_equal(files(), 2);
+
 	/* a sweep from "the other namespace" sees 1005 (its holder is dead) */
 	memset(&log, 0, sizeof(log));
 	assert_int_equal(rp_pm_sweep_dir(dir, rp_pm_netns() + 1, 0, undo, &log, &st), 1);
