@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,10 +210,26 @@ int rp_pm_state_dir(char *dir, size_t cap)
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
 unsigned long long rp_pm_netns(void)
 {
+	/* The namespace's cookie (Linux >= 5.14) is never reused until reboot (and /run is emptied then);
+	 * an inode number is, once the namespace is gone, so it is only the fallback. Bit 63 tells
+	 * them apart. */
+	uint64_t cookie = 0;
+	socklen_t l = sizeof(cookie);
 	struct stat st;
-	return stat("/proc/self/ns/net", &st) ? 0 : (unsigned long long)st.st_ino;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		int r = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &l);
+		close(fd);
+		if (!r && l == sizeof(cookie) && cookie && !(cookie >> 63))
+			return cookie;
+	}
+	return stat("/proc/self/ns/net", &st) ? 0 : (unsigned long long)st.st_ino | 1ull << 63;
 }
 
 int rp_pm_proc_start(long pid, unsigned long long *start)

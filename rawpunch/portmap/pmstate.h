@@ -2,7 +2,7 @@
 /* What a port mapping holder left on the router, recorded on disk so that a later run can delete it.
  *
  * A holder (rp_portmap_request() and its refreshes) writes one small text file per mapping,
- * DIR/pm-<netns>-<pid>-<k>.map, atomically (temporary file, rename): the protocol, the gateway, the
+ * DIR/pm-<netns>-<pid>-<k>.map (netns: the namespace's cookie), atomically (temporary file, rename): the protocol, the gateway, the
  * internal and external address:port, the PCP nonce (a PCP server deletes a mapping only for its nonce),
  * the UPnP control URL, when it expires, and the holder's pid with its start time (so a pid reused
  * since is not mistaken for the holder). rp_pm_delete() removes the file with the mapping.
@@ -28,7 +28,7 @@ enum rp_pm_proto { RP_PM_PCP = 0, RP_PM_NATPMP = 1, RP_PM_UPNP = 2, RP_PM_NPROTO
 struct rp_pm_record {
 	long pid;                       /* the holder */
 	unsigned long long start;       /* its start time (/proc/PID/stat field 22) */
-	unsigned long long netns;       /* inode of its network namespace */
+	unsigned long long netns;       /* its network namespace (rp_pm_netns()) */
 	enum rp_pm_proto proto;
 	uint8_t ipproto;                /* IPPROTO_TCP / IPPROTO_UDP */
 	uint32_t gateway;               /* addresses: network order */
@@ -50,7 +50,8 @@ int rp_pm_record_parse(const char *buf, size_t len, struct rp_pm_record *r);
 
 /* The default directory (not created): 0 and dir filled, or -ENOENT when neither applies. */
 int rp_pm_state_dir(char *dir, size_t cap);
-/* This process's network namespace (inode of /proc/self/ns/net), or 0 if unknown. */
+/* This process's network namespace: its cookie (SO_NETNS_COOKIE, unique until reboot), else the inode of
+ * /proc/self/ns/net with bit 63 set (inodes are reused after a namespace is deleted); 0 if unknown. */
 unsigned long long rp_pm_netns(void);
 /* Start time of pid (clock ticks since boot): 0 or -errno (-ESRCH when there is no such process). */
 int rp_pm_proc_start(long pid, unsigned long long *start);
