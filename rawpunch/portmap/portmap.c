@@ -570,11 +570,15 @@ static int exchange(struct rp_pm_record *rec, uint32_t lifetime, int timeout_ms,
 /* ------------------------------------------------------------------ step 1: who answers */
 
 /* An IGD may wait up to MX seconds (1 here, the least) before it answers an M-SEARCH (miniupnpd does,
- * at random). So step 1 waits that long for SSDP when nothing else answered and the gateway did not
- * refuse the unicast M-SEARCH (ICMP port unreachable: no SSDP there). Several copies go out at once, to
- * the group and to the gateway: the first of several random delays comes sooner. */
+ * at random). Several copies go out at once, to the group and to the gateway, so the first of several
+ * random delays comes sooner (8 copies: 1 in 10 answers later than 250 ms; the gateway's ICMP rate
+ * limit is why only one goes to it directly). Beyond the timeout, step 1
+ * waits for SSDP up to SSDP_WAIT_MS only when nothing else answered, the gateway did not refuse the
+ * unicast M-SEARCH (port unreachable: no SSDP there), and the gateway is known to be alive (it refused
+ * PCP / NAT-PMP, or answered them in the other protocol) or UPnP is all that was asked for. A silent
+ * network still costs only the timeout. */
 #define SSDP_WAIT_MS 1100
-#define SSDP_COPIES 3
+#define SSDP_COPIES 7
 
 struct finder {
 	unsigned want;
@@ -615,7 +619,10 @@ static bool find_done(const struct finder *f)
 /* Keep waiting past the deadline for an SSDP answer the IGD may be delaying? */
 static bool ssdp_worth_waiting(const struct finder *f)
 {
-	return f->ssdp_state == 1 && !f->ssdp_refused && f->pcp.state != 0 && f->natpmp.state != 0;
+	bool alive = f->pcp.state == -ECONNREFUSED || f->pcp.state == -EPROTONOSUPPORT ||
+		     f->natpmp.state == -ECONNREFUSED;
+	return f->ssdp_state == 1 && !f->ssdp_refused && f->pcp.state != 0 && f->natpmp.state != 0 &&
+	       (alive || f->want == RP_PM_F(RP_PM_UPNP));
 }
 
 static int ssdp_open(struct finder *f)
@@ -644,12 +651,13 @@ static void ssdp_tick(struct finder *f, uint64_t now)
 	if (f->ssdp_state != 1 || now < f->ssdp_next)
 		return;
 	inet_pton(AF_INET, RP_SSDP_GROUP, &group.sin_addr);
-	for (int i = 0; i < (f->ssdp_sends ? 1 : SSDP_COPIES); i++) {
+	/* copies to the group; one to the gateway, whose "port unreachable" (if nothing listens) costs one
+	 * of the few ICMP errors per second the gateway sends this host */
+	for (int i = 0; i < (f->ssdp_sends ? 1 : SSDP_COPIES); i++)
 		if (sendto(f->ssdp_fd, f->msearch, (size_t)f->msearch_len, 0, (struct sockaddr *)&group, sizeof(group)) > 0)
 			sent = true;
-		if (!f->ssdp_refused && send(f->ssdp_uc, f->msearch, (size_t)f->msearch_len, 0) > 0)
-			sent = true;
-	}
+	if (!f->ssdp_refused && send(f->ssdp_uc, f->msearch, (size_t)f->msearch_len, 0) > 0)
+		sent = true;
 	if (!sent && errno != EAGAIN && errno != ECONNREFUSED) {
 		f->ssdp_state = -errno;
 		return;

@@ -9,7 +9,9 @@
  *      multicast group and to the gateway). None of these changes anything on the router. It ends
  *      when the most preferred protocol that answered has no more preferred one still pending, or after
  *      o->timeout_ms (250 ms by default): a network without any of them costs that much, or less when
- *      the gateway says "port unreachable".
+ *      the gateway says "port unreachable". An IGD may delay its SSDP answer by up to 1 s (MX): that
+ *      long is waited only when the gateway is known to be alive (it refused PCP / NAT-PMP) and did
+ *      not refuse SSDP, or when UPnP is all that was asked for.
  *   2. map: with the answering protocols in the order PCP, NAT-PMP, UPnP, until one grants the mapping
  *      (PCP MAP, or PEER when o->peer_port is set; NAT-PMP and UPnP have no PEER and make a plain
  *      mapping). Only one mapping is ever made.

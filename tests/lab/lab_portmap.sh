@@ -169,6 +169,15 @@ grep -q 'no port mapping service answered' "$TMP/none.err" || fail "no portmap l
 grep -q 'pcp    port unreachable' "$TMP/none.err" && grep -q 'natpmp port unreachable' "$TMP/none.err" &&
 	grep -q 'upnp   port unreachable: no SSDP' "$TMP/none.err" || fail "no portmap lab: reasons: $(cat "$TMP/none.err")"
 ok "a lab without port mapping: fails in $el ms ($wall ms with natlab exec), each protocol says why"
+# a gateway that says nothing at all (drops 5351 and 1900 on its inside) costs no more
+tools/natlab exec "$LAB2" ra nft add table inet silent
+tools/natlab exec "$LAB2" ra nft add chain inet silent in '{ type filter hook input priority filter; policy accept; }'
+tools/natlab exec "$LAB2" ra nft add rule inet silent in iifname eth0 udp dport '{ 1900, 5351 }' drop
+j=$(tools/natlab exec "$LAB2" a "$RP" portmap --port 5501 --json 2>"$TMP/silent.err") && fail "silent gateway: mapped? $j"
+el=$(jq -r .elapsed_ms <<<"$j")
+awk -v e="$el" 'BEGIN{exit !(e <= 300)}' || fail "silent gateway: took $el ms (want <= 300)"
+grep -q 'pcp    no answer from 10.0.1.1:5351 within 250 ms' "$TMP/silent.err" || fail "silent gateway: $(cat "$TMP/silent.err")"
+ok "a gateway that drops PCP, NAT-PMP and SSDP: fails in $el ms, 'no answer' for each"
 
 # ------------------------------------------------------------ down after a killed up
 LAB3=$(unique_lab lpk)
