@@ -25,6 +25,15 @@ lab_up "$LAB" --nat-a sequential --filter-a drop --portmap-a pcp,natpmp,upnp --p
 X() { tools/natlab exec "$LAB" "$@"; }   # (not for '&': $! must be the process itself, so it can be signalled)
 rules() { X ra nft list chain inet natlab_portmap prerouting_miniupnpd; }
 has_rule() { rules | grep -q "dport $1 dnat ip to 10.0.1.2:$2"; }   # has_rule EXT INT
+# rule_is EXT INT present|absent: what the router's rules show, given up to 1 s to settle
+rule_is() {
+	local i
+	for i in $(seq 20); do
+		if has_rule "$1" "$2"; then [ "$3" = present ] && return 0; else [ "$3" = absent ] && return 0; fi
+		sleep 0.05
+	done
+	return 1
+}
 
 # reach INT EXT: a listens on INT; s connects to a's public address at EXT and must read a's token.
 reach() {
@@ -70,14 +79,14 @@ out=$(X a upnpc -i -e rp-lab -a 10.0.1.2 5001 5001 TCP 60 2>&1) || fail "upnpc -
 grep -q 'external 198.18.1.2:5001 TCP is redirected to internal 10.0.1.2:5001' <<<"$out" || fail "upnpc -a: $out"
 reach 5001 5001 || fail "upnpc's mapping: s cannot reach a:5001 at 198.18.1.2:5001"
 X a upnpc -i -d 5001 TCP >/dev/null 2>&1 || fail "upnpc -d"
-has_rule 5001 5001 && fail "upnpc -d left the rule: $(rules)"
+rule_is 5001 5001 absent || fail "upnpc -d left the rule: $(rules)"
 ok "upnpc maps 198.18.1.2:5001 -> a:5001, s reaches a through it, upnpc -d removes it"
 
 out=$(X a natpmpc -g 10.0.1.1 -a 5002 5002 tcp 60 2>&1) || fail "natpmpc -a: $out"
 grep -q 'Mapped public port 5002 protocol TCP to local port 5002' <<<"$out" || fail "natpmpc -a: $out"
 reach 5002 5002 || fail "natpmpc's mapping: s cannot reach a:5002"
 X a natpmpc -g 10.0.1.1 -a 5002 0 tcp 0 >/dev/null 2>&1 || fail "natpmpc delete"
-has_rule 5002 5002 && fail "natpmpc delete left the rule"
+rule_is 5002 5002 absent || fail "natpmpc delete left the rule"
 ok "natpmpc maps 198.18.1.2:5002 -> a:5002, s reaches a through it, lifetime 0 removes it"
 
 # ------------------------------------------------------------ rawpunch portmap, each protocol
@@ -93,36 +102,56 @@ for proto in pcp natpmp upnp; do
 	[ "${ext%:*}" = 198.18.1.2 ] || fail "$proto: external address $ext"
 	eport=${ext##*:}
 	jq -e ".attempts.$proto.mapped and .lifetime > 0" <<<"$j" >/dev/null || fail "$proto: $j"
-	has_rule "$eport" $port || fail "$proto: no DNAT rule for $eport on ra: $(rules)"
+	rule_is "$eport" $port present || fail "$proto: no DNAT rule for $eport on ra: $(rules); miniupnpd: $(grep -v "^[A-Z0-9-]*:" "$rundir/miniupnpd-ra.log" | tail -n 15)"
 	reach $port "$eport" || fail "$proto: s cannot reach a:$port through 198.18.1.2:$eport"
 	listed=$(X a upnpc -i -l 2>/dev/null | grep -E "TCP +$eport->10.0.1.2:$port " || true)
 	[ -n "$listed" ] || fail "$proto: upnpc -l does not list $eport->10.0.1.2:$port"
 	kill -TERM "$holder"
 	wait "$holder" || fail "$proto: the holder exited $? after SIGTERM: $(cat "$TMP/$proto.err")"
 	grep -q "deleted $proto 198.18.1.2:$eport (on a signal)" "$TMP/$proto.err" || fail "$proto: $(cat "$TMP/$proto.err")"
-	has_rule "$eport" $port && fail "$proto: the rule survived SIGTERM: $(rules)"
+	rule_is "$eport" $port absent || fail "$proto: the rule survived SIGTERM: $(rules)"
 	X a upnpc -i -l 2>/dev/null | grep -qE "TCP +$eport->" && fail "$proto: upnpc -l still lists $eport"
 	reach $port "$eport" && fail "$proto: s still reaches a:$port after the delete"
 	ok "rawpunch portmap --protocols $proto: 198.18.1.2:$eport -> a:$port, s reaches a; SIGTERM deletes it (rule and upnpc -l)"
 done
 
+# ------------------------------------------------------------ refresh: a 2 s mapping is renewed while held
+# miniupnpd's lease file has each mapping's expiry time; every refresh moves it on.
+lease_t() { awk -F: -v p=5150 '$1 == "TCP" && $2 == p {print $5}' "$rundir/miniupnpd-ra.leases" 2>/dev/null; }
+tools/natlab exec "$LAB" a "$RP" portmap --port 5150 --protocols pcp --lifetime 2 --json >"$TMP/r.json" 2>"$TMP/r.err" &
+holder=$!
+wait_json "$TMP/r.json"
+[ "$(jq -r .lifetime "$TMP/r.json")" = 2 ] || fail "refresh: granted $(jq -r .lifetime "$TMP/r.json") s, asked 2"
+t1=$(lease_t); sleep 3; t2=$(lease_t)
+[ -n "$t1" ] && [ -n "$t2" ] && [ "$t2" -gt "$t1" ] || fail "refresh: lease expiry $t1 -> $t2 in 3 s while held"
+kill -STOP "$holder"
+sleep 0.5; t3=$(lease_t); sleep 2.5; t4=$(lease_t)
+# not renewed: the same expiry, or gone (miniupnpd dropped the expired lease)
+[ -z "$t4" ] || [ "$t3" = "$t4" ] || fail "refresh: the lease moved ($t3 -> $t4) while the holder was stopped"
+kill -CONT "$holder"
+sleep 1.5; t5=$(lease_t)
+[ -n "$t5" ] && [ "$t5" -gt "$t3" ] || fail "refresh: no refresh after SIGCONT ($t3 -> ${t5:-none}): $(cat "$TMP/r.err")"
+kill -TERM "$holder"; wait "$holder" || fail "refresh: holder exit $?: $(cat "$TMP/r.err")"
+rule_is 5150 5150 absent || fail "refresh: SIGTERM left the rule"
+ok "refresh: a 2 s PCP mapping's lease moves on while held ($t1 -> $t2), not while the holder is stopped (${t4:-dropped}), again after SIGCONT ($t5)"
+
 # ------------------------------------------------------------ kill -9: --delete, then the next run
 tools/natlab exec "$LAB" a "$RP" portmap --port 5201 --protocols pcp --json >"$TMP/k1.json" 2>/dev/null &
 holder=$!; wait_json "$TMP/k1.json"
 kill -9 "$holder"; wait "$holder" 2>/dev/null || true
-has_rule 5201 5201 || fail "kill -9: the mapping should outlive its holder"
+rule_is 5201 5201 present || fail "kill -9: the mapping should outlive its holder"
 out=$(X a "$RP" portmap --delete --port 5201 2>&1) || fail "--delete: $out"
 grep -q 'deleted 1 mapping(s) of port 5201' <<<"$out" || fail "--delete: $out"
-has_rule 5201 5201 && fail "--delete left the rule"
+rule_is 5201 5201 absent || fail "--delete left the rule"
 ok "a kill -9'd PCP holder's mapping: --delete --port removes it (nonce from its record)"
 
 tools/natlab exec "$LAB" a "$RP" portmap --port 5202 --protocols natpmp --json >"$TMP/k2.json" 2>/dev/null &
 holder=$!; wait_json "$TMP/k2.json"
 kill -9 "$holder"; wait "$holder" 2>/dev/null || true
-has_rule 5202 5202 || fail "kill -9: the mapping should outlive its holder"
+rule_is 5202 5202 present || fail "kill -9: the mapping should outlive its holder"
 out=$(X a "$RP" portmap --port 5203 --hold 0 2>&1) || fail "the next run: $out"
 grep -q 'deleted 1 mapping(s) left by killed runs first' <<<"$out" || fail "the next run did not sweep: $out"
-has_rule 5202 5202 && fail "the next run left the killed holder's rule"
+rule_is 5202 5202 absent || fail "the next run left the killed holder's rule"
 ok "a kill -9'd NAT-PMP holder's mapping: the next run deletes it first"
 
 # ------------------------------------------------------------ PCP PEER reveals a live flow's external port
