@@ -44,7 +44,9 @@ HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection 
 HARDEN_LD := -pie -Wl,-z,relro,-z,now,-z,noexecstack
 CFLAGS ?= -O2 -g
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -MMD -MP -I. $(WARN) $(PKG_CFLAGS)
-LDLIBS_ALL := $(LIBNET_LIBS) $(PKG_LIBS) -lpthread -lm
+# Port mapping clients (rawpunch/portmap/): libminiupnpc has a .pc file, libnatpmp (Debian) none.
+MINIUPNPC_LIBS := $(shell $(PKG_CONFIG) --libs miniupnpc 2>/dev/null || echo -lminiupnpc)
+LDLIBS_ALL := $(LIBNET_LIBS) $(PKG_LIBS) $(MINIUPNPC_LIBS) -lnatpmp -lpthread -lm
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

@@ -21,6 +21,7 @@ int cmd_probe(int argc, char **argv);
 int cmd_punch(int argc, char **argv);
 int cmd_rendezvous(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
+int cmd_portmap(int argc, char **argv);
 
 /* "rawpunch: <msg>\n" on stderr; returns 1 (or 2 for usage) so callers can `return rp_err(...)`. */
 int rp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -14,6 +14,7 @@ static const struct rp_cmd cmds[] = {
 	{ "punch", "meet a peer at a rendezvous and punch a TCP connection through both NATs", cmd_punch },
 	{ "rendezvous", "run the rendezvous server peers meet at", cmd_rendezvous },
 	{ "secret", "make a shared secret for --secret-file", cmd_secret },
+	{ "portmap", "ask the NAT for a port mapping (PCP, NAT-PMP, UPnP-IGD) and hold it", cmd_portmap },
 };
 
 static void usage(FILE *f)
