@@ -199,63 +199,6 @@ static int read_secret(const char *path, uint8_t **out, size_t *len)
 
 /* --- report ---------------------------------------------------------------------------------- */
 
-static const char *action_name(enum rp_action a)
-{
-	switch (a) {
-	case RP_ACT_CONNECT: return "connect";
-	case RP_ACT_OPEN_MANY: return "open-many";
-	case RP_ACT_PROBE_RANDOM: return "probe-random";
-	default: return "none";
-	}
-}
-
-static struct json_object *plan_json(const struct rp_plan *pl)
-{
-	struct json_object *o = json_object_new_object(), *sides = json_object_new_array();
-	char a[INET_ADDRSTRLEN];
-	json_object_object_add(o, "method", json_object_new_string(rp_method_str(pl->method)));
-	json_object_object_add(o, "reason", json_object_new_string(pl->reason));
-	json_object_object_add(o, "p_success", jd(pl->p_success, 4));
-	json_object_object_add(o, "rounds", json_object_new_int((int)pl->rounds));
-	json_object_object_add(o, "hard_side", pl->hard_side < 0 ? NULL : json_object_new_string(pl->hard_side ? "b" : "a"));
-	for (int i = 0; i < 2 && pl->method != RP_METHOD_IMPOSSIBLE; i++) {
-		const struct rp_side_plan *sp = &pl->side[i];
-		struct json_object *s = json_object_new_object();
-		json_object_object_add(s, "side", json_object_new_string(i ? "b" : "a"));
-		json_object_object_add(s, "kind", json_object_new_string(rp_side_kind_str(sp->kind)));
-		json_object_object_add(s, "action", json_object_new_string(action_name(sp->action)));
-		json_object_object_add(s, "prime", json_object_new_boolean(sp->prime));
-		json_object_object_add(s, "ttl", json_object_new_int(sp->ttl));
-		json_object_object_add(s, "local_port", json_object_new_int(sp->local_port));
-		json_object_object_add(s, "remote", json_object_new_string(rp_ip_str(sp->remote_addr, a)));
-		if (sp->action == RP_ACT_OPEN_MANY)
-			json_object_object_add(s, "n_local", json_object_new_int((int)sp->n_local));
-		if (sp->action == RP_ACT_PROBE_RANDOM) {
-			json_object_object_add(s, "n_probes", json_object_new_int((int)sp->n_probes));
-			json_object_object_add(s, "port_lo", json_object_new_int(sp->port_lo));
-			json_object_object_add(s, "port_hi", json_object_new_int(sp->port_hi));
-		} else {
-			uint16_t lo = 0, hi = 0;
-			for (unsigned k = 0; k < sp->n_remote; k++) {
-				if (!lo || sp->remote_ports[k] < lo)
-					lo = sp->remote_ports[k];
-				if (sp->remote_ports[k] > hi)
-					hi = sp->remote_ports[k];
-			}
-			json_object_object_add(s, "n_remote", json_object_new_int((int)sp->n_remote));
-			json_object_object_add(s, "remote_lo", json_object_new_int(lo));
-			json_object_object_add(s, "remote_hi", json_object_new_int(hi));
-		}
-		json_object_object_add(s, "rate_pps", json_object_new_int64(sp->rate_pps));
-		json_object_object_add(s, "start_ms", json_object_new_int64(sp->start_ms));
-		json_object_object_add(s, "repeat_ms", json_object_new_int64(sp->repeat_ms));
-		json_object_object_add(s, "duration_ms", json_object_new_int64(sp->duration_ms));
-		json_object_array_add(sides, s);
-	}
-	json_object_object_add(o, "sides", sides);
-	return o;
-}
-
 struct report {
 	struct json_object *root, *rounds;
 	bool have_self, have_peer;
@@ -925,23 +868,15 @@ plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 		rp_err("%s", why);
 		goto out;
 	}
-	report_set(&rep, "plan", plan_json(&plan));
-	status("strategy %s: %s", rp_method_str(plan.method), plan.reason);
-	if (plan.method == RP_METHOD_IMPOSSIBLE) {
-		bool both_hard = plan.side[0].kind == RP_SIDE_HARD && plan.side[1].kind == RP_SIDE_HARD;
-		snprintf(why, sizeof(why), "%s (%s)", plan.reason,
-			 both_hard ? "a port pair out of ~2^32: some 54000 packets for 50%"
-				   : "each probe of the sequential side meets only mappings aimed at its exact port: "
-				     "P ~ k/64512 per round, 0.4% for k = 256");
+	report_set(&rep, "plan", rp_plan_to_json(&plan));
+	status("strategy %s: %s", rp_plan_name(&plan), plan.reason);
+	if (rp_plan_refused(&plan)) {
+		char odds[200], hint[300];
+		rp_plan_refusal(&plan, odds, sizeof(odds), hint, sizeof(hint));
+		snprintf(why, sizeof(why), "%s (%s)", plan.reason, odds);
 		report_fail(&rep, &c, "plan", why, ms_since(t_start));
 		rp_err("no direct connection possible: %s", plan.reason);
-		if (plan.side[0].kind == RP_SIDE_HARD && plan.side[1].kind == RP_SIDE_HARD)
-			rp_hint("both NATs pick random ports: a meeting needs a port pair out of ~2^32 (some 54000 "
-				"packets for 50%%, 170000 for 99.9%%); a relay (TURN) is the way through");
-		else
-			rp_hint("the sequential side takes a new port per destination, so each of its probes meets only the "
-				"random side's mappings aimed at exactly that port: P ~ k/64512 per round (0.4%% for k = 256); "
-				"a relay (TURN) is the way through");
+		rp_hint("%s", hint);
 		goto out;
 	}
 
@@ -975,7 +910,7 @@ plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 		pres = rp_punch_round(pu, &ro, &st);
 		struct json_object *rj = rp_punch_round_to_json(&st);
 		if (round > 0)
-			json_object_object_add(rj, "plan", plan_json(&plan));
+			json_object_object_add(rj, "plan", rp_plan_to_json(&plan));
 		json_object_array_add(rep.rounds, rj);
 		status("round %u: %s; sent %llu primes + %llu SYNs + %llu handshake; seen syn %u syn-ack %u rst %u icmp %u "
 		       "forged %u", round + 1, st.why, (unsigned long long)st.primes_sent,
@@ -1046,7 +981,7 @@ plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 			break;
 		}
 		r = rp_plan_make(me ? &peer : &self, me ? &self : &peer, &pp, round + 1, &plan);
-		if (r || plan.method == RP_METHOD_IMPOSSIBLE) {
+		if (r || rp_plan_refused(&plan)) {
 			snprintf(st.why, sizeof(st.why), "re-plan for round %u: %s", round + 2,
 				 r ? strerror(-r) : plan.reason);
 			pres = r ? r : -ENOTSUP;
@@ -1061,15 +996,11 @@ plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 		snprintf(why, sizeof(why), "%s", pres == -EINTR ? "interrupted" : st.why);
 		report_set(&rep, "packets_total", json_object_new_int64((int64_t)tt.packets_sent));
 		report_fail(&rep, &c, "punch", why, ms_since(t_start));
+		char hint[300];
 		rp_err("no connection after %u round(s) of %s: %s", (unsigned)json_object_array_length(rep.rounds),
-		       rp_method_str(plan.method), why);
-		if (plan.method == RP_METHOD_BIRTHDAY)
-			rp_hint("birthday is a matter of probability (P=%.3f per round); --max-open/--max-probes raise it",
-				plan.p_success);
-		else if (plan.method == RP_METHOD_PREDICT)
-			rp_hint("other flows through the sequential NAT move its counter; fewer of them, or more rounds, help");
-		else
-			rp_hint("check that the peer runs the same session now; --pcap FILE shows what went out and came back");
+		       rp_plan_name(&plan), why);
+		rp_plan_miss_hint(&plan, hint, sizeof(hint));
+		rp_hint("%s", hint);
 		goto out;
 	}
 
@@ -1118,7 +1049,7 @@ plan:;  /* a label cannot precede a declaration before C23 (clang, make fuzz) */
 	if ((r = report_write(&rep, c.report)))
 		rp_err("--report %s: %s", c.report, strerror(-r));
 	status("connected %s:%u <-> %s:%u in %.0f ms (%s, %llu packets); kernel socket via %s", rp_ip_str(la, a), lp,
-	       rp_ip_str(ra, b), rpo, t_conn, rp_method_str(plan.method), (unsigned long long)tt.packets_sent,
+	       rp_ip_str(ra, b), rpo, t_conn, rp_plan_name(&plan), (unsigned long long)tt.packets_sent,
 	       rp_handoff_path_name(hr.path));
 	sodium_memzero(secret, slen);   /* the data mode may run for hours: no secret left in the heap */
 	free(secret);

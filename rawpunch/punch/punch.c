@@ -5,19 +5,19 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <json-c/json.h>
-#include <math.h>
 #include <pthread.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "capture/capture.h"
+#include "rawpunch/base/clock.h"
+#include "rawpunch/base/jsonnum.h"
+#include "rawpunch/base/trace.h"
 #include "rawpunch/net/burst.h"
 #include "rawpunch/net/craft.h"
 #include "rawpunch/net/guard.h"
@@ -25,12 +25,8 @@
 #include "userstack/cookie.h"
 #include "userstack/seq.h"
 #include "userstack/tcb.h"
-#include "rawpunch/base/clock.h"
-#include "rawpunch/base/trace.h"
 
 #define SNAPLEN 65600
-#define DEF_LOW_TTL 2
-#define MAX_PHASES 3
 #define TICK_NS 100000000ull       /* progress callback period */
 
 struct phase {
@@ -42,11 +38,13 @@ struct phase {
 	uint64_t at_ns;              /* monotonic: first pass */
 	uint64_t repeat_ns;          /* 0: once */
 	uint64_t until_ns;           /* repeats start before this */
+	uint16_t *own_sports, *own_dports;   /* port lists made for this round (fresh / random), freed with it */
 };
 
 struct sender {
 	struct rp_punch *p;
-	struct phase ph[MAX_PHASES];
+	struct rp_exec x;            /* the round's phases as the strategy gave them */
+	struct phase ph[RP_EXEC_MAX_PHASES];
 	unsigned n;
 	uint32_t rate;
 	pthread_t th;
@@ -89,9 +87,20 @@ struct rp_punch {
 /* trace(x, fmt, ...): one line to the caller's trace callback, if any */
 #define trace(x, ...) rp_trace((x)->o.trace, (x)->o.trace_arg, __VA_ARGS__)
 
-static double since_t0_ms(const struct rp_punch *p, uint64_t now)
+static inline double since_t0_ms(const struct rp_punch *p, uint64_t now)
 {
 	return ((double)(int64_t)(now - p->t0)) / 1e6;
+}
+
+/* the round's local ports: replies to any of them are ours */
+static inline bool lport_in(const struct rp_punch *p, uint16_t port)
+{
+	return p->lport_set[port >> 3] & (1u << (port & 7));
+}
+
+static inline void lport_add(struct rp_punch *p, uint16_t port)
+{
+	p->lport_set[port >> 3] |= (uint8_t)(1u << (port & 7));
 }
 
 /* --- keys and ISNs ------------------------------------------------------------------------- */
@@ -133,13 +142,7 @@ uint32_t rp_punch_isn(const uint8_t key[RP_PUNCH_KEYLEN], uint32_t from_pub, uin
 
 uint32_t rp_punch_pub_addr(const struct rp_natinfo *ni)
 {
-	return ni->behind_nat ? ni->mapped_addr : ni->local_addr;
-}
-
-/* The port a side's SYNs are bound to in the ISN: its punch port when it sends from that one. */
-static uint16_t isn_port(const struct rp_side_plan *sp, const struct rp_natinfo *ni)
-{
-	return sp->action == RP_ACT_OPEN_MANY ? 0 : ni->local_port;
+	return rp_side_pub_addr(ni);
 }
 
 /* --- open / close -------------------------------------------------------------------------- */
@@ -212,7 +215,7 @@ uint32_t rp_punch_laddr(const struct rp_punch *p)
 	return p ? p->laddr : 0;
 }
 
-static void release(struct rp_punch *p)
+static void rp_punch_release(struct rp_punch *p)
 {
 	if (p->released)
 		return;
@@ -229,7 +232,7 @@ void rp_punch_close(struct rp_punch *p)
 {
 	if (!p)
 		return;
-	release(p);
+	rp_punch_release(p);
 	free(p->tcb);
 	free(p->guarded);
 	sodium_memzero(p->key, sizeof(p->key));
@@ -270,8 +273,7 @@ void rp_punch_totals(const struct rp_punch *p, struct rp_punch_totals *t)
 
 /* --- guard -------------------------------------------------------------------------------- */
 
-/* Guard (lport, whole remote address, any remote port): a local port is added once per context. */
-static int guard_port(struct rp_punch *p, uint16_t lport)
+static int rp_punch_guard_port(struct rp_punch *p, uint16_t lport)
 {
 	for (size_t i = 0; i < p->n_guarded; i++)
 		if (p->guarded[i] == lport)
@@ -290,18 +292,6 @@ static int guard_port(struct rp_punch *p, uint16_t lport)
 		return r;
 	p->guarded[p->n_guarded++] = lport;
 	return 0;
-}
-
-/* --- sending ------------------------------------------------------------------------------- */
-
-static bool lport_in(const struct rp_punch *p, uint16_t port)
-{
-	return p->lport_set[port >> 3] & (1u << (port & 7));
-}
-
-static void lport_add(struct rp_punch *p, uint16_t port)
-{
-	p->lport_set[port >> 3] |= (uint8_t)(1u << (port & 7));
 }
 
 static void syn_opts(const struct rp_punch *p, struct tcp_opts *o)
@@ -396,7 +386,7 @@ static void *sender_main(void *arg)
 	return NULL;
 }
 
-static void sender_stop(struct sender *s)
+static void rp_punch_sender_stop(struct sender *s)
 {
 	if (!s->running)
 		return;
@@ -404,16 +394,6 @@ static void sender_stop(struct sender *s)
 	pthread_join(s->th, NULL);
 	s->running = false;
 }
-
-/* --- the round's plan -> phases ----------------------------------------------------------- */
-
-struct round_bufs {
-	uint16_t prime_ports[RP_PLAN_MAX_PORTS];
-	uint16_t lock[RP_PLAN_MAX_PORTS];
-	uint16_t many[4096];
-	uint16_t *probes;
-	unsigned n_probes;
-};
 
 static int pick_local_ports(struct rp_punch *p, unsigned n, uint16_t *out, unsigned *got)
 {
@@ -469,153 +449,116 @@ static void port_span(const uint16_t *v, unsigned n, uint16_t *lo, uint16_t *hi)
 	}
 }
 
-static uint32_t ms_for(uint64_t n, uint32_t rate)
+static void list_span(const struct rp_portlist *l, uint32_t *n, uint16_t *lo, uint16_t *hi)
 {
-	return rate ? (uint32_t)((n * 1000u + rate - 1) / rate) : 0;
+	if (l->list) {
+		*n = l->n;
+		port_span(l->list, l->n, lo, hi);
+	} else {
+		*n = (uint32_t)l->hi - l->lo + 1;
+		*lo = l->lo;
+		*hi = l->hi;
+	}
 }
 
-static int build_phases(struct rp_punch *p, const struct rp_punch_round_opts *ro, struct sender *s,
-			struct round_bufs *b, uint64_t *end_ns)
+static struct sender *rp_punch_sender_new(struct rp_punch *p)
 {
-	const struct rp_plan *pl = ro->plan;
-	const struct rp_side_plan *sp = &pl->side[ro->me];
+	struct sender *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->p = p;
+	atomic_store(&s->cur, -1);
+	return s;
+}
+
+static int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
+{
+	struct rp_punch *p = s->p;
 	struct rp_punch_round_stats *st = p->st;
-	bool lockstep = pl->method == RP_METHOD_PREDICT && pl->side[0].kind == RP_SIDE_PREDICTABLE &&
-			pl->side[1].kind == RP_SIDE_PREDICTABLE;
-	uint8_t low = sp->ttl ? sp->ttl : ro->self->nat_ttl ? ro->self->nat_ttl : DEF_LOW_TTL;
-	uint64_t t0 = p->t0, prime_end = t0;
+	const struct rp_exec *x = &s->x;
+	const struct phase *act;
 	int r;
 
-	s->rate = sp->rate_pps ? sp->rate_pps : 2000;
+	s->rate = x->rate_pps;
 	s->n = 0;
-	st->action = sp->action;
-	st->prime_ttl = low;
-	*end_ns = t0 + ((uint64_t)sp->start_ms + sp->duration_ms) * 1000000ull;
-	if (sp->action != RP_ACT_CONNECT && sp->action != RP_ACT_OPEN_MANY && sp->action != RP_ACT_PROBE_RANDOM)
+	st->action = x->action;
+	st->prime_ttl = x->low_ttl;
+	*end_ns = p->t0 + (uint64_t)x->end_ms * 1000000ull;
+	if (!x->n || x->n > RP_EXEC_MAX_PHASES)
 		return -EINVAL;
-	if (!sp->n_remote && sp->action != RP_ACT_PROBE_RANDOM)
-		return -EINVAL;
-
-	/* Lockstep (both sides sequential). Side a's i-th SYN targets b's i-th predicted port; side b's
-	 * j-th SYN targets a's predicted port j + (j mod M). If other hosts' flows took ka ports on a's
-	 * NAT and kb on b's since the predictions were made, a's i-th SYN leaves from a's port i + ka and
-	 * b's j-th from b's j + kb: the two are one 4-tuple when i = j + kb and j mod M = ka + kb. So
-	 * any total drift K = ka + kb < M still pairs (at j = K, K + M, ...), where plain i-th to i-th
-	 * pairing needs ka = kb = 0 -- which a NAT with other users rarely grants. */
-	const uint16_t *targets = sp->remote_ports;
-	unsigned n_targets = sp->n_remote;
-	if (lockstep) {
-		int k = rp_punch_lockstep_targets(ro->peer, n_targets, ro->me, b->lock);
-		if (k <= 0)
-			return -EINVAL;
-		n_targets = (unsigned)k;
-		targets = b->lock;
-	}
-
-	/* the prime(s): at T, from the punch port, low TTL */
-	if ((sp->prime || lockstep) && sp->action == RP_ACT_CONNECT) {
+	for (unsigned k = 0; k < x->n; k++) {
+		const struct rp_phase *xp = &x->ph[k];
 		struct phase *ph = &s->ph[s->n++];
-		unsigned n = lockstep ? n_targets : 1;
-		memcpy(b->prime_ports, targets, n * sizeof(uint16_t));
-		ph->name = "prime";
-		ph->prime = true;
-		ph->ttl = low;
-		ph->at_ns = t0;
-		ph->set.dports = (struct rp_portlist){ .list = b->prime_ports, .n = n };
-		ph->set.sports = (struct rp_portlist){ .lo = p->punch_port, .hi = p->punch_port };
+		ph->name = xp->name;
+		ph->prime = xp->prime;
+		ph->ttl = xp->ttl;
+		ph->at_ns = p->t0 + (uint64_t)xp->at_ms * 1000000ull;
+		ph->repeat_ns = (uint64_t)xp->repeat_ms * 1000000ull;
+		ph->until_ns = p->t0 + (uint64_t)xp->until_ms * 1000000ull;
 		ph->set.repeat = 1;
-		r = make_tmpl(p, &ph->tmpl, p->punch_port, low);
-		if (r)
-			return r;
-		st->primed = true;
-		prime_end = t0 + (uint64_t)ms_for(n, s->rate) * 1000000ull;
-	}
-	struct phase *ph = &s->ph[s->n++];
-	ph->name = "burst";
-	ph->at_ns = t0 + (uint64_t)sp->start_ms * 1000000ull;
-	ph->set.repeat = 1;
-	switch (sp->action) {
-	case RP_ACT_CONNECT:
-		ph->ttl = 0;
-		ph->set.dports = (struct rp_portlist){ .list = targets, .n = n_targets };
-		ph->set.sports = (struct rp_portlist){ .lo = p->punch_port, .hi = p->punch_port };
-		ph->repeat_ns = (uint64_t)sp->repeat_ms * 1000000ull;
-		ph->until_ns = *end_ns;
-		if (lockstep) {
-			/* the full-TTL pass follows every side's primes by the start margin; it is repeated
-			 * (the same 4-tuples: the mappings exist, no new port is taken) against loss */
-			uint64_t at = prime_end + (uint64_t)(sp->start_ms ? sp->start_ms : 5) * 1000000ull;
-			if (at > ph->at_ns) {
-				*end_ns += at - ph->at_ns;
-				ph->at_ns = at;
-			}
-			ph->repeat_ns = 250000000ull;
-			ph->until_ns = *end_ns;
-		}
-		st->n_local = 1;
-		st->local_lo = st->local_hi = p->punch_port;
-		st->n_remote = n_targets;
-		port_span(targets, n_targets, &st->remote_lo, &st->remote_hi);
-		break;
-	case RP_ACT_OPEN_MANY: {
-		unsigned want = sp->n_local ? sp->n_local : 256, got;
-		if (want > sizeof(b->many) / sizeof(b->many[0]))
-			want = sizeof(b->many) / sizeof(b->many[0]);
-		r = pick_local_ports(p, want, b->many, &got);
-		if (r)
-			return r;
-		for (unsigned i = 0; i < got; i++) {
-			r = guard_port(p, b->many[i]);
+		if (xp->src == RP_SRC_FRESH) {
+			unsigned got;
+			ph->own_sports = malloc((xp->n_src ? xp->n_src : 1) * sizeof(uint16_t));
+			if (!ph->own_sports)
+				return -ENOMEM;
+			r = pick_local_ports(p, xp->n_src, ph->own_sports, &got);
 			if (r)
 				return r;
+			for (unsigned i = 0; i < got; i++) {
+				r = rp_punch_guard_port(p, ph->own_sports[i]);
+				if (r)
+					return r;
+			}
+			ph->set.sports = (struct rp_portlist){ .list = ph->own_sports, .n = got };
+		} else {
+			ph->set.sports = (struct rp_portlist){ .lo = p->punch_port, .hi = p->punch_port };
 		}
-		ph->ttl = low;
-		ph->set.dports = (struct rp_portlist){ .lo = sp->remote_ports[0], .hi = sp->remote_ports[0] };
-		ph->set.sports = (struct rp_portlist){ .list = b->many, .n = got };
-		st->n_local = got;
-		port_span(b->many, got, &st->local_lo, &st->local_hi);
-		st->n_remote = 1;
-		st->remote_lo = st->remote_hi = sp->remote_ports[0];
-		break;
-	}
-	case RP_ACT_PROBE_RANDOM:
-		r = random_ports(sp->n_probes ? sp->n_probes : 1024, sp->port_lo ? sp->port_lo : 1024,
-				 sp->port_hi ? sp->port_hi : 65535, &b->probes, &b->n_probes);
+		if (xp->dst == RP_DST_RANDOM) {
+			unsigned got;
+			r = random_ports(xp->n_dst, xp->dst_lo, xp->dst_hi, &ph->own_dports, &got);
+			if (r)
+				return r;
+			ph->set.dports = (struct rp_portlist){ .list = ph->own_dports, .n = got };
+		} else {
+			ph->set.dports = (struct rp_portlist){ .list = xp->dports, .n = xp->n_dst };
+		}
+		r = make_tmpl(p, &ph->tmpl, p->punch_port, ph->ttl);
 		if (r)
 			return r;
-		ph->ttl = 0;
-		ph->set.dports = (struct rp_portlist){ .list = b->probes, .n = b->n_probes };
-		ph->set.sports = (struct rp_portlist){ .lo = p->punch_port, .hi = p->punch_port };
-		st->n_local = 1;
-		st->local_lo = st->local_hi = p->punch_port;
-		st->n_remote = b->n_probes;
-		port_span(b->probes, b->n_probes, &st->remote_lo, &st->remote_hi);
-		break;
-	default:
-		return -EINVAL;
+		if (ph->prime)
+			st->primed = true;
 	}
-	r = make_tmpl(p, &ph->tmpl, p->punch_port, ph->ttl);
-	if (r)
-		return r;
+	/* the round's figures describe the action: the last phase */
+	act = &s->ph[s->n - 1];
+	list_span(&act->set.sports, &st->n_local, &st->local_lo, &st->local_hi);
+	list_span(&act->set.dports, &st->n_remote, &st->remote_lo, &st->remote_hi);
 	return 0;
 }
 
-int rp_punch_lockstep_targets(const struct rp_natinfo *pn, unsigned n, int me, uint16_t *out)
+static int rp_punch_sender_start(struct sender *s)
 {
-	unsigned m = n / 2 ? n / 2 : 1;
-	if (!pn || !out || (me != 0 && me != 1) || !pn->n_predicted || pn->n_predicted > RP_MAX_PREDICT || !pn->delta)
-		return -EINVAL;
-	for (unsigned j = 0; j < n; j++) {
-		long idx = (long)j + (me == 1 ? (long)(j % m) : 0), port;
-		if (idx < (long)pn->n_predicted)
-			port = pn->predicted[idx];
-		else
-			port = (long)pn->predicted[pn->n_predicted - 1] + (idx - (long)pn->n_predicted + 1) * pn->delta;
-		if (port < 1 || port > 65535)
-			return (int)j;
-		out[j] = (uint16_t)port;
+	if (pthread_create(&s->th, NULL, sender_main, s))
+		return -EAGAIN;
+	s->running = true;
+	return 0;
+}
+
+static void rp_punch_sender_free(struct sender *s)
+{
+	if (!s)
+		return;
+	rp_punch_sender_stop(s);
+	for (unsigned k = 0; k < RP_EXEC_MAX_PHASES; k++) {
+		free(s->ph[k].own_sports);
+		free(s->ph[k].own_dports);
 	}
-	return (int)n;
+	free(s);
+}
+
+/* The port a side's SYNs are bound to in the ISN: its punch port when it sends from that one. */
+static uint16_t isn_port(const struct rp_side_plan *sp, const struct rp_natinfo *ni)
+{
+	return sp->action == RP_ACT_OPEN_MANY ? 0 : ni->local_port;
 }
 
 /* --- receiving ----------------------------------------------------------------------------- */
@@ -895,7 +838,6 @@ static void fill_why(struct rp_punch *p, const struct sender *s, int result)
 
 int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *st)
 {
-	struct round_bufs *b;
 	struct sender *s;
 	uint64_t end_ns, next_tick, hs_ns;
 	int r, result = -ETIMEDOUT;
@@ -904,13 +846,10 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	st->round = ro->round;
-	st->method = ro->plan->method;
+	st->strategy = ro->plan->strategy;
 	st->t_first_rx_ms = -1;
 	st->t_established_ms = -1;
 	p->st = st;
-	if (ro->plan->method != RP_METHOD_SIMOPEN && ro->plan->method != RP_METHOD_PREDICT &&
-	    ro->plan->method != RP_METHOD_BIRTHDAY)
-		return -EINVAL;
 	const struct rp_side_plan *mine = &ro->plan->side[ro->me], *theirs = &ro->plan->side[1 - ro->me];
 	uint32_t my_pub = rp_punch_pub_addr(ro->self), peer_pub = rp_punch_pub_addr(ro->peer);
 	if (peer_pub != p->raddr || !my_pub)
@@ -918,6 +857,15 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	p->punch_port = ro->self->local_port;
 	if (!p->punch_port)
 		return -EINVAL;
+	s = rp_punch_sender_new(p);
+	if (!s)
+		return -ENOMEM;
+	/* what this side sends: the strategy's phases (a refusal or an inconsistent plan has none) */
+	r = rp_plan_exec(ro->plan, ro->me, ro->self, ro->peer, &s->x);
+	if (r) {
+		rp_punch_sender_free(s);
+		return r;
+	}
 	p->isn_mine = rp_punch_isn(p->key, my_pub, peer_pub, isn_port(mine, ro->self), ro->round);
 	p->isn_peer = rp_punch_isn(p->key, peer_pub, my_pub, isn_port(theirs, ro->peer), ro->round);
 	st->isn_mine = p->isn_mine;
@@ -929,24 +877,14 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	memset(p->lport_set, 0, sizeof(p->lport_set));
 	lport_add(p, p->punch_port);
 	hs_ns = (uint64_t)(ro->handshake_ms ? ro->handshake_ms : 3000) * 1000000ull;
-
-	s = calloc(1, sizeof(*s));
-	b = calloc(1, sizeof(*b));
-	if (!s || !b) {
-		free(s);
-		free(b);
-		return -ENOMEM;
-	}
-	s->p = p;
-	atomic_store(&s->cur, -1);
 	{
 		uint64_t rn = rp_real_ns(), mn = rp_mono_ns();
 		p->t0 = mn + (uint64_t)((int64_t)ro->start_real_ns - (int64_t)rn);
 	}
-	r = guard_port(p, p->punch_port);
+	r = rp_punch_guard_port(p, p->punch_port);
 	if (r)
 		goto out;
-	r = build_phases(p, ro, s, b, &end_ns);
+	r = rp_punch_sender_build(s, &end_ns);
 	if (r)
 		goto out;
 	end_ns += (uint64_t)(ro->grace_ms ? ro->grace_ms : 600) * 1000000ull;
@@ -957,13 +895,11 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 			;
 	}
 	trace(p, "round %u: %s, this side %s, ISN mine %u / peer %u, T in %.1f ms", ro->round,
-	      rp_method_str(ro->plan->method), rp_side_kind_str(mine->kind), p->isn_mine, p->isn_peer,
+	      rp_plan_name(ro->plan), rp_side_kind_str(mine->kind), p->isn_mine, p->isn_peer,
 	      -since_t0_ms(p, rp_mono_ns()));
-	if (pthread_create(&s->th, NULL, sender_main, s)) {
-		r = -EAGAIN;
+	r = rp_punch_sender_start(s);
+	if (r)
 		goto out;
-	}
-	s->running = true;
 	next_tick = rp_mono_ns();
 	for (;;) {
 		uint64_t now = rp_mono_ns();
@@ -985,11 +921,10 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 		}
 		if (!p->defined && now >= end_ns)
 			break;
-		/* Simultaneous open: both mappings exist from T on (primes), so RSTs from the peer's NAT
-		 * that keep coming a second later mean our SYNs do not meet its mapping (its port is not
-		 * the one announced): end the round early, the next one re-probes. */
-		if (!p->defined && ro->plan->method == RP_METHOD_SIMOPEN && st->rx_rst >= 4 &&
-		    now >= p->t0 + ((uint64_t)mine->start_ms + 1000u) * 1000000ull) {
+		/* The strategy's early end: RSTs from the peer's NAT that keep coming mean our SYNs do
+		 * not meet its mapping (its port is not the one announced): the next round re-probes. */
+		if (!p->defined && s->x.rst_cut_count && st->rx_rst >= s->x.rst_cut_count &&
+		    now >= p->t0 + (uint64_t)s->x.rst_cut_ms * 1000000ull) {
 			st->rst_cut = true;
 			break;
 		}
@@ -1050,7 +985,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	}
 	r = 0;
 out:
-	sender_stop(s);
+	rp_punch_sender_stop(s);
 	st->primes_sent = atomic_load(&s->sent_prime);
 	st->syns_sent = atomic_load(&s->sent_syn);
 	st->send_errors += atomic_load(&s->errors);
@@ -1061,9 +996,7 @@ out:
 	st->duration_ms = since_t0_ms(p, rp_mono_ns());
 	st->lport = p->lport;
 	st->rport = p->rport;
-	free(b->probes);
-	free(b);
-	free(s);
+	rp_punch_sender_free(s);
 	if (r) {
 		st->result = r;
 		snprintf(st->why, sizeof(st->why), "could not set the round up: %s", strerror(-r));
@@ -1085,11 +1018,9 @@ int rp_punch_handoff(struct rp_punch *p, const struct rp_handoff_opts *ho, struc
 		return r;
 	fd = rp_handoff(&hp, ho, res);
 	/* the kernel owns the flow now (or nobody does): guard and capture off */
-	release(p);
+	rp_punch_release(p);
 	return fd;
 }
-
-/* --- JSON ----------------------------------------------------------------------------------- */
 
 static struct json_object *span_json(uint32_t n, uint16_t lo, uint16_t hi)
 {
@@ -1100,23 +1031,9 @@ static struct json_object *span_json(uint32_t n, uint16_t lo, uint16_t hi)
 	return o;
 }
 
-static const char *action_str(enum rp_action a)
-{
-	switch (a) {
-	case RP_ACT_CONNECT: return "connect";
-	case RP_ACT_OPEN_MANY: return "open-many";
-	case RP_ACT_PROBE_RANDOM: return "probe-random";
-	default: return "none";
-	}
-}
-
 static struct json_object *ms_json(double v)
 {
-	char b[32];
-	if (v < 0)
-		return NULL;
-	snprintf(b, sizeof(b), "%.1f", v);
-	return json_object_new_double_s(round(v * 10) / 10, b);
+	return v < 0 ? NULL : rp_json_fixed(v, 1);
 }
 
 struct json_object *rp_punch_round_to_json(const struct rp_punch_round_stats *st)
@@ -1125,8 +1042,8 @@ struct json_object *rp_punch_round_to_json(const struct rp_punch_round_stats *st
 	if (!o)
 		return NULL;
 	json_object_object_add(o, "round", json_object_new_int((int)st->round));
-	json_object_object_add(o, "method", json_object_new_string(rp_method_str(st->method)));
-	json_object_object_add(o, "action", json_object_new_string(action_str(st->action)));
+	json_object_object_add(o, "method", json_object_new_string(rp_strategy_name(st->strategy)));
+	json_object_object_add(o, "action", json_object_new_string(rp_action_str(st->action)));
 	json_object_object_add(o, "primed", json_object_new_boolean(st->primed));
 	json_object_object_add(o, "low_ttl", json_object_new_int(st->prime_ttl));
 	json_object_object_add(o, "local_ports", span_json(st->n_local, st->local_lo, st->local_hi));

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,12 @@
 #include "rawpunch/strategy/strategy.h"
 
 enum prof { PRESERVE, SEQUENTIAL, RANDOM };
+
+/* the registry's names, as plans, reports and status lines show them */
+#define SIMOPEN "simultaneous-open"
+#define PREDICT "predicted-burst"
+#define BIRTHDAY "birthday"
+#define IMPOSSIBLE "impossible"
 
 /* A natinfo as the probe reports it for each lab profile. */
 static void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, const char *pub, uint16_t lport)
@@ -111,7 +118,7 @@ static void check_common(const struct rp_plan *pl, const struct rp_natinfo *a, c
 	for (int i = 0; i < 2; i++) {
 		const struct rp_side_plan *sp = &pl->side[i];
 		const struct rp_natinfo *peer = i ? a : b;
-		if (pl->method == RP_METHOD_IMPOSSIBLE) {
+		if (rp_plan_refused(pl)) {
 			assert_int_equal(sp->action, RP_ACT_NONE);
 			continue;
 		}
@@ -139,18 +146,18 @@ static void test_all_pairs(void **state)
 					mk(&b, (enum prof)pb, filters[fb], "198.18.2.2", 41000);
 					assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
 					check_common(pl, &a, &b);
-					enum rp_method want;
+					const char *want;
 					if (pa == PRESERVE && pb == PRESERVE)
-						want = RP_METHOD_SIMOPEN;
+						want = SIMOPEN;
 					else if (pa == RANDOM && pb == RANDOM)
-						want = RP_METHOD_IMPOSSIBLE;
+						want = IMPOSSIBLE;
 					else if ((pa == RANDOM) != (pb == RANDOM))
-						want = (pa == PRESERVE || pb == PRESERVE) ? RP_METHOD_BIRTHDAY
-											: RP_METHOD_IMPOSSIBLE;
+						want = (pa == PRESERVE || pb == PRESERVE) ? BIRTHDAY : IMPOSSIBLE;
 					else
-						want = RP_METHOD_PREDICT;
-					assert_int_equal(pl->method, want);
-					if (want == RP_METHOD_SIMOPEN) {
+						want = PREDICT;
+					assert_string_equal(rp_plan_name(pl), want);
+					assert_ptr_equal(pl->strategy, rp_strategy_find(want));
+					if (!strcmp(want, SIMOPEN)) {
 						assert_int_equal(pl->hard_side, -1);
 						assert_int_equal(pl->side[0].remote_ports[0], 41000);
 						assert_int_equal(pl->side[1].remote_ports[0], 40000);
@@ -162,7 +169,7 @@ static void test_all_pairs(void **state)
 							assert_true(pl->side[0].start_ms > 0);
 						assert_true(pl->p_success > 0.9);
 					}
-					if (want == RP_METHOD_BIRTHDAY) {
+					if (!strcmp(want, BIRTHDAY)) {
 						int h = pa == RANDOM ? 0 : 1;
 						assert_int_equal(pl->hard_side, h);
 						assert_int_equal(pl->side[h].action, RP_ACT_OPEN_MANY);
@@ -176,7 +183,7 @@ static void test_all_pairs(void **state)
 							    256 * 1000 / pl->side[h].rate_pps);
 						assert_true(pl->p_success >= 0.99);
 					}
-					if (want == RP_METHOD_PREDICT && (pa == PRESERVE || pb == PRESERVE)) {
+					if (!strcmp(want, PREDICT) && (pa == PRESERVE || pb == PRESERVE)) {
 						int s = pa == SEQUENTIAL ? 0 : 1;
 						assert_int_equal(pl->hard_side, s);
 						assert_true(pl->side[s].prime);
@@ -188,7 +195,7 @@ static void test_all_pairs(void **state)
 						assert_true(pl->side[s].start_ms > pl->side[1 - s].start_ms);
 						assert_int_equal(pl->widen_factor, 2);
 					}
-					if (want == RP_METHOD_IMPOSSIBLE) {
+					if (!strcmp(want, IMPOSSIBLE)) {
 						assert_int_equal(pl->rounds, 0);
 						assert_non_null(strstr(pl->reason, "relay"));
 					}
@@ -239,7 +246,7 @@ static void test_params_and_errors(void **state)
 	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
 	struct rp_plan_params pp = { .rate_pps = 500, .max_open = 128, .max_probes = 300, .target_p = 0.5 };
 	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
-	assert_int_equal(pl->method, RP_METHOD_BIRTHDAY);
+	assert_string_equal(rp_plan_name(pl), BIRTHDAY);
 	assert_int_equal(pl->side[0].n_local, 128);
 	assert_int_equal(pl->side[1].n_probes, 300);      /* capped (0.5 needs 347) */
 	assert_true(fabs(pl->p_success - rp_birthday_p(128, 300, RP_BIRTHDAY_N)) < 1e-12);
@@ -256,8 +263,6 @@ static void test_params_and_errors(void **state)
 	a.mapped_addr = 0;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), -EINVAL);
 	assert_int_equal(rp_plan_make(NULL, &b, NULL, 0, pl), -EINVAL);
-	assert_string_equal(rp_method_str(RP_METHOD_BIRTHDAY), "birthday");
-	assert_string_equal(rp_method_str(RP_METHOD_SIMOPEN), "simultaneous-open");
 	free(pl);
 }
 
@@ -273,7 +278,7 @@ static void test_seq_seq_lockstep(void **state)
 	b.n_predicted = 2;
 	b.delta = 2;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
-	assert_int_equal(pl->method, RP_METHOD_PREDICT);
+	assert_string_equal(rp_plan_name(pl), PREDICT);
 	assert_int_equal(pl->side[0].n_remote, pl->side[1].n_remote);
 	/* a's k-th target is b's k-th predicted port and vice versa */
 	assert_int_equal(pl->side[0].remote_ports[0], 30001);
@@ -286,31 +291,64 @@ static void test_seq_seq_lockstep(void **state)
 	free(pl);
 }
 
+static const char *js(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return "<missing>";
+	return v ? json_object_get_string(v) : "null";
+}
+
+/* The plan JSON is the --report's "plan": its keys and the way each is printed. */
 static void test_plan_json(void **state)
 {
 	(void)state;
 	struct rp_natinfo a, b;
 	struct rp_plan *pl = malloc(sizeof(*pl));
-	struct json_object *o, *v, *sides, *s1, *ports;
+	struct json_object *o, *sides, *s0, *s1, *v;
 	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
 	mk(&b, RANDOM, RP_FILTER_DROP, "198.18.2.2", 41000);
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
 	o = rp_plan_to_json(pl);
 	assert_non_null(o);
-	assert_true(json_object_object_get_ex(o, "method", &v));
-	assert_string_equal(json_object_get_string(v), "birthday");
-	assert_true(json_object_object_get_ex(o, "hard_side", &v));
-	assert_string_equal(json_object_get_string(v), "b");
+	assert_string_equal(js(o, "method"), BIRTHDAY);
+	assert_string_equal(js(o, "reason"), pl->reason);
+	assert_string_equal(js(o, "p_success"), "0.9900");      /* 4 decimals, as printed */
+	assert_string_equal(js(o, "rounds"), "3");
+	assert_string_equal(js(o, "hard_side"), "b");
+	/* the order of the keys is the report's */
+	const char *order[] = { "method", "reason", "p_success", "rounds", "hard_side", "sides" };
+	unsigned i = 0;
+	json_object_object_foreach(o, key, val) {
+		(void)val;
+		assert_true(i < 6);
+		assert_string_equal(key, order[i++]);
+	}
 	assert_true(json_object_object_get_ex(o, "sides", &sides));
 	assert_int_equal(json_object_array_length(sides), 2);
+	s0 = json_object_array_get_idx(sides, 0);
 	s1 = json_object_array_get_idx(sides, 1);
-	assert_true(json_object_object_get_ex(s1, "action", &v));
-	assert_string_equal(json_object_get_string(v), "open-many");
-	assert_true(json_object_object_get_ex(s1, "remote", &v));
-	assert_string_equal(json_object_get_string(v), "198.18.1.2");
-	assert_true(json_object_object_get_ex(s1, "remote_ports", &ports));
-	assert_int_equal(json_object_array_length(ports), 1);
-	assert_int_equal(json_object_get_int(json_object_array_get_idx(ports, 0)), 40000);
+	/* the hard side opens mappings: n_local and the one remote port as a span */
+	assert_string_equal(js(s1, "side"), "b");
+	assert_string_equal(js(s1, "kind"), "hard");
+	assert_string_equal(js(s1, "action"), "open-many");
+	assert_string_equal(js(s1, "remote"), "198.18.1.2");
+	assert_string_equal(js(s1, "n_local"), "256");
+	assert_string_equal(js(s1, "n_remote"), "1");
+	assert_string_equal(js(s1, "remote_lo"), "40000");
+	assert_string_equal(js(s1, "remote_hi"), "40000");
+	assert_string_equal(js(s1, "ttl"), "2");
+	assert_string_equal(js(s1, "n_probes"), "<missing>");
+	/* the easy side probes: a range and a count, no remote span, no n_local */
+	assert_string_equal(js(s0, "side"), "a");
+	assert_string_equal(js(s0, "action"), "probe-random");
+	assert_string_equal(js(s0, "port_lo"), "1024");
+	assert_string_equal(js(s0, "port_hi"), "65535");
+	assert_string_equal(js(s0, "n_probes"), "1159");
+	assert_string_equal(js(s0, "n_remote"), "<missing>");
+	assert_string_equal(js(s0, "n_local"), "<missing>");
+	assert_string_equal(js(s0, "local_port"), "40000");
+	assert_string_equal(js(s0, "rate_pps"), "2000");
 	json_object_put(o);
 	/* no hard side: null */
 	mk(&b, PRESERVE, RP_FILTER_DROP, "198.18.2.2", 41000);
@@ -318,9 +356,282 @@ static void test_plan_json(void **state)
 	o = rp_plan_to_json(pl);
 	assert_true(json_object_object_get_ex(o, "hard_side", &v));
 	assert_null(v);
+	assert_string_equal(js(o, "method"), SIMOPEN);
+	json_object_put(o);
+	/* a refusal lists no sides */
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	o = rp_plan_to_json(pl);
+	assert_string_equal(js(o, "method"), IMPOSSIBLE);
+	assert_string_equal(js(o, "rounds"), "0");
+	assert_string_equal(js(o, "p_success"), "0.0000");
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_int_equal(json_object_array_length(sides), 0);
 	json_object_put(o);
 	assert_string_equal(rp_action_str(RP_ACT_PROBE_RANDOM), "probe-random");
 	free(pl);
+}
+
+/* The registry: which entry takes which pair of side classes. */
+static void test_registry(void **state)
+{
+	(void)state;
+	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM hard */
+	static const char *const want[3][3] = {
+		/*              b easy      b predictable  b hard */
+		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY },
+		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE },
+		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE },
+	};
+	unsigned n = 0, chosen[16] = { 0 };
+	while (rp_strategies[n])
+		n++;
+	assert_int_equal(n, 4);
+	/* names are unique and found by name */
+	for (unsigned i = 0; i < n; i++) {
+		assert_non_null(rp_strategies[i]->name);
+		assert_non_null(rp_strategies[i]->applies);
+		assert_non_null(rp_strategies[i]->plan);
+		assert_ptr_equal(rp_strategy_find(rp_strategies[i]->name), rp_strategies[i]);
+		for (unsigned j = 0; j < i; j++)
+			assert_string_not_equal(rp_strategies[i]->name, rp_strategies[j]->name);
+	}
+	assert_null(rp_strategy_find("none"));
+	assert_null(rp_strategy_find(NULL));
+	assert_string_equal(rp_strategy_name(NULL), "none");
+	for (int pa = PRESERVE; pa <= RANDOM; pa++)
+		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+			struct rp_natinfo a, b;
+			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
+			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
+			const struct rp_strategy *s = rp_strategy_for(&a, &b);
+			assert_non_null(s);
+			assert_string_equal(s->name, want[pa][pb]);
+			/* it is the first entry that applies: none before it claims the pair */
+			unsigned k = 0;
+			while (rp_strategies[k] != s)
+				assert_false(rp_strategies[k++]->applies(&a, &b));
+			chosen[k]++;
+			/* and claiming is symmetric in the sides */
+			assert_true(s->applies(&b, &a));
+			/* the planner uses exactly that entry */
+			struct rp_plan *pl = malloc(sizeof(*pl));
+			assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+			assert_ptr_equal(pl->strategy, s);
+			free(pl);
+		}
+	/* every entry is chosen for some pair: none is shadowed by the ones before it */
+	for (unsigned i = 0; i < n; i++)
+		assert_true(chosen[i] > 0);
+	/* the last one takes everything */
+	struct rp_natinfo x = { 0 };
+	assert_true(rp_strategies[n - 1]->applies(&x, &x));
+}
+
+/* Every name a person or a report sees comes from the table. */
+static void test_names_from_table(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char hint[300], odds[200];
+	for (int pa = PRESERVE; pa <= RANDOM; pa++)
+		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
+			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
+			assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+			assert_ptr_equal(rp_plan_name(pl), pl->strategy->name);       /* the very string */
+			struct json_object *o = rp_plan_to_json(pl);
+			assert_string_equal(js(o, "method"), pl->strategy->name);
+			json_object_put(o);
+			rp_plan_miss_hint(pl, hint, sizeof(hint));
+			assert_true(hint[0] != 0);
+			rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+			/* a refusal explains its odds and what helps; a runnable plan has no refusal text */
+			assert_int_equal(rp_plan_refused(pl), odds[0] != 0);
+			assert_int_equal(rp_plan_refused(pl), hint[0] != 0);
+		}
+	/* the hints are the strategies' own: birthday's quotes its probability */
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	rp_plan_miss_hint(pl, hint, sizeof(hint));
+	assert_non_null(strstr(hint, "P=0.990"));
+	/* random x random and random x sequential refuse with different odds */
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_non_null(strstr(odds, "2^32"));
+	assert_non_null(strstr(hint, "170000 for 99.9%"));
+	mk(&b, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_non_null(strstr(odds, "k/64512"));
+	/* a plan without a strategy */
+	memset(pl, 0, sizeof(*pl));
+	assert_string_equal(rp_plan_name(pl), "none");
+	assert_true(rp_plan_refused(pl));
+	rp_plan_miss_hint(pl, hint, sizeof(hint));
+	assert_non_null(strstr(hint, "same session"));
+	free(pl);
+}
+
+/* The phases each strategy gives the executor for each side. */
+static void test_exec(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	struct rp_exec *x = malloc(sizeof(*x));
+
+	/* simultaneous open, a's NAT sends RSTs (primed), b's drops (not primed) */
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, PRESERVE, RP_FILTER_DROP, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), 0);
+	assert_int_equal(x->n, 2);
+	assert_string_equal(x->ph[0].name, "prime");
+	assert_true(x->ph[0].prime);
+	assert_int_equal(x->ph[0].ttl, 2);
+	assert_int_equal(x->ph[0].n_dst, 1);
+	assert_int_equal(x->ph[0].dports[0], 41000);
+	assert_int_equal(x->ph[0].at_ms, 0);
+	assert_string_equal(x->ph[1].name, "burst");
+	assert_int_equal(x->ph[1].ttl, 0);
+	assert_int_equal(x->ph[1].src, RP_SRC_PUNCH);
+	assert_int_equal(x->ph[1].at_ms, pl->side[0].start_ms);
+	assert_int_equal(x->ph[1].repeat_ms, pl->side[0].repeat_ms);
+	assert_int_equal(x->ph[1].until_ms, x->end_ms);
+	assert_int_equal(x->end_ms, pl->side[0].start_ms + pl->side[0].duration_ms);
+	assert_int_equal(x->rst_cut_count, 4);            /* simultaneous open cuts a refused round short */
+	assert_int_equal(x->rst_cut_ms, pl->side[0].start_ms + 1000);
+	assert_int_equal(rp_plan_exec(pl, 1, &b, &a, x), 0);
+	assert_int_equal(x->n, 1);                        /* b's NAT drops: no prime */
+	assert_int_equal(x->ph[0].dports[0], 40000);
+
+	/* birthday: b (random) opens fresh ports with the low TTL, a probes random ports */
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	b.nat_ttl = 3;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(rp_plan_exec(pl, 1, &b, &a, x), 0);
+	assert_int_equal(x->n, 1);
+	assert_int_equal(x->action, RP_ACT_OPEN_MANY);
+	assert_int_equal(x->ph[0].src, RP_SRC_FRESH);
+	assert_int_equal(x->ph[0].n_src, 256);
+	assert_int_equal(x->ph[0].ttl, 3);
+	assert_int_equal(x->ph[0].n_dst, 1);
+	assert_int_equal(x->ph[0].dports[0], 40000);
+	assert_int_equal(x->ph[0].repeat_ms, 0);
+	assert_int_equal(x->rst_cut_count, 0);
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), 0);
+	assert_int_equal(x->ph[0].dst, RP_DST_RANDOM);
+	assert_int_equal(x->ph[0].n_dst, pl->side[0].n_probes);
+	assert_int_equal(x->ph[0].dst_lo, 1024);
+	assert_int_equal(x->ph[0].dst_hi, 65535);
+	assert_int_equal(x->ph[0].at_ms, pl->side[0].start_ms);
+
+	/* predicted burst, one-sided: b (sequential) primes a's port, then its full SYN after a's burst */
+	mk(&b, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(rp_plan_exec(pl, 1, &b, &a, x), 0);
+	assert_int_equal(x->n, 2);
+	assert_true(x->ph[0].prime);
+	assert_int_equal(x->ph[0].dports[0], 40000);
+	assert_true(x->ph[1].at_ms > 0);
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), 0);
+	assert_int_equal(x->n, 1);
+	assert_int_equal(x->ph[0].n_dst, pl->side[0].n_remote);
+	assert_ptr_equal(x->ph[0].dports, pl->side[0].remote_ports);
+
+	/* lockstep: every target primed, b's targets staggered, the full pass after the primes */
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	unsigned n = pl->side[0].n_remote;
+	for (int me = 0; me < 2; me++) {
+		const struct rp_natinfo *self = me ? &b : &a, *peer = me ? &a : &b;
+		uint16_t want[RP_PLAN_MAX_PORTS];
+		assert_int_equal(rp_lockstep_targets(peer, n, me, want), (int)n);
+		assert_int_equal(rp_plan_exec(pl, me, self, peer, x), 0);
+		assert_int_equal(x->n, 2);
+		assert_true(x->ph[0].prime);
+		assert_int_equal(x->ph[0].n_dst, n);
+		assert_int_equal(x->ph[1].n_dst, n);
+		assert_memory_equal(x->ph[0].dports, want, n * sizeof(uint16_t));
+		assert_memory_equal(x->ph[1].dports, want, n * sizeof(uint16_t));
+		assert_int_equal(x->ph[1].repeat_ms, 250);
+		/* n primes at 2000/s take n/2 ms, then the start margin */
+		assert_int_equal(x->ph[1].at_ms, (n * 1000 + 1999) / 2000 + pl->side[me].start_ms);
+		assert_int_equal(x->end_ms, pl->side[me].duration_ms + x->ph[1].at_ms);
+		assert_int_equal(x->ph[1].until_ms, x->end_ms);
+	}
+	assert_int_not_equal(x->ph[0].dports[3], pl->side[1].remote_ports[3]);   /* b: staggered */
+
+	/* a refusal has nothing to send */
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), -EINVAL);
+	assert_int_equal(rp_plan_exec(pl, 2, &a, &b, x), -EINVAL);
+	free(x);
+	free(pl);
+}
+
+/* Two sequential NATs (a: ports from 20010 step 1; b: from 30000 step 2). Other hosts took ka ports on a's
+ * NAT and kb on b's before the bursts: a's i-th SYN leaves from a's port i + ka, b's j-th from j + kb.
+ * Is there a pair that is one 4-tuple (a's source = b's target and b's source = a's target)? */
+static bool lockstep_meets(const uint16_t *ta, const uint16_t *tb, unsigned n, unsigned ka, unsigned kb)
+{
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = 0; j < n; j++) {
+			uint16_t a_src = (uint16_t)(20010 + (i + ka) * 1), b_src = (uint16_t)(30000 + (j + kb) * 2);
+			if (a_src == tb[j] && b_src == ta[i])
+				return true;
+		}
+	return false;
+}
+
+static void test_lockstep(void **state)
+{
+	(void)state;
+	struct rp_natinfo na = { 0 }, nb = { 0 };
+	uint16_t ta[64], tb[64], plain[64];
+	na.has_delta = nb.has_delta = true;
+	na.delta = 1;
+	nb.delta = 2;
+	na.n_predicted = 8;   /* predictions run out: the targets continue by delta */
+	nb.n_predicted = 8;
+	for (unsigned k = 0; k < 8; k++) {
+		na.predicted[k] = (uint16_t)(20010 + k);
+		nb.predicted[k] = (uint16_t)(30000 + 2 * k);
+	}
+	unsigned n = 64, m = n / 2;
+	assert_int_equal(rp_lockstep_targets(&nb, n, 0, ta), 64);   /* a aims at b's predictions */
+	assert_int_equal(rp_lockstep_targets(&na, n, 1, tb), 64);   /* b aims at a's, staggered */
+	assert_int_equal(ta[0], 30000);
+	assert_int_equal(ta[10], 30020);
+	assert_int_equal(tb[0], 20010);
+	assert_int_equal(tb[3], 20010 + 6);      /* j + (j mod 32) */
+	assert_int_equal(tb[33], 20010 + 34);
+	/* every total drift below M meets */
+	for (unsigned ka = 0; ka < m; ka++)
+		for (unsigned kb = 0; ka + kb < m; kb++)
+			assert_true(lockstep_meets(ta, tb, n, ka, kb));
+	/* plain i-th to i-th pairing (what b would do without the stagger) meets only without drift */
+	assert_int_equal(rp_lockstep_targets(&na, n, 0, plain), 64);
+	assert_true(lockstep_meets(ta, plain, n, 0, 0));
+	assert_false(lockstep_meets(ta, plain, n, 1, 0));
+	assert_false(lockstep_meets(ta, plain, n, 0, 3));
+	/* the port space ends: fewer targets */
+	nb.predicted[0] = 65530;
+	nb.n_predicted = 1;
+	assert_int_equal(rp_lockstep_targets(&nb, n, 0, ta), 3);   /* 65530, 65532, 65534 */
+	/* bad input */
+	nb.delta = 0;
+	assert_int_equal(rp_lockstep_targets(&nb, n, 0, ta), -EINVAL);
+	nb.delta = 2;
+	assert_int_equal(rp_lockstep_targets(&nb, n, 2, ta), -EINVAL);
+	nb.n_predicted = 0;
+	assert_int_equal(rp_lockstep_targets(&nb, n, 0, ta), -EINVAL);
 }
 
 int main(void)
@@ -333,6 +644,10 @@ int main(void)
 		cmocka_unit_test(test_params_and_errors),
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
+		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_names_from_table),
+		cmocka_unit_test(test_exec),
+		cmocka_unit_test(test_lockstep),
 	};
 	return cmocka_run_group_tests_name("strategy", tests, NULL, NULL);
 }
