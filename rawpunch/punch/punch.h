@@ -26,6 +26,10 @@
  * Rounds that miss return -ETIMEDOUT with the counts of what was sent and seen; the caller re-probes,
  * re-plans (widened) and runs the next round on the same context.
  *
+ * Files: context.c (open/close, guard, keys and ISNs), sender.c (phases and the sender thread),
+ * punch.c (the round: receiving, validation, handshake; the handoff), round_json.c; punch_impl.h is
+ * their private header.
+ *
  * Validation across NATs. Through two NATs neither side sees the 4-tuple the other used, so a
  * per-tuple cookie (us_cookie) cannot validate the PEER's SYN. Both sides derive one 16-byte key
  * from the shared secret and the session name (rp_punch_key_derive: BLAKE2b) and every SYN a side
