@@ -149,7 +149,7 @@ static void on_event(const struct rp_punch_event *ev, void *arg)
 /* The failure in one message (and what might help), after the report is written. */
 static void say_failure(const struct rp_punch_result *res)
 {
-	char hint[300], odds[8];
+	char hint[400];
 	switch (res->stage) {
 	case RP_STAGE_CONNECT:
 		rp_err("%s", res->why);
@@ -176,7 +176,7 @@ static void say_failure(const struct rp_punch_result *res)
 			rp_err("%s", res->why);
 			break;
 		}
-		rp_plan_refusal(&res->plan, odds, sizeof(odds), hint, sizeof(hint));
+		rp_plan_refusal(&res->plan, NULL, 0, hint, sizeof(hint));
 		rp_err("no direct connection possible: %s", res->plan.reason);
 		rp_hint("%s", hint);
 		break;
