@@ -16,38 +16,7 @@
 #include <string.h>
 
 #include "rawpunch/punch/pipeline.h"
-
-enum prof { EASY, SEQUENTIAL, HARD };
-
-static void mk(struct rp_natinfo *ni, enum prof p, const char *pub, uint16_t lport)
-{
-	memset(ni, 0, sizeof(*ni));
-	inet_pton(AF_INET, "10.0.1.2", &ni->local_addr);
-	inet_pton(AF_INET, pub, &ni->mapped_addr);
-	ni->local_port = lport;
-	ni->behind_nat = true;
-	ni->filtering = RP_FILTER_RST;
-	ni->nat_ttl = 2;
-	if (p == EASY) {
-		ni->mapping = RP_MAP_EI;
-		ni->alloc = RP_ALLOC_PRESERVING;
-		ni->mapped_port = lport;
-	} else if (p == SEQUENTIAL) {
-		ni->mapping = RP_MAP_APD;
-		ni->alloc = RP_ALLOC_SEQUENTIAL;
-		ni->mapped_port = 20010;
-		ni->has_delta = true;
-		ni->delta = 1;
-		ni->confidence = 0.8;
-		for (unsigned i = 0; i < 4; i++)
-			ni->predicted[i] = (uint16_t)(20011 + i);
-		ni->n_predicted = 4;
-	} else {
-		ni->mapping = RP_MAP_APD;
-		ni->alloc = RP_ALLOC_RANDOM;
-		ni->mapped_port = 51234;
-	}
-}
+#include "tests/unit/natinfo_fixture.h"
 
 /* The scripted stages: what each returns, and a log of the calls. */
 struct fake {
@@ -270,11 +239,11 @@ static struct rp_punch_result *res;   /* large: one for all tests */
 static void fake_init(struct fake *f, enum prof me, enum prof peer)
 {
 	memset(f, 0, sizeof(*f));
-	mk(&f->self, me, "198.18.1.2", 0);
-	mk(&f->reprobed, me, "198.18.1.2", 0);
+	mk(&f->self, me, RP_FILTER_RST, "198.18.1.2", 0);
+	mk(&f->reprobed, me, RP_FILTER_RST, "198.18.1.2", 0);
 	f->reprobed.filtering = RP_FILTER_UNKNOWN;   /* a re-probe does not measure these */
 	f->reprobed.nat_ttl = 0;
-	mk(&f->peer, peer, "198.18.2.2", 41000);
+	mk(&f->peer, peer, RP_FILTER_RST, "198.18.2.2", 41000);
 	f->peer_next = f->peer;
 	f->peer_next.local_port = 41001;
 	f->peer_next.mapped_port = 41001;
@@ -294,7 +263,7 @@ static void test_connected_first_round(void **state)
 	struct fake f;
 	struct evlog e;
 	struct rp_punch_run_opts o = { .trace = true };
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	assert_int_equal(run(&f, &o, &e), 0);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open round(0) tell(done) totals handoff close");
 	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4 B5 L E5 B6 G R0 E6 B7 E7 ");
@@ -319,7 +288,7 @@ static void test_connected_first_round(void **state)
 	/* without trace, no trace lines; a given punch port is probed without asking for a free one */
 	o.trace = false;
 	o.local_port = 39000;
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	assert_int_equal(run(&f, &o, &e), 0);
 	assert_string_equal(f.log, "connect probe(39000,first) join(39000) open round(0) tell(done) totals handoff close");
 	assert_null(strstr(e.s, "L"));
@@ -331,7 +300,7 @@ static void test_miss_replan_connect(void **state)
 	struct fake f;
 	struct evlog e;
 	struct rp_punch_run_opts o = { 0 };
-	fake_init(&f, SEQUENTIAL, EASY);                  /* predicted-burst, 3 rounds, widened */
+	fake_init(&f, SEQUENTIAL, PRESERVE);   /* predicted-burst, 3 rounds, widened */
 	f.me = 1;                                         /* we are side b */
 	f.round_r[0] = -ETIMEDOUT;
 	f.round_r[1] = -ETIMEDOUT;
@@ -366,7 +335,7 @@ static void test_all_rounds_miss(void **state)
 	struct fake f;
 	struct evlog e;
 	struct rp_punch_run_opts o = { 0 };
-	fake_init(&f, HARD, EASY);                        /* birthday, 3 rounds */
+	fake_init(&f, RANDOM, PRESERVE);   /* birthday, 3 rounds */
 	for (unsigned i = 0; i < RP_PUNCH_MAX_ROUNDS; i++)
 		f.round_r[i] = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
@@ -383,14 +352,14 @@ static void test_all_rounds_miss(void **state)
 	assert_null(strstr(e.s, "B7"));
 	/* --rounds 1: one round, no re-probe */
 	o.plan.rounds = 1;
-	fake_init(&f, HARD, EASY);
+	fake_init(&f, RANDOM, PRESERVE);
 	f.round_r[0] = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
 	assert_int_equal(res->n_rounds, 1);
 	assert_null(strstr(f.log, "again"));
 	/* interrupted */
 	o.plan.rounds = 0;
-	fake_init(&f, HARD, EASY);
+	fake_init(&f, RANDOM, PRESERVE);
 	f.round_r[0] = -EINTR;
 	assert_int_equal(run(&f, &o, &e), -EINTR);
 	assert_string_equal(res->why, "interrupted");
@@ -405,7 +374,7 @@ static void test_stage_failures(void **state)
 	struct evlog e;
 	struct rp_punch_run_opts o = { 0 };
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.connect_r = -ECONNREFUSED;
 	assert_int_equal(run(&f, &o, &e), -ECONNREFUSED);
 	assert_string_equal(f.log, "connect close");
@@ -414,7 +383,7 @@ static void test_stage_failures(void **state)
 	assert_string_equal(res->why, "no server");
 	assert_string_equal(rp_punch_stage_str(res->stage), "rendezvous");
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.free_port_r = -EMFILE;
 	assert_int_equal(run(&f, &o, &e), -EMFILE);
 	assert_string_equal(f.log, "connect port close");
@@ -422,7 +391,7 @@ static void test_stage_failures(void **state)
 	assert_non_null(strstr(res->why, "picking a free punch port"));
 	assert_true(res->stage_ms[RP_STAGE_PROBE] < 0);   /* the probe never ran */
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.probe_r = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
 	assert_string_equal(f.log, "connect port probe(40000,first) close");
@@ -431,7 +400,7 @@ static void test_stage_failures(void **state)
 	assert_false(res->have_self);
 	assert_true(res->stage_ms[RP_STAGE_PROBE] >= 0);
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.join_r = -EACCES;
 	assert_int_equal(run(&f, &o, &e), -EACCES);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) close");
@@ -440,7 +409,7 @@ static void test_stage_failures(void **state)
 	assert_true(res->have_self);
 	assert_false(res->have_peer);
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.peer.mapped_addr = 0;                           /* no public address: no plan */
 	assert_int_equal(run(&f, &o, &e), -EINVAL);
 	assert_int_equal(res->stage, RP_STAGE_PLAN);
@@ -448,7 +417,7 @@ static void test_stage_failures(void **state)
 	assert_non_null(strstr(res->why, "no plan"));
 	assert_null(strstr(f.log, "open"));
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.open_r = -EPERM;
 	assert_int_equal(run(&f, &o, &e), -EPERM);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open close");
@@ -456,7 +425,7 @@ static void test_stage_failures(void **state)
 	assert_string_equal(res->detail, "raw socket: denied");
 	assert_string_equal(res->why, "setting up the punch: raw socket: denied");
 
-	fake_init(&f, EASY, EASY);
+	fake_init(&f, PRESERVE, PRESERVE);
 	f.handoff_r = -ENOTCONN;
 	assert_int_equal(run(&f, &o, &e), -ENOTCONN);
 	assert_int_equal(res->stage, RP_STAGE_HANDOFF);
@@ -479,7 +448,7 @@ static void test_between_rounds_failures(void **state)
 	struct evlog e;
 	struct rp_punch_run_opts o = { 0 };
 
-	fake_init(&f, SEQUENTIAL, EASY);
+	fake_init(&f, SEQUENTIAL, PRESERVE);
 	f.round_r[0] = -ETIMEDOUT;
 	f.reprobe_r = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
@@ -488,7 +457,7 @@ static void test_between_rounds_failures(void **state)
 	assert_int_equal(res->n_rounds, 1);
 	assert_string_equal(res->rounds[0].st.why, "why of round 0");    /* the round's own why stays */
 
-	fake_init(&f, SEQUENTIAL, EASY);
+	fake_init(&f, SEQUENTIAL, PRESERVE);
 	f.round_r[0] = -ETIMEDOUT;
 	f.exchange_r = -EPIPE;
 	assert_int_equal(run(&f, &o, &e), -EPIPE);
@@ -496,23 +465,23 @@ static void test_between_rounds_failures(void **state)
 	assert_null(strstr(f.log, "schedule"));
 	assert_non_null(strstr(f.log, "tell(abort)"));
 
-	fake_init(&f, SEQUENTIAL, EASY);
+	fake_init(&f, SEQUENTIAL, PRESERVE);
 	f.round_r[0] = -ETIMEDOUT;
 	f.peer_next.mapped_addr = htonl(0xc6120203);      /* the peer's public address moved */
 	assert_int_equal(run(&f, &o, &e), -EPROTO);
 	assert_non_null(strstr(res->why, "could not agree on round 2"));
 	assert_null(strstr(f.log, "schedule"));
 
-	fake_init(&f, SEQUENTIAL, EASY);
+	fake_init(&f, SEQUENTIAL, PRESERVE);
 	f.round_r[0] = -ETIMEDOUT;
 	f.schedule_r = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
 	assert_non_null(strstr(res->why, "could not agree on round 2"));
 
-	fake_init(&f, SEQUENTIAL, EASY);
+	fake_init(&f, SEQUENTIAL, PRESERVE);
 	f.round_r[0] = -ETIMEDOUT;
-	mk(&f.reprobed, HARD, "198.18.1.2", 0);           /* the NAT now allocates randomly ... */
-	mk(&f.peer_next, SEQUENTIAL, "198.18.2.2", 41001); /* ... and so does the peer's, sequentially */
+	mk(&f.reprobed, RANDOM, RP_FILTER_RST, "198.18.1.2", 0);   /* the NAT now allocates randomly ... */
+	mk(&f.peer_next, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41001);   /* ... and so does the peer's, sequentially */
 	assert_int_equal(run(&f, &o, &e), -ENOTSUP);
 	assert_non_null(strstr(res->why, "re-plan for round 2: "));
 	assert_string_equal(rp_plan_name(&res->plan_now), "impossible");
@@ -526,7 +495,7 @@ static void test_refusal(void **state)
 	struct fake f;
 	struct evlog e;
 	struct rp_punch_run_opts o = { 0 };
-	fake_init(&f, HARD, HARD);
+	fake_init(&f, RANDOM, RANDOM);
 	assert_int_equal(run(&f, &o, &e), -ENOTSUP);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) close");
 	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4! ");
@@ -545,7 +514,7 @@ static void test_serverless(void **state)
 	struct fake f;
 	struct evlog e;
 	struct rp_punch_run_opts o = { .offer = true };
-	fake_init(&f, SEQUENTIAL, EASY);                  /* 3 rounds planned, but no channel: one */
+	fake_init(&f, SEQUENTIAL, PRESERVE);   /* 3 rounds planned, but no channel: one */
 	f.round_r[0] = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
 	assert_string_equal(f.log, "port probe(40000,first) serverless open round(0) tell(abort) totals close");
@@ -559,7 +528,7 @@ static void test_serverless(void **state)
 	assert_true(res->self.confidence == 0.8);        /* the report keeps the probe's */
 	assert_int_equal(res->n_rounds, 1);
 	/* a failed exchange of texts */
-	fake_init(&f, SEQUENTIAL, EASY);
+	fake_init(&f, SEQUENTIAL, PRESERVE);
 	f.serverless_r = -ENODATA;
 	assert_int_equal(run(&f, &o, &e), -ENODATA);
 	assert_int_equal(res->stage, RP_STAGE_OFFER);
