@@ -1,26 +1,34 @@
 /* SPDX-License-Identifier: MIT */
 /* The punch executor: carries out THIS side's half of a strategy plan (rawpunch/strategy/strategy.h) at the
  * agreed start time T and turns the first authentic packet from the peer into one ESTABLISHED TCP
- * connection, then hands it to the kernel (rawpunch/handoff/handoff.h).
+ * connection, then hands it to the kernel (rawpunch/handoff/handoff.h). It never asks which strategy
+ * made the plan: it runs the phases the strategy gives for this side (rp_plan_exec). The whole
+ * sequence around it -- probe, rendezvous, plan, rounds, handoff -- is one call in pipeline.h.
  *
  * One context (rp_punch_open) holds what lives across rounds: the raw socket for handshake segments,
  * the nftables RST guard (guard.h; one per process) and one capture on the egress interface towards
  * the peer's public address (BPF: TCP from the peer to us, ICMP to us). A round (rp_punch_round) then
- *   - before T: builds the SYN template (MSS, SACK-permitted, timestamps, window scale 7: the options
- *     the handshake and the TCP_REPAIR handoff rely on) and adds the round's flows to the guard;
- *   - at T: sends the low-TTL prime(s) (plan.side[me].prime; in lockstep predicted x predicted every
- *     target is primed, so each side's i-th mapping exists before the other's i-th SYN arrives);
- *   - at T + start_ms: the action, from a sender thread through the burst engine (burst.h, libnet
- *     raw IPv4 engine so the packets pass the host's routing and show in --pcap), paced at the plan's
- *     rate: CONNECT (the punch port to each target, repeated every repeat_ms), OPEN_MANY (n_local fresh
- *     local ports to the peer's port with the low TTL: mappings on our NAT that never reach the
- *     peer's NAT, so it sends no RST that would close them), PROBE_RANDOM (n_probes distinct random
- *     ports of the peer's NAT, from the punch port);
+ *   - before T: asks the plan's strategy for this side's phases (struct rp_exec: up to three passes
+ *     of SYNs, each from the punch port or from fresh local ports, to a list of ports or to random
+ *     ones, with a TTL, a start time, a repeat interval), builds each phase's SYN template (MSS,
+ *     SACK-permitted, timestamps, window scale 7: the options the handshake and the TCP_REPAIR handoff
+ *     rely on) and adds the round's local ports to the guard;
+ *   - from T on: a sender thread sends the phases through the burst engine (burst.h, libnet raw
+ *     IPv4 engine so the packets pass the host's routing and show in --pcap), paced at the plan's
+ *     rate: typically low-TTL primes at T (mappings on our NAT that die before the peer's NAT, so it
+ *     sends no RST that would close them), then the action at T + start_ms: CONNECT (the punch port
+ *     to each target, repeated), OPEN_MANY (fresh local ports with the low TTL), PROBE_RANDOM
+ *     (distinct random ports of the peer's NAT);
  *   - meanwhile validates everything the capture sees from the peer's public address (below). The
  *     first valid SYN or SYN-ACK stops the bursts and defines the flow; the userspace stack
- *     (userstack/tcb.h, persist mode, simultaneous open included) completes the handshake.
+ *     (userstack/tcb.h, persist mode, simultaneous open included) completes the handshake. The
+ *     strategy may also end a round early (rst_cut: the peer's NAT keeps refusing).
  * Rounds that miss return -ETIMEDOUT with the counts of what was sent and seen; the caller re-probes,
  * re-plans (widened) and runs the next round on the same context.
+ *
+ * Files: context.c (open/close, guard, keys and ISNs), sender.c (phases and the sender thread),
+ * punch.c (the round: receiving, validation, handshake; the handoff), round_json.c; punch_impl.h is
+ * their private header.
  *
  * Validation across NATs. Through two NATs neither side sees the 4-tuple the other used, so a
  * per-tuple cookie (us_cookie) cannot validate the PEER's SYN. Both sides derive one 16-byte key
@@ -62,7 +70,8 @@ int rp_punch_key_derive(const uint8_t *secret, size_t secret_len, const char *se
 uint32_t rp_punch_isn(const uint8_t key[RP_PUNCH_KEYLEN], uint32_t from_pub, uint32_t to_pub,
 		      uint16_t from_port, unsigned round);
 
-/* The public address a natinfo announces (mapped address behind a NAT, else the local one). */
+/* The public address a natinfo announces (mapped address behind a NAT, else the local one; as
+ * rp_side_pub_addr). */
 uint32_t rp_punch_pub_addr(const struct rp_natinfo *ni);
 
 struct rp_punch_opts {
@@ -112,11 +121,11 @@ struct rp_punch_round_opts {
 /* What one round did and saw (also its JSON in the --report). */
 struct rp_punch_round_stats {
 	unsigned round;
-	enum rp_method method;
+	const struct rp_strategy *strategy;  /* the plan's (its name is the JSON's method) */
 	enum rp_action action;
 	bool primed;
 	uint8_t prime_ttl;           /* TTL of primes / OPEN_MANY SYNs */
-	uint32_t n_local;            /* local ports used */
+	uint32_t n_local;            /* local ports used (by the action: the last phase) */
 	uint16_t local_lo, local_hi;
 	uint32_t n_remote;           /* distinct remote ports aimed at */
 	uint16_t remote_lo, remote_hi;
@@ -147,7 +156,7 @@ struct rp_punch_round_stats {
 
 /* Run one round (blocks until ESTABLISHED, the round's end, *stop, or an error). 0: ESTABLISHED,
  * the flow is ready for rp_punch_handoff(); -ETIMEDOUT: a miss (st says what was seen); -EINTR;
- * -EINVAL (plan/me/natinfo inconsistent, method without actions); other -errno from sending. */
+ * -EINVAL (plan/me/natinfo inconsistent, a refusal: no phases); other -errno from sending. */
 int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *st);
 
 /* The connection after a round returned 0. */
@@ -168,15 +177,6 @@ void rp_punch_totals(const struct rp_punch *p, struct rp_punch_totals *t);
 
 /* Free everything; removes the guard (NULL ok). */
 void rp_punch_close(struct rp_punch *p);
-
-/* Lockstep targets (both sides sequential): n ports this side aims at, in sending order, from the
- * peer's predictions (predicted[], then onwards by delta). me == 0 (side a): the i-th aims at the
- * peer's i-th prediction; me == 1 (side b): the j-th at prediction j + (j mod M), M = max(1, n/2). If
- * other flows took ka ports on a's NAT and kb on b's before the SYNs, a's i-th leaves from its
- * prediction i + ka and b's j-th from j + kb, and some pair is one 4-tuple whenever ka + kb < M
- * (i = j + kb, j mod M = ka + kb). Returns how many ports were written (fewer than n when the
- * sequence leaves 1..65535), or -EINVAL (no predictions / zero delta / bad me). Pure. */
-int rp_punch_lockstep_targets(const struct rp_natinfo *peer, unsigned n, int me, uint16_t *out);
 
 /* JSON of a round: {round, method, action, primed, ttl, local_ports{n,lo,hi}, remote_ports{n,lo,hi},
  * sent{primes, syns, handshake, errors}, seen{syn, syn_ack, rst, icmp, icmp_ttl_exceeded, forged,

@@ -277,3 +277,15 @@ int rp_offer_fresh(const struct rp_offer *o, uint64_t now_ns, unsigned max_age_s
 		return -ESTALE;
 	return 0;
 }
+
+const char *rp_offer_strerror(int r)
+{
+	switch (r) {
+	case -EINVAL: return "not an offer/answer text";
+	case -EBADMSG: return "it does not authenticate (a different secret, or altered)";
+	case -EPROTO: return "authentic but malformed";
+	case -EPERM: return "it answers another offer";
+	case -ESTALE: return "too old, or its start time has passed";
+	default: return strerror(-r);
+	}
+}

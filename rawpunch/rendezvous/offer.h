@@ -43,5 +43,7 @@ int rp_offer_decode(const char *text, const uint8_t *secret, size_t secret_len, 
 int rp_offer_match(const struct rp_offer *offer, const struct rp_offer *answer);
 /* Freshness: created no more than max_age_s before now and start not before now. 0 or -ESTALE. */
 int rp_offer_fresh(const struct rp_offer *o, uint64_t now_ns, unsigned max_age_s);
+/* What an error of the calls above means, for a person (strerror for others). */
+const char *rp_offer_strerror(int r);
 
 #endif

@@ -138,7 +138,7 @@ static void test_round_json(void **state)
 	(void)state;
 	struct rp_punch_round_stats st = { 0 };
 	st.round = 1;
-	st.method = RP_METHOD_BIRTHDAY;
+	st.strategy = rp_strategy_find("birthday");
 	st.action = RP_ACT_OPEN_MANY;
 	st.primed = false;
 	st.prime_ttl = 2;
@@ -160,7 +160,7 @@ static void test_round_json(void **state)
 	snprintf(st.why, sizeof(st.why), "no valid SYN");
 	struct json_object *o = rp_punch_round_to_json(&st);
 	assert_non_null(o);
-	assert_string_equal(js(o, "method"), "birthday");
+	assert_string_equal(js(o, "method"), "birthday");           /* the table's name */
 	assert_string_equal(js(o, "action"), "open-many");
 	assert_string_equal(js(o, "local_ports.n"), "256");
 	assert_string_equal(js(o, "local_ports.lo"), "32768");
@@ -191,64 +191,6 @@ static void test_round_json(void **state)
 	json_object_put(o);
 }
 
-/* Two sequential NATs (a: ports from 20010 step 1; b: from 30000 step 2). Other hosts took ka ports on a's
- * NAT and kb on b's before the bursts: a's i-th SYN leaves from a's port i + ka, b's j-th from j + kb.
- * Is there a pair that is one 4-tuple (a's source = b's target and b's source = a's target)? */
-static bool lockstep_meets(const uint16_t *ta, const uint16_t *tb, unsigned n, unsigned ka, unsigned kb)
-{
-	for (unsigned i = 0; i < n; i++)
-		for (unsigned j = 0; j < n; j++) {
-			uint16_t a_src = (uint16_t)(20010 + (i + ka) * 1), b_src = (uint16_t)(30000 + (j + kb) * 2);
-			if (a_src == tb[j] && b_src == ta[i])
-				return true;
-		}
-	return false;
-}
-
-static void test_lockstep(void **state)
-{
-	(void)state;
-	struct rp_natinfo na = { 0 }, nb = { 0 };
-	uint16_t ta[64], tb[64], plain[64];
-	na.has_delta = nb.has_delta = true;
-	na.delta = 1;
-	nb.delta = 2;
-	na.n_predicted = 8;   /* predictions run out: the targets continue by delta */
-	nb.n_predicted = 8;
-	for (unsigned k = 0; k < 8; k++) {
-		na.predicted[k] = (uint16_t)(20010 + k);
-		nb.predicted[k] = (uint16_t)(30000 + 2 * k);
-	}
-	unsigned n = 64, m = n / 2;
-	assert_int_equal(rp_punch_lockstep_targets(&nb, n, 0, ta), 64);   /* a aims at b's predictions */
-	assert_int_equal(rp_punch_lockstep_targets(&na, n, 1, tb), 64);   /* b aims at a's, staggered */
-	assert_int_equal(ta[0], 30000);
-	assert_int_equal(ta[10], 30020);
-	assert_int_equal(tb[0], 20010);
-	assert_int_equal(tb[3], 20010 + 6);      /* j + (j mod 32) */
-	assert_int_equal(tb[33], 20010 + 34);
-	/* every total drift below M meets */
-	for (unsigned ka = 0; ka < m; ka++)
-		for (unsigned kb = 0; ka + kb < m; kb++)
-			assert_true(lockstep_meets(ta, tb, n, ka, kb));
-	/* plain i-th to i-th pairing (what b would do without the stagger) meets only without drift */
-	assert_int_equal(rp_punch_lockstep_targets(&na, n, 0, plain), 64);
-	assert_true(lockstep_meets(ta, plain, n, 0, 0));
-	assert_false(lockstep_meets(ta, plain, n, 1, 0));
-	assert_false(lockstep_meets(ta, plain, n, 0, 3));
-	/* the port space ends: fewer targets */
-	nb.predicted[0] = 65530;
-	nb.n_predicted = 1;
-	assert_int_equal(rp_punch_lockstep_targets(&nb, n, 0, ta), 3);   /* 65530, 65532, 65534 */
-	/* bad input */
-	nb.delta = 0;
-	assert_int_equal(rp_punch_lockstep_targets(&nb, n, 0, ta), -EINVAL);
-	nb.delta = 2;
-	assert_int_equal(rp_punch_lockstep_targets(&nb, n, 2, ta), -EINVAL);
-	nb.n_predicted = 0;
-	assert_int_equal(rp_punch_lockstep_targets(&nb, n, 0, ta), -EINVAL);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,7 +199,6 @@ int main(void)
 		cmocka_unit_test(test_pub_addr),
 		cmocka_unit_test(test_bad_args),
 		cmocka_unit_test(test_round_json),
-		cmocka_unit_test(test_lockstep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,44 +14,13 @@
 #include <json-c/json.h>
 
 #include "rawpunch/strategy/strategy.h"
+#include "tests/unit/natinfo_fixture.h"
 
-enum prof { PRESERVE, SEQUENTIAL, RANDOM };
-
-/* A natinfo as the probe reports it for each lab profile. */
-static void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, const char *pub, uint16_t lport)
-{
-	memset(ni, 0, sizeof(*ni));
-	inet_pton(AF_INET, "10.0.1.2", &ni->local_addr);
-	inet_pton(AF_INET, pub, &ni->mapped_addr);
-	ni->local_port = lport;
-	ni->behind_nat = true;
-	ni->filtering = f;
-	ni->nat_ttl = 2;
-	switch (p) {
-	case PRESERVE:
-		ni->mapping = RP_MAP_EI;
-		ni->alloc = RP_ALLOC_PRESERVING;
-		ni->mapped_port = lport;
-		break;
-	case SEQUENTIAL:
-		ni->mapping = RP_MAP_APD;
-		ni->alloc = RP_ALLOC_SEQUENTIAL;
-		ni->mapped_port = 20010;
-		ni->has_delta = true;
-		ni->delta = 1;
-		ni->jitter = 0.5;
-		ni->confidence = 0.8;
-		for (unsigned i = 0; i < 4; i++)
-			ni->predicted[i] = (uint16_t)(20011 + i);
-		ni->n_predicted = 4;
-		break;
-	case RANDOM:
-		ni->mapping = RP_MAP_APD;
-		ni->alloc = RP_ALLOC_RANDOM;
-		ni->mapped_port = 51234;
-		break;
-	}
-}
+/* the registry's names, as plans, reports and status lines show them */
+#define SIMOPEN "simultaneous-open"
+#define PREDICT "predicted-burst"
+#define BIRTHDAY "birthday"
+#define IMPOSSIBLE "impossible"
 
 static void test_birthday_math(void **state)
 {
@@ -111,7 +80,7 @@ static void check_common(const struct rp_plan *pl, const struct rp_natinfo *a, c
 	for (int i = 0; i < 2; i++) {
 		const struct rp_side_plan *sp = &pl->side[i];
 		const struct rp_natinfo *peer = i ? a : b;
-		if (pl->method == RP_METHOD_IMPOSSIBLE) {
+		if (rp_plan_refused(pl)) {
 			assert_int_equal(sp->action, RP_ACT_NONE);
 			continue;
 		}
@@ -139,18 +108,18 @@ static void test_all_pairs(void **state)
 					mk(&b, (enum prof)pb, filters[fb], "198.18.2.2", 41000);
 					assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
 					check_common(pl, &a, &b);
-					enum rp_method want;
+					const char *want;
 					if (pa == PRESERVE && pb == PRESERVE)
-						want = RP_METHOD_SIMOPEN;
+						want = SIMOPEN;
 					else if (pa == RANDOM && pb == RANDOM)
-						want = RP_METHOD_IMPOSSIBLE;
+						want = IMPOSSIBLE;
 					else if ((pa == RANDOM) != (pb == RANDOM))
-						want = (pa == PRESERVE || pb == PRESERVE) ? RP_METHOD_BIRTHDAY
-											: RP_METHOD_IMPOSSIBLE;
+						want = (pa == PRESERVE || pb == PRESERVE) ? BIRTHDAY : IMPOSSIBLE;
 					else
-						want = RP_METHOD_PREDICT;
-					assert_int_equal(pl->method, want);
-					if (want == RP_METHOD_SIMOPEN) {
+						want = PREDICT;
+					assert_string_equal(rp_plan_name(pl), want);
+					assert_ptr_equal(pl->strategy, rp_strategy_find(want));
+					if (!strcmp(want, SIMOPEN)) {
 						assert_int_equal(pl->hard_side, -1);
 						assert_int_equal(pl->side[0].remote_ports[0], 41000);
 						assert_int_equal(pl->side[1].remote_ports[0], 40000);
@@ -162,7 +131,7 @@ static void test_all_pairs(void **state)
 							assert_true(pl->side[0].start_ms > 0);
 						assert_true(pl->p_success > 0.9);
 					}
-					if (want == RP_METHOD_BIRTHDAY) {
+					if (!strcmp(want, BIRTHDAY)) {
 						int h = pa == RANDOM ? 0 : 1;
 						assert_int_equal(pl->hard_side, h);
 						assert_int_equal(pl->side[h].action, RP_ACT_OPEN_MANY);
@@ -176,7 +145,7 @@ static void test_all_pairs(void **state)
 							    256 * 1000 / pl->side[h].rate_pps);
 						assert_true(pl->p_success >= 0.99);
 					}
-					if (want == RP_METHOD_PREDICT && (pa == PRESERVE || pb == PRESERVE)) {
+					if (!strcmp(want, PREDICT) && (pa == PRESERVE || pb == PRESERVE)) {
 						int s = pa == SEQUENTIAL ? 0 : 1;
 						assert_int_equal(pl->hard_side, s);
 						assert_true(pl->side[s].prime);
@@ -188,7 +157,7 @@ static void test_all_pairs(void **state)
 						assert_true(pl->side[s].start_ms > pl->side[1 - s].start_ms);
 						assert_int_equal(pl->widen_factor, 2);
 					}
-					if (want == RP_METHOD_IMPOSSIBLE) {
+					if (!strcmp(want, IMPOSSIBLE)) {
 						assert_int_equal(pl->rounds, 0);
 						assert_non_null(strstr(pl->reason, "relay"));
 					}
@@ -239,7 +208,7 @@ static void test_params_and_errors(void **state)
 	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
 	struct rp_plan_params pp = { .rate_pps = 500, .max_open = 128, .max_probes = 300, .target_p = 0.5 };
 	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
-	assert_int_equal(pl->method, RP_METHOD_BIRTHDAY);
+	assert_string_equal(rp_plan_name(pl), BIRTHDAY);
 	assert_int_equal(pl->side[0].n_local, 128);
 	assert_int_equal(pl->side[1].n_probes, 300);      /* capped (0.5 needs 347) */
 	assert_true(fabs(pl->p_success - rp_birthday_p(128, 300, RP_BIRTHDAY_N)) < 1e-12);
@@ -256,8 +225,6 @@ static void test_params_and_errors(void **state)
 	a.mapped_addr = 0;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), -EINVAL);
 	assert_int_equal(rp_plan_make(NULL, &b, NULL, 0, pl), -EINVAL);
-	assert_string_equal(rp_method_str(RP_METHOD_BIRTHDAY), "birthday");
-	assert_string_equal(rp_method_str(RP_METHOD_SIMOPEN), "simultaneous-open");
 	free(pl);
 }
 
@@ -273,7 +240,7 @@ static void test_seq_seq_lockstep(void **state)
 	b.n_predicted = 2;
 	b.delta = 2;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
-	assert_int_equal(pl->method, RP_METHOD_PREDICT);
+	assert_string_equal(rp_plan_name(pl), PREDICT);
 	assert_int_equal(pl->side[0].n_remote, pl->side[1].n_remote);
 	/* a's k-th target is b's k-th predicted port and vice versa */
 	assert_int_equal(pl->side[0].remote_ports[0], 30001);
@@ -286,31 +253,64 @@ static void test_seq_seq_lockstep(void **state)
 	free(pl);
 }
 
+static const char *js(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, key, &v))
+		return "<missing>";
+	return v ? json_object_get_string(v) : "null";
+}
+
+/* The plan JSON is the --report's "plan": its keys and the way each is printed. */
 static void test_plan_json(void **state)
 {
 	(void)state;
 	struct rp_natinfo a, b;
 	struct rp_plan *pl = malloc(sizeof(*pl));
-	struct json_object *o, *v, *sides, *s1, *ports;
+	struct json_object *o, *sides, *s0, *s1, *v;
 	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
 	mk(&b, RANDOM, RP_FILTER_DROP, "198.18.2.2", 41000);
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
 	o = rp_plan_to_json(pl);
 	assert_non_null(o);
-	assert_true(json_object_object_get_ex(o, "method", &v));
-	assert_string_equal(json_object_get_string(v), "birthday");
-	assert_true(json_object_object_get_ex(o, "hard_side", &v));
-	assert_string_equal(json_object_get_string(v), "b");
+	assert_string_equal(js(o, "method"), BIRTHDAY);
+	assert_string_equal(js(o, "reason"), pl->reason);
+	assert_string_equal(js(o, "p_success"), "0.9900");      /* 4 decimals, as printed */
+	assert_string_equal(js(o, "rounds"), "3");
+	assert_string_equal(js(o, "hard_side"), "b");
+	/* the order of the keys is the report's */
+	const char *order[] = { "method", "reason", "p_success", "rounds", "hard_side", "sides" };
+	unsigned i = 0;
+	json_object_object_foreach(o, key, val) {
+		(void)val;
+		assert_true(i < 6);
+		assert_string_equal(key, order[i++]);
+	}
 	assert_true(json_object_object_get_ex(o, "sides", &sides));
 	assert_int_equal(json_object_array_length(sides), 2);
+	s0 = json_object_array_get_idx(sides, 0);
 	s1 = json_object_array_get_idx(sides, 1);
-	assert_true(json_object_object_get_ex(s1, "action", &v));
-	assert_string_equal(json_object_get_string(v), "open-many");
-	assert_true(json_object_object_get_ex(s1, "remote", &v));
-	assert_string_equal(json_object_get_string(v), "198.18.1.2");
-	assert_true(json_object_object_get_ex(s1, "remote_ports", &ports));
-	assert_int_equal(json_object_array_length(ports), 1);
-	assert_int_equal(json_object_get_int(json_object_array_get_idx(ports, 0)), 40000);
+	/* the hard side opens mappings: n_local and the one remote port as a span */
+	assert_string_equal(js(s1, "side"), "b");
+	assert_string_equal(js(s1, "kind"), "hard");
+	assert_string_equal(js(s1, "action"), "open-many");
+	assert_string_equal(js(s1, "remote"), "198.18.1.2");
+	assert_string_equal(js(s1, "n_local"), "256");
+	assert_string_equal(js(s1, "n_remote"), "1");
+	assert_string_equal(js(s1, "remote_lo"), "40000");
+	assert_string_equal(js(s1, "remote_hi"), "40000");
+	assert_string_equal(js(s1, "ttl"), "2");
+	assert_string_equal(js(s1, "n_probes"), "<missing>");
+	/* the easy side probes: a range and a count, no remote span, no n_local */
+	assert_string_equal(js(s0, "side"), "a");
+	assert_string_equal(js(s0, "action"), "probe-random");
+	assert_string_equal(js(s0, "port_lo"), "1024");
+	assert_string_equal(js(s0, "port_hi"), "65535");
+	assert_string_equal(js(s0, "n_probes"), "1159");
+	assert_string_equal(js(s0, "n_remote"), "<missing>");
+	assert_string_equal(js(s0, "n_local"), "<missing>");
+	assert_string_equal(js(s0, "local_port"), "40000");
+	assert_string_equal(js(s0, "rate_pps"), "2000");
 	json_object_put(o);
 	/* no hard side: null */
 	mk(&b, PRESERVE, RP_FILTER_DROP, "198.18.2.2", 41000);
@@ -318,8 +318,124 @@ static void test_plan_json(void **state)
 	o = rp_plan_to_json(pl);
 	assert_true(json_object_object_get_ex(o, "hard_side", &v));
 	assert_null(v);
+	assert_string_equal(js(o, "method"), SIMOPEN);
+	json_object_put(o);
+	/* a refusal lists no sides */
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	o = rp_plan_to_json(pl);
+	assert_string_equal(js(o, "method"), IMPOSSIBLE);
+	assert_string_equal(js(o, "rounds"), "0");
+	assert_string_equal(js(o, "p_success"), "0.0000");
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_int_equal(json_object_array_length(sides), 0);
 	json_object_put(o);
 	assert_string_equal(rp_action_str(RP_ACT_PROBE_RANDOM), "probe-random");
+	free(pl);
+}
+
+/* The registry: which entry takes which pair of side classes. */
+static void test_registry(void **state)
+{
+	(void)state;
+	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM hard */
+	static const char *const want[3][3] = {
+		/*              b easy      b predictable  b hard */
+		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY },
+		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE },
+		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE },
+	};
+	unsigned n = 0, chosen[16] = { 0 };
+	while (rp_strategies[n])
+		n++;
+	assert_int_equal(n, 4);
+	/* names are unique and found by name */
+	for (unsigned i = 0; i < n; i++) {
+		assert_non_null(rp_strategies[i]->name);
+		assert_non_null(rp_strategies[i]->applies);
+		assert_non_null(rp_strategies[i]->plan);
+		assert_ptr_equal(rp_strategy_find(rp_strategies[i]->name), rp_strategies[i]);
+		for (unsigned j = 0; j < i; j++)
+			assert_string_not_equal(rp_strategies[i]->name, rp_strategies[j]->name);
+	}
+	assert_null(rp_strategy_find("none"));
+	assert_null(rp_strategy_find(NULL));
+	assert_string_equal(rp_strategy_name(NULL), "none");
+	for (int pa = PRESERVE; pa <= RANDOM; pa++)
+		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+			struct rp_natinfo a, b;
+			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
+			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
+			const struct rp_strategy *s = rp_strategy_for(&a, &b);
+			assert_non_null(s);
+			assert_string_equal(s->name, want[pa][pb]);
+			/* it is the first entry that applies: none before it claims the pair */
+			unsigned k = 0;
+			while (rp_strategies[k] != s)
+				assert_false(rp_strategies[k++]->applies(&a, &b));
+			chosen[k]++;
+			/* and claiming is symmetric in the sides */
+			assert_true(s->applies(&b, &a));
+			/* the planner uses exactly that entry */
+			struct rp_plan *pl = malloc(sizeof(*pl));
+			assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+			assert_ptr_equal(pl->strategy, s);
+			free(pl);
+		}
+	/* every entry is chosen for some pair: none is shadowed by the ones before it */
+	for (unsigned i = 0; i < n; i++)
+		assert_true(chosen[i] > 0);
+	/* the last one takes everything */
+	struct rp_natinfo x = { 0 };
+	assert_true(rp_strategies[n - 1]->applies(&x, &x));
+}
+
+/* Every name a person or a report sees comes from the table. */
+static void test_names_from_table(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char hint[300], odds[200];
+	for (int pa = PRESERVE; pa <= RANDOM; pa++)
+		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
+			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
+			assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+			assert_ptr_equal(rp_plan_name(pl), pl->strategy->name);       /* the very string */
+			struct json_object *o = rp_plan_to_json(pl);
+			assert_string_equal(js(o, "method"), pl->strategy->name);
+			json_object_put(o);
+			rp_plan_miss_hint(pl, hint, sizeof(hint));
+			assert_true(hint[0] != 0);
+			rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+			/* a refusal explains its odds and what helps; a runnable plan has no refusal text */
+			assert_int_equal(rp_plan_refused(pl), odds[0] != 0);
+			assert_int_equal(rp_plan_refused(pl), hint[0] != 0);
+		}
+	/* the hints are the strategies' own: birthday's quotes its probability */
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	rp_plan_miss_hint(pl, hint, sizeof(hint));
+	assert_non_null(strstr(hint, "P=0.990"));
+	/* random x random and random x sequential refuse with different odds */
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_non_null(strstr(odds, "2^32"));
+	assert_non_null(strstr(hint, "170000 for 99.9%"));
+	mk(&b, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_non_null(strstr(odds, "k/64512"));
+	/* a plan without a strategy */
+	memset(pl, 0, sizeof(*pl));
+	assert_string_equal(rp_plan_name(pl), "none");
+	assert_true(rp_plan_refused(pl));
+	rp_plan_miss_hint(pl, hint, sizeof(hint));
+	assert_non_null(strstr(hint, "same session"));
 	free(pl);
 }
 
@@ -333,6 +449,8 @@ int main(void)
 		cmocka_unit_test(test_params_and_errors),
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
+		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_names_from_table),
 	};
 	return cmocka_run_group_tests_name("strategy", tests, NULL, NULL);
 }

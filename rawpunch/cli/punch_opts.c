@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* rawpunch punch's options (punch_cli.h): the usage text, the parser, and reading the secret file and
+ * a pasted line of input. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "rawpunch/cli/cli.h"
+#include "rawpunch/cli/punch_cli.h"
+#include "rawpunch/rendezvous/proto.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: rawpunch punch --rendezvous HOST[:PORT] --session NAME --secret-file FILE\n"
+		"                      [--stdio | --exec CMD | -L [ADDR:]PORT] [--report FILE] [--pcap FILE]\n"
+		"                      [--stun HOST[:PORT]] [--local-port P] [--rate PPS] [--rounds N] [options]\n"
+		"       rawpunch punch --offer --stun HOST[:PORT] --secret-file FILE [data mode] [options]\n"
+		"       rawpunch punch --answer TEXT|- --stun HOST[:PORT] --secret-file FILE [data mode] [options]\n"
+		"\n"
+		"Both peers run this with the same session and secret. Each probes its NAT from the punch port\n"
+		"(mapping, allocation, filtering, nat_ttl), meets the other at the rendezvous server (everything\n"
+		"exchanged there is sealed with a key from the secret), and both compute the same plan:\n"
+		"  simultaneous open   both external ports known (preserving / endpoint-independent / no NAT);\n"
+		"                      low-TTL primes first on a NAT that answers unsolicited SYNs\n"
+		"  predicted-burst     a sequential NAT: its side primes the predicted port, the other bursts SYNs\n"
+		"                      to the prediction window; both sequential: every target primed, then\n"
+		"                      lockstep bursts staggered so other hosts' flows in between still pair\n"
+		"  birthday            a random NAT: that side opens many mappings with low-TTL SYNs, the other\n"
+		"                      probes random ports (P = 1-(1-k/N)^m, e.g. 256 x 1159 = 99%%)\n"
+		"At the agreed instant both execute; every reply is validated (SYNs by a keyed hash of the\n"
+		"round, SYN-ACKs by our own ISN), the first valid SYN or SYN-ACK completes the handshake in\n"
+		"userspace and the connection is handed to a kernel socket (TCP_REPAIR). On a miss both\n"
+		"re-probe and retry with a wider window, up to --rounds. Plan options (--rate, --rounds,\n"
+		"--max-open, --max-probes) must be the same on both sides.\n"
+		"\n"
+		"  --rendezvous HOST[:PORT]  rendezvous server (port %d by default)\n"
+		"  --session NAME            session name both peers use\n"
+		"  --secret-file FILE        shared secret (its bytes; one trailing newline is ignored)\n"
+		"  --stdio                   relay the connection to stdin/stdout (default)\n"
+		"  --exec CMD                run /bin/sh -c CMD with the connection as its stdin/stdout\n"
+		"  -L [ADDR:]PORT            listen on ADDR:PORT (127.0.0.1 by default) and relay the first\n"
+		"                            client over the punched connection\n"
+		"  --offer                   serverless: print an offer text (one line on stderr), then read the\n"
+		"                            peer's answer as the first line of stdin\n"
+		"  --answer TEXT|-           serverless: answer this offer (\"-\": read it from stdin); prints the\n"
+		"                            answer on stderr; both start --start-in seconds later. Needs\n"
+		"                            synchronised clocks (NTP), one round, filtering unknown (primes)\n"
+		"  --start-in S              serverless: seconds from the answer to the start, 2..600 (20)\n"
+		"  --report FILE             write a JSON account of the attempt (natinfos, plan, rounds, result)\n"
+		"  --pcap FILE               write every packet of the punch (both directions) to FILE\n"
+		"  --stun HOST[:PORT]        STUN server (TCP; default: the rendezvous host, port 3478)\n"
+		"  --local-port P            punch port (default: a free one)\n"
+		"  --rate PPS                SYN rate cap per side, 10..1000000 (default 2000)\n"
+		"  --rounds N                attempts, 1..%d (default: the plan's, 3; 2 for simultaneous open)\n"
+		"  --max-open K              birthday: mappings the hard side opens (default 256)\n"
+		"  --max-probes M            birthday: most probes of the easy side (default 2048)\n"
+		"  --samples N               allocation samples of the probe, 4..64 (default 6)\n"
+		"  --timeout S               wait for the peer at the rendezvous, 1..3600 (default 30)\n"
+		"  --lead MS                 time from the meeting to the start, 100..10000 (default 400)\n"
+		"  --user USER               switch to USER after the handoff (privileges are dropped anyway)\n"
+		"  -q, --quiet               no status lines on stderr (errors still)\n"
+		"  -v, --verbose             per-packet events on stderr\n"
+		"\n"
+		"Status lines go to stderr (with a progress line on a terminal); stdout carries only data.\n"
+		"Exit status: 0 after the data mode ended, 1 if no connection came about (with the reason), 2 on\n"
+		"bad usage. Needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture, nftables, TCP_REPAIR).\n",
+		RV_DEFAULT_PORT, RP_PUNCH_MAX_ROUNDS);
+}
+
+int punch_read_secret(const char *path, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *b;
+	size_t n;
+	if (!f)
+		return -errno;
+	b = malloc(4097);
+	if (!b) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(b, 1, 4097, f);
+	fclose(f);
+	if (n > 4096) {
+		free(b);
+		return -EFBIG;
+	}
+	if (n && b[n - 1] == '\n')
+		n--;
+	*out = b;
+	*len = n;
+	return 0;
+}
+
+int punch_read_line(int fd, char *buf, size_t cap, volatile sig_atomic_t *stop)
+{
+	size_t n = 0;
+	for (;;) {
+		char ch;
+		ssize_t k = read(fd, &ch, 1);
+		if (k < 0) {
+			if (errno == EINTR && !(stop && *stop))
+				continue;
+			return errno == EINTR ? -EINTR : -errno;
+		}
+		if (k == 0) {
+			if (!n)
+				return -ENODATA;
+			break;
+		}
+		if (ch == '\n')
+			break;
+		if (n + 1 >= cap)
+			return -EMSGSIZE;
+		buf[n++] = ch;
+	}
+	while (n && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	buf[n] = 0;
+	return (int)n;
+}
+
+int punch_parse(int argc, char **argv, struct punch_cfg *c)
+{
+	static const struct option lopts[] = {
+		{ "rendezvous", required_argument, NULL, 'R' },
+		{ "session", required_argument, NULL, 'S' },
+		{ "secret-file", required_argument, NULL, 'K' },
+		{ "stdio", no_argument, NULL, 's' },
+		{ "exec", required_argument, NULL, 'e' },
+		{ "report", required_argument, NULL, 'r' },
+		{ "pcap", required_argument, NULL, 'p' },
+		{ "stun", required_argument, NULL, 'U' },
+		{ "local-port", required_argument, NULL, 'l' },
+		{ "rate", required_argument, NULL, 'a' },
+		{ "rounds", required_argument, NULL, 'n' },
+		{ "max-open", required_argument, NULL, 'o' },
+		{ "max-probes", required_argument, NULL, 'm' },
+		{ "samples", required_argument, NULL, 'N' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "lead", required_argument, NULL, 'd' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "offer", no_argument, NULL, 'O' },
+		{ "answer", required_argument, NULL, 'A' },
+		{ "start-in", required_argument, NULL, 'I' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	unsigned long v;
+	int ch, modes = 0;
+	const char *stun = NULL, *rv = NULL;
+
+	optind = 1;
+	opterr = 0;
+	c->samples = 6;
+	c->timeout_s = 30;
+	c->lead_ms = 400;
+	c->start_in_s = 20;
+	while ((ch = getopt_long(argc, argv, ":L:qvh", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'R': rv = optarg; break;
+		case 'S':
+			if (!*optarg || strlen(optarg) > 255)
+				return rp_usage_err("punch", "--session: 1..255 bytes");
+			c->session = optarg;
+			break;
+		case 'K': c->secret_file = optarg; break;
+		case 's': c->mode = PUNCH_STDIO; modes++; break;
+		case 'e':
+			if (!*optarg)
+				return rp_usage_err("punch", "--exec: empty command");
+			c->mode = PUNCH_EXEC;
+			c->exec_cmd = optarg;
+			modes++;
+			break;
+		case 'L': c->mode = PUNCH_FORWARD; c->fwd_spec = optarg; modes++; break;
+		case 'r':
+			if (!*optarg)
+				return rp_usage_err("punch", "--report: empty file name");
+			c->report = optarg;
+			break;
+		case 'p':
+			if (!*optarg)
+				return rp_usage_err("punch", "--pcap: empty file name");
+			c->pcap = optarg;
+			break;
+		case 'U': stun = optarg; break;
+		case 'l':
+			if (rp_parse_ulong(optarg, 1, 65535, &v))
+				return rp_usage_err("punch", "--local-port: '%s' is not a port (1-65535)", optarg);
+			c->lport = (uint16_t)v;
+			break;
+		case 'a':
+			if (rp_parse_ulong(optarg, 10, 1000000, &v))
+				return rp_usage_err("punch", "--rate: '%s' is not 10..1000000 packets/s", optarg);
+			c->rate = (uint32_t)v;
+			break;
+		case 'n':
+			if (rp_parse_ulong(optarg, 1, RP_PUNCH_MAX_ROUNDS, &v))
+				return rp_usage_err("punch", "--rounds: '%s' is not 1..%d", optarg, RP_PUNCH_MAX_ROUNDS);
+			c->rounds = (unsigned)v;
+			break;
+		case 'o':
+			if (rp_parse_ulong(optarg, 1, 4096, &v))
+				return rp_usage_err("punch", "--max-open: '%s' is not 1..4096", optarg);
+			c->max_open = (unsigned)v;
+			break;
+		case 'm':
+			if (rp_parse_ulong(optarg, 1, 65535, &v))
+				return rp_usage_err("punch", "--max-probes: '%s' is not 1..65535", optarg);
+			c->max_probes = (unsigned)v;
+			break;
+		case 'N':
+			if (rp_parse_ulong(optarg, 4, 64, &v))
+				return rp_usage_err("punch", "--samples: '%s' is not 4..64", optarg);
+			c->samples = (unsigned)v;
+			break;
+		case 't':
+			if (rp_parse_ulong(optarg, 1, 3600, &v))
+				return rp_usage_err("punch", "--timeout: '%s' is not 1..3600 seconds", optarg);
+			c->timeout_s = (int)v;
+			break;
+		case 'd':
+			if (rp_parse_ulong(optarg, 100, 10000, &v))
+				return rp_usage_err("punch", "--lead: '%s' is not 100..10000 ms", optarg);
+			c->lead_ms = (int)v;
+			break;
+		case 'u': c->user = optarg; break;
+		case 'O': c->offer = true; break;
+		case 'A':
+			if (!*optarg)
+				return rp_usage_err("punch", "--answer: empty offer text");
+			c->answer_to = optarg;
+			break;
+		case 'I':
+			if (rp_parse_ulong(optarg, 2, 600, &v))
+				return rp_usage_err("punch", "--start-in: '%s' is not 2..600 seconds", optarg);
+			c->start_in_s = (int)v;
+			break;
+		case 'q': c->quiet = true; break;
+		case 'v': c->verbose = true; break;
+		case 'h': usage(stdout); return -1;
+		case ':': return rp_usage_err("punch", "%s needs a value", argv[optind - 1]);
+		default: return rp_usage_err("punch", "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind != argc)
+		return rp_usage_err("punch", "unexpected argument '%s'", argv[optind]);
+	if (modes > 1)
+		return rp_usage_err("punch", "--stdio, --exec and -L exclude each other");
+	if (!c->secret_file)
+		return rp_usage_err("punch", "--secret-file FILE is required");
+	int r;
+	if (c->offer || c->answer_to) {
+		if (c->offer && c->answer_to)
+			return rp_usage_err("punch", "--offer and --answer exclude each other");
+		if (rv)
+			return rp_usage_err("punch", "--offer/--answer are serverless: no --rendezvous");
+		if (!stun)
+			return rp_usage_err("punch", "--offer/--answer need --stun HOST[:PORT] (no rendezvous host to default to)");
+		if (!c->session)
+			c->session = "serverless";
+	} else {
+		if (!rv)
+			return rp_usage_err("punch", "--rendezvous HOST[:PORT] is required (or --offer / --answer)");
+		if (!c->session)
+			return rp_usage_err("punch", "--session NAME is required");
+		r = rp_parse_hostport(rv, RV_DEFAULT_PORT, &c->rv);
+		if (r)
+			return rp_usage_err("punch", "--rendezvous '%s': %s", rv,
+					    r == -EHOSTUNREACH ? "cannot resolve the host" : "not HOST[:PORT]");
+	}
+	if (stun) {
+		r = rp_parse_hostport(stun, 3478, &c->stun);
+		if (r)
+			return rp_usage_err("punch", "--stun '%s': %s", stun,
+					    r == -EHOSTUNREACH ? "cannot resolve the host" : "not HOST[:PORT]");
+	} else {
+		c->stun = c->rv;
+		c->stun.sin_port = htons(3478);
+	}
+	return 0;
+}

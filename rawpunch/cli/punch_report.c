@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/* rawpunch punch's --report (punch_cli.h): a JSON account of the attempt, made from the pipeline's
+ * result. Keys in this order: version, session, started, pcap, self, role, peer, rendezvous |
+ * serverless, plan, (packets_total on a punch failure), rounds, result, why. */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rawpunch/base/jsonnum.h"
+#include "rawpunch/base/trace.h"
+#include "rawpunch/cli/punch_cli.h"
+
+void punch_report_init(struct punch_report *rep, const struct punch_cfg *c)
+{
+	rep->root = json_object_new_object();
+	rep->result = NULL;
+	json_object_object_add(rep->root, "version", json_object_new_int(1));
+	json_object_object_add(rep->root, "session", json_object_new_string(c->session));
+	json_object_object_add(rep->root, "started", json_object_new_int64((int64_t)time(NULL)));
+	json_object_object_add(rep->root, "pcap", c->pcap ? json_object_new_string(c->pcap) : NULL);
+}
+
+static struct json_object *ms_or_null(double ms)
+{
+	return ms < 0 ? NULL : rp_json_fixed(ms, 1);
+}
+
+static struct json_object *endpoint(uint32_t addr, uint16_t port)
+{
+	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN + 8];
+	snprintf(b, sizeof(b), "%s:%u", rp_ip_str(addr, a), port);
+	return json_object_new_string(b);
+}
+
+static struct json_object *rendezvous_json(const struct rp_punch_meeting *m)
+{
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "rtt_ms", rp_json_fixed((double)m->rtt_ns / 1e6, 3));
+	json_object_object_add(o, "peer_rtt_ms", rp_json_fixed((double)m->peer_rtt_ns / 1e6, 3));
+	json_object_object_add(o, "relay_rtt_ms", rp_json_fixed((double)m->relay_rtt_ns / 1e6, 3));
+	json_object_object_add(o, "clock_err_ms", rp_json_fixed((double)m->clock_err_ns / 1e6, 3));
+	json_object_object_add(o, "offset_ms", rp_json_fixed((double)m->offset_ns / 1e6, 3));
+	return o;
+}
+
+/* A run that connected, or whose handoff failed (ok false). */
+static struct json_object *result_connected(const struct rp_punch_result *res, double meet_ms)
+{
+	struct json_object *o = json_object_new_object();
+	bool ok = res->fd >= 0;
+	double punch_ms = res->n_rounds ? res->rounds[res->n_rounds - 1].st.t_established_ms : -1;
+	json_object_object_add(o, "ok", json_object_new_boolean(ok));
+	json_object_object_add(o, "path", ok ? json_object_new_string(rp_handoff_path_name(res->handoff.path)) : NULL);
+	json_object_object_add(o, "local", endpoint(res->laddr, res->lport));
+	json_object_object_add(o, "remote", endpoint(res->raddr, res->rport));
+	json_object_object_add(o, "time_to_connect_ms", rp_json_fixed(res->t_connected_ms, 1));
+	json_object_object_add(o, "punch_ms", rp_json_fixed(punch_ms, 1));
+	json_object_object_add(o, "probe_ms", rp_json_fixed(res->stage_ms[RP_STAGE_PROBE], 1));
+	json_object_object_add(o, "join_ms", rp_json_fixed(meet_ms, 1));
+	json_object_object_add(o, "rounds", json_object_new_int((int)res->n_rounds));
+	json_object_object_add(o, "packets_total", json_object_new_int64((int64_t)res->totals.packets_sent));
+	json_object_object_add(o, "kernel_rsts_dropped",      /* null: the guard's counter was unreadable */
+			       res->totals.guard_dropped >= 0 ? json_object_new_int64(res->totals.guard_dropped) : NULL);
+	if (res->handoff.repair_errno)
+		json_object_object_add(o, "repair_errno", json_object_new_string(strerror(res->handoff.repair_errno)));
+	return o;
+}
+
+static struct json_object *result_failed(const struct rp_punch_result *res, double meet_ms)
+{
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "stage", json_object_new_string(rp_punch_stage_str(res->stage)));
+	json_object_object_add(o, "path", NULL);
+	json_object_object_add(o, "probe_ms", ms_or_null(res->stage_ms[RP_STAGE_PROBE]));
+	json_object_object_add(o, "join_ms", ms_or_null(meet_ms));
+	json_object_object_add(o, "rounds", json_object_new_int((int)res->n_rounds));
+	json_object_object_add(o, "total_ms", rp_json_fixed(res->t_end_ms, 1));
+	return o;
+}
+
+void punch_report_run(struct punch_report *rep, const struct rp_punch_result *res)
+{
+	struct json_object *root = rep->root, *rounds = json_object_new_array();
+	double meet_ms = res->stage_ms[res->serverless ? RP_STAGE_OFFER : RP_STAGE_JOIN];
+	bool connected = res->stage == RP_STAGE_DONE || res->stage == RP_STAGE_HANDOFF;
+	if (res->have_self)
+		json_object_object_add(root, "self", rp_natinfo_to_json(&res->self));
+	if (res->have_peer) {
+		json_object_object_add(root, "role", json_object_new_string(res->meet.me ? "b" : "a"));
+		json_object_object_add(root, "peer", rp_natinfo_to_json(&res->meet.peer));
+		if (res->serverless)    /* the offering side is side a */
+			json_object_object_add(root, "serverless", json_object_new_string(res->meet.me ? "answer" : "offer"));
+		else
+			json_object_object_add(root, "rendezvous", rendezvous_json(&res->meet));
+	}
+	if (res->have_plan)
+		json_object_object_add(root, "plan", rp_plan_to_json(&res->plan));
+	if (res->stage == RP_STAGE_PUNCH && res->error)
+		json_object_object_add(root, "packets_total", json_object_new_int64((int64_t)res->totals.packets_sent));
+	for (unsigned i = 0; i < res->n_rounds; i++) {
+		struct json_object *rj = rp_punch_round_to_json(&res->rounds[i].st);
+		if (i > 0)    /* a re-planned round says what it ran */
+			json_object_object_add(rj, "plan", rp_plan_to_json(&res->rounds[i].plan));
+		json_object_array_add(rounds, rj);
+	}
+	json_object_object_add(root, "rounds", rounds);
+	rep->result = connected ? result_connected(res, meet_ms) : result_failed(res, meet_ms);
+	json_object_object_add(root, "result", rep->result);
+	json_object_object_add(root, "why", res->stage == RP_STAGE_DONE ? NULL : json_object_new_string(res->why));
+}
+
+void punch_report_data(struct punch_report *rep, const struct rp_relay_stats *rs, double total_ms)
+{
+	if (!rep->result)
+		return;
+	json_object_object_add(rep->result, "bytes_out", json_object_new_int64((int64_t)rs->a_to_b));
+	json_object_object_add(rep->result, "bytes_in", json_object_new_int64((int64_t)rs->b_to_a));
+	json_object_object_add(rep->result, "total_ms", rp_json_fixed(total_ms, 1));
+}
+
+int punch_report_write(const struct punch_report *rep, const char *path)
+{
+	char tmp[4096];
+	if (!path)
+		return 0;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	const char *s = json_object_to_json_string_ext(rep->root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fputs(s, f);
+	fputc('\n', f);
+	if (fclose(f)) {
+		unlink(tmp);
+		return -EIO;
+	}
+	if (rename(tmp, path)) {
+		int e = -errno;
+		unlink(tmp);
+		return e;
+	}
+	return 0;
+}
+
+void punch_report_free(struct punch_report *rep)
+{
+	json_object_put(rep->root);
+	rep->root = rep->result = NULL;
+}

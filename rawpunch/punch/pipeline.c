@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/* The punch pipeline's sequencing (pipeline.h): which stage runs when, what each leaves in the
+ * result, and where a failure ends the run. The stages themselves are the ops (stages.c). */
+#include "rawpunch/punch/pipeline.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rawpunch/base/clock.h"
+
+struct run {
+	const struct rp_punch_run_opts *o;
+	const struct rp_punch_ops *ops;
+	void *st;
+	rp_punch_event_fn cb;
+	void *cb_arg;
+	struct rp_punch_result *res;
+	uint64_t t0, stage_t0;
+	int filter_ms;                 /* the filter probe's timeout, sized by CONNECT */
+	struct rp_plan_params pp;      /* the plan's parameters (PLAN, and every re-plan) */
+	uint32_t peer_pub;             /* the peer's public address the punch context aims at */
+};
+
+const char *rp_punch_stage_str(enum rp_punch_stage s)
+{
+	switch (s) {
+	case RP_STAGE_CONNECT: return "rendezvous";
+	case RP_STAGE_PROBE: return "probe";
+	case RP_STAGE_JOIN: return "rendezvous";
+	case RP_STAGE_OFFER: return "offer";
+	case RP_STAGE_PLAN: return "plan";
+	case RP_STAGE_SETUP: return "setup";
+	case RP_STAGE_PUNCH: return "punch";
+	case RP_STAGE_HANDOFF: return "handoff";
+	default: return "done";
+	}
+}
+
+static double ms_since(uint64_t t)
+{
+	return (double)(rp_mono_ns() - t) / 1e6;
+}
+
+static void emit(struct run *r, enum rp_punch_event_kind kind, int error, unsigned round, const char *text,
+		 const struct rp_punch_progress *pr)
+{
+	struct rp_punch_event ev = {
+		.kind = kind, .stage = r->res->stage, .error = error, .round = round, .text = text,
+		.progress = pr, .result = r->res,
+	};
+	if (r->cb)
+		r->cb(&ev, r->cb_arg);
+}
+
+static void begin(struct run *r, enum rp_punch_stage s)
+{
+	r->res->stage = s;
+	r->stage_t0 = rp_mono_ns();
+	emit(r, RP_PUNCH_EV_STAGE_BEGIN, 0, 0, NULL, NULL);
+}
+
+/* The running stage ends: error 0, or its -errno (why already written), which ends the run there. */
+static int end(struct run *r, int error)
+{
+	r->res->stage_ms[r->res->stage] = ms_since(r->stage_t0);
+	if (error) {
+		r->res->error = error;
+		r->res->t_end_ms = ms_since(r->t0);
+	}
+	emit(r, RP_PUNCH_EV_STAGE_END, error, 0, NULL, NULL);
+	return error;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail(struct run *r, int error, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->res->why, sizeof(r->res->why), fmt, ap);
+	va_end(ap);
+	return end(r, error);
+}
+
+static void on_progress(const struct rp_punch_progress *pr, void *arg)
+{
+	emit(arg, RP_PUNCH_EV_PROGRESS, 0, pr->round, NULL, pr);
+}
+
+static void on_trace(void *arg, const char *line)
+{
+	emit(arg, RP_PUNCH_EV_TRACE, 0, 0, line, NULL);
+}
+
+static void on_text(void *arg, const char *text)
+{
+	emit(arg, RP_PUNCH_EV_TEXT, 0, 0, text, NULL);
+}
+
+/* --- the stages ---------------------------------------------------------------------------------- */
+
+static int stage_connect(struct run *r)
+{
+	double rtt = 0;
+	int e;
+	if (r->res->serverless)
+		return 0;
+	begin(r, RP_STAGE_CONNECT);
+	e = r->ops->connect(r->st, &rtt, r->res->why, sizeof(r->res->why));
+	if (!e) {
+		/* the filter probe waits for the server's SYN to draw an answer from our NAT: about one
+		 * RTT, which the connect just measured; 4 x RTT + 100 ms, within 150..1000 ms */
+		int f = (int)(4 * rtt + 100);
+		r->filter_ms = f < 150 ? 150 : f > 1000 ? 1000 : f;
+	}
+	return end(r, e);
+}
+
+static int stage_probe(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	uint16_t port = r->o->local_port;
+	int e;
+	begin(r, RP_STAGE_PROBE);
+	if (!port && (e = r->ops->free_port(r->st, &port))) {
+		e = fail(r, e, "picking a free punch port: %s", strerror(-e));
+		res->stage_ms[RP_STAGE_PROBE] = -1;      /* the probe itself never ran */
+		return e;
+	}
+	e = r->ops->probe(r->st, port, true, r->filter_ms, &res->self, res->why, sizeof(res->why));
+	if (!e) {
+		res->have_self = true;
+		res->self_now = res->self;
+	}
+	return end(r, e);
+}
+
+static int stage_meet(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	int e;
+	if (res->serverless) {
+		begin(r, RP_STAGE_OFFER);
+		e = r->ops->serverless(r->st, &res->self_now, &res->meet, on_text, r, res->why, sizeof(res->why));
+	} else {
+		begin(r, RP_STAGE_JOIN);
+		e = r->ops->join(r->st, &res->self_now, &res->meet, res->why, sizeof(res->why));
+	}
+	if (!e) {
+		res->have_peer = true;
+		res->peer_now = res->meet.peer;
+	}
+	return end(r, e);
+}
+
+/* The plan for `round` from the latest natinfos, side a first. */
+static int plan(struct run *r, unsigned round)
+{
+	struct rp_punch_result *res = r->res;
+	int me = res->meet.me;
+	return rp_plan_make(me ? &res->peer_now : &res->self_now, me ? &res->self_now : &res->peer_now, &r->pp, round,
+			    &res->plan_now);
+}
+
+static int stage_plan(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	char odds[200];
+	int e;
+	begin(r, RP_STAGE_PLAN);
+	/* both sides compute the same plan from the same inputs */
+	r->pp = r->o->plan;
+	r->pp.rtt_ms = (double)res->meet.relay_rtt_ns / 1e6;
+	r->pp.clock_err_ms = (double)res->meet.clock_err_ns / 1e6;
+	e = plan(r, 0);
+	if (e)
+		return fail(r, e, "no plan: a natinfo lacks a public address or punch port");
+	res->plan = res->plan_now;
+	res->have_plan = true;
+	if (rp_plan_refused(&res->plan)) {
+		rp_plan_refusal(&res->plan, odds, sizeof(odds), NULL, 0);
+		return fail(r, -ENOTSUP, "%s (%s)", res->plan.reason, odds);
+	}
+	return end(r, 0);
+}
+
+static int stage_setup(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	int e;
+	begin(r, RP_STAGE_SETUP);
+	r->peer_pub = rp_punch_pub_addr(&res->peer_now);
+	e = r->ops->open(r->st, r->peer_pub, r->o->trace ? on_trace : NULL, r, res->detail, sizeof(res->detail));
+	if (e)
+		return fail(r, e, "setting up the punch: %s", res->detail);
+	return end(r, 0);
+}
+
+/* After a miss of round `round`: tell the peer, re-probe from a fresh punch port, exchange natinfos,
+ * agree on the next T, re-plan (wider). 0, or -errno with why written. */
+static int next_round(struct run *r, unsigned round, uint64_t *start, char *why, size_t wlen)
+{
+	struct rp_punch_result *res = r->res;
+	struct rp_natinfo ni;
+	char scratch[RP_PUNCH_WHY_LEN];
+	uint16_t port;
+	int e;
+	r->ops->tell(r->st, "miss", (int)round, res->rounds[round].st.why);
+	if ((e = r->ops->free_port(r->st, &port)))
+		return e;
+	e = r->ops->probe(r->st, port, false, r->filter_ms, &ni, scratch, sizeof(scratch));
+	if (e) {
+		snprintf(why, wlen, "re-probe failed: %s", strerror(-e));
+		return e;
+	}
+	ni.filtering = res->self_now.filtering;   /* not re-measured */
+	ni.nat_ttl = res->self_now.nat_ttl;
+	res->self_now = ni;
+	e = r->ops->exchange(r->st, round + 1, &res->self_now, &res->peer_now);
+	if (!e && rp_punch_pub_addr(&res->peer_now) != r->peer_pub)
+		e = -EPROTO;   /* the peer's public address moved: a new context would be needed */
+	if (!e)
+		e = r->ops->schedule(r->st, round + 1, start);
+	if (e) {
+		snprintf(why, wlen, "could not agree on round %u with the peer: %s", round + 2,
+			 e == -EPIPE ? "the peer left" : strerror(-e));
+		return e;
+	}
+	e = plan(r, round + 1);
+	if (e || rp_plan_refused(&res->plan_now)) {
+		snprintf(why, wlen, "re-plan for round %u: %s", round + 2, e ? strerror(-e) : res->plan_now.reason);
+		return e ? e : -ENOTSUP;
+	}
+	return 0;
+}
+
+static int stage_punch(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	uint64_t start = res->meet.start_ns;
+	unsigned nrounds = res->plan.rounds ? res->plan.rounds : 1;
+	char why[RP_PUNCH_WHY_LEN] = "";
+	int e = -ETIMEDOUT;
+	begin(r, RP_STAGE_PUNCH);
+	if (res->serverless)
+		nrounds = 1;   /* no channel to agree on a re-probe */
+	if (nrounds > RP_PUNCH_MAX_ROUNDS)
+		nrounds = RP_PUNCH_MAX_ROUNDS;
+	for (unsigned round = 0; round < nrounds; round++) {
+		struct rp_punch_round_record *rec = &res->rounds[round];
+		struct rp_punch_round_opts ro = {
+			.plan = &res->plan_now, .me = res->meet.me, .self = &res->self_now, .peer = &res->peer_now,
+			.round = round, .start_real_ns = start, .progress = on_progress, .progress_arg = r,
+		};
+		e = r->ops->round(r->st, &ro, &rec->st);
+		rec->plan = res->plan_now;
+		res->n_rounds = round + 1;
+		snprintf(why, sizeof(why), "%s", rec->st.why);
+		emit(r, RP_PUNCH_EV_ROUND, e, round, NULL, NULL);
+		if (e != -ETIMEDOUT || round + 1 >= nrounds)
+			break;
+		e = next_round(r, round, &start, why, sizeof(why));
+		if (e)
+			break;
+		emit(r, RP_PUNCH_EV_REPLAN, 0, round + 1, NULL, NULL);
+	}
+	r->ops->tell(r->st, e ? "abort" : "done", -1, NULL);
+	if (!e)
+		res->t_connected_ms = ms_since(r->t0);
+	r->ops->totals(r->st, &res->totals);
+	if (e)
+		return fail(r, e, "%s", e == -EINTR ? "interrupted" : why);
+	return end(r, 0);
+}
+
+static int stage_handoff(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	int fd;
+	begin(r, RP_STAGE_HANDOFF);
+	fd = r->ops->handoff(r->st, res);
+	if (fd < 0)
+		return fail(r, fd, "handoff to a kernel socket failed: %s", strerror(-fd));
+	res->fd = fd;
+	return end(r, 0);
+}
+
+int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_ops *ops, void *st, rp_punch_event_fn cb,
+		     void *cb_arg, struct rp_punch_result *res)
+{
+	struct run r = { .o = o, .ops = ops, .st = st, .cb = cb, .cb_arg = cb_arg, .res = res };
+	int e;
+	if (!res)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	res->fd = -1;
+	res->t_connected_ms = -1;
+	for (unsigned i = 0; i < RP_STAGE_N; i++)
+		res->stage_ms[i] = -1;
+	if (!o || !ops) {
+		snprintf(res->why, sizeof(res->why), "no options or stages given");
+		return res->error = -EINVAL;
+	}
+	res->serverless = o->offer || o->answer_to;
+	r.t0 = o->t_start_ns ? o->t_start_ns : rp_mono_ns();
+	e = stage_connect(&r);
+	if (!e)
+		e = stage_probe(&r);
+	if (!e)
+		e = stage_meet(&r);
+	if (!e)
+		e = stage_plan(&r);
+	if (!e)
+		e = stage_setup(&r);
+	if (!e)
+		e = stage_punch(&r);
+	if (!e)
+		e = stage_handoff(&r);
+	if (!e) {
+		res->stage = RP_STAGE_DONE;
+		res->t_end_ms = ms_since(r.t0);
+	}
+	ops->close(st);
+	return e;
+}

@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: MIT */
+/* The punch pipeline's stages over the network (pipeline.h's rp_punch_ops) and rp_punch_run, which
+ * sequences them: the rendezvous client (connect, join, the messages between rounds), the probe,
+ * the serverless offer/answer exchange, and the punch context (punch.h). */
+#include "rawpunch/punch/pipeline.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rawpunch/base/clock.h"
+#include "rawpunch/base/trace.h"
+#include "rawpunch/net/netif.h"
+#include "rawpunch/probe/probe.h"
+#include "rawpunch/rendezvous/client.h"
+#include "rawpunch/rendezvous/offer.h"
+
+#define MSG_WAIT_MS 15000          /* the peer's "next" / "go" after a miss */
+#define OFFER_MAX_AGE_S 600        /* an offer (and its answer) is good for 10 minutes */
+
+struct net {
+	const struct rp_punch_run_opts *o;
+	struct rv_client *rv;
+	struct rp_punch *pu;
+	struct rp_probe_report *pr;    /* large: allocated by the first probe */
+	int me;
+	int64_t offset_ns, relay_rtt_ns;
+};
+
+static double ms_since(uint64_t t)
+{
+	return (double)(rp_mono_ns() - t) / 1e6;
+}
+
+static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
+{
+	struct net *n = arg;
+	char a[INET_ADDRSTRLEN];
+	uint64_t t = rp_mono_ns();
+	int r = rv_connect(&n->o->rendezvous, 5000, &n->rv);
+	if (r) {
+		snprintf(why, wlen, "rendezvous %s:%u: %s", rp_ip_str(n->o->rendezvous.sin_addr.s_addr, a),
+			 ntohs(n->o->rendezvous.sin_port), strerror(-r));
+		return r;
+	}
+	rv_set_stop(n->rv, n->o->stop);   /* Ctrl-C ends a join or a wait for the peer at once */
+	*rtt_ms = ms_since(t);
+	return 0;
+}
+
+static int net_free_port(void *arg, uint16_t *port)
+{
+	(void)arg;
+	return rp_free_port(0, port);
+}
+
+static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why, size_t wlen)
+{
+	struct net *n = arg;
+	const struct rp_punch_run_opts *o = n->o;
+	char a[INET_ADDRSTRLEN];
+	bool server = !o->offer && !o->answer_to && o->rendezvous.sin_addr.s_addr != 0;
+	struct rp_probe_opts po = {
+		.stun = o->stun,
+		.local_port = port,
+		.samples = o->samples,
+		.interval_ms = 10,
+		/* one lost SYN costs the kernel's 1 s retransmission: leave room for it and a lost reply */
+		.timeout_ms = 3500,
+		.filter_probe = first && server ? rv_filter_probe_cb : NULL,
+		.filter_probe_arg = (void *)&o->rendezvous,
+		.filter_timeout_ms = filter_ms ? filter_ms : 400,
+		.ttl_max = first ? 4 : 0,
+		.ttl_wait_ms = 0,
+		.horizon_s = 1.0,
+	};
+	if (!n->pr && !(n->pr = malloc(sizeof(*n->pr))))
+		return -ENOMEM;
+	int r = rp_probe_run(&po, n->pr);
+	if (r) {
+		snprintf(why, wlen, "probe from port %u via STUN %s:%u failed: %s", port,
+			 rp_ip_str(o->stun.sin_addr.s_addr, a), ntohs(o->stun.sin_port), strerror(-r));
+		return r;
+	}
+	*ni = n->pr->ni;
+	return 0;
+}
+
+static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen)
+{
+	struct net *n = arg;
+	const struct rp_punch_run_opts *o = n->o;
+	struct rv_join_req req = {
+		.session = o->session, .secret = o->secret, .secret_len = o->secret_len, .me = *self,
+		.timeout_ms = o->join_timeout_ms, .clock_rounds = 4, .lead_ms = o->lead_ms,
+	};
+	struct rv_join_res res;
+	memset(&res, 0, sizeof(res));
+	int r = rv_join(n->rv, &req, &res);
+	if (r == -EACCES)
+		snprintf(why, wlen, "rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
+	else if (r == -ETIMEDOUT)
+		snprintf(why, wlen, "rendezvous: no peer joined session '%s' within %d s", o->session,
+			 o->join_timeout_ms / 1000);
+	else if (r == -EBUSY)
+		snprintf(why, wlen, "rendezvous: session '%s' already has two peers", o->session);
+	else if (r)
+		snprintf(why, wlen, "rendezvous: join failed: %s", strerror(-r));
+	if (r)
+		return r;
+	memset(m, 0, sizeof(*m));
+	m->peer = res.peer;
+	m->me = n->me = res.initiator ? 0 : 1;
+	m->start_ns = res.start_ns;
+	m->via_server = true;
+	m->rtt_ns = res.rtt_ns;
+	m->peer_rtt_ns = res.peer_rtt_ns;
+	m->relay_rtt_ns = n->relay_rtt_ns = res.relay_rtt_ns;
+	m->clock_err_ns = res.clock_err_ns;
+	m->offset_ns = n->offset_ns = res.offset_ns;
+	return 0;
+}
+
+/* Exchange natinfo through pasted texts. The offerer is plan side a. Our own natinfo goes through the
+ * codec too, so both plans are made from exactly the same (possibly truncated) fields. */
+static int net_serverless(void *arg, struct rp_natinfo *self, struct rp_punch_meeting *m,
+			  void (*say)(void *arg, const char *text), void *say_arg, char *why, size_t wlen)
+{
+	struct net *n = arg;
+	const struct rp_punch_run_opts *o = n->o;
+	const uint8_t *secret = o->secret;
+	size_t slen = o->secret_len;
+	struct rp_offer of, ans, mine;
+	char text[RP_OFFER_TEXT_MAX + 8], in[2048];
+	uint64_t now = rp_real_ns();
+	int r;
+	memset(m, 0, sizeof(*m));
+	if (o->offer) {
+		rp_offer_init(&of, RP_OFFER, now);
+		of.ni = *self;
+		of.start_ns = now + (uint64_t)OFFER_MAX_AGE_S * 1000000000ull;   /* answer within 10 minutes */
+		r = rp_offer_encode(&of, secret, slen, text, sizeof(text));
+		if (r < 0)
+			return snprintf(why, wlen, "encoding the offer: %s", strerror(-r)), r;
+		if ((r = rp_offer_decode(text, secret, slen, &mine)))
+			return snprintf(why, wlen, "the offer does not decode: %s", rp_offer_strerror(r)), r;
+		*self = mine.ni;
+		say(say_arg, text);
+		r = o->read_answer ? o->read_answer(o->read_arg, in, sizeof(in)) : -ENODATA;
+		if (r < 0)
+			return snprintf(why, wlen, "reading the answer from %s: %s", o->answer_source ? o->answer_source : "input",
+					r == -ENODATA ? "end of input" : strerror(-r)), r;
+		r = rp_offer_decode(in, secret, slen, &ans);
+		if (!r && ans.kind != RP_ANSWER)
+			r = -EINVAL;
+		if (!r)
+			r = rp_offer_match(&of, &ans);
+		if (!r)
+			r = rp_offer_fresh(&ans, rp_real_ns(), OFFER_MAX_AGE_S);
+		if (r)
+			return snprintf(why, wlen, "the answer: %s", rp_offer_strerror(r)), r;
+		m->peer = ans.ni;
+		m->me = 0;
+		m->start_ns = ans.start_ns;
+		return 0;
+	}
+	if (!o->answer_to)
+		return snprintf(why, wlen, "serverless: neither an offer to make nor one to answer"), -EINVAL;
+	of = *o->answer_to;   /* decoded and checked before anything was sent */
+	r = rp_offer_fresh(&of, now, OFFER_MAX_AGE_S);
+	if (r)
+		return snprintf(why, wlen, "the offer: %s", rp_offer_strerror(r)), r;
+	rp_offer_init(&ans, RP_ANSWER, now);
+	memcpy(ans.nonce, of.nonce, sizeof(ans.nonce));
+	ans.ni = *self;
+	ans.start_ns = now + (uint64_t)o->start_in_s * 1000000000ull;
+	r = rp_offer_encode(&ans, secret, slen, text, sizeof(text));
+	if (r < 0)
+		return snprintf(why, wlen, "encoding the answer: %s", strerror(-r)), r;
+	if ((r = rp_offer_decode(text, secret, slen, &mine)))
+		return snprintf(why, wlen, "the answer does not decode: %s", rp_offer_strerror(r)), r;
+	*self = mine.ni;
+	say(say_arg, text);
+	m->peer = of.ni;
+	m->me = 1;
+	m->start_ns = ans.start_ns;
+	return 0;
+}
+
+static int net_open(void *arg, uint32_t peer_pub, void (*trace)(void *arg, const char *line), void *trace_arg,
+		    char *detail, size_t dlen)
+{
+	struct net *n = arg;
+	struct rp_punch_opts po = {
+		.peer_addr = peer_pub,
+		.key = n->o->key,
+		.pcap_path = n->o->pcap_path,
+		.stop = n->o->stop,
+		.trace = trace,
+		.trace_arg = trace_arg,
+	};
+	return rp_punch_open(&po, &n->pu, detail, dlen);
+}
+
+static int net_round(void *arg, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *rs)
+{
+	struct net *n = arg;
+	return rp_punch_round(n->pu, ro, rs);
+}
+
+static void net_tell(void *arg, const char *type, int round, const char *why)
+{
+	struct net *n = arg;
+	struct json_object *m = NULL;
+	if (round >= 0) {
+		m = json_object_new_object();
+		json_object_object_add(m, "round", json_object_new_int(round));
+		json_object_object_add(m, "why", json_object_new_string(why ? why : ""));
+	}
+	(void)rv_send(n->rv, type, m);   /* no server (serverless): -ENOTCONN, nothing to tell */
+	json_object_put(m);
+}
+
+/* Wait for a sealed message of type want (others are skipped, "abort" or "done" ends it). */
+static int wait_msg(struct net *n, const char *want, int timeout_ms, struct json_object **out)
+{
+	uint64_t end = rp_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		struct json_object *o;
+		const char *t;
+		uint64_t now = rp_mono_ns();
+		if (now >= end)
+			return -ETIMEDOUT;
+		if (n->o->stop && *n->o->stop)
+			return -EINTR;
+		int r = rv_recv(n->rv, (int)((end - now) / 1000000ull) + 1, &o, &t);
+		if (r)
+			return r;
+		if (!strcmp(t, want)) {
+			*out = o;
+			return 0;
+		}
+		if (!strcmp(t, "abort") || !strcmp(t, "done")) {
+			json_object_put(o);
+			return -ECONNABORTED;
+		}
+		json_object_put(o);
+	}
+}
+
+static int64_t jint(struct json_object *o, const char *k)
+{
+	struct json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : -1;
+}
+
+static int net_exchange(void *arg, unsigned round, const struct rp_natinfo *self, struct rp_natinfo *peer)
+{
+	struct net *n = arg;
+	struct json_object *m = json_object_new_object(), *in = NULL, *nij;
+	json_object_object_add(m, "round", json_object_new_int((int)round));
+	json_object_object_add(m, "ni", rp_natinfo_to_json(self));
+	int r = rv_send(n->rv, "next", m);
+	json_object_put(m);
+	if (!r)
+		r = wait_msg(n, "next", MSG_WAIT_MS, &in);
+	if (!r && (jint(in, "round") != (int64_t)round || !json_object_object_get_ex(in, "ni", &nij) ||
+		   rp_natinfo_from_json(nij, peer)))
+		r = -EPROTO;
+	json_object_put(in);
+	return r;
+}
+
+/* Side a proposes T on the server's clock (lead + relay RTT from now), side b takes it. */
+static int net_schedule(void *arg, unsigned round, uint64_t *start_ns)
+{
+	struct net *n = arg;
+	struct json_object *m, *in;
+	int r;
+	if (n->me == 0) {
+		uint64_t srv_start = rv_server_now_ns(n->rv) + (uint64_t)n->o->lead_ms * 1000000ull +
+				     (uint64_t)n->relay_rtt_ns;
+		m = json_object_new_object();
+		json_object_object_add(m, "round", json_object_new_int((int)round));
+		json_object_object_add(m, "start", json_object_new_int64((int64_t)srv_start));
+		r = rv_send(n->rv, "go", m);
+		json_object_put(m);
+		*start_ns = (uint64_t)((int64_t)srv_start - n->offset_ns);
+		return r;
+	}
+	r = wait_msg(n, "go", MSG_WAIT_MS, &in);
+	if (r)
+		return r;
+	int64_t s0 = jint(in, "start");
+	if (jint(in, "round") != (int64_t)round || s0 <= 0)
+		r = -EPROTO;
+	else
+		*start_ns = (uint64_t)(s0 - n->offset_ns);
+	json_object_put(in);
+	return r;
+}
+
+static void net_totals(void *arg, struct rp_punch_totals *t)
+{
+	struct net *n = arg;
+	rp_punch_totals(n->pu, t);
+}
+
+static int net_handoff(void *arg, struct rp_punch_result *res)
+{
+	struct net *n = arg;
+	rp_punch_tuple(n->pu, &res->laddr, &res->lport, &res->raddr, &res->rport);
+	int fd = rp_punch_handoff(n->pu, NULL, &res->handoff);
+	/* the kernel owns the connection (or nobody does): nothing of the punch is needed any more */
+	rp_punch_close(n->pu);
+	n->pu = NULL;
+	rv_close(n->rv);
+	n->rv = NULL;
+	return fd;
+}
+
+static void net_close(void *arg)
+{
+	struct net *n = arg;
+	rp_punch_close(n->pu);
+	n->pu = NULL;
+	rv_close(n->rv);
+	n->rv = NULL;
+	free(n->pr);
+	n->pr = NULL;
+}
+
+static const struct rp_punch_ops net_ops = {
+	.connect = net_connect,
+	.free_port = net_free_port,
+	.probe = net_probe,
+	.join = net_join,
+	.serverless = net_serverless,
+	.open = net_open,
+	.round = net_round,
+	.tell = net_tell,
+	.exchange = net_exchange,
+	.schedule = net_schedule,
+	.totals = net_totals,
+	.handoff = net_handoff,
+	.close = net_close,
+};
+
+int rp_punch_run(const struct rp_punch_run_opts *o, rp_punch_event_fn cb, void *cb_arg, struct rp_punch_result *res)
+{
+	struct net n = { .o = o };
+	if (o && (!o->key || !o->session || !o->secret || !o->secret_len)) {
+		if (res) {
+			memset(res, 0, sizeof(*res));
+			res->fd = -1;
+			res->error = -EINVAL;
+			snprintf(res->why, sizeof(res->why), "the punch needs a key, a session and a secret");
+		}
+		return -EINVAL;
+	}
+	return rp_punch_run_ops(o, &net_ops, &n, cb, cb_arg, res);
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* For unit tests: a natinfo as the probe reports it for each lab NAT profile (tools/natlab: preserve,
+ * sequential, random), with the filtering and the public address given. Header-only. */
+#ifndef RP_TEST_NATINFO_FIXTURE_H
+#define RP_TEST_NATINFO_FIXTURE_H
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "rawpunch/probe/natinfo.h"
+
+enum prof { PRESERVE, SEQUENTIAL, RANDOM };   /* an easy, a predictable and a hard side */
+
+static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, const char *pub, uint16_t lport)
+{
+	memset(ni, 0, sizeof(*ni));
+	inet_pton(AF_INET, "10.0.1.2", &ni->local_addr);
+	inet_pton(AF_INET, pub, &ni->mapped_addr);
+	ni->local_port = lport;
+	ni->behind_nat = true;
+	ni->filtering = f;
+	ni->nat_ttl = 2;
+	switch (p) {
+	case PRESERVE:
+		ni->mapping = RP_MAP_EI;
+		ni->alloc = RP_ALLOC_PRESERVING;
+		ni->mapped_port = lport;
+		break;
+	case SEQUENTIAL:
+		ni->mapping = RP_MAP_APD;
+		ni->alloc = RP_ALLOC_SEQUENTIAL;
+		ni->mapped_port = 20010;
+		ni->has_delta = true;
+		ni->delta = 1;
+		ni->jitter = 0.5;
+		ni->confidence = 0.8;
+		for (unsigned i = 0; i < 4; i++)
+			ni->predicted[i] = (uint16_t)(20011 + i);
+		ni->n_predicted = 4;
+		break;
+	case RANDOM:
+		ni->mapping = RP_MAP_APD;
+		ni->alloc = RP_ALLOC_RANDOM;
+		ni->mapped_port = 51234;
+		break;
+	}
+}
+
+#endif

@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: MIT */
+/* pipeline.h: the punch pipeline's sequencing with scripted stages (no network): the order of the
+ * stages and their events, what each leaves in the result, where each failure ends the run (and that
+ * nothing after it runs), the rounds with re-probe / exchange / schedule / re-plan between misses, the
+ * refusal, and the serverless variant. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rawpunch/punch/pipeline.h"
+#include "tests/unit/natinfo_fixture.h"
+
+/* The scripted stages: what each returns, and a log of the calls. */
+struct fake {
+	int connect_r, free_port_r, probe_r, reprobe_r, join_r, serverless_r, open_r, exchange_r, schedule_r, handoff_r;
+	double rtt_ms;
+	struct rp_natinfo self, reprobed, peer, peer_next;
+	int me;
+	int round_r[RP_PUNCH_MAX_ROUNDS];          /* what round i returns */
+	uint64_t next_start;
+	/* seen */
+	char log[1024];
+	int filter_ms;
+	unsigned n_probe, n_close;
+	struct rp_punch_round_opts ro[RP_PUNCH_MAX_ROUNDS];
+	struct rp_plan plans[RP_PUNCH_MAX_ROUNDS];
+	unsigned n_round;
+	char told[256];
+};
+
+static void logf_(struct fake *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(struct fake *f, const char *fmt, ...)
+{
+	size_t n = strlen(f->log);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(f->log + n, sizeof(f->log) - n, fmt, ap);
+	va_end(ap);
+}
+
+static int f_connect(void *st, double *rtt_ms, char *why, size_t wlen)
+{
+	struct fake *f = st;
+	logf_(f, "connect ");
+	*rtt_ms = f->rtt_ms;
+	if (f->connect_r)
+		snprintf(why, wlen, "no server");
+	return f->connect_r;
+}
+
+static int f_free_port(void *st, uint16_t *port)
+{
+	struct fake *f = st;
+	logf_(f, "port ");
+	*port = (uint16_t)(40000 + f->n_probe);
+	return f->free_port_r;
+}
+
+static int f_probe(void *st, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why, size_t wlen)
+{
+	struct fake *f = st;
+	logf_(f, "probe(%u,%s) ", port, first ? "first" : "again");
+	f->n_probe++;
+	if (first) {
+		f->filter_ms = filter_ms;
+		if (f->probe_r) {
+			snprintf(why, wlen, "no STUN");
+			return f->probe_r;
+		}
+		*ni = f->self;
+		ni->local_port = port;
+		return 0;
+	}
+	if (f->reprobe_r)
+		return f->reprobe_r;
+	*ni = f->reprobed;
+	ni->local_port = port;
+	return 0;
+}
+
+static int f_join(void *st, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen)
+{
+	struct fake *f = st;
+	logf_(f, "join(%u) ", self->local_port);
+	if (f->join_r) {
+		snprintf(why, wlen, "nobody came");
+		return f->join_r;
+	}
+	memset(m, 0, sizeof(*m));
+	m->peer = f->peer;
+	m->me = f->me;
+	m->start_ns = 1000;
+	m->via_server = true;
+	m->relay_rtt_ns = 300000000;    /* 300 ms: the plan's repeat interval follows it */
+	return 0;
+}
+
+static int f_serverless(void *st, struct rp_natinfo *self, struct rp_punch_meeting *m,
+			void (*say)(void *arg, const char *text), void *say_arg, char *why, size_t wlen)
+{
+	struct fake *f = st;
+	logf_(f, "serverless ");
+	say(say_arg, "rpo1.TEXT");
+	if (f->serverless_r) {
+		snprintf(why, wlen, "no answer");
+		return f->serverless_r;
+	}
+	self->confidence = 0.5;        /* the codec's view of ourselves is what the plan uses */
+	memset(m, 0, sizeof(*m));
+	m->peer = f->peer;
+	m->me = f->me;
+	m->start_ns = 2000;
+	return 0;
+}
+
+static int f_open(void *st, uint32_t peer_pub, void (*trace)(void *arg, const char *line), void *trace_arg,
+		  char *detail, size_t dlen)
+{
+	struct fake *f = st;
+	logf_(f, "open ");
+	assert_int_equal(peer_pub, rp_punch_pub_addr(&f->peer));
+	if (trace)
+		trace(trace_arg, "a trace line");
+	if (f->open_r)
+		snprintf(detail, dlen, "raw socket: denied");
+	return f->open_r;
+}
+
+static int f_round(void *st, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *rs)
+{
+	struct fake *f = st;
+	unsigned i = f->n_round++;
+	logf_(f, "round(%u) ", ro->round);
+	f->ro[i] = *ro;
+	f->plans[i] = *ro->plan;
+	memset(rs, 0, sizeof(*rs));
+	rs->round = ro->round;
+	rs->strategy = ro->plan->strategy;
+	rs->t_established_ms = f->round_r[i] ? -1 : 12.5;
+	rs->established = !f->round_r[i];
+	snprintf(rs->why, sizeof(rs->why), "why of round %u", ro->round);
+	if (ro->progress) {
+		struct rp_punch_progress pr = { .round = ro->round, .phase = "burst" };
+		ro->progress(&pr, ro->progress_arg);
+	}
+	return f->round_r[i];
+}
+
+static void f_tell(void *st, const char *type, int round, const char *why)
+{
+	struct fake *f = st;
+	logf_(f, "tell(%s) ", type);
+	if (round >= 0)
+		snprintf(f->told, sizeof(f->told), "%s %d %s", type, round, why);
+}
+
+static int f_exchange(void *st, unsigned round, const struct rp_natinfo *self, struct rp_natinfo *peer)
+{
+	struct fake *f = st;
+	logf_(f, "exchange(%u,%u) ", round, self->local_port);
+	if (f->exchange_r)
+		return f->exchange_r;
+	*peer = f->peer_next;
+	return 0;
+}
+
+static int f_schedule(void *st, unsigned round, uint64_t *start_ns)
+{
+	struct fake *f = st;
+	logf_(f, "schedule(%u) ", round);
+	*start_ns = f->next_start + round;
+	return f->schedule_r;
+}
+
+static void f_totals(void *st, struct rp_punch_totals *t)
+{
+	struct fake *f = st;
+	logf_(f, "totals ");
+	memset(t, 0, sizeof(*t));
+	t->packets_sent = 77;
+	t->guard_dropped = -1;
+}
+
+static int f_handoff(void *st, struct rp_punch_result *res)
+{
+	struct fake *f = st;
+	logf_(f, "handoff ");
+	res->lport = 40000;
+	res->rport = 41000;
+	return f->handoff_r ? f->handoff_r : 42;
+}
+
+static void f_close(void *st)
+{
+	struct fake *f = st;
+	logf_(f, "close");
+	f->n_close++;
+}
+
+static const struct rp_punch_ops fake_ops = {
+	.connect = f_connect, .free_port = f_free_port, .probe = f_probe, .join = f_join,
+	.serverless = f_serverless, .open = f_open, .round = f_round, .tell = f_tell, .exchange = f_exchange,
+	.schedule = f_schedule, .totals = f_totals, .handoff = f_handoff, .close = f_close,
+};
+
+/* The events, one letter-coded token each: B<stage> E<stage>[!] T R<n> P<n> G(progress) L(trace). */
+struct evlog {
+	char s[1024];
+};
+
+static void on_event(const struct rp_punch_event *ev, void *arg)
+{
+	struct evlog *e = arg;
+	size_t n = strlen(e->s);
+	char *p = e->s + n;
+	size_t cap = sizeof(e->s) - n;
+	assert_non_null(ev->result);
+	switch (ev->kind) {
+	case RP_PUNCH_EV_STAGE_BEGIN: snprintf(p, cap, "B%d ", ev->stage); break;
+	case RP_PUNCH_EV_STAGE_END: snprintf(p, cap, "E%d%s ", ev->stage, ev->error ? "!" : ""); break;
+	case RP_PUNCH_EV_TEXT: snprintf(p, cap, "T "); break;
+	case RP_PUNCH_EV_ROUND: snprintf(p, cap, "R%u ", ev->round); break;
+	case RP_PUNCH_EV_REPLAN: snprintf(p, cap, "P%u ", ev->round); break;
+	case RP_PUNCH_EV_PROGRESS: snprintf(p, cap, "G "); break;
+	case RP_PUNCH_EV_TRACE: snprintf(p, cap, "L "); break;
+	}
+}
+
+static struct rp_punch_result *res;   /* large: one for all tests */
+
+static void fake_init(struct fake *f, enum prof me, enum prof peer)
+{
+	memset(f, 0, sizeof(*f));
+	mk(&f->self, me, RP_FILTER_RST, "198.18.1.2", 0);
+	mk(&f->reprobed, me, RP_FILTER_RST, "198.18.1.2", 0);
+	f->reprobed.filtering = RP_FILTER_UNKNOWN;   /* a re-probe does not measure these */
+	f->reprobed.nat_ttl = 0;
+	mk(&f->peer, peer, RP_FILTER_RST, "198.18.2.2", 41000);
+	f->peer_next = f->peer;
+	f->peer_next.local_port = 41001;
+	f->peer_next.mapped_port = 41001;
+	f->rtt_ms = 100;
+	f->next_start = 5000;
+}
+
+static int run(struct fake *f, const struct rp_punch_run_opts *o, struct evlog *e)
+{
+	memset(e, 0, sizeof(*e));
+	return rp_punch_run_ops(o, &fake_ops, f, on_event, e, res);
+}
+
+static void test_connected_first_round(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { .trace = true };
+	fake_init(&f, PRESERVE, PRESERVE);
+	assert_int_equal(run(&f, &o, &e), 0);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open round(0) tell(done) totals handoff close");
+	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4 B5 L E5 B6 G R0 E6 B7 E7 ");
+	assert_int_equal(res->stage, RP_STAGE_DONE);
+	assert_int_equal(res->fd, 42);
+	assert_int_equal(res->error, 0);
+	assert_int_equal(f.filter_ms, 500);                /* 4 x the connect's 100 ms + 100 */
+	assert_true(res->have_self && res->have_peer && res->have_plan);
+	assert_int_equal(res->self.local_port, 40000);
+	assert_string_equal(rp_plan_name(&res->plan), "simultaneous-open");
+	assert_int_equal(res->plan.side[0].repeat_ms, 300);     /* the meeting's relay RTT reached the planner */
+	assert_int_equal(res->n_rounds, 1);
+	assert_int_equal(f.ro[0].start_real_ns, 1000);
+	assert_int_equal(f.ro[0].me, 0);
+	assert_ptr_equal(f.ro[0].self, &res->self_now);
+	assert_int_equal(res->totals.packets_sent, 77);
+	assert_int_equal(res->lport, 40000);
+	assert_true(res->t_connected_ms >= 0);
+	assert_true(res->stage_ms[RP_STAGE_PROBE] >= 0);
+	assert_true(res->stage_ms[RP_STAGE_OFFER] < 0);     /* not run */
+	assert_int_equal(f.n_close, 1);
+	/* without trace, no trace lines; a given punch port is probed without asking for a free one */
+	o.trace = false;
+	o.local_port = 39000;
+	fake_init(&f, PRESERVE, PRESERVE);
+	assert_int_equal(run(&f, &o, &e), 0);
+	assert_string_equal(f.log, "connect probe(39000,first) join(39000) open round(0) tell(done) totals handoff close");
+	assert_null(strstr(e.s, "L"));
+}
+
+static void test_miss_replan_connect(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+	fake_init(&f, SEQUENTIAL, PRESERVE);   /* predicted-burst, 3 rounds, widened */
+	f.me = 1;                                         /* we are side b */
+	f.round_r[0] = -ETIMEDOUT;
+	f.round_r[1] = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), 0);
+	assert_string_equal(f.log,
+		"connect port probe(40000,first) join(40000) open round(0) tell(miss) port probe(40001,again) "
+		"exchange(1,40001) schedule(1) round(1) tell(miss) port probe(40002,again) exchange(2,40002) "
+		"schedule(2) round(2) tell(done) totals handoff close");
+	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4 B5 E5 B6 G R0 P1 G R1 P2 G R2 E6 B7 E7 ");
+	assert_string_equal(f.told, "miss 1 why of round 1");
+	assert_int_equal(res->n_rounds, 3);
+	/* each round starts when scheduled, with the round number and the re-probed natinfos */
+	assert_int_equal(f.ro[1].start_real_ns, 5001);
+	assert_int_equal(f.ro[2].start_real_ns, 5002);
+	assert_int_equal(f.ro[2].round, 2);
+	assert_int_equal(res->self_now.local_port, 40002);
+	assert_int_equal(res->peer_now.local_port, 41001);
+	/* a re-probe keeps what it does not measure */
+	assert_int_equal(res->self_now.filtering, RP_FILTER_RST);
+	assert_int_equal(res->self_now.nat_ttl, 2);
+	/* re-planned wider each round; the report keeps round 0's plan and each round's own */
+	assert_int_equal(f.plans[1].side[0].n_remote, 2 * f.plans[0].side[0].n_remote);   /* a (easy) bursts wider */
+	assert_memory_equal(&res->rounds[1].plan, &f.plans[1], sizeof(struct rp_plan));
+	assert_memory_equal(&res->plan, &f.plans[0], sizeof(struct rp_plan));
+	assert_int_equal(res->rounds[2].st.round, 2);
+	assert_int_equal(res->stage, RP_STAGE_DONE);
+}
+
+static void test_all_rounds_miss(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+	fake_init(&f, RANDOM, PRESERVE);   /* birthday, 3 rounds */
+	for (unsigned i = 0; i < RP_PUNCH_MAX_ROUNDS; i++)
+		f.round_r[i] = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_int_equal(res->stage, RP_STAGE_PUNCH);
+	assert_int_equal(res->error, -ETIMEDOUT);
+	assert_int_equal(res->n_rounds, 3);
+	assert_string_equal(res->why, "why of round 2");
+	assert_non_null(strstr(f.log, "round(2) tell(abort) totals close"));
+	assert_null(strstr(f.log, "handoff"));
+	assert_int_equal(res->totals.packets_sent, 77);
+	assert_int_equal(res->fd, -1);
+	assert_true(res->t_end_ms >= 0);
+	assert_non_null(strstr(e.s, "R2 E6! "));
+	assert_null(strstr(e.s, "B7"));
+	/* --rounds 1: one round, no re-probe */
+	o.plan.rounds = 1;
+	fake_init(&f, RANDOM, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_int_equal(res->n_rounds, 1);
+	assert_null(strstr(f.log, "again"));
+	/* interrupted */
+	o.plan.rounds = 0;
+	fake_init(&f, RANDOM, PRESERVE);
+	f.round_r[0] = -EINTR;
+	assert_int_equal(run(&f, &o, &e), -EINTR);
+	assert_string_equal(res->why, "interrupted");
+	assert_int_equal(res->n_rounds, 1);
+}
+
+/* Each stage's failure ends the run there: its why, nothing after it, everything released. */
+static void test_stage_failures(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.connect_r = -ECONNREFUSED;
+	assert_int_equal(run(&f, &o, &e), -ECONNREFUSED);
+	assert_string_equal(f.log, "connect close");
+	assert_string_equal(e.s, "B0 E0! ");
+	assert_int_equal(res->stage, RP_STAGE_CONNECT);
+	assert_string_equal(res->why, "no server");
+	assert_string_equal(rp_punch_stage_str(res->stage), "rendezvous");
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.free_port_r = -EMFILE;
+	assert_int_equal(run(&f, &o, &e), -EMFILE);
+	assert_string_equal(f.log, "connect port close");
+	assert_int_equal(res->stage, RP_STAGE_PROBE);
+	assert_non_null(strstr(res->why, "picking a free punch port"));
+	assert_true(res->stage_ms[RP_STAGE_PROBE] < 0);   /* the probe never ran */
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.probe_r = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_string_equal(f.log, "connect port probe(40000,first) close");
+	assert_int_equal(res->stage, RP_STAGE_PROBE);
+	assert_string_equal(res->why, "no STUN");
+	assert_false(res->have_self);
+	assert_true(res->stage_ms[RP_STAGE_PROBE] >= 0);
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.join_r = -EACCES;
+	assert_int_equal(run(&f, &o, &e), -EACCES);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) close");
+	assert_int_equal(res->stage, RP_STAGE_JOIN);
+	assert_string_equal(res->why, "nobody came");
+	assert_true(res->have_self);
+	assert_false(res->have_peer);
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.peer.mapped_addr = 0;                           /* no public address: no plan */
+	assert_int_equal(run(&f, &o, &e), -EINVAL);
+	assert_int_equal(res->stage, RP_STAGE_PLAN);
+	assert_false(res->have_plan);
+	assert_non_null(strstr(res->why, "no plan"));
+	assert_null(strstr(f.log, "open"));
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.open_r = -EPERM;
+	assert_int_equal(run(&f, &o, &e), -EPERM);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open close");
+	assert_int_equal(res->stage, RP_STAGE_SETUP);
+	assert_string_equal(res->detail, "raw socket: denied");
+	assert_string_equal(res->why, "setting up the punch: raw socket: denied");
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.handoff_r = -ENOTCONN;
+	assert_int_equal(run(&f, &o, &e), -ENOTCONN);
+	assert_int_equal(res->stage, RP_STAGE_HANDOFF);
+	assert_int_equal(res->fd, -1);
+	assert_true(res->t_connected_ms >= 0);            /* it did connect */
+	assert_non_null(strstr(res->why, "handoff to a kernel socket failed"));
+	assert_int_equal(f.n_close, 1);
+
+	/* no opts / no ops: nothing runs */
+	assert_int_equal(rp_punch_run_ops(NULL, &fake_ops, &f, NULL, NULL, res), -EINVAL);
+	assert_int_equal(rp_punch_run_ops(&o, NULL, &f, NULL, NULL, res), -EINVAL);
+	assert_int_equal(rp_punch_run_ops(&o, &fake_ops, &f, NULL, NULL, NULL), -EINVAL);
+}
+
+/* Between rounds: each way the agreement on the next round fails. */
+static void test_between_rounds_failures(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	f.reprobe_r = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_string_equal(res->why, "re-probe failed: Connection timed out");
+	assert_null(strstr(f.log, "exchange"));
+	assert_int_equal(res->n_rounds, 1);
+	assert_string_equal(res->rounds[0].st.why, "why of round 0");    /* the round's own why stays */
+
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	f.exchange_r = -EPIPE;
+	assert_int_equal(run(&f, &o, &e), -EPIPE);
+	assert_string_equal(res->why, "could not agree on round 2 with the peer: the peer left");
+	assert_null(strstr(f.log, "schedule"));
+	assert_non_null(strstr(f.log, "tell(abort)"));
+
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	f.peer_next.mapped_addr = htonl(0xc6120203);      /* the peer's public address moved */
+	assert_int_equal(run(&f, &o, &e), -EPROTO);
+	assert_non_null(strstr(res->why, "could not agree on round 2"));
+	assert_null(strstr(f.log, "schedule"));
+
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	f.schedule_r = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_non_null(strstr(res->why, "could not agree on round 2"));
+
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	mk(&f.reprobed, RANDOM, RP_FILTER_RST, "198.18.1.2", 0);   /* the NAT now allocates randomly ... */
+	mk(&f.peer_next, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41001);   /* ... and so does the peer's, sequentially */
+	assert_int_equal(run(&f, &o, &e), -ENOTSUP);
+	assert_non_null(strstr(res->why, "re-plan for round 2: "));
+	assert_string_equal(rp_plan_name(&res->plan_now), "impossible");
+	assert_string_equal(rp_plan_name(&res->plan), "predicted-burst");
+	assert_int_equal(res->stage, RP_STAGE_PUNCH);
+}
+
+static void test_refusal(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+	fake_init(&f, RANDOM, RANDOM);
+	assert_int_equal(run(&f, &o, &e), -ENOTSUP);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) close");
+	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4! ");
+	assert_int_equal(res->stage, RP_STAGE_PLAN);
+	assert_true(res->have_plan);
+	assert_true(rp_plan_refused(&res->plan));
+	/* why = the reason, then the strategy's odds */
+	assert_int_equal(strncmp(res->why, res->plan.reason, strlen(res->plan.reason)), 0);
+	assert_non_null(strstr(res->why, "(a port pair out of ~2^32"));
+	assert_int_equal(res->n_rounds, 0);
+}
+
+static void test_serverless(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { .offer = true };
+	fake_init(&f, SEQUENTIAL, PRESERVE);   /* 3 rounds planned, but no channel: one */
+	f.round_r[0] = -ETIMEDOUT;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_string_equal(f.log, "port probe(40000,first) serverless open round(0) tell(abort) totals close");
+	assert_string_equal(e.s, "B1 E1 B3 T E3 B4 E4 B5 E5 B6 G R0 E6! ");
+	assert_true(res->serverless);
+	assert_int_equal(f.filter_ms, 0);                 /* no server: no filter probe to size */
+	assert_true(res->stage_ms[RP_STAGE_CONNECT] < 0);
+	assert_true(res->stage_ms[RP_STAGE_OFFER] >= 0);
+	assert_int_equal(f.ro[0].start_real_ns, 2000);
+	assert_true(f.ro[0].self->confidence == 0.5);    /* planned from the codec's view of us */
+	assert_true(res->self.confidence == 0.8);        /* the report keeps the probe's */
+	assert_int_equal(res->n_rounds, 1);
+	/* a failed exchange of texts */
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.serverless_r = -ENODATA;
+	assert_int_equal(run(&f, &o, &e), -ENODATA);
+	assert_int_equal(res->stage, RP_STAGE_OFFER);
+	assert_string_equal(rp_punch_stage_str(res->stage), "offer");
+	assert_string_equal(res->why, "no answer");
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	res = malloc(sizeof(*res));
+	return res ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	free(res);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_connected_first_round),
+		cmocka_unit_test(test_miss_replan_connect),
+		cmocka_unit_test(test_all_rounds_miss),
+		cmocka_unit_test(test_stage_failures),
+		cmocka_unit_test(test_between_rounds_failures),
+		cmocka_unit_test(test_refusal),
+		cmocka_unit_test(test_serverless),
+	};
+	return cmocka_run_group_tests_name("pipeline", tests, setup, teardown);
+}
