@@ -175,6 +175,7 @@ static void on_syn_sent(struct ctx *c, const struct us_segment *s)
 	/* simultaneous open (§3.5 fig. 8): SYN-ACK with the same ISS */
 	t->state = US_SYN_RECEIVED;
 	t->syn_rcvd_from_listen = false;
+	t->irs_tentative = !t->cfg.syn_validated;
 	tcb_send_syn(c, true);
 	tcb_arm_syn_timer(c);
 }
@@ -347,6 +348,27 @@ static void on_synchronized(struct ctx *c, const struct us_segment *s)
 {
 	struct us_tcb *t = c->t;
 
+	/* SYN-RECEIVED on a SYN nobody validated: only what acks our SYN counts. A SYN-ACK that does
+	 * (a server answering our SYN, or a simultaneous-open peer) defines the peer's ISN, whatever the
+	 * tentative one was; RSTs must ack our SYN; other bare SYNs are ignored (a blind spray). */
+	if (t->state == US_SYN_RECEIVED && t->irs_tentative) {
+		bool acks_ours = (s->flags & US_TH_ACK) && seq_gt(s->ack, t->snd_una) && seq_le(s->ack, t->snd_max);
+		if ((s->flags & US_TH_RST) && !acks_ours) {
+			t->dropped++;             /* anyone who sent the SYN can send this: remember only */
+			t->rst_rcvd++;
+			t->soft_error = -ECONNREFUSED;
+			c->out->notify |= US_N_SOFT_ERROR;
+			return;
+		}
+		if ((s->flags & US_TH_SYN) && !(s->flags & US_TH_RST) && acks_ours && s->seq != t->irs)
+			take_peer_syn(t, s);
+		else if ((s->flags & US_TH_SYN) && !(s->flags & US_TH_ACK) && s->seq != t->irs) {
+			t->dropped++;
+			return;
+		}
+		if (acks_ours)
+			t->irs_tentative = false;    /* the peer saw our ISN: irs is its own */
+	}
 	/* SYN-RECEIVED: the peer's SYN again (our SYN-ACK was lost) or its SYN-ACK (simultaneous open) */
 	if (t->state == US_SYN_RECEIVED && (s->flags & US_TH_SYN) && !(s->flags & US_TH_RST) &&
 	    s->seq == t->irs) {

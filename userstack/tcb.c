@@ -111,7 +111,9 @@ static void on_timer(struct ctx *c)
 		}
 		t->rtx_count++;
 		t->rtx_total++;
-		tcb_send_syn(c, t->state == US_SYN_RECEIVED);
+		/* a tentative SYN-RECEIVED repeats our bare SYN: a server answers it with the SYN-ACK
+		 * that proves itself, a simultaneous-open peer with its SYN-ACK again */
+		tcb_send_syn(c, t->state == US_SYN_RECEIVED && !t->irs_tentative);
 		t->rto_cur = backoff(t, t->rto_cur, true);
 		t->rtx_at = c->now + t->rto_cur;
 		return;

@@ -83,6 +83,13 @@ struct us_config {
 	                            in soft_error, the SYN (SYN-ACK) keeps going with the same ISS until
 	                            the deadline. Unacceptable ACKs are dropped without the RST RFC 9293
 	                            would send (an RST through the NAT would close its mapping). */
+	bool syn_validated;      /* the caller validated every bare SYN it feeds (punch: the peer's round
+	                            ISN). Otherwise anyone can send the SYN that takes SYN-SENT to
+	                            SYN-RECEIVED (a blind spray over our port range), so that SYN only
+	                            counts tentatively: it is answered with a SYN-ACK as simultaneous
+	                            open wants, but retransmissions stay bare SYNs, RSTs must ack our SYN,
+	                            other bare SYNs are ignored, and a SYN-ACK that acks our ISN wins
+	                            with its own sequence number, until the peer proves it saw our ISN */
 };
 
 enum us_ev_type {
@@ -192,6 +199,8 @@ struct us_tcb {
 	bool fin_rcvd;           /* peer's FIN consumed (rcv_nxt is past it) */
 	bool close_pending;      /* CLOSE requested: FIN goes after the queued data */
 	bool syn_rcvd_from_listen; /* SYN-RECEIVED came from LISTEN (RST -> back to LISTEN) */
+	bool irs_tentative;      /* SYN-RECEIVED from SYN-SENT on a bare SYN nobody validated (see
+	                            us_config.syn_validated): irs may be anyone's */
 
 	/* timers (absolute ns, 0 = off) */
 	uint64_t rtx_at;         /* retransmission (SYN, SYN-ACK, data, FIN) */

@@ -71,6 +71,7 @@ static int define_flow(struct rp_punch *p, const struct rp_punch_round_opts *ro,
 	struct us_out out;
 	rp_rawflow_config(&cfg, p->isn_mine, 1460, p->ts_offset,
 			  (uint64_t)(ro->syn_rtx_ms ? ro->syn_rtx_ms : 250) * 1000000ull, true, deadline);
+	cfg.syn_validated = true;   /* a bare SYN reaches the tcb only with the peer's round ISN */
 	p->defined = true;
 	p->lport = lport;
 	p->rport = rport;

@@ -229,6 +229,10 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 		r = -ENOMEM;
 		goto fail;
 	}
+	{
+		char a[16];
+		trace(s, "local %s:%u", rp_ip_str(s->laddr, a), s->lport);
+	}
 	r = rp_craft_open(&s->craft, 0, err, sizeof(err));
 	if (r)
 		FAIL("raw socket");

@@ -4,7 +4,9 @@
 # through NAT ra; (2) simultaneous open with a real Linux peer whose kernel connect()s towards us at
 # the same time, across two preserving NATs; (3) forged SYN-ACKs/RSTs with a wrong cookie are counted
 # and ignored; (4) a capture on a shows no RST from a's kernel for the attempt's flows while the
-# guard's counter shows it did try; (5) no rawpunch nft table remains afterwards.
+# guard's counter shows it did try; (6) a blind spray of 100 000 spoofed SYN/SYN-ACK/RST over the
+# ephemeral range (and 10 000 at the very port) is refused segment by segment and the real handshake
+# completes; (5) no rawpunch nft table remains afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}; [[ $BUILD == /* ]] || BUILD=$PWD/$BUILD
@@ -141,6 +143,48 @@ n_out=$(tshark -n -r "$T/a.pcap" -Y "ip.src==10.0.1.2 && tcp" 2>/dev/null | wc -
 rsts=$(tshark -n -r "$T/a.pcap" -Y "ip.src==10.0.1.2 && tcp.flags.reset==1" 2>/dev/null | wc -l)
 [ "$rsts" -eq 0 ] || { tshark -n -r "$T/a.pcap" -Y "ip.src==10.0.1.2 && tcp.flags.reset==1"; fail "(4) $rsts RSTs left a"; }
 echo "ok (4) capture on a: $n_out segments from a, 0 RSTs"
+
+# ---- (6) a blind spray (after (4): a's kernel answers it on ports nobody uses) --------------------
+# While connect --raw waits for its SYN-ACK: 100 000 spoofed SYNs, SYN-ACKs and
+# RSTs "from the server" over a's whole ephemeral range, plus the worst case of a spray aimed at the
+# very local port. None may establish, end or take over the attempt: the real handshake completes.
+S nft -f - <<'EON'
+table inet rwtest {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    tcp dport 7200 drop
+  }
+}
+EON
+S socat TCP-LISTEN:7200,reuseaddr EXEC:cat >/dev/null 2>&1 & pids+=($!)
+echo "after the spray" >"$T/in9"
+( sleep 8; cat "$T/in9" ) | A "$RP" connect --raw -v --syn-interval 300 --timeout 30 "$S_IP:7200" \
+  >"$T/out9" 2>"$T/9.err" & cpid=$!; pids+=($cpid)
+for _ in $(seq 50); do grep -q '^.*local 10\.0\.1\.2:' "$T/9.err" && break; sleep 0.1; done
+lport=$(sed -n 's/.*local 10\.0\.1\.2:\([0-9]*\).*/\1/p' "$T/9.err" | head -1)
+[ -n "$lport" ] || fail "(6) connect -v did not name its local port: $(head -5 "$T/9.err")"
+t0=$(date +%s.%N)
+sprays=()
+for fl in S SA R; do
+	NA python3 tests/lab/craftpkt.py 10.0.1.2 --src "$S_IP" --sport 7200 --dport-range 32768-60999 --flags $fl \
+		--spray 30000 & sprays+=($!)
+done
+wait "${sprays[@]}" || fail "(6) a spray failed"
+for fl in S SA R RA; do
+	NA python3 tests/lab/craftpkt.py 10.0.1.2 --src "$S_IP" --sport 7200 --dport-range "$lport-$lport" --flags $fl \
+		--spray 2500
+done
+t1=$(date +%s.%N)
+sleep 0.5
+grep -q ESTABLISHED "$T/9.err" && fail "(6) a spoofed segment established the connection"
+kill -0 "$cpid" 2>/dev/null || fail "(6) the spray ended the attempt: $(tail -3 "$T/9.err")"
+S nft delete table inet rwtest
+wait "$cpid" || fail "(6) the real handshake after the spray failed ($?): $(tail -5 "$T/9.err")"
+cmp -s "$T/in9" "$T/out9" || fail "(6) echo mismatch after the spray"
+grep -q "ESTABLISHED with :7200" "$T/9.err" || fail "(6) not established with the server"
+forged=$(sed -n 's/.*forged=\([0-9]*\).*/\1/p' "$T/9.err")
+no_tables "(6)"
+echo "ok (6) 100 000 spoofed segments in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s (10 000 at port $lport): none accepted ($forged counted forged), the real handshake completed"
 
 # ---- (5) ---------------------------------------------------------------------------------------
 no_tables "(5)"

@@ -5,6 +5,9 @@ lab tests (so that watch and connect are tested against packets no rawpunch code
 
   craftpkt.py DST --sport P --dport P [--src A] [--flags S|SA|R|RA|A] [--seq N] [--ack N] [--ttl N]
               [--count N] [--interval S]
+  craftpkt.py DST --sport P --dport-range LO-HI --spray N [--src A] [--flags ...]
+              a blind spray: N segments as fast as the socket takes them, destination ports cycling
+              over LO-HI, every sequence and acknowledgment number random
 
 Without --src the kernel fills in the source address (as for any raw IP socket); with --src the
 packet is spoofed from that address. No TCP options. Needs CAP_NET_RAW."""
@@ -47,7 +50,9 @@ def main() -> int:
     p.add_argument("dst")
     p.add_argument("--src")
     p.add_argument("--sport", type=int, required=True)
-    p.add_argument("--dport", type=int, required=True)
+    p.add_argument("--dport", type=int)
+    p.add_argument("--dport-range")
+    p.add_argument("--spray", type=int, default=0)
     p.add_argument("--flags", default="S")
     p.add_argument("--seq", type=int, default=None)
     p.add_argument("--ack", type=int, default=0)
@@ -55,7 +60,11 @@ def main() -> int:
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--interval", type=float, default=0.05)
     a = p.parse_args()
-    if any(ch not in FLAGS for ch in a.flags) or not (0 < a.sport < 65536 and 0 < a.dport < 65536):
+    lo = hi = a.dport
+    if a.dport_range:
+        lo, hi = (int(x) for x in a.dport_range.split("-"))
+        a.dport = lo
+    if any(ch not in FLAGS for ch in a.flags) or not (0 < a.sport < 65536 and lo and 0 < lo <= hi < 65536):
         p.error("bad flags or port")
     if a.seq is None:
         a.seq = random.getrandbits(32)
@@ -67,6 +76,14 @@ def main() -> int:
         u.close()
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+    if a.spray:
+        n = hi - lo + 1
+        for i in range(a.spray):
+            a.dport = lo + i % n
+            a.seq = random.getrandbits(32)
+            a.ack = random.getrandbits(32)
+            s.sendto(segment(src, a.dst, a), (a.dst, 0))
+        return 0
     pkt = segment(src, a.dst, a)
     for i in range(a.count):
         s.sendto(pkt, (a.dst, 0))

@@ -672,6 +672,7 @@ static void test_simultaneous_open_rst(void **state)
 	(void)state;
 	struct us_out o;
 	struct us_config c = cfg_default(1000);
+	c.syn_validated = true;              /* the caller vouched for the SYN (punch) */
 	open_active(A, &c, T0, &o);
 	seg_in(A, 7000, 0, US_TH_SYN, 100, NULL, NULL, 0, T0, &o);
 	seg_in(A, 7001, 0, US_TH_RST, 0, NULL, NULL, 0, T0, &o);
@@ -686,6 +687,49 @@ static void test_simultaneous_open_rst(void **state)
 	assert_int_equal(B->state, US_SYN_RECEIVED);
 	assert_int_equal(B->rst_rcvd, 1);
 	assert_true(o.notify & US_N_SOFT_ERROR);
+}
+
+/* A blind spray: a spoofed bare SYN (the attacker's ISN) reaches a connecting tcb whose caller cannot
+ * validate SYNs (connect to an ordinary server). It is answered as simultaneous open wants, but an RST
+ * in its window, further SYNs and bare ACKs cannot end or take the attempt; the retransmission is our
+ * bare SYN again, and the server's SYN-ACK that acks our ISN wins with its own ISN. */
+static void test_spoofed_syn_is_tentative(void **state)
+{
+	(void)state;
+	struct us_out o;
+	struct us_config c = cfg_default(1000);
+	open_active(A, &c, T0, &o);
+	seg_in(A, 666000, 0, US_TH_SYN, 1000, NULL, NULL, 0, T0 + 1 * MS, &o);      /* spoofed */
+	assert_int_equal(A->state, US_SYN_RECEIVED);
+	assert_true(A->irs_tentative);
+	seg_in(A, 666001, 0, US_TH_RST, 0, NULL, NULL, 0, T0 + 2 * MS, &o);         /* in its window */
+	assert_int_equal(A->state, US_SYN_RECEIVED);
+	assert_int_equal(A->soft_error, -ECONNREFUSED);
+	seg_in(A, 777000, 0, US_TH_SYN, 1000, NULL, NULL, 0, T0 + 3 * MS, &o);      /* another spoof */
+	assert_int_equal(o.n, 0);                                                   /* not answered */
+	assert_int_equal(A->irs, 666000);
+	/* the retransmission is our bare SYN, which a server answers with its SYN-ACK */
+	timer(A, T0 + 1 * MS + 1 * S, &o);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.seg[0].flags, US_TH_SYN);
+	assert_int_equal(o.seg[0].seq, 1000);
+	struct tcp_opts po = linux_syn_opts;
+	seg_in(A, 5000, 1001, US_TH_SYN | US_TH_ACK, 29200, &po, NULL, 0, T0 + 2 * S, &o);
+	assert_int_equal(A->state, US_ESTABLISHED);
+	assert_false(A->irs_tentative);
+	assert_int_equal(A->irs, 5000);
+	assert_int_equal(A->rcv_nxt, 5001);
+	assert_int_equal(o.n, 1);
+	assert_int_equal(o.seg[0].flags, US_TH_ACK);
+	assert_int_equal(o.seg[0].ack, 5001);
+	/* with a caller that validates SYNs (punch), a SYN-RECEIVED retransmits its SYN-ACK as before */
+	us_tcb_init(B);
+	c.syn_validated = true;
+	open_active(B, &c, T0, &o);
+	seg_in(B, 7000, 0, US_TH_SYN, 1000, NULL, NULL, 0, T0 + 1 * MS, &o);
+	assert_false(B->irs_tentative);
+	timer(B, T0 + 1 * MS + 1 * S, &o);
+	assert_int_equal(o.seg[0].flags, US_TH_SYN | US_TH_ACK);
 }
 
 /* ---- ESTABLISHED: the bad segments ---- */
@@ -1647,6 +1691,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_close_in_syn_received_sends_fin_when_established, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_scripted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_completed_by_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spoofed_syn_is_tentative, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handshake_only_strips_data_and_fin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_simultaneous_open_rst, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_established_bad_acks, setup, teardown),
