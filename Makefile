@@ -138,10 +138,13 @@ $(BUILD)/tests/%: $(BUILD)/san/tests/unit/%.o $(BUILD)/librawpunch-san.a
 	@mkdir -p $(@D)
 	$(Q)$(CC) $(SAN) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
-# libFuzzer harnesses: clang, ASan+UBSan, linked against the sanitised sources they exercise.
+# libFuzzer harnesses: clang, ASan+UBSan, linked against the sanitised sources they exercise. They
+# are built in one step without .d files, so they depend on every library header too (the cursor,
+# the checksum updates and the burst's stamping are inline code in headers).
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) $(LIBNET_CFLAGS)
-$(BUILD)/fuzz/%: tools/fuzz/%.c $(LIB_SRC)
+LIB_HDR := $(sort $(wildcard userstack/*.h capture/*.h rawpunch/*/*.h))
+$(BUILD)/fuzz/%: tools/fuzz/%.c $(LIB_SRC) $(LIB_HDR)
 	$(MSG) FUZZ $@
 	@mkdir -p $(@D)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS_ALL)

@@ -26,6 +26,15 @@ enum rp_ev_kind {
 #define RP_TH_ECE 0x40
 #define RP_TH_CWR 0x80
 
+/* A checksum as verified by rp_decode_ex() with RP_DECODE_CSUM. */
+enum rp_csum_check {
+	RP_CSUM_UNCHECKED = 0,   /* not asked for (rp_decode), or not applicable */
+	RP_CSUM_OK,
+	RP_CSUM_BAD,
+	RP_CSUM_PARTIAL,         /* cannot tell: the segment was not all captured (snapshot length) or
+	                          * is the first fragment of a larger one */
+};
+
 struct rp_tuple {
 	uint32_t saddr, daddr;   /* network order */
 	uint16_t sport, dport;   /* host order */
@@ -57,6 +66,9 @@ struct rp_event {
 	                          * options) was present; else only ports + seq (RFC 792's 8 bytes) */
 	uint32_t paylen_wire;    /* RP_EV_TCP: payload length per the IP header; paylen is what was
 	                          * captured of it (less when the snapshot length cut the packet) */
+	/* filled only by rp_decode_ex() with RP_DECODE_CSUM; RP_CSUM_UNCHECKED otherwise */
+	enum rp_csum_check ip_csum;   /* outer IPv4 header (the same test as ip_csum_bad) */
+	enum rp_csum_check tcp_csum;  /* RP_EV_TCP: the segment, with the IPv4 pseudo header */
 };
 
 /* Short class name of an event: "syn", "syn-ack", "rst", "rst-ack", "fin", "data", "ack", "icmp". */
@@ -66,5 +78,12 @@ const char *rp_ev_class(const struct rp_event *ev);
  * Returns 0 and fills *ev; -EINVAL if malformed or truncated; -ENOMSG if well-formed but not
  * something we report (not IPv4, not TCP or an ICMP error quoting TCP, IP fragment, ...). */
 int rp_decode(int linktype, const uint8_t *frame, size_t caplen, struct rp_event *ev);
+
+/* Flags for rp_decode_ex() */
+#define RP_DECODE_CSUM 0x1   /* verify the IPv4 and TCP checksums into ev->ip_csum, ev->tcp_csum */
+
+/* rp_decode() with flags; rp_decode() is rp_decode_ex(..., 0, ev). The checksums do not change what
+ * is returned: an event with a bad checksum is still decoded (the caller decides). */
+int rp_decode_ex(int linktype, const uint8_t *frame, size_t caplen, unsigned flags, struct rp_event *ev);
 
 #endif

@@ -20,6 +20,7 @@
 #include "rawpunch/cli/cmd_syn-internal.h"
 #include "rawpunch/net/craft.h"
 #include "rawpunch/net/netif.h"
+#include "userstack/extract.h"
 
 static atomic_int g_stop;
 
@@ -34,6 +35,23 @@ static void hexline(const uint8_t *p, int n)
 	for (int i = 0; i < n; i++)
 		printf("%02x", p[i]);
 	putchar('\n');
+}
+
+/* --dry-run: packet number no (from 1), n bytes of IPv4 at pkt, as a summary line and in hex. */
+static void dry_packet(uint64_t no, const uint8_t *pkt, int n, const char *src, const char *dst)
+{
+	struct us_cur c = us_cur_make(pkt, (size_t)n);
+	uint8_t vihl = us_get_u8(&c);
+	us_skip(&c, 3);                    /* TOS, total length */
+	uint16_t ip_id = us_get_be16(&c);
+	us_skip(&c, 2);                    /* fragment */
+	uint8_t ttl = us_get_u8(&c);
+	us_skip(&c, (size_t)(vihl & 15) * 4 - 9);
+	uint16_t sport = us_get_be16(&c), dport = us_get_be16(&c);
+	uint32_t seq = us_get_be32(&c);
+	printf("# %llu %s:%u > %s:%u seq %u ip_id %u ttl %u len %d\n", (unsigned long long)no, src, (unsigned)sport,
+	       dst, (unsigned)dport, (unsigned)seq, (unsigned)ip_id, (unsigned)ttl, n);
+	hexline(pkt, n);
 }
 
 int cmd_syn(int argc, char **argv)
@@ -140,16 +158,11 @@ int cmd_syn(int argc, char **argv)
 		inet_ntop(AF_INET, &opt.dst.sin_addr, d, sizeof(d));
 		for (uint64_t i = 0; i < total; i++) {
 			int n = rp_burst_render(&cfg, i, pkt, sizeof(pkt));
-			const uint8_t *t = pkt + (pkt[0] & 15) * 4;
 			if (n < 0) {
 				rc = rp_err_errno(n, "rendering");
 				break;
 			}
-			printf("# %llu %s:%u > %s:%u seq %u ip_id %u ttl %u len %d\n", (unsigned long long)i + 1, s,
-			       (unsigned)(t[0] << 8 | t[1]), d, (unsigned)(t[2] << 8 | t[3]),
-			       (unsigned)((uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7]),
-			       (unsigned)(pkt[4] << 8 | pkt[5]), pkt[8], n);
-			hexline(pkt, n);
+			dry_packet(i + 1, pkt, n, s, d);
 		}
 		free(tmpl);
 		return rc;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Burst sender: template re-stamping, AF_PACKET sendmmsg batches or libnet writes, pacing, threads. */
+/* Burst sender: per-packet fields, AF_PACKET sendmmsg batches or libnet writes, pacing, threads
+ * (templates: tmpl.c; pair sets: pairset.c; the ISN cookie: userstack/cookie.h). */
 #include "rawpunch/net/burst.h"
 
 #include <errno.h>
@@ -16,292 +17,11 @@
 #include <unistd.h>
 
 #include "rawpunch/net/pace.h"
-#include "rawpunch/net/permute.h"
 #include "rawpunch/base/clock.h"
 
 #define BATCH_DEFAULT 64u
 #define BATCH_MAX 1024u
 #define THREADS_MAX 64u
-
-/* ---------- checksums (RFC 1071, RFC 1624) ---------- */
-
-static inline uint16_t fold(uint32_t s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)s;
-}
-
-uint16_t rp_csum(const void *data, size_t len, uint32_t partial)
-{
-	const uint8_t *p = data;
-	uint64_t s = partial;
-	while (len > 1) {
-		s += (uint32_t)p[0] << 8 | p[1];
-		p += 2;
-		len -= 2;
-	}
-	if (len)
-		s += (uint32_t)p[0] << 8;
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
-uint16_t rp_csum_update16(uint16_t csum, uint16_t old, uint16_t new_)
-{
-	/* HC' = ~(~HC + ~m + m') */
-	uint32_t s = (uint16_t)~csum + (uint32_t)(uint16_t)~old + new_;
-	return (uint16_t)~fold(s);
-}
-
-uint16_t rp_csum_update32(uint16_t csum, uint32_t old, uint32_t new_)
-{
-	uint32_t s = (uint16_t)~csum;
-	s += (uint16_t)~(old >> 16);
-	s += (uint16_t)~old;
-	s += new_ >> 16;
-	s += new_ & 0xffff;
-	return (uint16_t)~fold(s);
-}
-
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static inline void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void wr32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
-}
-
-/* ---------- template ---------- */
-
-int rp_tmpl_from_ip(struct rp_tmpl *t, const uint8_t *ip, size_t len)
-{
-	size_t ihl, thl, tot;
-
-	if (!t || !ip || len < 40 || len > RP_TMPL_MAX - RP_ETH_HLEN)
-		return -EINVAL;
-	if ((ip[0] >> 4) != 4 || ip[9] != IPPROTO_TCP)
-		return -EINVAL;
-	ihl = (size_t)(ip[0] & 0x0f) * 4;
-	tot = rd16(ip + 2);
-	if (ihl < 20 || tot != len || ihl + 20 > len)
-		return -EINVAL;
-	if (rd16(ip + 6) & 0x3fff)        /* MF or a fragment offset */
-		return -EINVAL;
-	thl = (size_t)(ip[ihl + 12] >> 4) * 4;
-	if (thl < 20 || ihl + thl > len)
-		return -EINVAL;
-	memset(t, 0, sizeof(*t));
-	memcpy(t->frame, ip, len);
-	t->len = len;
-	t->l3off = 0;
-	t->l4off = ihl;
-	memcpy(&t->saddr, ip + 12, 4);
-	memcpy(&t->daddr, ip + 16, 4);
-	t->ip_id = rd16(ip + 4);
-	t->sport = rd16(ip + ihl);
-	t->dport = rd16(ip + ihl + 2);
-	t->seq = rd32(ip + ihl + 4);
-	/* ~HC + ~m for every field stamp() rewrites; per packet only + m' and a fold remain */
-	t->ip_base = (uint16_t)~rd16(ip + 10) + (uint32_t)(uint16_t)~t->ip_id;
-	t->tcp_base = (uint16_t)~rd16(ip + ihl + 16) + (uint32_t)(uint16_t)~t->sport +
-		      (uint16_t)~t->dport + (uint16_t)~(t->seq >> 16) + (uint16_t)~t->seq;
-	return 0;
-}
-
-void rp_tmpl_set_eth(struct rp_tmpl *t, const uint8_t dst_mac[6], const uint8_t src_mac[6])
-{
-	if (t->l3off == 0) {
-		memmove(t->frame + RP_ETH_HLEN, t->frame, t->len);
-		t->len += RP_ETH_HLEN;
-		t->l4off += RP_ETH_HLEN;
-		t->l3off = RP_ETH_HLEN;
-	}
-	memcpy(t->frame, dst_mac, 6);
-	memcpy(t->frame + 6, src_mac, 6);
-	t->frame[12] = 0x08;
-	t->frame[13] = 0x00;
-}
-
-void rp_tmpl_stamp(const struct rp_tmpl *t, uint8_t *ip, uint16_t sport, uint16_t dport,
-		   uint32_t seq, uint16_t ip_id)
-{
-	uint8_t *tcp = ip + (t->l4off - t->l3off);
-	uint32_t s;
-
-	wr16(ip + 4, ip_id);
-	wr16(ip + 10, (uint16_t)~fold(t->ip_base + ip_id));
-	wr16(tcp, sport);
-	wr16(tcp + 2, dport);
-	wr32(tcp + 4, seq);
-	s = t->tcp_base + sport + dport + (seq >> 16) + (seq & 0xffff);
-	wr16(tcp + 16, (uint16_t)~fold(s));
-}
-
-/* ---------- pair sets ---------- */
-
-static uint32_t plist_n(const struct rp_portlist *l)
-{
-	if (l->list)
-		return l->n;
-	return l->lo <= l->hi ? (uint32_t)(l->hi - l->lo) + 1 : 0;
-}
-
-static inline uint16_t plist_at(const struct rp_portlist *l, uint32_t k)
-{
-	return l->list ? l->list[k] : (uint16_t)(l->lo + k);
-}
-
-static uint64_t pairs_per_pass(const struct rp_pairset *s)
-{
-	if (s->pairs)
-		return s->n_pairs;
-	return (uint64_t)plist_n(&s->dports) * plist_n(&s->sports);
-}
-
-uint64_t rp_pairset_total(const struct rp_pairset *s)
-{
-	uint64_t p = pairs_per_pass(s), r = s->repeat ? s->repeat : 1;
-	if (p == 0 || p > (1ull << 32) || r > UINT64_MAX / p)
-		return 0;
-	return p * r;
-}
-
-/* Walks a pair set; caches the current pass (no division while i stays in it) and its permutation. */
-struct walker {
-	const struct rp_pairset *s;
-	uint64_t per_pass;
-	uint32_t ns;
-	uint64_t pass, pass_lo;   /* current pass and its first index */
-	bool have_pass;
-	struct rp_perm perm;
-};
-
-static void walker_init(struct walker *w, const struct rp_pairset *s)
-{
-	memset(w, 0, sizeof(*w));
-	w->s = s;
-	w->per_pass = pairs_per_pass(s);
-	w->ns = s->pairs ? 1 : plist_n(&s->sports);
-}
-
-static inline void walker_at(struct walker *w, uint64_t i, uint16_t *sport, uint16_t *dport)
-{
-	const struct rp_pairset *s = w->s;
-	uint64_t j;
-
-	if (!w->have_pass || i < w->pass_lo || i - w->pass_lo >= w->per_pass) {
-		w->pass = i / w->per_pass;
-		w->pass_lo = w->pass * w->per_pass;
-		w->have_pass = true;
-		if (s->random_order)
-			rp_perm_init(&w->perm, w->per_pass, s->seed + w->pass);
-	}
-	j = i - w->pass_lo;
-	if (s->random_order)
-		j = rp_perm_at(&w->perm, j);
-	if (s->pairs) {
-		*sport = s->pairs[j].sport;
-		*dport = s->pairs[j].dport;
-	} else if (w->ns == 1) {
-		*sport = plist_at(&s->sports, 0);
-		*dport = plist_at(&s->dports, (uint32_t)j);
-	} else {
-		*sport = plist_at(&s->sports, (uint32_t)(j % w->ns));
-		*dport = plist_at(&s->dports, (uint32_t)(j / w->ns));
-	}
-}
-
-void rp_pairset_at(const struct rp_pairset *s, uint64_t i, uint16_t *sport, uint16_t *dport)
-{
-	struct walker w;
-	walker_init(&w, s);
-	if (w.per_pass == 0) {
-		*sport = *dport = 0;
-		return;
-	}
-	walker_at(&w, i, sport, dport);
-}
-
-/* ---------- ISN cookie, specialised ----------
- * us_cookie() is SipHash-2-4 (libsodium) over the 12 bytes laddr(4) lport(2) raddr(4) rport(2).
- * Here the same function is computed inline with what does not change precomputed: the key
- * schedule once per burst, and the first 8-byte block (laddr, lport, raddr[0..1]) once per source
- * port, so a packet costs one compression of the last block and the finalisation.
- * test_burst checks the result against us_cookie(). */
-struct cookie_pre {
-	uint64_t k[4];            /* v0..v3 after the key */
-	uint16_t sport;
-	bool have;
-	uint64_t b[4];            /* v0..v3 after the first block, for sport */
-	uint32_t laddr, raddr;
-};
-
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND(v0, v1, v2, v3) do { \
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32); \
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2; \
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0; \
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32); \
-	} while (0)
-
-static inline uint64_t le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void cookie_pre_init(struct cookie_pre *cp, const uint8_t key[US_COOKIE_KEYLEN], uint32_t laddr,
-			    uint32_t raddr)
-{
-	uint64_t k0 = le64(key), k1 = le64(key + 8);
-	memset(cp, 0, sizeof(*cp));
-	cp->k[0] = k0 ^ 0x736f6d6570736575ull;
-	cp->k[1] = k1 ^ 0x646f72616e646f6dull;
-	cp->k[2] = k0 ^ 0x6c7967656e657261ull;
-	cp->k[3] = k1 ^ 0x7465646279746573ull;
-	cp->laddr = laddr;
-	cp->raddr = raddr;
-}
-
-static inline uint32_t cookie_fast(struct cookie_pre *cp, uint16_t lport, uint16_t rport)
-{
-	const uint8_t *la = (const uint8_t *)&cp->laddr, *ra = (const uint8_t *)&cp->raddr;
-	uint64_t v0, v1, v2, v3, m;
-
-	if (!cp->have || cp->sport != lport) {
-		uint8_t blk[8] = { la[0], la[1], la[2], la[3], (uint8_t)(lport >> 8), (uint8_t)lport, ra[0], ra[1] };
-		m = le64(blk);
-		v0 = cp->k[0]; v1 = cp->k[1]; v2 = cp->k[2]; v3 = cp->k[3];
-		v3 ^= m;
-		SIPROUND(v0, v1, v2, v3);
-		SIPROUND(v0, v1, v2, v3);
-		v0 ^= m;
-		cp->b[0] = v0; cp->b[1] = v1; cp->b[2] = v2; cp->b[3] = v3;
-		cp->sport = lport;
-		cp->have = true;
-	}
-	v0 = cp->b[0]; v1 = cp->b[1]; v2 = cp->b[2]; v3 = cp->b[3];
-	/* last block: ra[2], ra[3], rport (big-endian), 4 zero bytes, then the length 12 in the top byte */
-	m = (uint64_t)ra[2] | (uint64_t)ra[3] << 8 | (uint64_t)(rport >> 8) << 16 | (uint64_t)(rport & 0xff) << 24 |
-	    (uint64_t)12 << 56;
-	v3 ^= m;
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	v0 ^= m;
-	v2 ^= 0xff;
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	return (uint32_t)(v0 ^ v1 ^ v2 ^ v3);
-}
 
 /* ---------- per-packet fields ---------- */
 
@@ -313,15 +33,16 @@ static inline uint16_t ipid_hash(uint64_t seed, uint64_t i)
 	return (uint16_t)(z ^ (z >> 33));
 }
 
-static inline void stamp_index(const struct rp_burst_cfg *c, struct walker *w, struct cookie_pre *cp,
+/* Packet i of the burst into ip (the template's IPv4 bytes, or a buffer stamped before from it). */
+static inline void stamp_index(const struct rp_burst_cfg *c, struct rp_pairwalk *w, struct us_cookie_pre *cp,
 			       uint64_t i, uint8_t *ip)
 {
 	const struct rp_tmpl *t = c->tmpl;
 	uint16_t sport, dport, id;
 	uint32_t seq;
 
-	walker_at(w, i, &sport, &dport);
-	seq = c->seq_mode == RP_SEQ_COOKIE ? cookie_fast(cp, sport, dport) : t->seq;
+	rp_pairwalk_at(w, i, &sport, &dport);
+	seq = c->seq_mode == RP_SEQ_COOKIE ? us_cookie_pre_at(cp, sport, dport) : t->seq;
 	switch (c->ipid_mode) {
 	case RP_IPID_INC:
 		id = (uint16_t)(t->ip_id + i);
@@ -354,8 +75,8 @@ static int check_cfg(const struct rp_burst_cfg *c)
 
 int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size_t cap)
 {
-	struct walker w;
-	struct cookie_pre cp;
+	struct rp_pairwalk w;
+	struct us_cookie_pre cp;
 	size_t iplen;
 
 	if (!c || !c->tmpl || c->tmpl->len == 0 || rp_pairset_total(&c->set) == 0 || !buf)
@@ -366,8 +87,8 @@ int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size
 	if (cap < iplen)
 		return -ENOSPC;
 	memcpy(buf, c->tmpl->frame + c->tmpl->l3off, iplen);
-	walker_init(&w, &c->set);
-	cookie_pre_init(&cp, c->cookie_key, c->tmpl->saddr, c->tmpl->daddr);
+	rp_pairwalk_init(&w, &c->set);
+	us_cookie_pre_init(&cp, c->cookie_key, c->tmpl->saddr, c->tmpl->daddr);
 	stamp_index(c, &w, &cp, i, buf);
 	return (int)iplen;
 }
@@ -398,21 +119,6 @@ int rp_burst_route(uint32_t daddr, const char *iface, struct rp_route *rt)
 		return 0;
 	}
 	return err;
-}
-
-int rp_tmpl_from_seg(struct rp_tmpl *t, const struct rp_seg *seg)
-{
-	struct rp_craft *cr;
-	uint8_t pkt[RP_TMPL_MAX];
-	int n, err = rp_craft_open(&cr, RP_CRAFT_NOSEND, NULL, 0);
-
-	if (err)
-		return err;
-	n = rp_craft_render(cr, seg, pkt, sizeof(pkt) - RP_ETH_HLEN);
-	rp_craft_close(cr);
-	if (n < 0)
-		return n;
-	return rp_tmpl_from_ip(t, pkt, (size_t)n);
 }
 
 int rp_burst_attach(struct rp_burst_cfg *c, struct rp_tmpl *t, struct rp_route *rt, const uint8_t *dst_mac,
@@ -537,8 +243,8 @@ static void *run_afpacket(void *arg)
 	unsigned batch = c->batch ? c->batch : BATCH_DEFAULT;
 	uint64_t total = rp_pairset_total(&c->set), i = s->id, step = s->nthreads;
 	struct rp_pace pace;
-	struct walker w;
-	struct cookie_pre cp;
+	struct rp_pairwalk w;
+	struct us_cookie_pre cp;
 	uint8_t *bufs = malloc((size_t)batch * RP_TMPL_MAX);
 	struct mmsghdr *msgs = calloc(batch, sizeof(*msgs));
 	struct iovec *iov = calloc(batch, sizeof(*iov));
@@ -555,8 +261,8 @@ static void *run_afpacket(void *arg)
 		msgs[k].msg_hdr.msg_iov = &iov[k];
 		msgs[k].msg_hdr.msg_iovlen = 1;
 	}
-	walker_init(&w, &c->set);
-	cookie_pre_init(&cp, c->cookie_key, t->saddr, t->daddr);
+	rp_pairwalk_init(&w, &c->set);
+	us_cookie_pre_init(&cp, c->cookie_key, t->saddr, t->daddr);
 	rp_pace_init(&pace, s->rate, 0, s->start_ns);
 	while (i < total) {
 		uint64_t left = (total - i + step - 1) / step;
@@ -602,12 +308,12 @@ static void *run_libnet(void *arg)
 	size_t iplen = t->len - t->l3off;
 	uint8_t pkt[RP_TMPL_MAX];
 	struct rp_pace pace;
-	struct walker w;
-	struct cookie_pre cp;
+	struct rp_pairwalk w;
+	struct us_cookie_pre cp;
 
 	memcpy(pkt, t->frame + t->l3off, iplen);
-	walker_init(&w, &c->set);
-	cookie_pre_init(&cp, c->cookie_key, t->saddr, t->daddr);
+	rp_pairwalk_init(&w, &c->set);
+	us_cookie_pre_init(&cp, c->cookie_key, t->saddr, t->daddr);
 	rp_pace_init(&pace, s->rate, 0, s->start_ns);
 	while (i < total) {
 		uint64_t left = (total - i + step - 1) / step;

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* Fast SYN bursts. A packet is built ONCE (by libnet, rawpunch/net/craft.h) into a template; every
- * packet of a burst is that template re-stamped in place: source port, destination port,
- * sequence number (an ISN cookie per 4-tuple, userstack/cookie.h, or a fixed ISN) and IP ID, with
- * the IPv4 and TCP checksums updated incrementally (RFC 1624, eqn. 3) from values precomputed
- * for the template. Packets go out in batches through AF_PACKET (sendmmsg, PACKET_QDISC_BYPASS),
- * optionally from several sender threads each with its own socket, or one by one through libnet's
- * raw IPv4 write (the simple path). Pacing: a token bucket per thread (rawpunch/net/pace.h) holding
- * the asked rate, or as fast as possible (rate 0). Port order can be a keyed permutation
- * (rawpunch/net/permute.h). Library code: returns -errno, prints nothing.
+/* Fast SYN bursts. A packet is built ONCE (by libnet, rawpunch/net/craft.h) into a template
+ * (rawpunch/net/tmpl.h); every packet of a burst is that template re-stamped in place: source port,
+ * destination port (the burst's pair set, rawpunch/net/pairset.h), sequence number (an ISN cookie
+ * per 4-tuple, userstack/cookie.h, or a fixed ISN) and IP ID, with the IPv4 and TCP checksums
+ * updated incrementally (RFC 1624, userstack/cksum.h). Packets go out in batches through AF_PACKET
+ * (sendmmsg, PACKET_QDISC_BYPASS), optionally from several sender threads each with its own socket,
+ * or one by one through libnet's raw IPv4 write (the simple path). Pacing: a token bucket per thread
+ * (rawpunch/net/pace.h) holding the asked rate, or as fast as possible (rate 0). Port order can be a
+ * keyed permutation (rawpunch/net/permute.h). Library code: returns -errno, prints nothing.
  *
  * Conventions: addresses uint32_t network order; ports, seq, IP ID host order. */
 #ifndef RP_BURST_H
@@ -18,64 +18,9 @@
 #include <stdint.h>
 #include "rawpunch/net/craft.h"
 #include "rawpunch/net/netif.h"
+#include "rawpunch/net/pairset.h"
+#include "rawpunch/net/tmpl.h"
 #include "userstack/cookie.h"
-
-#define RP_ETH_HLEN 14
-#define RP_TMPL_MAX (RP_ETH_HLEN + 60 + 60 + 64)   /* Ethernet + IPv4 (with options) + TCP + payload */
-
-/* A packet to re-stamp: optional Ethernet header followed by one IPv4+TCP packet. */
-struct rp_tmpl {
-	uint8_t frame[RP_TMPL_MAX];
-	size_t len;            /* bytes in frame (Ethernet header included when l3off == 14) */
-	size_t l3off;          /* 0: frame is the IPv4 packet; RP_ETH_HLEN: an Ethernet header first */
-	size_t l4off;          /* offset of the TCP header in frame */
-	uint32_t saddr, daddr; /* network order, from the packet */
-	uint16_t sport, dport, ip_id;
-	uint32_t seq;
-	/* precomputed for the incremental checksums: ~HC + sum of ~m over the fields we change */
-	uint32_t ip_base, tcp_base;
-};
-
-/* Take a complete IPv4+TCP packet (checksums valid, e.g. rendered by craft) as the template.
- * -EINVAL if it is not IPv4+TCP, is a fragment, its lengths disagree, or it is larger than fits. */
-int rp_tmpl_from_ip(struct rp_tmpl *t, const uint8_t *ip, size_t len);
-
-/* Put an Ethernet header (type IPv4) in front, for AF_PACKET. Idempotent. */
-void rp_tmpl_set_eth(struct rp_tmpl *t, const uint8_t dst_mac[6], const uint8_t src_mac[6]);
-
-/* Re-stamp the IPv4 packet at ip (a copy of the template's IPv4 bytes, or a buffer stamped
- * before from the same template: only the changed fields are written, so it need not be reset)
- * with the given fields; both checksums are updated incrementally. */
-void rp_tmpl_stamp(const struct rp_tmpl *t, uint8_t *ip, uint16_t sport, uint16_t dport,
-		   uint32_t seq, uint16_t ip_id);
-
-/* RFC 1624 eqn. 3 helpers (checksums as stored, in network byte order values read as big-endian):
- * new checksum after a 16-bit field went from old to new, and after a 32-bit field did. */
-uint16_t rp_csum_update16(uint16_t csum, uint16_t old, uint16_t new_);
-uint16_t rp_csum_update32(uint16_t csum, uint32_t old, uint32_t new_);
-/* Internet checksum (RFC 1071) of len bytes, optionally continuing a 32-bit partial sum. */
-uint16_t rp_csum(const void *data, size_t len, uint32_t partial);
-
-/* Which (source port, destination port) pairs a burst sends, and in what order.
- * Either an explicit list of pairs, or the product destination ports x source ports. Each side is
- * a list, or (list == NULL) the inclusive range lo..hi. Pair j of the product is
- * (sport[j % n_sports], dport[j / n_sports]): all source ports for the first destination port,
- * then the next. The whole set is sent `repeat` times (0 counts as 1). With random_order, each
- * pass goes through the set in the order of a keyed permutation (seed + pass number). */
-struct rp_portlist {
-	const uint16_t *list;  /* n ports, host order; NULL: the range lo..hi */
-	uint32_t n;
-	uint16_t lo, hi;
-};
-struct rp_portpair { uint16_t sport, dport; };
-struct rp_pairset {
-	const struct rp_portpair *pairs;   /* explicit pairs (n_pairs of them); NULL: product below */
-	uint32_t n_pairs;
-	struct rp_portlist dports, sports;
-	uint64_t repeat;
-	bool random_order;
-	uint64_t seed;
-};
 
 enum rp_burst_engine {
 	RP_ENGINE_AFPACKET = 0,  /* AF_PACKET + PACKET_QDISC_BYPASS + sendmmsg batches (needs ifindex, MACs) */
@@ -121,11 +66,6 @@ struct rp_burst_cfg {
 	atomic_int *stop;                  /* optional: set non-zero (any thread, signal handler) to stop */
 };
 
-/* Total packets a pair set describes (pairs x repeat); 0 if empty or invalid. */
-uint64_t rp_pairset_total(const struct rp_pairset *s);
-/* The (sport, dport) of packet index i (< total). */
-void rp_pairset_at(const struct rp_pairset *s, uint64_t i, uint16_t *sport, uint16_t *dport);
-
 /* Render packet index i of the burst (IPv4 bytes, no Ethernet header) into buf, exactly as
  * rp_burst_run() would send it. Returns its length, -ENOSPC, or -EINVAL (i >= total, bad cfg). */
 int rp_burst_render(const struct rp_burst_cfg *c, uint64_t i, uint8_t *buf, size_t cap);
@@ -138,15 +78,12 @@ int rp_burst_run(const struct rp_burst_cfg *c, struct rp_burst_stats *st);
 
 /* ---- setting a burst up (what 'rawpunch syn' does; for the punch strategies too) ----
  * 1. rp_burst_route(): where packets to daddr go (source address, interface, MTU) - no packet.
- * 2. rp_tmpl_from_seg(): render the SYN once with libnet (craft, no privileges) as the template.
+ * 2. rp_tmpl_from_seg() (tmpl.h): render the SYN once with libnet (craft, no privileges) as the template.
  * 3. rp_burst_attach(): for RP_ENGINE_AFPACKET, the next hop's MAC and the Ethernet header. */
 
 /* Route to daddr (rawpunch/net/netif.h); with iface, send out of that interface instead, taking the
  * destination as on-link. Sends nothing. -ENETUNREACH/-EHOSTUNREACH, -ENODEV for an unknown iface. */
 int rp_burst_route(uint32_t daddr, const char *iface, struct rp_route *rt);
-
-/* Render seg with rawpunch/craft (RP_CRAFT_NOSEND) and take it as the template. -errno. */
-int rp_tmpl_from_seg(struct rp_tmpl *t, const struct rp_seg *seg);
 
 /* Make c ready for RP_ENGINE_AFPACKET out of rt: the next-hop MAC is dst_mac if non-NULL, else
  * from the neighbour table (when prime is true, one empty UDP datagram to the next hop's discard

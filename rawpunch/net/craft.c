@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "userstack/cksum.h"
+#include "userstack/extract.h"
+
 struct rp_craft {
 	libnet_t *l;
 	bool nosend;
@@ -205,37 +208,6 @@ int rp_craft_send(struct rp_craft *c, const struct rp_seg *s)
 	return w;
 }
 
-uint16_t rp_csum_ipv4_hdr(const uint8_t *ip, size_t ihl_bytes)
-{
-	uint32_t sum = 0;
-	for (size_t i = 0; i + 1 < ihl_bytes; i += 2)
-		if (i != 10)
-			sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-uint16_t rp_csum_tcp(uint32_t saddr, uint32_t daddr, const uint8_t *tcp, size_t len)
-{
-	uint32_t sum = 0;
-	const uint8_t *sa = (const uint8_t *)&saddr, *da = (const uint8_t *)&daddr;
-	sum += (uint32_t)(sa[0] << 8 | sa[1]) + (uint32_t)(sa[2] << 8 | sa[3]);
-	sum += (uint32_t)(da[0] << 8 | da[1]) + (uint32_t)(da[2] << 8 | da[3]);
-	sum += IPPROTO_TCP + (uint32_t)len;
-	for (size_t i = 0; i < len; i += 2) {
-		if (i == 16)
-			continue;   /* the checksum field itself */
-		uint32_t w = (uint32_t)tcp[i] << 8;
-		if (i + 1 < len)
-			w |= tcp[i + 1];
-		sum += w;
-	}
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 int rp_craft_render(struct rp_craft *c, const struct rp_seg *s, uint8_t *buf, size_t cap)
 {
 	uint8_t *pkt = NULL;
@@ -262,11 +234,7 @@ int rp_craft_render(struct rp_craft *c, const struct rp_seg *s, uint8_t *buf, si
 	memcpy(buf, pkt, len);
 	free(pkt - c->l->aligner);
 	/* Fill the IPv4 checksum ourselves whatever libnet's mode did: a rendered packet is complete. */
-	{
-		uint16_t ipc = rp_csum_ipv4_hdr(buf, 20);
-		buf[10] = (uint8_t)(ipc >> 8);
-		buf[11] = (uint8_t)ipc;
-	}
+	us_put_be16(buf + 10, us_cksum_ipv4(buf, 20));
 	c->st.rendered++;
 	return n;
 }

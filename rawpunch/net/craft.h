@@ -82,9 +82,4 @@ void rp_craft_stats(const struct rp_craft *c, struct rp_craft_stats *st);
 
 const char *rp_craft_errmsg(const struct rp_craft *c);
 
-/* Internet checksum helpers (exposed for tests and the burst engine's per-packet patching). */
-uint16_t rp_csum_ipv4_hdr(const uint8_t *ip, size_t ihl_bytes);
-/* TCP checksum over the pseudo header + segment (tcp points at the TCP header, len = header+data). */
-uint16_t rp_csum_tcp(uint32_t saddr, uint32_t daddr, const uint8_t *tcp, size_t len);
-
 #endif

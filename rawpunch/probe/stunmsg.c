@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+/* STUN message codec (see stunmsg.h). Every read goes through a bounds-checked cursor
+ * (userstack/extract.h). */
 #include "rawpunch/probe/stunmsg.h"
 
 #include <errno.h>
 #include <string.h>
+
+#include "userstack/extract.h"
 
 /* Nibble-wise CRC-32 (reflected 0xEDB88320): small table, no global state. */
 static const uint32_t crc_nib[16] = {
@@ -19,17 +23,6 @@ uint32_t rp_stun_crc32(const uint8_t *p, size_t n)
 		c = (c >> 4) ^ crc_nib[c & 15];
 	}
 	return c ^ 0xFFFFFFFFu;
-}
-
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void wr32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
 
 uint16_t rp_stun_type(uint16_t method, enum rp_stun_class cls)
@@ -92,43 +85,44 @@ int rp_stun_build_binding(uint8_t *buf, size_t cap, const uint8_t txid[RP_STUN_T
 		      (o && o->fingerprint ? 8 : 0);
 	if (cap < need)
 		return -ENOSPC;
-	wr16(buf, RP_STUN_BINDING_REQUEST);
-	wr32(buf + 4, RP_STUN_MAGIC);
+	us_put_be16(buf, RP_STUN_BINDING_REQUEST);
+	us_put_be32(buf + 4, RP_STUN_MAGIC);
 	memcpy(buf + 8, txid, RP_STUN_TXID_LEN);
 	if (o && o->change_flags) {
-		wr16(buf + len, RP_STUN_ATTR_CHANGE_REQUEST);
-		wr16(buf + len + 2, 4);
-		wr32(buf + len + 4, o->change_flags);
+		us_put_be16(buf + len, RP_STUN_ATTR_CHANGE_REQUEST);
+		us_put_be16(buf + len + 2, 4);
+		us_put_be32(buf + len + 4, o->change_flags);
 		len += 8;
 	}
 	if (o && o->software) {
-		wr16(buf + len, RP_STUN_ATTR_SOFTWARE);
-		wr16(buf + len + 2, (uint16_t)sw);
+		us_put_be16(buf + len, RP_STUN_ATTR_SOFTWARE);
+		us_put_be16(buf + len + 2, (uint16_t)sw);
 		memcpy(buf + len + 4, o->software, sw);
 		memset(buf + len + 4 + sw, 0, ((sw + 3) & ~3u) - sw);
 		len += 4 + ((sw + 3) & ~3u);
 	}
 	if (o && o->fingerprint) {
 		/* The length field covers the FINGERPRINT attribute when the CRC is computed. */
-		wr16(buf + 2, (uint16_t)(len + 8 - RP_STUN_HDR_LEN));
-		wr16(buf + len, RP_STUN_ATTR_FINGERPRINT);
-		wr16(buf + len + 2, 4);
-		wr32(buf + len + 4, rp_stun_crc32(buf, len) ^ RP_STUN_FP_XOR);
+		us_put_be16(buf + 2, (uint16_t)(len + 8 - RP_STUN_HDR_LEN));
+		us_put_be16(buf + len, RP_STUN_ATTR_FINGERPRINT);
+		us_put_be16(buf + len + 2, 4);
+		us_put_be32(buf + len + 4, rp_stun_crc32(buf, len) ^ RP_STUN_FP_XOR);
 		len += 8;
 	}
-	wr16(buf + 2, (uint16_t)(len - RP_STUN_HDR_LEN));
+	us_put_be16(buf + 2, (uint16_t)(len - RP_STUN_HDR_LEN));
 	return (int)len;
 }
 
 long rp_stun_frame_len(const uint8_t *buf, size_t len, size_t max)
 {
+	struct us_cur c = us_cur_make(buf, len);
 	if (!max)
 		max = RP_STUN_MAX_MSG;
-	if (len < RP_STUN_HDR_LEN)
+	if (!us_has(&c, RP_STUN_HDR_LEN))
 		return 0;
-	if ((buf[0] & 0xC0) || rd32(buf + 4) != RP_STUN_MAGIC)
+	uint16_t type = us_get_be16(&c), l = us_get_be16(&c);
+	if ((type & 0xC000) || us_get_be32(&c) != RP_STUN_MAGIC)
 		return -EBADMSG;
-	uint16_t l = rd16(buf + 2);
 	if (l & 3)
 		return -EBADMSG;
 	if ((size_t)l + RP_STUN_HDR_LEN > max)
@@ -136,11 +130,14 @@ long rp_stun_frame_len(const uint8_t *buf, size_t len, size_t max)
 	return (long)l + RP_STUN_HDR_LEN;
 }
 
-static void copy_text(char *dst, const uint8_t *src, size_t n)
+/* Printable copy of everything left in v ('?' for anything else), truncated to RP_STUN_TEXT_MAX. */
+static void copy_text(char *dst, struct us_cur v)
 {
-	size_t i, k = 0;
-	for (i = 0; i < n && k + 1 < RP_STUN_TEXT_MAX; i++)
-		dst[k++] = src[i] >= 0x20 && src[i] < 0x7f ? (char)src[i] : '?';
+	size_t k = 0;
+	while (us_left(&v) && k + 1 < RP_STUN_TEXT_MAX) {
+		uint8_t ch = us_get_u8(&v);
+		dst[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
 	dst[k] = 0;
 }
 
@@ -150,31 +147,32 @@ static int fail(struct rp_stun_msg *m, const char *why)
 	return -EBADMSG;
 }
 
-/* (XOR-)MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN, ALTERNATE-SERVER value. */
-static int parse_addr(const uint8_t *v, uint16_t vlen, bool xor, const uint8_t *hdr,
-		      struct rp_stun_addr *a)
+/* (XOR-)MAPPED-ADDRESS, OTHER-ADDRESS, RESPONSE-ORIGIN, ALTERNATE-SERVER value v. xk: the magic
+ * cookie and the transaction ID (what XOR-MAPPED-ADDRESS is xored with), network order. */
+static int parse_addr(struct us_cur v, bool xor, const uint8_t xk[4 + RP_STUN_TXID_LEN], struct rp_stun_addr *a)
 {
-	if (vlen < 4)
+	us_skip(&v, 1);           /* reserved */
+	uint8_t family = us_get_u8(&v);
+	uint16_t port = us_get_be16(&v);
+	if (!us_ok(&v))
 		return -1;
 	memset(a, 0, sizeof(*a));
-	a->family = v[1];
-	a->port = rd16(v + 2);
-	if (xor)
-		a->port ^= (uint16_t)(RP_STUN_MAGIC >> 16);
+	a->family = family;
+	a->port = xor ? port ^ (uint16_t)(RP_STUN_MAGIC >> 16) : port;
 	if (a->family == RP_STUN_AF_INET) {
-		if (vlen != 8)
+		if (us_left(&v) != 4)
 			return -1;
-		memcpy(&a->v4, v + 4, 4);
+		us_get_copy(&v, &a->v4, 4);
 		if (xor)
 			for (int i = 0; i < 4; i++)
-				((uint8_t *)&a->v4)[i] ^= hdr[4 + i];   /* cookie, network order */
+				((uint8_t *)&a->v4)[i] ^= xk[i];   /* cookie, network order */
 	} else if (a->family == RP_STUN_AF_INET6) {
-		if (vlen != 20)
+		if (us_left(&v) != 16)
 			return -1;
-		memcpy(a->v6, v + 4, 16);
+		us_get_copy(&v, a->v6, 16);
 		if (xor)
 			for (int i = 0; i < 16; i++)
-				a->v6[i] ^= hdr[4 + i];           /* cookie || transaction ID */
+				a->v6[i] ^= xk[i];                 /* cookie || transaction ID */
 	} else {
 		return -1;
 	}
@@ -183,34 +181,43 @@ static int parse_addr(const uint8_t *v, uint16_t vlen, bool xor, const uint8_t *
 
 int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 {
+	struct us_cur c = us_cur_make(buf, len);
+	uint8_t txid[RP_STUN_TXID_LEN], xk[4 + RP_STUN_TXID_LEN];
+
 	memset(m, 0, sizeof(*m));
-	if (!buf || len < RP_STUN_HDR_LEN)
+	uint16_t type = us_get_be16(&c), length = us_get_be16(&c);
+	uint32_t magic = us_get_be32(&c);
+	us_get_copy(&c, txid, sizeof(txid));
+	if (!us_ok(&c))
 		return fail(m, "shorter than a STUN header");
-	if (buf[0] & 0xC0)
+	if (type & 0xC000)
 		return fail(m, "leading bits not zero");
-	if (rd32(buf + 4) != RP_STUN_MAGIC)
+	if (magic != RP_STUN_MAGIC)
 		return fail(m, "bad magic cookie");
-	m->type = rd16(buf);
+	m->type = type;
 	type_split(m->type, &m->method, &m->cls);
-	m->length = rd16(buf + 2);
-	memcpy(m->txid, buf + 8, RP_STUN_TXID_LEN);
+	m->length = length;
+	memcpy(m->txid, txid, RP_STUN_TXID_LEN);
 	if (m->length & 3)
 		return fail(m, "length not a multiple of 4");
 	if ((size_t)m->length + RP_STUN_HDR_LEN != len)
 		return fail(m, "length field disagrees with the message size");
+	us_put_be32(xk, RP_STUN_MAGIC);
+	memcpy(xk + 4, txid, RP_STUN_TXID_LEN);
 
-	size_t off = RP_STUN_HDR_LEN;
 	bool after_integrity = false;
-	while (off < len) {
+	while (us_left(&c)) {
 		if (m->has_fingerprint)
 			return fail(m, "attribute after FINGERPRINT");
-		if (len - off < 4)
+		size_t at_off = c.off;     /* FINGERPRINT's CRC covers the message up to here */
+		uint16_t at = us_get_be16(&c), vl = us_get_be16(&c);
+		if (!us_ok(&c))
 			return fail(m, "truncated attribute header");
-		uint16_t at = rd16(buf + off), vl = rd16(buf + off + 2);
 		size_t padded = ((size_t)vl + 3) & ~(size_t)3;
-		const uint8_t *v = buf + off + 4;
-		if (padded > len - off - 4)
+		if (!us_has(&c, padded))
 			return fail(m, "attribute runs past the end");
+		struct us_cur v = us_sub(&c, vl);
+		us_skip(&c, padded - vl);
 		m->n_attrs++;
 		/* After MESSAGE-INTEGRITY only FINGERPRINT (and MI-SHA256) may follow; others are ignored. */
 		bool use = !after_integrity || at == RP_STUN_ATTR_FINGERPRINT ||
@@ -218,42 +225,42 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 		switch (use ? at : 0xFFFF) {
 		case RP_STUN_ATTR_XOR_MAPPED_ADDRESS:
 			if (!m->has_xor_mapped) {
-				if (parse_addr(v, vl, true, buf, &m->xor_mapped))
+				if (parse_addr(v, true, xk, &m->xor_mapped))
 					return fail(m, "bad XOR-MAPPED-ADDRESS");
 				m->has_xor_mapped = true;
 			}
 			break;
 		case RP_STUN_ATTR_MAPPED_ADDRESS:
 			if (!m->has_mapped) {
-				if (parse_addr(v, vl, false, buf, &m->mapped))
+				if (parse_addr(v, false, xk, &m->mapped))
 					return fail(m, "bad MAPPED-ADDRESS");
 				m->has_mapped = true;
 			}
 			break;
 		case RP_STUN_ATTR_OTHER_ADDRESS:
 			if (!m->has_other) {
-				if (parse_addr(v, vl, false, buf, &m->other))
+				if (parse_addr(v, false, xk, &m->other))
 					return fail(m, "bad OTHER-ADDRESS");
 				m->has_other = true;
 			}
 			break;
 		case RP_STUN_ATTR_CHANGED_ADDRESS:
 			if (!m->has_changed) {
-				if (parse_addr(v, vl, false, buf, &m->changed))
+				if (parse_addr(v, false, xk, &m->changed))
 					return fail(m, "bad CHANGED-ADDRESS");
 				m->has_changed = true;
 			}
 			break;
 		case RP_STUN_ATTR_RESPONSE_ORIGIN:
 			if (!m->has_origin) {
-				if (parse_addr(v, vl, false, buf, &m->origin))
+				if (parse_addr(v, false, xk, &m->origin))
 					return fail(m, "bad RESPONSE-ORIGIN");
 				m->has_origin = true;
 			}
 			break;
 		case RP_STUN_ATTR_ALTERNATE_SERVER:
 			if (!m->has_alternate) {
-				if (parse_addr(v, vl, false, buf, &m->alternate))
+				if (parse_addr(v, false, xk, &m->alternate))
 					return fail(m, "bad ALTERNATE-SERVER");
 				m->has_alternate = true;
 			}
@@ -262,11 +269,12 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 			if (!m->has_error) {
 				if (vl < 4 || vl > 4 + 763)
 					return fail(m, "bad ERROR-CODE length");
-				unsigned cls = v[2] & 7u, num = v[3];
+				us_skip(&v, 2);   /* reserved */
+				unsigned cls = us_get_u8(&v) & 7u, num = us_get_u8(&v);
 				if (cls < 3 || cls > 6 || num > 99)
 					return fail(m, "ERROR-CODE out of range");
 				m->error_code = (uint16_t)(cls * 100 + num);
-				copy_text(m->error_reason, v + 4, vl - 4u);
+				copy_text(m->error_reason, v);
 				m->has_error = true;
 			}
 			break;
@@ -274,7 +282,7 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 			if (!m->has_software) {
 				if (vl > 763)
 					return fail(m, "SOFTWARE too long");
-				copy_text(m->software, v, vl);
+				copy_text(m->software, v);
 				m->has_software = true;
 			}
 			break;
@@ -282,7 +290,7 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 			if (!m->has_change_request) {
 				if (vl != 4)
 					return fail(m, "bad CHANGE-REQUEST length");
-				m->change_flags = rd32(v);
+				m->change_flags = us_get_be32(&v);
 				m->has_change_request = true;
 			}
 			break;
@@ -302,8 +310,8 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 			if (vl != 4)
 				return fail(m, "bad FINGERPRINT length");
 			/* CRC over everything before this attribute, length field as sent (covers it). */
-			uint32_t want = rp_stun_crc32(buf, off) ^ RP_STUN_FP_XOR;
-			if (rd32(v) != want)
+			uint32_t want = rp_stun_crc32(buf, at_off) ^ RP_STUN_FP_XOR;
+			if (us_get_be32(&v) != want)
 				return fail(m, "FINGERPRINT does not match");
 			m->has_fingerprint = true;
 			break;
@@ -318,7 +326,6 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 			}
 			break;
 		}
-		off += 4 + padded;
 	}
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include "rawpunch/net/guard.h"
 #include "rawpunch/punch/punch_impl.h"
 #include "userstack/cookie.h"
+#include "userstack/extract.h"
 
 #define SNAPLEN 65600
 
@@ -46,12 +47,8 @@ uint32_t rp_punch_isn(const uint8_t key[RP_PUNCH_KEYLEN], uint32_t from_pub, uin
 	memcpy(m, "rp-punch-syn", 12);
 	memcpy(m + 12, &from_pub, 4);     /* network order as in memory */
 	memcpy(m + 16, &to_pub, 4);
-	m[20] = (uint8_t)(from_port >> 8);
-	m[21] = (uint8_t)from_port;
-	m[22] = (uint8_t)(round >> 24);
-	m[23] = (uint8_t)(round >> 16);
-	m[24] = (uint8_t)(round >> 8);
-	m[25] = (uint8_t)round;
+	us_put_be16(m + 20, from_port);
+	us_put_be32(m + 22, (uint32_t)round);
 	return us_hash32(key, m, sizeof(m));
 }
 

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* Serverless offer/answer texts: a sealed compact blob (see offer.h). */
 #include "rawpunch/rendezvous/offer.h"
 
 #include <ctype.h>
@@ -6,6 +7,8 @@
 #include <math.h>
 #include <sodium.h>
 #include <string.h>
+
+#include "userstack/extract.h"
 
 #define OFFER_PREFIX "rpo1."
 #define ANSWER_PREFIX "rpa1."
@@ -27,57 +30,12 @@ static void put(struct wbuf *w, const void *v, size_t n)
 		memcpy(w->p + w->n, v, n);
 	w->n += n;
 }
-static void put8(struct wbuf *w, uint8_t v) { put(w, &v, 1); }
-static void put16(struct wbuf *w, uint16_t v)
+/* The low n (1, 2, 4 or 8) bytes of v, big-endian. */
+static void put_be(struct wbuf *w, uint64_t v, size_t n)
 {
-	uint8_t b[2] = { (uint8_t)(v >> 8), (uint8_t)v };
-	put(w, b, 2);
-}
-static void put32(struct wbuf *w, uint32_t v)
-{
-	put16(w, (uint16_t)(v >> 16));
-	put16(w, (uint16_t)v);
-}
-static void put64(struct wbuf *w, uint64_t v)
-{
-	put32(w, (uint32_t)(v >> 32));
-	put32(w, (uint32_t)v);
-}
-
-struct rbuf {
-	const uint8_t *p;
-	size_t n, off;
-	bool bad;
-};
-
-static const uint8_t *get(struct rbuf *r, size_t n)
-{
-	if (r->bad || r->n - r->off < n) {
-		r->bad = true;
-		return NULL;
-	}
-	r->off += n;
-	return r->p + r->off - n;
-}
-static uint8_t get8(struct rbuf *r)
-{
-	const uint8_t *b = get(r, 1);
-	return b ? b[0] : 0;
-}
-static uint16_t get16(struct rbuf *r)
-{
-	const uint8_t *b = get(r, 2);
-	return b ? (uint16_t)(b[0] << 8 | b[1]) : 0;
-}
-static uint32_t get32(struct rbuf *r)
-{
-	uint32_t hi = get16(r);
-	return hi << 16 | get16(r);
-}
-static uint64_t get64(struct rbuf *r)
-{
-	uint64_t hi = get32(r);
-	return hi << 32 | get32(r);
+	uint8_t b[8];
+	us_put_be64(b, v);
+	put(w, b + 8 - n, n);
 }
 
 static int offer_key(const uint8_t *secret, size_t secret_len, uint8_t key[32])
@@ -141,29 +99,29 @@ int rp_offer_encode(const struct rp_offer *o, const uint8_t *secret, size_t secr
 	unsigned npred = ni->n_predicted < RP_OFFER_MAX_CAND ? ni->n_predicted : RP_OFFER_MAX_CAND;
 	double jit = ni->jitter > 0 && isfinite(ni->jitter) ? ni->jitter * 1000.0 : 0;
 	double conf = ni->confidence > 0 && isfinite(ni->confidence) ? ni->confidence : 0;
-	put8(&w, BLOB_VERSION);
-	put8(&w, (uint8_t)o->kind);
+	put_be(&w, BLOB_VERSION, 1);
+	put_be(&w, (uint8_t)o->kind, 1);
 	put(&w, nonce, sizeof(nonce));
-	put64(&w, o->created_ns);
-	put64(&w, o->start_ns);
+	put_be(&w, o->created_ns, 8);
+	put_be(&w, o->start_ns, 8);
 	put(&w, &ni->local_addr, 4);      /* network order as is */
-	put16(&w, ni->local_port);
+	put_be(&w, ni->local_port, 2);
 	put(&w, &ni->mapped_addr, 4);
-	put16(&w, ni->mapped_port);
-	put8(&w, (uint8_t)((ni->behind_nat ? 1 : 0) | (ni->has_delta ? 2 : 0)));
-	put8(&w, (uint8_t)ni->mapping);
-	put8(&w, (uint8_t)ni->alloc);
-	put8(&w, (uint8_t)ni->filtering);
-	put8(&w, ni->nat_ttl);
-	put32(&w, (uint32_t)ni->delta);
-	put32(&w, jit > 4e9 ? 4000000000u : (uint32_t)lround(jit));
-	put16(&w, (uint16_t)lround((conf > 1 ? 1 : conf) * 10000.0));
-	put8(&w, (uint8_t)npred);
+	put_be(&w, ni->mapped_port, 2);
+	put_be(&w, (uint8_t)((ni->behind_nat ? 1 : 0) | (ni->has_delta ? 2 : 0)), 1);
+	put_be(&w, (uint8_t)ni->mapping, 1);
+	put_be(&w, (uint8_t)ni->alloc, 1);
+	put_be(&w, (uint8_t)ni->filtering, 1);
+	put_be(&w, ni->nat_ttl, 1);
+	put_be(&w, (uint32_t)ni->delta, 4);
+	put_be(&w, jit > 4e9 ? 4000000000u : (uint32_t)lround(jit), 4);
+	put_be(&w, (uint16_t)lround((conf > 1 ? 1 : conf) * 10000.0), 2);
+	put_be(&w, (uint8_t)npred, 1);
 	for (unsigned i = 0; i < npred; i++)
-		put16(&w, ni->predicted[i]);
-	put8(&w, (uint8_t)o->n_cand);
+		put_be(&w, ni->predicted[i], 2);
+	put_be(&w, (uint8_t)o->n_cand, 1);
 	for (unsigned i = 0; i < o->n_cand; i++)
-		put16(&w, o->cand[i]);
+		put_be(&w, o->cand[i], 2);
 	if (w.n > w.cap)
 		return -EINVAL;
 	randombytes_buf(sealed, NB);
@@ -212,31 +170,27 @@ int rp_offer_decode(const char *text, const uint8_t *secret, size_t secret_len, 
 	sodium_memzero(key, sizeof(key));
 	if (r)
 		return -EBADMSG;
-	struct rbuf rb = { blob, (size_t)ml, 0, false };
+	struct us_cur rb = us_cur_make(blob, (size_t)ml);
 	struct rp_offer x;
 	struct rp_natinfo *ni = &x.ni;
 	memset(&x, 0, sizeof(x));
-	if (get8(&rb) != BLOB_VERSION || get8(&rb) != (uint8_t)kind)
+	if (us_get_u8(&rb) != BLOB_VERSION || us_get_u8(&rb) != (uint8_t)kind)
 		return -EPROTO;
 	x.kind = kind;
-	const uint8_t *p = get(&rb, 16);
-	if (p)
-		memcpy(x.nonce, p, 16);
-	x.created_ns = get64(&rb);
-	x.start_ns = get64(&rb);
-	if ((p = get(&rb, 4)))
-		memcpy(&ni->local_addr, p, 4);
-	ni->local_port = get16(&rb);
-	if ((p = get(&rb, 4)))
-		memcpy(&ni->mapped_addr, p, 4);
-	ni->mapped_port = get16(&rb);
-	uint8_t flags = get8(&rb), map = get8(&rb), alloc = get8(&rb), filt = get8(&rb);
-	ni->nat_ttl = get8(&rb);
-	ni->delta = (int32_t)get32(&rb);
-	ni->jitter = get32(&rb) / 1000.0;
-	uint16_t conf = get16(&rb);
-	unsigned npred = get8(&rb);
-	if (rb.bad || flags > 3 || map > RP_MAP_APD || alloc > RP_ALLOC_RANDOM || filt > RP_FILTER_OPEN ||
+	us_get_copy(&rb, x.nonce, sizeof(x.nonce));
+	x.created_ns = us_get_be64(&rb);
+	x.start_ns = us_get_be64(&rb);
+	us_get_copy(&rb, &ni->local_addr, 4);   /* network order as is */
+	ni->local_port = us_get_be16(&rb);
+	us_get_copy(&rb, &ni->mapped_addr, 4);
+	ni->mapped_port = us_get_be16(&rb);
+	uint8_t flags = us_get_u8(&rb), map = us_get_u8(&rb), alloc = us_get_u8(&rb), filt = us_get_u8(&rb);
+	ni->nat_ttl = us_get_u8(&rb);
+	ni->delta = (int32_t)us_get_be32(&rb);
+	ni->jitter = us_get_be32(&rb) / 1000.0;
+	uint16_t conf = us_get_be16(&rb);
+	unsigned npred = us_get_u8(&rb);
+	if (!us_ok(&rb) || flags > 3 || map > RP_MAP_APD || alloc > RP_ALLOC_RANDOM || filt > RP_FILTER_OPEN ||
 	    conf > 10000 || npred > RP_OFFER_MAX_CAND)
 		return -EPROTO;
 	ni->behind_nat = flags & 1;
@@ -246,14 +200,14 @@ int rp_offer_decode(const char *text, const uint8_t *secret, size_t secret_len, 
 	ni->filtering = (enum rp_filter)filt;
 	ni->confidence = conf / 10000.0;
 	for (unsigned i = 0; i < npred; i++)
-		ni->predicted[i] = get16(&rb);
+		ni->predicted[i] = us_get_be16(&rb);
 	ni->n_predicted = npred;
-	x.n_cand = get8(&rb);
-	if (rb.bad || x.n_cand > RP_OFFER_MAX_CAND)
+	x.n_cand = us_get_u8(&rb);
+	if (!us_ok(&rb) || x.n_cand > RP_OFFER_MAX_CAND)
 		return -EPROTO;
 	for (unsigned i = 0; i < x.n_cand; i++)
-		x.cand[i] = get16(&rb);
-	if (rb.bad || rb.off != rb.n || (!ni->has_delta && ni->delta != 0))
+		x.cand[i] = us_get_be16(&rb);
+	if (!us_ok(&rb) || us_left(&rb) != 0 || (!ni->has_delta && ni->delta != 0))
 		return -EPROTO;
 	*o = x;
 	return 0;

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* Rendezvous wire protocol: framing, key derivation, sealed boxes (see proto.h). */
 #include "rawpunch/rendezvous/proto.h"
 
 #include <errno.h>
@@ -8,15 +9,17 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "userstack/extract.h"
+
 #define RV_AD_PREFIX "rv1"
 #define RV_JSON_DEPTH 8
 
 long rv_frame_scan(const uint8_t *buf, size_t len, const uint8_t **body, size_t *body_len)
 {
-	uint32_t n;
-	if (len < RV_HDR)
+	struct us_cur c = us_cur_make(buf, len);
+	uint32_t n = us_get_be32(&c);
+	if (!us_ok(&c))
 		return 0;
-	n = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
 	if (n == 0 || n > RV_FRAME_MAX)
 		return -EMSGSIZE;
 	if (len - RV_HDR < n)
@@ -30,10 +33,7 @@ int rv_frame_hdr(uint8_t hdr[RV_HDR], size_t body_len)
 {
 	if (body_len == 0 || body_len > RV_FRAME_MAX)
 		return -EMSGSIZE;
-	hdr[0] = (uint8_t)(body_len >> 24);
-	hdr[1] = (uint8_t)(body_len >> 16);
-	hdr[2] = (uint8_t)(body_len >> 8);
-	hdr[3] = (uint8_t)body_len;
+	us_put_be32(hdr, (uint32_t)body_len);
 	return 0;
 }
 

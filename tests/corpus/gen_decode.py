@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """Write the seed corpus for tools/fuzz/fuzz_decode.c into tests/corpus/decode/.
 
-Each file is one selector byte (index into the harness's link-type table) followed by a frame.
+Each file is one selector byte (index into the harness's link-type table; the top bit asks the
+decoder to verify checksums) followed by a frame.
 Frames are small real-shaped packets: SYN, SYN-ACK with Linux options, RST, RST-ACK, data,
 ICMP time-exceeded (8-byte and full quotes), port-unreachable, IP options, fragments, on
 Ethernet, 802.1Q, QinQ, Linux SLL, SLL2 and raw IPv4. Run: python3 tests/corpus/gen_decode.py
@@ -10,7 +11,7 @@ Ethernet, 802.1Q, QinQ, Linux SLL, SLL2 and raw IPv4. Run: python3 tests/corpus/
 import os
 import struct
 
-SEL = {"eth": 0, "sll": 1, "sll2": 2, "raw": 3, "ipv4": 4}
+SEL = {"eth": 0, "sll": 1, "sll2": 2, "raw": 3, "ipv4": 4, "eth+csum": 0x80, "raw+csum": 0x83}
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decode")
 
 
@@ -39,6 +40,14 @@ def tcp(sp, dp, seq, ack, flags, win=64240, opts=b"", data=b""):
 
 LINUX_SYN_OPTS = bytes([2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7])
 SYNACK_OPTS = bytes([2, 4, 0x05, 0x78, 4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 1, 1, 3, 3, 9])
+
+
+def with_tcp_csum(pkt):
+    """The IPv4+TCP packet pkt with its TCP checksum filled (pseudo header included)."""
+    ihl = (pkt[0] & 15) * 4
+    seg = pkt[ihl:]
+    ph = pkt[12:20] + struct.pack("!BBH", 0, 6, len(seg))
+    return pkt[:ihl + 16] + struct.pack("!H", csum(ph + seg[:16] + b"\0\0" + seg[18:])) + pkt[ihl + 18:]
 
 
 def icmp(typ, code, quote):
@@ -107,6 +116,11 @@ seeds = {
     "sll2-icmp-port-unreach": ("sll2", sll2(pu)),
     "raw-synack": ("raw", synack),
     "ipv4-icmp-timxceed": ("ipv4", te_full),
+    # checksums verified (RP_DECODE_CSUM): good, TCP checksum left 0 (bad), a first fragment (partial)
+    "csum-eth-data": ("eth+csum", eth(with_tcp_csum(data))),
+    "csum-eth-rst-ack": ("eth+csum", eth(with_tcp_csum(rst)) + b"\0" * 6),
+    "csum-eth-synack-bad": ("eth+csum", eth(synack)),
+    "csum-raw-frag-first": ("raw+csum", with_tcp_csum(frag1)),
 }
 
 os.makedirs(OUT, exist_ok=True)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* ISN cookies (userstack/cookie.h): SipHash-2-4 reference vectors, tuple sensitivity, checks. */
+/* ISN cookies (userstack/cookie.h): SipHash-2-4 reference vectors, tuple sensitivity, checks, and
+ * the precomputed inline variant equal to us_cookie(). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -69,6 +70,32 @@ static void test_check_ack(void **state)
 	assert_false(us_hash_check_ack(key0, msg, sizeof(msg) - 2, h + 1));
 }
 
+/* us_cookie_pre_at() == us_cookie() for random keys, addresses and ports, with the local port
+ * sometimes repeating (the cached first block) and sometimes changing. */
+static void test_cookie_pre_equals_cookie(void **state)
+{
+	(void)state;
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (int k = 0; k < 50; k++) {
+		uint8_t key[16];
+		for (int i = 0; i < 16; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			key[i] = (uint8_t)(x >> 56);
+		}
+		uint32_t la = (uint32_t)(x >> 13), ra = (uint32_t)(x >> 29);
+		struct us_cookie_pre cp;
+		us_cookie_pre_init(&cp, key, la, ra);
+		uint16_t lport = 0;
+		for (int i = 0; i < 200; i++) {
+			x = x * 6364136223846793005ull + 1442695040888963407ull;
+			if (i == 0 || (x >> 60) < 4)
+				lport = (uint16_t)(x >> 40);
+			uint16_t rport = (uint16_t)(x >> 20);
+			assert_int_equal(us_cookie_pre_at(&cp, lport, rport), us_cookie(key, la, lport, ra, rport));
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -76,6 +103,7 @@ int main(void)
 		cmocka_unit_test(test_cookie_layout),
 		cmocka_unit_test(test_cookie_sensitivity),
 		cmocka_unit_test(test_check_ack),
+		cmocka_unit_test(test_cookie_pre_equals_cookie),
 	};
 	return cmocka_run_group_tests_name("cookie", tests, NULL, NULL);
 }

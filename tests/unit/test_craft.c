@@ -13,6 +13,7 @@
 
 #include "rawpunch/net/craft.h"
 #include "capture/decode.h"
+#include "userstack/cksum.h"
 
 static uint32_t ip(const char *s)
 {
@@ -41,12 +42,12 @@ static void verify_csums(const uint8_t *pkt, int len)
 	uint32_t ps = (uint32_t)be16(pkt + 12) + be16(pkt + 14) + be16(pkt + 16) + be16(pkt + 18) + 6 +
 		      (uint32_t)(len - (int)ihl);
 	assert_int_equal(fold(pkt + ihl, (size_t)len - ihl, ps), 0xffff);
-	/* and the exported helpers agree with the packet */
-	assert_int_equal(rp_csum_ipv4_hdr(pkt, ihl), be16(pkt + 10));
+	/* and the shared checksum module agrees with the packet */
+	assert_int_equal(us_cksum_ipv4(pkt, ihl), be16(pkt + 10));
 	uint32_t sa, da;
 	memcpy(&sa, pkt + 12, 4);
 	memcpy(&da, pkt + 16, 4);
-	assert_int_equal(rp_csum_tcp(sa, da, pkt + ihl, (size_t)len - ihl), be16(pkt + ihl + 16));
+	assert_int_equal(us_cksum_ipv4_l4(sa, da, 6, pkt + ihl, (size_t)len - ihl, 16), be16(pkt + ihl + 16));
 }
 
 static struct rp_seg base(void)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for capture/decode.c: hand-built frames for every link type and every decode path,
- * every truncation point, and the malformed cases (IHL, data offset, options, ICMP quotes). */
+ * every truncation point, the malformed cases (IHL, data offset, options, ICMP quotes), and the
+ * checksum verdicts rp_decode_ex() gives on request. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -175,13 +176,13 @@ static size_t build_icmp_err(uint8_t *ipp, uint8_t type, uint8_t code, size_t ql
 }
 
 /* Decode from an exactly-sized heap copy so ASan flags any read past caplen. */
-static int dec(int lt, const uint8_t *p, size_t n, struct rp_event *ev, uint8_t **keep)
+static int dec_ex(int lt, const uint8_t *p, size_t n, unsigned flags, struct rp_event *ev, uint8_t **keep)
 {
 	uint8_t *c = malloc(n ? n : 1);
 	assert_non_null(c);
 	if (n)
 		memcpy(c, p, n);
-	int r = rp_decode(lt, c, n, ev);
+	int r = flags ? rp_decode_ex(lt, c, n, flags, ev) : rp_decode(lt, c, n, ev);
 	if (ev->paylen) {
 		assert_true(ev->payload >= c);
 		assert_true(ev->payload + ev->paylen <= c + n);
@@ -193,6 +194,25 @@ static int dec(int lt, const uint8_t *p, size_t n, struct rp_event *ev, uint8_t 
 	else
 		free(c);
 	return r;
+}
+
+static int dec(int lt, const uint8_t *p, size_t n, struct rp_event *ev, uint8_t **keep)
+{
+	return dec_ex(lt, p, n, 0, ev, keep);
+}
+
+/* Fill the TCP checksum of the IPv4 packet at ipp, with the test's own sum (not userstack/cksum). */
+static void tcp_fill_csum(uint8_t *ipp)
+{
+	size_t hl = (size_t)(ipp[0] & 15) * 4, l4 = (size_t)(ipp[2] << 8 | ipp[3]) - hl;
+	uint8_t b[12 + 1600];
+	memcpy(b, ipp + 12, 8);         /* source, destination */
+	b[8] = 0;
+	b[9] = ipp[9];
+	put16(b + 10, (uint16_t)l4);
+	memcpy(b + 12, ipp + hl, l4);
+	put16(b + 12 + 16, 0);
+	put16(ipp + hl + 16, csum(b, 12 + l4));
 }
 
 static void check_synack(const struct rp_event *ev)
@@ -321,6 +341,65 @@ static void tcp_data_payload(void **state)
 	assert_int_equal(dec(LT_EN10MB, f.b, f.n - 4, &ev, NULL), 0);
 	assert_int_equal(ev.paylen, 2);
 	assert_int_equal(ev.paylen_wire, 6);
+}
+
+/* rp_decode_ex(RP_DECODE_CSUM) verifies both checksums; rp_decode() leaves them unchecked and
+ * decodes the same event; a bad checksum does not stop the decode. */
+static void checksums_verified_on_request(void **state)
+{
+	(void)state;
+	uint8_t t[128], ipp[256];
+	struct rp_event ev, plain;
+	size_t tl = tcp(t, 5000, 40000, 100, 200, RP_TH_ACK | RP_TH_PSH, 502, NULL, 0, "odd!!");
+	size_t n = ip4(ipp, A("198.18.2.2"), A("10.0.1.2"), 6, 60, 1, 0x4000, NULL, 0, t, tl);
+	tcp_fill_csum(ipp);
+	struct pkt f;
+	link_wrap(&f, LT_EN10MB, 0, ipp, n);
+	f.b[f.n] = 0xee;                /* Ethernet padding is not part of the segment */
+	f.b[f.n + 1] = 0x11;
+
+	assert_int_equal(dec(LT_EN10MB, f.b, f.n + 2, &plain, NULL), 0);
+	assert_int_equal(plain.ip_csum, RP_CSUM_UNCHECKED);
+	assert_int_equal(plain.tcp_csum, RP_CSUM_UNCHECKED);
+	assert_int_equal(dec_ex(LT_EN10MB, f.b, f.n + 2, RP_DECODE_CSUM, &ev, NULL), 0);
+	assert_int_equal(ev.ip_csum, RP_CSUM_OK);
+	assert_int_equal(ev.tcp_csum, RP_CSUM_OK);
+	ev.ip_csum = ev.tcp_csum = RP_CSUM_UNCHECKED;
+	ev.payload = plain.payload = NULL;   /* different heap copies */
+	assert_memory_equal(&ev, &plain, sizeof(ev));
+
+	/* a payload byte changed: TCP bad, IPv4 fine, still decoded */
+	f.b[f.n - 1] ^= 0x20;
+	assert_int_equal(dec_ex(LT_EN10MB, f.b, f.n, RP_DECODE_CSUM, &ev, NULL), 0);
+	assert_int_equal(ev.ip_csum, RP_CSUM_OK);
+	assert_int_equal(ev.tcp_csum, RP_CSUM_BAD);
+	assert_int_equal(ev.tuple.sport, 5000);
+	f.b[f.n - 1] ^= 0x20;
+	/* the TTL changed: IPv4 bad (as ip_csum_bad says), TCP fine */
+	f.b[14 + 8]--;
+	assert_int_equal(dec_ex(LT_EN10MB, f.b, f.n, RP_DECODE_CSUM, &ev, NULL), 0);
+	assert_int_equal(ev.ip_csum, RP_CSUM_BAD);
+	assert_true(ev.ip_csum_bad);
+	assert_int_equal(ev.tcp_csum, RP_CSUM_OK);
+	f.b[14 + 8]++;
+	/* snapshot cut inside the payload: cannot tell */
+	assert_int_equal(dec_ex(LT_EN10MB, f.b, f.n - 1, RP_DECODE_CSUM, &ev, NULL), 0);
+	assert_int_equal(ev.ip_csum, RP_CSUM_OK);
+	assert_int_equal(ev.tcp_csum, RP_CSUM_PARTIAL);
+
+	/* a first fragment: the checksum covers the whole segment, so cannot tell either */
+	n = ip4(ipp, A("198.18.2.2"), A("10.0.1.2"), 6, 60, 1, 0x2000, NULL, 0, t, tl);
+	tcp_fill_csum(ipp);
+	assert_int_equal(dec_ex(LT_RAW, ipp, n, RP_DECODE_CSUM, &ev, NULL), 0);
+	assert_int_equal(ev.ip_csum, RP_CSUM_OK);
+	assert_int_equal(ev.tcp_csum, RP_CSUM_PARTIAL);
+
+	/* an ICMP error: the outer IPv4 header is checked, the quoted TCP header is not ours to */
+	n = build_icmp_err(ipp, 11, 0, 28);
+	assert_int_equal(dec_ex(LT_RAW, ipp, n, RP_DECODE_CSUM, &ev, NULL), 0);
+	assert_int_equal(ev.kind, RP_EV_ICMP_ERR);
+	assert_int_equal(ev.ip_csum, RP_CSUM_OK);
+	assert_int_equal(ev.tcp_csum, RP_CSUM_UNCHECKED);
 }
 
 static void ethernet_padding_ignored(void **state)
@@ -641,6 +720,7 @@ int main(void)
 		cmocka_unit_test(synack_every_linktype),
 		cmocka_unit_test(truncation_every_length),
 		cmocka_unit_test(tcp_data_payload),
+		cmocka_unit_test(checksums_verified_on_request),
 		cmocka_unit_test(ethernet_padding_ignored),
 		cmocka_unit_test(event_classes),
 		cmocka_unit_test(ip_header_faults),

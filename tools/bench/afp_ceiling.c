@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "userstack/cksum.h"
+#include "userstack/extract.h"
+
 #define NFRAMES 4096
 #define FLEN 54
 #define BATCH 64
@@ -30,41 +33,23 @@ static int ifindex;
 static unsigned long long per_thread[64];
 static _Atomic unsigned long long total_sent;
 
-static uint16_t csum(const uint8_t *p, size_t n, uint32_t s)
-{
-	for (size_t i = 0; i + 1 < n; i += 2)
-		s += (uint32_t)(p[i] << 8 | p[i + 1]);
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
 static void build(uint8_t *f, const uint8_t dmac[6], const uint8_t smac[6], uint32_t src, uint32_t dst,
 		  uint16_t sport, uint16_t dport, uint32_t seq)
 {
-	uint8_t *ip = f + 14, *tcp = ip + 20, ph[12];
-	uint16_t c;
+	uint8_t *ip = f + 14, *tcp = ip + 20;
 	memcpy(f, dmac, 6);
 	memcpy(f + 6, smac, 6);
-	f[12] = 0x08; f[13] = 0;
+	us_put_be16(f + 12, 0x0800);
 	memset(ip, 0, 40);
 	ip[0] = 0x45; ip[3] = 40; ip[6] = 0x40; ip[8] = 64; ip[9] = 6;
 	memcpy(ip + 12, &src, 4);
 	memcpy(ip + 16, &dst, 4);
-	c = csum(ip, 20, 0);
-	ip[10] = (uint8_t)(c >> 8); ip[11] = (uint8_t)c;
-	tcp[0] = (uint8_t)(sport >> 8); tcp[1] = (uint8_t)sport;
-	tcp[2] = (uint8_t)(dport >> 8); tcp[3] = (uint8_t)dport;
-	tcp[4] = (uint8_t)(seq >> 24); tcp[5] = (uint8_t)(seq >> 16); tcp[6] = (uint8_t)(seq >> 8); tcp[7] = (uint8_t)seq;
+	us_put_be16(ip + 10, us_cksum_ipv4(ip, 20));
+	us_put_be16(tcp, sport);
+	us_put_be16(tcp + 2, dport);
+	us_put_be32(tcp + 4, seq);
 	tcp[12] = 0x50; tcp[13] = 0x02; tcp[14] = 0xfa; tcp[15] = 0xf0;
-	memcpy(ph, &src, 4);
-	memcpy(ph + 4, &dst, 4);
-	ph[8] = 0; ph[9] = 6; ph[10] = 0; ph[11] = 20;
-	uint32_t s = 0;
-	for (int i = 0; i < 12; i += 2)
-		s += (uint32_t)(ph[i] << 8 | ph[i + 1]);
-	c = csum(tcp, 20, s);
-	tcp[16] = (uint8_t)(c >> 8); tcp[17] = (uint8_t)c;
+	us_put_be16(tcp + 16, us_cksum_ipv4_l4(src, dst, 6, tcp, 20, 16));
 }
 
 static void *sender(void *arg)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer harness for the packet decoder (capture/decode.c).
  *
- * Input: byte 0 selects the link type (index into linktypes[] modulo its size), the rest is the
- * captured frame, caplen = what is left. libFuzzer hands over an exactly-sized heap buffer, so
+ * Input: byte 0 selects the link type (its low 7 bits index linktypes[] modulo its size) and, with
+ * its top bit, asks for the checksums (RP_DECODE_CSUM); the rest is the captured frame, caplen =
+ * what is left. libFuzzer hands over an exactly-sized heap buffer, so
  * ASan catches any read past caplen. Besides "no crash", the harness checks the decoder's
  * promises and aborts if one is broken. Seed corpus: tests/corpus/decode/ (see its README). */
 #include <errno.h>
@@ -30,16 +31,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rp_event ev;
 	if (size < 1)
 		return 0;
-	int lt = linktypes[data[0] % (sizeof(linktypes) / sizeof(linktypes[0]))];
+	int lt = linktypes[(data[0] & 0x7f) % (sizeof(linktypes) / sizeof(linktypes[0]))];
+	unsigned flags = data[0] & 0x80 ? RP_DECODE_CSUM : 0;
 	const uint8_t *frame = data + 1;
 	size_t caplen = size - 1;
 
-	int r = rp_decode(lt, frame, caplen, &ev);
+	int r = rp_decode_ex(lt, frame, caplen, flags, &ev);
 	if (r != 0 && r != -EINVAL && r != -ENOMSG)
 		abort();
 	if (r != 0)
 		return 0;
 	if (ev.kind != RP_EV_TCP && ev.kind != RP_EV_ICMP_ERR)
+		abort();
+	/* checksums: only on request; the IPv4 verdict is ip_csum_bad's; TCP only for a TCP event */
+	if (!flags && (ev.ip_csum != RP_CSUM_UNCHECKED || ev.tcp_csum != RP_CSUM_UNCHECKED))
+		abort();
+	if (flags && ev.ip_csum != (ev.ip_csum_bad ? RP_CSUM_BAD : RP_CSUM_OK))
+		abort();
+	if (flags && (ev.kind == RP_EV_TCP) != (ev.tcp_csum != RP_CSUM_UNCHECKED))
+		abort();
+	/* a segment not captured whole cannot be verified */
+	if (flags && ev.kind == RP_EV_TCP && ev.paylen < ev.paylen_wire && ev.tcp_csum != RP_CSUM_PARTIAL)
 		abort();
 	/* the payload lies inside the caller's buffer */
 	if ((ev.payload == NULL) != (ev.paylen == 0))

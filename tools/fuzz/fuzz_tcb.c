@@ -12,12 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "userstack/extract.h"
 #include "userstack/seq.h"
 #include "userstack/tcb.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
 
 static void check(const struct us_tcb *t, const struct us_out *o, int rc)
 {
@@ -64,12 +63,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const uint8_t *rec = data + 1, *pay = data + 1 + nrec * 16, *end = data + size;
 	for (size_t i = 0; i < nrec; i++, rec += 16) {
 		struct us_event e = { .type = US_EV_SEGMENT };
-		now += (uint64_t)(rec[14] << 8 | rec[15]) * 1000000ull;
+		struct us_cur r = us_cur_make(rec, 16);
+		us_skip(&r, 2);
+		uint32_t seq_off = us_get_be32(&r), ack_off = us_get_be32(&r);
+		uint16_t win = us_get_be16(&r);
+		us_skip(&r, 2);
+		now += (uint64_t)us_get_be16(&r) * 1000000ull;
 		switch (rec[0] % 12) {
 		case 0: e.type = US_EV_TIMER; break;
 		case 1: e.type = US_EV_SEND; e.data = pay; e.len = (size_t)(end - pay) > rec[12] * 8u ? rec[12] * 8u : (size_t)(end - pay); break;
 		case 2: e.type = US_EV_RECV; e.buf = rb; e.cap = rec[12] * 16u; break;
-		case 3: e.type = US_EV_ICMP_ERROR; e.icmp.type = rec[1]; e.icmp.code = rec[12]; e.icmp.seq = t.snd_una + rd32(rec + 2) % 4; break;
+		case 3: e.type = US_EV_ICMP_ERROR; e.icmp.type = rec[1]; e.icmp.code = rec[12]; e.icmp.seq = t.snd_una + seq_off % 4; break;
 		case 4: e.type = US_EV_CLOSE; break;
 		case 5: e.type = (rec[1] & 1) ? US_EV_ABORT : US_EV_SEGMENT; break;
 		default: break;
@@ -77,10 +81,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (e.type == US_EV_SEGMENT) {
 			struct us_segment *s = &e.seg;
 			uint32_t base = t.state >= US_SYN_RECEIVED ? t.rcv_nxt : 0x10000u;
-			s->seq = base + rd32(rec + 2);
-			s->ack = t.snd_una + rd32(rec + 6);
+			s->seq = base + seq_off;
+			s->ack = t.snd_una + ack_off;
 			s->flags = rec[1];
-			s->win = (uint16_t)(rec[10] << 8 | rec[11]);
+			s->win = win;
 			s->opts.has_mss = rec[13] & 1;
 			s->opts.mss = (uint16_t)(rec[10] << 8 | rec[13]);
 			s->opts.has_wscale = rec[13] & 2;
