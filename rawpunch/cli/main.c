@@ -13,13 +13,16 @@ static const struct rp_cmd cmds[] = {
 	{ "probe", "classify the NAT in front of this host, from the punch port", cmd_probe },
 	{ "punch", "meet a peer at a rendezvous and punch a TCP connection through both NATs", cmd_punch },
 	{ "rendezvous", "run the rendezvous server peers meet at", cmd_rendezvous },
+	/* hidden until punch falls back to it */
+	{ "relay", "one TCP connection to a peer through a TURN server (RFC 8656/6062)", cmd_relay, true },
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rawpunch <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(f, "  %-11s %s\n", cmds[i].name, cmds[i].summary);
+		if (!cmds[i].hidden)
+			fprintf(f, "  %-11s %s\n", cmds[i].name, cmds[i].summary);
 	fprintf(f, "\n'rawpunch <command> --help' for a command's options; 'rawpunch --version'.\n");
 }
 
