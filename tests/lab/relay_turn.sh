@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 # TURN relay (RFC 8656 over TCP, RFC 6062 TCP allocations) through the lab's coturn on s, with a and b
 # each behind its own NAT (a random one in front of a, where no direct punch to a sequential b exists):
+#   - with TURN on, coturn still listens on s's two addresses only;
 #   - a (--connect) and b (--listen) allocate, exchange relayed addresses through files, install
 #     permissions; an intruder (another allocation on the same server, from nb) connects to b's relayed
 #     address first and b ignores it; then a connects, b accepts, both bind data connections;
@@ -43,6 +44,11 @@ wait_for() {   # wait_for SECONDS DESC CMD...
 # sockets on s besides the lab's own services (LISTEN on 3478/3479/7000)
 s_extra() { X s ss -Htan | awk '$1 != "TIME-WAIT" && !($1 == "LISTEN" && $4 ~ /:(3478|3479|7000)$/)'; }
 port_listening() { X s ss -Hltn "sport = :$1" | grep -q .; }
+
+# ---- coturn with TURN on still listens on s's two addresses only
+bad=$(X s ss -Hlntu | awk '$5 !~ /^198\.18\.3\.[23]:/ {print $1, $5}')
+[ -z "$bad" ] || fail "something on s listens elsewhere: $bad"
+ok "s listens on 198.18.3.2 and 198.18.3.3 only"
 
 # ---- bad usage: exit 2, nothing asked of the server
 for args in "--secret-file $SECRET --connect --peer $SRV:1" "--server $SRV --connect --peer $SRV:1" \
