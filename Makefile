@@ -19,7 +19,7 @@ BUILD ?= build
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := libpcap libsodium json-c libnftables libcap
+PKGS := libpcap libsodium json-c libnftables libcap nettle
 
 ifneq ($(V),1)
 Q = @

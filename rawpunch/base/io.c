@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,5 +44,33 @@ int rp_io_write_all(int fd, const void *buf, size_t len, uint64_t deadline_ns)
 		p += w;
 		len -= (size_t)w;
 	}
+	return 0;
+}
+
+int rp_io_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *b;
+	size_t n;
+	int err;
+	if (!f)
+		return -errno;
+	b = malloc(max + 1);
+	if (!b) {
+		fclose(f);
+		return -ENOMEM;
+	}
+	n = fread(b, 1, max + 1, f);
+	err = ferror(f) ? (errno ? -errno : -EIO) : 0;
+	fclose(f);
+	if (!err && n > max)
+		err = -EFBIG;
+	if (err) {
+		free(b);
+		return err;
+	}
+	b[n] = 0;
+	*out = b;
+	*len = n;
 	return 0;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Small I/O helpers shared by the handoff, the session's data mode and probe's gnuplot feed. */
+/* Small I/O helpers shared by the handoff, the session's data mode, probe's gnuplot feed and the CLI's
+ * secret and credential files. */
 #ifndef RP_IO_H
 #define RP_IO_H
 #include <stddef.h>
@@ -10,5 +11,10 @@
  * until deadline_ns (CLOCK_MONOTONIC, see rawpunch/base/clock.h; 0 = no deadline). 0, -ETIMEDOUT, or -errno
  * of the failing write (what was written before stays written). */
 int rp_io_write_all(int fd, const void *buf, size_t len, uint64_t deadline_ns);
+
+/* Read a whole small file (a secret, a credential or JSON file) into a new buffer of up to max bytes
+ * plus a terminating NUL (free() it; wipe it first if it held a secret). 0 with *out and *len, -EFBIG
+ * if the file has more than max bytes, -ENOMEM, or -errno of open/read. */
+int rp_io_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
 
 #endif

@@ -12,6 +12,7 @@ struct rp_cmd {
 	const char *name;
 	const char *summary;
 	int (*run)(int argc, char **argv);   /* argv[0] is the subcommand name; returns exit status */
+	bool hidden;                         /* not listed by 'rawpunch --help' (yet) */
 };
 
 int cmd_syn(int argc, char **argv);
@@ -22,6 +23,7 @@ int cmd_punch(int argc, char **argv);
 int cmd_rendezvous(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
 int cmd_portmap(int argc, char **argv);
+int cmd_relay(int argc, char **argv);
 
 /* "rawpunch: <msg>\n" on stderr; returns 1 (or 2 for usage) so callers can `return rp_err(...)`. */
 int rp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/base/io.h"
 #include "rawpunch/probe/natinfo.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/proto.h"
@@ -117,30 +118,6 @@ static int run_server(const struct sockaddr_in *addr, unsigned long max_sessions
 	return r ? rp_err_errno(r, "rendezvous") : 0;
 }
 
-static int read_file(const char *path, size_t max, uint8_t **out, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *b;
-	size_t n;
-	if (!f)
-		return -errno;
-	b = malloc(max + 1);
-	if (!b) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	n = fread(b, 1, max + 1, f);
-	fclose(f);
-	if (n > max) {
-		free(b);
-		return -EFBIG;
-	}
-	b[n] = 0;
-	*out = b;
-	*len = n;
-	return 0;
-}
-
 static int run_join(const struct sockaddr_in *srv, const char *session, const char *secret_file,
 		    const char *natinfo_file, const char *cand, unsigned long timeout_s, bool wait_start)
 {
@@ -156,7 +133,7 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 	req.secret_len = slen;
 	if (natinfo_file) {
 		struct json_object *o;
-		if ((r = read_file(natinfo_file, 65536, &nbuf, &nlen))) {
+		if ((r = rp_io_read_file(natinfo_file, 65536, &nbuf, &nlen))) {
 			rp_secret_free(secret, slen);
 			return rp_err_errno(r, natinfo_file);
 		}

@@ -15,13 +15,16 @@ static const struct rp_cmd cmds[] = {
 	{ "rendezvous", "run the rendezvous server peers meet at", cmd_rendezvous },
 	{ "secret", "make a shared secret for --secret-file", cmd_secret },
 	{ "portmap", "ask the NAT for a port mapping (PCP, NAT-PMP, UPnP-IGD) and hold it", cmd_portmap },
+	/* hidden until punch falls back to it */
+	{ "relay", "one TCP connection to a peer through a TURN server (RFC 8656/6062)", cmd_relay, true },
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rawpunch <command> [options]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		fprintf(f, "  %-11s %s\n", cmds[i].name, cmds[i].summary);
+		if (!cmds[i].hidden)
+			fprintf(f, "  %-11s %s\n", cmds[i].name, cmds[i].summary);
 	fprintf(f, "\n'rawpunch <command> --help' for a command's options; 'rawpunch --version'.\n");
 }
 

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <nettle/hmac.h>
+#include <nettle/md5.h>
 
 #include "userstack/extract.h"
 
@@ -24,6 +26,7 @@ uint32_t rp_stun_crc32(const uint8_t *p, size_t n)
 	}
 	return c ^ 0xFFFFFFFFu;
 }
+
 
 uint16_t rp_stun_type(uint16_t method, enum rp_stun_class cls)
 {
@@ -49,8 +52,13 @@ const char *rp_stun_attr_name(uint16_t type)
 	case RP_STUN_ATTR_MESSAGE_INTEGRITY: return "MESSAGE-INTEGRITY";
 	case RP_STUN_ATTR_ERROR_CODE: return "ERROR-CODE";
 	case RP_STUN_ATTR_UNKNOWN_ATTRIBUTES: return "UNKNOWN-ATTRIBUTES";
+	case RP_STUN_ATTR_LIFETIME: return "LIFETIME";
+	case RP_STUN_ATTR_XOR_PEER_ADDRESS: return "XOR-PEER-ADDRESS";
 	case RP_STUN_ATTR_REALM: return "REALM";
 	case RP_STUN_ATTR_NONCE: return "NONCE";
+	case RP_STUN_ATTR_XOR_RELAYED_ADDRESS: return "XOR-RELAYED-ADDRESS";
+	case RP_STUN_ATTR_REQUESTED_TRANSPORT: return "REQUESTED-TRANSPORT";
+	case RP_STUN_ATTR_CONNECTION_ID: return "CONNECTION-ID";
 	case RP_STUN_ATTR_MESSAGE_INTEGRITY_SHA256: return "MESSAGE-INTEGRITY-SHA256";
 	case RP_STUN_ATTR_PASSWORD_ALGORITHM: return "PASSWORD-ALGORITHM";
 	case RP_STUN_ATTR_USERHASH: return "USERHASH";
@@ -68,49 +76,182 @@ const char *rp_stun_attr_name(uint16_t type)
 	}
 }
 
+/* --- writer ------------------------------------------------------------------------------------ */
+
+void rp_stun_wr_start(struct rp_stun_wr *w, uint8_t *buf, size_t cap, uint16_t type,
+		      const uint8_t txid[RP_STUN_TXID_LEN])
+{
+	memset(w, 0, sizeof(*w));
+	w->buf = buf;
+	w->cap = cap;
+	if (!buf || !txid || (type & 0xC000)) {
+		w->err = -EINVAL;
+		return;
+	}
+	if (cap < RP_STUN_HDR_LEN) {
+		w->err = -ENOSPC;
+		return;
+	}
+	us_put_be16(buf, type);
+	us_put_be16(buf + 2, 0);
+	us_put_be32(buf + 4, RP_STUN_MAGIC);
+	memcpy(buf + 8, txid, RP_STUN_TXID_LEN);
+	w->len = RP_STUN_HDR_LEN;
+}
+
+/* Room for an attribute of vlen bytes (padded): its value's address, the header written; NULL on error. */
+static uint8_t *wr_reserve(struct rp_stun_wr *w, uint16_t type, size_t vlen)
+{
+	size_t padded = (vlen + 3) & ~(size_t)3;
+	if (w->err)
+		return NULL;
+	if (vlen > 0xFFFF || w->fingerprinted || (w->sealed && type != RP_STUN_ATTR_FINGERPRINT)) {
+		w->err = -EINVAL;
+		return NULL;
+	}
+	if (w->cap - w->len < 4 + padded || w->len + 4 + padded - RP_STUN_HDR_LEN > 0xFFFF) {
+		w->err = -ENOSPC;
+		return NULL;
+	}
+	uint8_t *p = w->buf + w->len;
+	us_put_be16(p, type);
+	us_put_be16(p + 2, (uint16_t)vlen);
+	memset(p + 4 + vlen, 0, padded - vlen);
+	w->len += 4 + padded;
+	us_put_be16(w->buf + 2, (uint16_t)(w->len - RP_STUN_HDR_LEN));
+	return p + 4;
+}
+
+void rp_stun_wr_attr(struct rp_stun_wr *w, uint16_t type, const void *val, size_t len)
+{
+	if (len && !val && !w->err)
+		w->err = -EINVAL;
+	uint8_t *v = wr_reserve(w, type, len);
+	if (v && len)
+		memcpy(v, val, len);
+}
+
+void rp_stun_wr_u32(struct rp_stun_wr *w, uint16_t type, uint32_t x)
+{
+	uint8_t *v = wr_reserve(w, type, 4);
+	if (v)
+		us_put_be32(v, x);
+}
+
+void rp_stun_wr_xaddr(struct rp_stun_wr *w, uint16_t type, const struct rp_stun_addr *a)
+{
+	size_t alen;
+	if (!a || (a->family != RP_STUN_AF_INET && a->family != RP_STUN_AF_INET6)) {
+		if (!w->err)
+			w->err = -EINVAL;
+		return;
+	}
+	alen = a->family == RP_STUN_AF_INET ? 4 : 16;
+	uint8_t *v = wr_reserve(w, type, 4 + alen);
+	if (!v)
+		return;
+	v[0] = 0;
+	v[1] = a->family;
+	us_put_be16(v + 2, (uint16_t)(a->port ^ (RP_STUN_MAGIC >> 16)));
+	memcpy(v + 4, a->family == RP_STUN_AF_INET ? (const void *)&a->v4 : (const void *)a->v6, alen);
+	for (size_t i = 0; i < alen; i++)
+		v[4 + i] ^= w->buf[4 + i];   /* cookie (network order), then the transaction ID */
+}
+
+void rp_stun_wr_integrity(struct rp_stun_wr *w, const uint8_t *key, size_t key_len)
+{
+	if (!key && key_len && !w->err)
+		w->err = -EINVAL;
+	size_t before = w->len;
+	/* The length field must cover MESSAGE-INTEGRITY when the HMAC is computed: reserve first. */
+	uint8_t *v = wr_reserve(w, RP_STUN_ATTR_MESSAGE_INTEGRITY, RP_STUN_MI_LEN);
+	if (!v)
+		return;
+	rp_stun_hmac_sha1(key, key_len, w->buf, before, v);
+	w->sealed = true;
+}
+
+void rp_stun_wr_fingerprint(struct rp_stun_wr *w)
+{
+	size_t before = w->len;
+	uint8_t *v = wr_reserve(w, RP_STUN_ATTR_FINGERPRINT, 4);
+	if (!v)
+		return;
+	us_put_be32(v, rp_stun_crc32(w->buf, before) ^ RP_STUN_FP_XOR);
+	w->sealed = w->fingerprinted = true;
+}
+
+int rp_stun_wr_end(const struct rp_stun_wr *w)
+{
+	return w->err ? w->err : (int)w->len;
+}
+
 int rp_stun_build_binding(uint8_t *buf, size_t cap, const uint8_t txid[RP_STUN_TXID_LEN],
 			  const struct rp_stun_build *o)
 {
-	size_t len = RP_STUN_HDR_LEN, sw = 0;
+	struct rp_stun_wr w;
 	if (!buf || !txid)
 		return -EINVAL;
 	if (o && o->change_flags & ~(RP_STUN_CHANGE_IP | RP_STUN_CHANGE_PORT))
 		return -EINVAL;
-	if (o && o->software) {
-		sw = strlen(o->software);
-		if (sw > 763)
-			return -EINVAL;
-	}
-	size_t need = len + (o && o->change_flags ? 8 : 0) + (o && o->software ? 4 + ((sw + 3) & ~3u) : 0) +
-		      (o && o->fingerprint ? 8 : 0);
-	if (cap < need)
-		return -ENOSPC;
-	us_put_be16(buf, RP_STUN_BINDING_REQUEST);
-	us_put_be32(buf + 4, RP_STUN_MAGIC);
-	memcpy(buf + 8, txid, RP_STUN_TXID_LEN);
-	if (o && o->change_flags) {
-		us_put_be16(buf + len, RP_STUN_ATTR_CHANGE_REQUEST);
-		us_put_be16(buf + len + 2, 4);
-		us_put_be32(buf + len + 4, o->change_flags);
-		len += 8;
-	}
-	if (o && o->software) {
-		us_put_be16(buf + len, RP_STUN_ATTR_SOFTWARE);
-		us_put_be16(buf + len + 2, (uint16_t)sw);
-		memcpy(buf + len + 4, o->software, sw);
-		memset(buf + len + 4 + sw, 0, ((sw + 3) & ~3u) - sw);
-		len += 4 + ((sw + 3) & ~3u);
-	}
-	if (o && o->fingerprint) {
-		/* The length field covers the FINGERPRINT attribute when the CRC is computed. */
-		us_put_be16(buf + 2, (uint16_t)(len + 8 - RP_STUN_HDR_LEN));
-		us_put_be16(buf + len, RP_STUN_ATTR_FINGERPRINT);
-		us_put_be16(buf + len + 2, 4);
-		us_put_be32(buf + len + 4, rp_stun_crc32(buf, len) ^ RP_STUN_FP_XOR);
-		len += 8;
-	}
-	us_put_be16(buf + 2, (uint16_t)(len - RP_STUN_HDR_LEN));
-	return (int)len;
+	if (o && o->software && strlen(o->software) > 763)
+		return -EINVAL;
+	rp_stun_wr_start(&w, buf, cap, RP_STUN_BINDING_REQUEST, txid);
+	if (o && o->change_flags)
+		rp_stun_wr_u32(&w, RP_STUN_ATTR_CHANGE_REQUEST, o->change_flags);
+	if (o && o->software)
+		rp_stun_wr_attr(&w, RP_STUN_ATTR_SOFTWARE, o->software, strlen(o->software));
+	if (o && o->fingerprint)
+		rp_stun_wr_fingerprint(&w);
+	return rp_stun_wr_end(&w);
+}
+
+/* --- MESSAGE-INTEGRITY ---------------------------------------------------------------------------- */
+
+void rp_stun_hmac_sha1(const uint8_t *key, size_t key_len, const uint8_t *data, size_t len,
+		       uint8_t out[RP_STUN_MI_LEN])
+{
+	struct hmac_sha1_ctx c;
+	hmac_sha1_set_key(&c, key_len, key);
+	hmac_sha1_update(&c, len, data);
+	hmac_sha1_digest(&c, RP_STUN_MI_LEN, out);
+}
+
+void rp_stun_lt_key(const char *username, size_t ulen, const char *realm, size_t rlen, const char *password,
+		    size_t plen, uint8_t key[RP_STUN_LT_KEY_LEN])
+{
+	struct md5_ctx c;
+	md5_init(&c);
+	md5_update(&c, ulen, (const uint8_t *)username);
+	md5_update(&c, 1, (const uint8_t *)":");
+	md5_update(&c, rlen, (const uint8_t *)realm);
+	md5_update(&c, 1, (const uint8_t *)":");
+	md5_update(&c, plen, (const uint8_t *)password);
+	md5_digest(&c, RP_STUN_LT_KEY_LEN, key);
+}
+
+int rp_stun_check_integrity(const uint8_t *buf, size_t len, const struct rp_stun_msg *m, const uint8_t *key,
+			    size_t key_len)
+{
+	size_t off = m->integrity_off;
+	uint8_t hdr[RP_STUN_HDR_LEN], mac[RP_STUN_MI_LEN];
+	struct hmac_sha1_ctx c;
+	if (!off)
+		return -ENOMSG;
+	if (off < RP_STUN_HDR_LEN || off + 4 + RP_STUN_MI_LEN > len)
+		return -EINVAL;   /* not what rp_stun_parse() made of this buffer */
+	/* The HMAC covers everything before the attribute, with a length field that ends right after it. */
+	memcpy(hdr, buf, sizeof(hdr));
+	us_put_be16(hdr + 2, (uint16_t)(off + 4 + RP_STUN_MI_LEN - RP_STUN_HDR_LEN));
+	hmac_sha1_set_key(&c, key_len, key);
+	hmac_sha1_update(&c, sizeof(hdr), hdr);
+	hmac_sha1_update(&c, off - RP_STUN_HDR_LEN, buf + RP_STUN_HDR_LEN);
+	hmac_sha1_digest(&c, sizeof(mac), mac);
+	/* constant-time compare */
+	uint8_t d = 0;
+	for (size_t i = 0; i < sizeof(mac); i++)
+		d |= (uint8_t)(mac[i] ^ buf[off + 4 + i]);
+	return d ? -EACCES : 0;
 }
 
 long rp_stun_frame_len(const uint8_t *buf, size_t len, size_t max)
@@ -139,6 +280,18 @@ static void copy_text(char *dst, struct us_cur v)
 		dst[k++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
 	}
 	dst[k] = 0;
+}
+
+/* A credential string (USERNAME, REALM, NONCE): raw bytes, NUL-terminated; -1 if longer than max. */
+static int copy_raw(char *dst, uint16_t *dlen, struct us_cur v, size_t max)
+{
+	size_t n = us_left(&v);
+	if (n > max)
+		return -1;
+	us_get_copy(&v, dst, n);
+	dst[n] = 0;
+	*dlen = (uint16_t)n;
+	return 0;
 }
 
 static int fail(struct rp_stun_msg *m, const char *why)
@@ -294,10 +447,80 @@ int rp_stun_parse(const uint8_t *buf, size_t len, struct rp_stun_msg *m)
 				m->has_change_request = true;
 			}
 			break;
+		case RP_STUN_ATTR_XOR_RELAYED_ADDRESS:
+			if (!m->has_relayed) {
+				if (parse_addr(v, true, xk, &m->relayed))
+					return fail(m, "bad XOR-RELAYED-ADDRESS");
+				m->has_relayed = true;
+			}
+			break;
+		case RP_STUN_ATTR_XOR_PEER_ADDRESS:
+			if (!m->has_peer) {
+				if (parse_addr(v, true, xk, &m->peer))
+					return fail(m, "bad XOR-PEER-ADDRESS");
+				m->has_peer = true;
+			}
+			break;
+		case RP_STUN_ATTR_LIFETIME:
+			if (!m->has_lifetime) {
+				if (vl != 4)
+					return fail(m, "bad LIFETIME length");
+				m->lifetime = us_get_be32(&v);
+				m->has_lifetime = true;
+			}
+			break;
+		case RP_STUN_ATTR_REQUESTED_TRANSPORT:
+			if (!m->has_transport) {
+				if (vl != 4)
+					return fail(m, "bad REQUESTED-TRANSPORT length");
+				m->transport = us_get_u8(&v);
+				m->has_transport = true;
+			}
+			break;
+		case RP_STUN_ATTR_CONNECTION_ID:
+			if (!m->has_connection_id) {
+				if (vl != 4)
+					return fail(m, "bad CONNECTION-ID length");
+				m->connection_id = us_get_be32(&v);
+				m->has_connection_id = true;
+			}
+			break;
+		case RP_STUN_ATTR_USERNAME:
+			if (!m->has_username) {
+				if (copy_raw(m->username, &m->username_len, v, RP_STUN_USERNAME_MAX))
+					return fail(m, "USERNAME too long");
+				m->has_username = true;
+			}
+			break;
+		case RP_STUN_ATTR_REALM:
+			if (!m->has_realm) {
+				if (copy_raw(m->realm, &m->realm_len, v, RP_STUN_REALM_MAX))
+					return fail(m, "REALM too long");
+				m->has_realm = true;
+			}
+			break;
+		case RP_STUN_ATTR_NONCE:
+			if (!m->has_nonce) {
+				if (copy_raw(m->nonce, &m->nonce_len, v, RP_STUN_NONCE_MAX))
+					return fail(m, "NONCE too long");
+				m->has_nonce = true;
+			}
+			break;
+		case RP_STUN_ATTR_UNKNOWN_ATTRIBUTES:
+			if (!m->n_unknown_attrs) {
+				if (vl & 1)
+					return fail(m, "bad UNKNOWN-ATTRIBUTES length");
+				unsigned n = vl / 2u < RP_STUN_MAX_UNKNOWN ? vl / 2u : RP_STUN_MAX_UNKNOWN;
+				for (unsigned i = 0; i < n; i++)
+					m->unknown_attrs[i] = us_get_be16(&v);
+				m->n_unknown_attrs = n;
+			}
+			break;
 		case RP_STUN_ATTR_MESSAGE_INTEGRITY:
 			if (vl != 20)
 				return fail(m, "bad MESSAGE-INTEGRITY length");
 			m->has_integrity = true;
+			m->integrity_off = (uint32_t)at_off;
 			after_integrity = true;
 			break;
 		case RP_STUN_ATTR_MESSAGE_INTEGRITY_SHA256:

@@ -121,6 +121,36 @@ static void test_file(void **st)
 	close(fd);
 }
 
+static void test_read_file(void **st)
+{
+	(void)st;
+	char path[] = "/tmp/rp-io-read-XXXXXX";
+	uint8_t *b = NULL;
+	size_t n = 0;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(rp_io_write_all(fd, "secret\n", 7, 0), 0);
+	close(fd);
+	assert_int_equal(rp_io_read_file(path, 7, &b, &n), 0);
+	assert_int_equal(n, 7);
+	assert_memory_equal(b, "secret\n", 8);   /* NUL-terminated */
+	free(b);
+	assert_int_equal(rp_io_read_file(path, 6, &b, &n), -EFBIG);
+	unlink(path);
+	assert_int_equal(rp_io_read_file(path, 100, &b, &n), -ENOENT);
+	assert_int_equal(rp_io_read_file("/", 100, &b, &n), -EISDIR);
+	/* an empty file */
+	char empty[] = "/tmp/rp-io-empty-XXXXXX";
+	fd = mkstemp(empty);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(rp_io_read_file(empty, 0, &b, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(b[0], 0);
+	free(b);
+	unlink(empty);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +158,7 @@ int main(void)
 		cmocka_unit_test(test_nonblocking_pipe),
 		cmocka_unit_test(test_deadline_and_epipe),
 		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_read_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* STUN codec: RFC 5769 test vectors, request building, strict parsing of malformed input. */
+/* STUN codec: RFC 5769 test vectors, request building, strict parsing of malformed input, the TURN
+ * attributes, the writer, MESSAGE-INTEGRITY and long-term credential keys. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -330,6 +331,198 @@ static void test_attributes(void **state)
 	assert_null(rp_stun_attr_name(0x7f00));
 }
 
+
+static void test_hmac_and_keys(void **state)
+{
+	(void)state;
+	uint8_t mac[RP_STUN_MI_LEN], key[RP_STUN_LT_KEY_LEN];
+	/* RFC 2202 test case 2 */
+	static const uint8_t want_mac[20] = { 0xef, 0xfc, 0xdf, 0x6a, 0xe5, 0xeb, 0x2f, 0xa2, 0xd2, 0x74,
+					      0x16, 0xd5, 0xf1, 0x84, 0xdf, 0x9c, 0x25, 0x9a, 0x7c, 0x79 };
+	const char *data = "what do ya want for nothing?";
+	rp_stun_hmac_sha1((const uint8_t *)"Jefe", 4, (const uint8_t *)data, strlen(data), mac);
+	assert_memory_equal(mac, want_mac, 20);
+	/* MD5("user:realm:pass") */
+	static const uint8_t want_key[16] = { 0x84, 0x93, 0xfb, 0xc5, 0x3b, 0xa5, 0x82, 0xfb,
+					      0x4c, 0x04, 0x4c, 0x45, 0x6b, 0xdc, 0x40, 0xeb };
+	rp_stun_lt_key("user", 4, "realm", 5, "pass", 4, key);
+	assert_memory_equal(key, want_key, 16);
+}
+
+/* RFC 5769's samples carry MESSAGE-INTEGRITY under the short-term password "VOkJxbRl1RmTxUk/WvJxBt". */
+static void test_rfc5769_integrity(void **state)
+{
+	(void)state;
+	const char *pw = "VOkJxbRl1RmTxUk/WvJxBt";
+	struct rp_stun_msg m;
+	const uint8_t *v[3] = { rfc5769_req, rfc5769_v4, rfc5769_v6 };
+	size_t n[3] = { sizeof(rfc5769_req), sizeof(rfc5769_v4), sizeof(rfc5769_v6) };
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(rp_stun_parse(v[i], n[i], &m), 0);
+		assert_true(m.integrity_off > 0);
+		assert_int_equal(rp_stun_check_integrity(v[i], n[i], &m, (const uint8_t *)pw, strlen(pw)), 0);
+		assert_int_equal(rp_stun_check_integrity(v[i], n[i], &m, (const uint8_t *)"wrong", 5), -EACCES);
+	}
+	assert_int_equal(rp_stun_parse(rfc5769_req, sizeof(rfc5769_req), &m), 0);
+	assert_true(m.has_username);
+	assert_int_equal(m.username_len, 9);
+	assert_string_equal(m.username, "evtj:h6vY");
+	/* no MESSAGE-INTEGRITY */
+	uint8_t b[64];
+	int len = rp_stun_build_binding(b, sizeof(b), txid, NULL);
+	assert_int_equal(rp_stun_parse(b, (size_t)len, &m), 0);
+	assert_int_equal(rp_stun_check_integrity(b, (size_t)len, &m, (const uint8_t *)pw, strlen(pw)), -ENOMSG);
+}
+
+/* An authenticated TURN request built with the writer parses back to what was written. */
+static void test_writer_turn(void **state)
+{
+	(void)state;
+	uint8_t b[512], key[RP_STUN_LT_KEY_LEN];
+	struct rp_stun_wr w;
+	struct rp_stun_msg m;
+	struct rp_stun_addr peer = { .family = RP_STUN_AF_INET, .port = 50123 }, peer6 = { .family = RP_STUN_AF_INET6, .port = 1 };
+	char ip[INET6_ADDRSTRLEN];
+	inet_pton(AF_INET, "198.18.3.2", &peer.v4);
+	inet_pton(AF_INET6, "2001:db8::1", peer6.v6);
+	rp_stun_lt_key("1700000000:a", 12, "natlab", 6, "pw", 2, key);
+	rp_stun_wr_start(&w, b, sizeof(b), rp_stun_type(RP_STUN_METHOD_CONNECT, RP_STUN_REQUEST), txid);
+	rp_stun_wr_xaddr(&w, RP_STUN_ATTR_XOR_PEER_ADDRESS, &peer);
+	rp_stun_wr_xaddr(&w, RP_STUN_ATTR_XOR_RELAYED_ADDRESS, &peer6);
+	rp_stun_wr_u32(&w, RP_STUN_ATTR_REQUESTED_TRANSPORT, (uint32_t)RP_STUN_TRANSPORT_TCP << 24);
+	rp_stun_wr_u32(&w, RP_STUN_ATTR_LIFETIME, 600);
+	rp_stun_wr_u32(&w, RP_STUN_ATTR_CONNECTION_ID, 0xdeadbeef);
+	rp_stun_wr_attr(&w, RP_STUN_ATTR_USERNAME, "1700000000:a", 12);
+	rp_stun_wr_attr(&w, RP_STUN_ATTR_REALM, "natlab", 6);
+	rp_stun_wr_attr(&w, RP_STUN_ATTR_NONCE, "abc", 3);
+	rp_stun_wr_integrity(&w, key, sizeof(key));
+	rp_stun_wr_fingerprint(&w);
+	int n = rp_stun_wr_end(&w);
+	assert_true(n > 0);
+	assert_int_equal(n, 20 + 12 + 24 + 8 + 8 + 8 + 16 + 12 + 8 + 24 + 8);
+	assert_int_equal(rp_stun_frame_len(b, (size_t)n, 0), n);
+	assert_int_equal(rp_stun_parse(b, (size_t)n, &m), 0);
+	assert_int_equal(m.method, RP_STUN_METHOD_CONNECT);
+	assert_int_equal(m.cls, RP_STUN_REQUEST);
+	assert_true(m.has_peer);
+	inet_ntop(AF_INET, &m.peer.v4, ip, sizeof(ip));
+	assert_string_equal(ip, "198.18.3.2");
+	assert_int_equal(m.peer.port, 50123);
+	assert_true(m.has_relayed);
+	assert_int_equal(m.relayed.family, RP_STUN_AF_INET6);
+	inet_ntop(AF_INET6, m.relayed.v6, ip, sizeof(ip));
+	assert_string_equal(ip, "2001:db8::1");
+	assert_true(m.has_transport);
+	assert_int_equal(m.transport, RP_STUN_TRANSPORT_TCP);
+	assert_true(m.has_lifetime);
+	assert_int_equal(m.lifetime, 600);
+	assert_true(m.has_connection_id);
+	assert_int_equal(m.connection_id, 0xdeadbeef);
+	assert_string_equal(m.username, "1700000000:a");
+	assert_int_equal(m.realm_len, 6);
+	assert_string_equal(m.realm, "natlab");
+	assert_string_equal(m.nonce, "abc");
+	assert_int_equal(m.nonce_len, 3);
+	assert_true(m.has_fingerprint);
+	assert_int_equal(m.n_unknown_required, 0);
+	assert_int_equal(rp_stun_check_integrity(b, (size_t)n, &m, key, sizeof(key)), 0);
+	key[0] ^= 1;
+	assert_int_equal(rp_stun_check_integrity(b, (size_t)n, &m, key, sizeof(key)), -EACCES);
+	key[0] ^= 1;
+	/* a changed byte before MESSAGE-INTEGRITY (no FINGERPRINT this time, so the parse still passes) */
+	rp_stun_wr_start(&w, b, sizeof(b), rp_stun_type(RP_STUN_METHOD_REFRESH, RP_STUN_REQUEST), txid);
+	rp_stun_wr_u32(&w, RP_STUN_ATTR_LIFETIME, 0);
+	rp_stun_wr_integrity(&w, key, sizeof(key));
+	n = rp_stun_wr_end(&w);
+	assert_int_equal(n, 20 + 8 + 24);
+	assert_int_equal(rp_stun_parse(b, (size_t)n, &m), 0);
+	assert_int_equal(m.lifetime, 0);
+	assert_int_equal(rp_stun_check_integrity(b, (size_t)n, &m, key, sizeof(key)), 0);
+	b[27] ^= 1;
+	assert_int_equal(rp_stun_parse(b, (size_t)n, &m), 0);
+	assert_int_equal(m.lifetime, 1);
+	assert_int_equal(rp_stun_check_integrity(b, (size_t)n, &m, key, sizeof(key)), -EACCES);
+}
+
+static void test_writer_errors(void **state)
+{
+	(void)state;
+	uint8_t b[64];
+	struct rp_stun_wr w;
+	struct rp_stun_addr bad = { .family = 3 };
+	/* nothing after MESSAGE-INTEGRITY but FINGERPRINT, nothing after FINGERPRINT */
+	rp_stun_wr_start(&w, b, sizeof(b), RP_STUN_BINDING_REQUEST, txid);
+	rp_stun_wr_integrity(&w, (const uint8_t *)"k", 1);
+	rp_stun_wr_u32(&w, RP_STUN_ATTR_LIFETIME, 1);
+	assert_int_equal(rp_stun_wr_end(&w), -EINVAL);
+	rp_stun_wr_start(&w, b, sizeof(b), RP_STUN_BINDING_REQUEST, txid);
+	rp_stun_wr_fingerprint(&w);
+	rp_stun_wr_fingerprint(&w);
+	assert_int_equal(rp_stun_wr_end(&w), -EINVAL);
+	/* too small: sticky, the first error wins */
+	rp_stun_wr_start(&w, b, sizeof(b), RP_STUN_BINDING_REQUEST, txid);
+	rp_stun_wr_attr(&w, RP_STUN_ATTR_SOFTWARE, "01234567890123456789012345678901234567890", 41);
+	assert_int_equal(rp_stun_wr_end(&w), -ENOSPC);
+	rp_stun_wr_xaddr(&w, RP_STUN_ATTR_XOR_PEER_ADDRESS, &bad);
+	assert_int_equal(rp_stun_wr_end(&w), -ENOSPC);
+	rp_stun_wr_start(&w, b, sizeof(b), RP_STUN_BINDING_REQUEST, txid);
+	rp_stun_wr_xaddr(&w, RP_STUN_ATTR_XOR_PEER_ADDRESS, &bad);
+	assert_int_equal(rp_stun_wr_end(&w), -EINVAL);
+	rp_stun_wr_start(&w, b, 19, RP_STUN_BINDING_REQUEST, txid);
+	assert_int_equal(rp_stun_wr_end(&w), -ENOSPC);
+	rp_stun_wr_start(&w, b, sizeof(b), 0xC001, txid);
+	assert_int_equal(rp_stun_wr_end(&w), -EINVAL);
+	/* an empty value is fine */
+	rp_stun_wr_start(&w, b, sizeof(b), RP_STUN_BINDING_REQUEST, txid);
+	rp_stun_wr_attr(&w, RP_STUN_ATTR_SOFTWARE, NULL, 0);
+	assert_int_equal(rp_stun_wr_end(&w), 24);
+}
+
+/* TURN attributes in malformed shapes; a 401 challenge as coturn sends it. */
+static void test_turn_attributes(void **state)
+{
+	(void)state;
+	uint8_t b[2048];
+	struct rp_stun_msg m;
+	expect_bad((const uint8_t[]){ 0x00, 0x0d, 0x00, 0x02, 0, 1, 0, 0 }, 8, "bad LIFETIME length");
+	expect_bad((const uint8_t[]){ 0x00, 0x19, 0x00, 0x01, 6, 0, 0, 0 }, 8, "bad REQUESTED-TRANSPORT length");
+	expect_bad((const uint8_t[]){ 0x00, 0x2a, 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 0 }, 12, "bad CONNECTION-ID length");
+	expect_bad((const uint8_t[]){ 0x00, 0x16, 0x00, 0x08, 0, 2, 0, 0, 0, 0, 0, 0 }, 12, "bad XOR-RELAYED-ADDRESS");
+	expect_bad((const uint8_t[]){ 0x00, 0x12, 0x00, 0x04, 0, 1, 0, 0 }, 8, "bad XOR-PEER-ADDRESS");
+	expect_bad((const uint8_t[]){ 0x00, 0x0a, 0x00, 0x03, 0, 1, 0, 0 }, 8, "bad UNKNOWN-ATTRIBUTES length");
+	/* a REALM of 764 bytes is one too many */
+	uint8_t big[4 + 764];
+	big[0] = 0x00; big[1] = 0x14; big[2] = 764 >> 8; big[3] = 764 & 0xff;
+	memset(big + 4, 'r', 764);
+	size_t n = mk(b, big, sizeof(big));
+	assert_int_equal(rp_stun_parse(b, n, &m), -EBADMSG);
+	assert_string_equal(m.why, "REALM too long");
+	big[3] = 763 & 0xff;   /* 763: accepted (the last byte becomes padding) */
+	n = mk(b, big, sizeof(big));
+	assert_int_equal(rp_stun_parse(b, n, &m), 0);
+	assert_int_equal(m.realm_len, 763);
+	/* 401 with ERROR-CODE, NONCE, REALM, UNKNOWN-ATTRIBUTES */
+	const uint8_t a[] = {
+		0x00, 0x09, 0x00, 0x10, 0, 0, 4, 1, 'U', 'n', 'a', 'u', 't', 'h', 'o', 'r', 'i', 'z', 'e', 'd',
+		0x00, 0x15, 0x00, 0x05, 'n', 0, 'c', 'e', '!', 0, 0, 0,
+		0x00, 0x14, 0x00, 0x06, 'n', 'a', 't', 'l', 'a', 'b', 0, 0,
+		0x00, 0x0a, 0x00, 0x06, 0x00, 0x19, 0x7f, 0x01, 0x00, 0x2a, 0, 0,
+	};
+	n = mk(b, a, sizeof(a));
+	b[1] = 0x13;   /* Allocate error response */
+	assert_int_equal(rp_stun_parse(b, n, &m), 0);
+	assert_int_equal(m.method, RP_STUN_METHOD_ALLOCATE);
+	assert_int_equal(m.cls, RP_STUN_ERROR);
+	assert_int_equal(m.error_code, 401);
+	assert_true(m.has_nonce);
+	assert_int_equal(m.nonce_len, 5);
+	assert_memory_equal(m.nonce, "n\0ce!", 5);   /* raw bytes, a NUL kept */
+	assert_string_equal(m.realm, "natlab");
+	assert_int_equal(m.n_unknown_attrs, 3);
+	assert_int_equal(m.unknown_attrs[1], 0x7f01);
+	assert_string_equal(rp_stun_attr_name(RP_STUN_ATTR_CONNECTION_ID), "CONNECTION-ID");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +535,11 @@ int main(void)
 		cmocka_unit_test(test_build_roundtrip),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_attributes),
+		cmocka_unit_test(test_hmac_and_keys),
+		cmocka_unit_test(test_rfc5769_integrity),
+		cmocka_unit_test(test_writer_turn),
+		cmocka_unit_test(test_writer_errors),
+		cmocka_unit_test(test_turn_attributes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
