@@ -21,6 +21,7 @@ int cmd_connect(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_punch(int argc, char **argv);
 int cmd_rendezvous(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
 int cmd_portmap(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
