@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 void rp_trace(rp_trace_fn fn, void *arg, const char *fmt, ...)
 {
@@ -33,5 +34,13 @@ const char *rp_tcp_flags_str(uint8_t flags, char buf[RP_TCP_FLAGS_STRLEN])
 		if (flags & (1u << i))
 			buf[n++] = names[i];
 	buf[n] = 0;
+	return buf;
+}
+
+const char *rp_trace_stamp(char buf[RP_TRACE_STAMP_LEN])
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(buf, RP_TRACE_STAMP_LEN, "%lld.%06ld", (long long)ts.tv_sec, ts.tv_nsec / 1000);
 	return buf;
 }

@@ -12,6 +12,12 @@ typedef void (*rp_trace_fn)(void *arg, const char *line);
 /* Format one line and hand it to fn(arg, line); nothing when fn is NULL. */
 void rp_trace(rp_trace_fn fn, void *arg, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+#define RP_TRACE_STAMP_LEN 24
+/* The time base of every -v trace line: CLOCK_REALTIME as epoch seconds with microseconds
+ * ("1796014555.717386"), as tcpdump -tt and tshark -t e print packet times, so that a trace lines up
+ * with a --pcap. Returns buf. */
+const char *rp_trace_stamp(char buf[RP_TRACE_STAMP_LEN]);
+
 /* Dotted quad of a network-order address into buf; returns buf. */
 const char *rp_ip_str(uint32_t addr_net, char buf[INET_ADDRSTRLEN]);
 

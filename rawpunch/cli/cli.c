@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/rendezvous/proto.h"
+#include "rawpunch/base/jsonnum.h"
+#include "rawpunch/base/trace.h"
+
+#include <json-c/json.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,6 +45,42 @@ void rp_hint(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+void rp_trace_stderr(void *arg, const char *line)
+{
+	char t[RP_TRACE_STAMP_LEN];
+	(void)arg;
+	fprintf(stderr, "%s %s\n", rp_trace_stamp(t), line);
+}
+
+void rp_json_tidy(struct json_object *o)
+{
+	static const struct { const char *key; int decimals; } fixed[] = {
+		{ "confidence", 4 }, { "jitter", 2 }, { "foreign_rate", 4 }, { "foreign_rate_hi", 4 },
+		{ "rtt_ms", 3 }, { "t", 6 }, { "t_rel", 6 }, { "span_s", 3 }, { "horizon_s", 3 },
+		{ "expected_foreign", 3 }, { "duration_s", 3 },
+	};
+	if (json_object_is_type(o, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			rp_json_tidy(json_object_array_get_idx(o, i));
+		return;
+	}
+	if (!json_object_is_type(o, json_type_object))
+		return;
+	json_object_object_foreach(o, key, v) {
+		if (json_object_is_type(v, json_type_object) || json_object_is_type(v, json_type_array)) {
+			rp_json_tidy(v);
+		} else if (!strcmp(key, "nat_ttl") && json_object_is_type(v, json_type_int) && !json_object_get_int(v)) {
+			json_object_object_add(o, key, NULL);
+		} else if (json_object_is_type(v, json_type_double)) {
+			for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+				if (!strcmp(key, fixed[i].key)) {
+					json_object_object_add(o, key, rp_json_fixed(json_object_get_double(v), fixed[i].decimals));
+					break;
+				}
+		}
+	}
 }
 
 int rp_err_errno(int neg_errno, const char *what)

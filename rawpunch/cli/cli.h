@@ -21,6 +21,7 @@ int cmd_connect(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_punch(int argc, char **argv);
 int cmd_rendezvous(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
 int cmd_portmap(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
@@ -37,6 +38,17 @@ void rp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * 0 with *out (free with rp_secret_free) and *len, or the exit status. */
 int rp_secret_read(const char *cmd, const char *path, uint8_t **out, size_t *len);
 void rp_secret_free(uint8_t *s, size_t len);
+
+/* A -v trace line on stderr, stamped with rp_trace_stamp() (epoch seconds, microseconds: lines up with
+ * a pcap); an rp_trace_fn (arg unused). */
+void rp_trace_stderr(void *arg, const char *line);
+
+/* JSON for people (probe --json, punch --report), tidied in place at any depth: the doubles the
+ * library writes at full precision (natinfo's confidence and jitter, probe's times, RTTs and rates)
+ * rounded to what they mean (rawpunch/base/jsonnum.h), and nat_ttl 0 (not measured) written as null,
+ * the one "unknown". Not for what peers exchange: their JSON stays exact. */
+struct json_object;
+void rp_json_tidy(struct json_object *o);
 
 /* Message for a -errno from a library call, with a hint for the usual privilege problems. */
 int rp_err_errno(int neg_errno, const char *what);

@@ -103,14 +103,6 @@ static void usage(FILE *f)
 		"sent); --exec: CMD's status; -L: 0 when every accepted client was served, 1 otherwise.\n");
 }
 
-static void trace_line(void *arg, const char *line)
-{
-	(void)arg;
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	fprintf(stderr, "[%5ld.%03ld] %s\n", (long)ts.tv_sec % 100000, ts.tv_nsec / 1000000, line);
-}
-
 static void default_signals(void)
 {
 	signal(SIGINT, SIG_DFL);
@@ -302,7 +294,7 @@ int cmd_connect(int argc, char **argv)
 	o->accept_syn = true;
 	o->stop = &stop_flag;
 	if (c.verbose) {
-		o->trace = trace_line;
+		o->trace = rp_trace_stderr;
 		o->trace_arg = NULL;
 	}
 	if (!raw) {

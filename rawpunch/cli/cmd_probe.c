@@ -270,6 +270,7 @@ int cmd_probe(int argc, char **argv)
 	int rc = 0;
 	if (json) {
 		struct json_object *j = rp_probe_to_json(r);
+		rp_json_tidy(j);
 		if (!j) {
 			free(r);
 			return rp_err_errno(-ENOMEM, "probe: json");

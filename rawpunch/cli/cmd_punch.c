@@ -52,13 +52,6 @@ static void status(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static void trace_line(const char *line)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	fprintf(stderr, "[%5ld.%03ld] %s\n", (long)ts.tv_sec % 100000, ts.tv_nsec / 1000000, line);
-}
-
 static void progress_line(const struct rp_punch_progress *pr)
 {
 	if (g_cfg->quiet || !g_tty || g_cfg->verbose)
@@ -75,9 +68,12 @@ static void natinfo_line(const char *who, const struct rp_natinfo *ni)
 	if (ni->alloc == RP_ALLOC_SEQUENTIAL && ni->n_predicted)
 		snprintf(pred, sizeof(pred), " delta %d, next %u..%u", ni->delta, ni->predicted[0],
 			 ni->predicted[ni->n_predicted - 1]);
-	status("%s %s:%u -> %s:%u, %s mapping, %s allocation%s, filtering %s, nat_ttl %u (%s)", who,
+	char ttl[16] = "unknown";     /* 0: not measured; spelled as probe spells it */
+	if (ni->nat_ttl)
+		snprintf(ttl, sizeof(ttl), "%u", ni->nat_ttl);
+	status("%s %s:%u -> %s:%u, %s mapping, %s allocation%s, filtering %s, nat_ttl %s (%s)", who,
 	       rp_ip_str(ni->local_addr, a), ni->local_port, rp_ip_str(ni->mapped_addr, b), ni->mapped_port,
-	       rp_mapping_str(ni->mapping), rp_alloc_str(ni->alloc), pred, rp_filter_str(ni->filtering), ni->nat_ttl,
+	       rp_mapping_str(ni->mapping), rp_alloc_str(ni->alloc), pred, rp_filter_str(ni->filtering), ttl,
 	       rp_side_kind_str(rp_side_classify(ni)));
 }
 
@@ -139,7 +135,7 @@ static void on_event(const struct rp_punch_event *ev, void *arg)
 		progress_line(ev->progress);
 		break;
 	case RP_PUNCH_EV_TRACE:
-		trace_line(ev->text);
+		rp_trace_stderr(NULL, ev->text);
 		break;
 	default:
 		break;

@@ -48,14 +48,23 @@ static void usage(FILE *f)
 "      --dst-mac MAC     next-hop MAC for afpacket (default: from the neighbour table)\n"
 "\n"
 "output:\n"
-"      --dry-run         print every packet as hex (IPv4 header first); send nothing, no privileges\n"
-"      --watch           count replies (SYN-ACK, RST) whose ack matches our ISN, via pcap\n"
+"      --dry-run         print every packet (a summary line, then its bytes in hex, IPv4 header\n"
+"                        first; with --json one object per packet); send nothing, no privileges\n"
+"  -w, --write FILE      with --dry-run: write the packets to FILE as a pcap (raw IPv4) instead\n"
+"  -v, --verbose         one line per packet sent (the --dry-run summary line; --json: an object)\n"
+"      --watch           show each reply from HOST, one line on stdout (time, port that answered,\n"
+"                        flags, syn-ack|rst|other, or not-ours when the ack is not our ISN + 1, ttl,\n"
+"                        window, IP ID; --json: one object each) and count those whose ack matches\n"
+"                        our ISN, via pcap\n"
 "      --wait MS         with --watch: keep counting this long after the last SYN (default 1000)\n"
-"      --json            final figures as JSON on stdout\n"
+"      --json            final figures as JSON on stdout (\"type\":\"summary\", after the \"packet\"\n"
+"                        and \"reply\" objects of -v and --watch)\n"
 "  -q, --quiet           no progress line\n"
 "\n"
 "A progress line (rate, sent, replies) is shown on stderr when it is a terminal. Replies are\n"
-"counted only with --watch (it needs a capture handle and a little CPU).\n"
+"counted only with --watch (it needs a capture handle and a little CPU). Reply times are epoch\n"
+"seconds with microseconds (as tcpdump -tt prints them). -v renders each packet the burst sent, in\n"
+"the order of the set, as the senders report progress (with --threads > 1 the threads interleave).\n"
 "AF_PACKET skips this host's own qdisc and netfilter OUTPUT/POSTROUTING; if this host itself\n"
 "NATs or filters the traffic, use --engine libnet.\n"
 "Exit status: 0 all sent, 1 send or setup failure, 2 bad usage (nothing sent), 130 interrupted.\n");
@@ -65,6 +74,7 @@ enum {
 	O_SPORT = 256, O_RATE, O_BURST, O_THREADS, O_BATCH, O_TTL, O_ISN, O_COOKIE, O_WINDOW, O_MSS,
 	O_WSCALE, O_SACK, O_TS, O_NOOPTS, O_IPID, O_RANDOM, O_SEED, O_ENGINE, O_IFACE, O_DSTMAC,
 	O_DRYRUN, O_JSON, O_WATCH, O_WAIT, O_SRC,
+
 };
 
 static const struct option longopts[] = {
@@ -97,6 +107,8 @@ static const struct option longopts[] = {
 	{ "watch", no_argument, NULL, O_WATCH },
 	{ "wait", required_argument, NULL, O_WAIT },
 	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "write", required_argument, NULL, 'w' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -125,7 +137,7 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 				  .window = 64240, .wait_ms = 1000, .wscale = 7, .engine = RP_ENGINE_AFPACKET,
 				  .ipid_mode = RP_IPID_RANDOM };
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:c:qh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:c:qvw:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			opt->n_d = rp_parse_ports(optarg, opt->dports, 65536);
@@ -249,6 +261,12 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 		case 'q':
 			opt->quiet = true;
 			break;
+		case 'v':
+			opt->verbose = true;
+			break;
+		case 'w':
+			opt->write_path = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -266,6 +284,11 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 		return rp_usage_err(CMD, "--no-opts contradicts --mss/--wscale/--sack/--ts");
 	if (opt->dry && opt->watch)
 		return rp_usage_err(CMD, "--dry-run sends nothing: --watch has nothing to count");
+	if (opt->write_path && !opt->dry)
+		return rp_usage_err(CMD, "-w writes the packets --dry-run would send: add --dry-run (to record a "
+				    "real run, capture it: rawpunch watch -w FILE, or tcpdump)");
+	if (opt->write_path && opt->json)
+		return rp_usage_err(CMD, "-w writes the packets to a file: --json has nothing to print");
 	if (opt->threads > 1 && opt->rate && opt->rate < opt->threads)
 		return rp_usage_err(CMD, "--rate %lu is below one packet per second per thread (--threads %lu)",
 				    opt->rate, opt->threads);

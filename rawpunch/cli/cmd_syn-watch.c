@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* rawpunch syn, the replies and the figures (see cmd_syn-internal.h): --watch counts the segments
- * from the target that acknowledge one of our SYNs (ISN cookie or --isn), the progress line, and the
- * final figures as text or JSON. */
+ * from the target that acknowledge one of our SYNs (ISN cookie or --isn) and shows each one, -v shows
+ * each packet sent, the progress line, and the final figures as text or JSON. */
 #include "rawpunch/cli/cmd_syn-internal.h"
 
 #include <arpa/inet.h>
@@ -25,26 +25,48 @@ void syn_drain(struct run *r)
 		return;
 	while (rp_cap_next(r->cap, &ev) == 1) {
 		bool ok;
+		const char *kind;
 		if (ev.kind != RP_EV_TCP || ev.tuple.saddr != r->daddr || ev.tuple.daddr != r->saddr)
 			continue;
-		if (!(ev.flags & RP_TH_ACK)) {
-			r->rep.invalid++;
-			continue;
-		}
-		if (r->cfg->seq_mode == RP_SEQ_COOKIE)
+		if (!(ev.flags & RP_TH_ACK))
+			ok = false;
+		else if (r->cfg->seq_mode == RP_SEQ_COOKIE)
 			ok = us_cookie_check_ack(r->cfg->cookie_key, r->saddr, ev.tuple.dport, r->daddr,
 						 ev.tuple.sport, ev.ack);
 		else
 			ok = ev.ack - 1u == r->cfg->tmpl->seq;
-		if (!ok)
+		if (!ok) {
 			r->rep.invalid++;
-		else if ((ev.flags & (RP_TH_SYN | RP_TH_ACK)) == (RP_TH_SYN | RP_TH_ACK))
+			kind = "not-ours";
+		} else if ((ev.flags & (RP_TH_SYN | RP_TH_ACK)) == (RP_TH_SYN | RP_TH_ACK)) {
 			r->rep.synack++;
-		else if (ev.flags & RP_TH_RST)
+			kind = "syn-ack";
+		} else if (ev.flags & RP_TH_RST) {
 			r->rep.rst++;
-		else
+			kind = "rst";
+		} else {
 			r->rep.other++;
+			kind = "other";
+		}
+		if (r->progress_line)
+			fputs("\r\033[K", stderr);
+		syn_show_reply(r->opt, &ev, kind);
 	}
+}
+
+void syn_show_sent(struct run *r, uint64_t sent)
+{
+	uint8_t pkt[RP_TMPL_MAX];
+	if (!r->opt->verbose)
+		return;
+	if (r->progress_line && r->shown < sent)
+		fputs("\r\033[K", stderr);
+	for (; r->shown < sent; r->shown++) {
+		int n = rp_burst_render(r->cfg, r->shown, pkt, sizeof(pkt));
+		if (n > 0)
+			syn_show_packet(r->opt, r->shown + 1, pkt, n, false);
+	}
+	fflush(stdout);
 }
 
 void syn_print_progress(struct run *r, const struct rp_burst_stats *st, bool final)
@@ -67,6 +89,7 @@ void syn_print_progress(struct run *r, const struct rp_burst_stats *st, bool fin
 int syn_on_progress(const struct rp_burst_stats *st, void *arg)
 {
 	struct run *r = arg;
+	syn_show_sent(r, st->sent);
 	syn_drain(r);
 	if (r->progress_line && !st->done && st->elapsed_ns - r->last_print >= 240000000ull) {
 		syn_print_progress(r, st, false);
@@ -97,6 +120,7 @@ void syn_report(const struct syn_opts *opt, const struct run *r, const struct rp
 {
 	if (opt->json) {
 		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "type", json_object_new_string("summary"));
 		double secs = (double)st->elapsed_ns / 1e9;
 		char d[INET_ADDRSTRLEN];
 		inet_ntop(AF_INET, &opt->dst.sin_addr, d, sizeof(d));

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* rawpunch syn: craft SYNs once with libnet and send them as a burst (rawpunch/net/burst.h): one or many
  * destination ports, one or many source ports, repeated, paced or as fast as possible, in order or
- * in a keyed random order; --dry-run prints every packet as hex; --watch counts the replies whose
- * acknowledgement matches our ISN cookie (or --isn).
+ * in a keyed random order; --dry-run prints every packet (or writes them to a pcap with -w), -v shows
+ * each packet sent; --watch shows each reply and counts those whose acknowledgement matches our ISN
+ * cookie (or --isn).
  * This file is the command itself: where the SYNs go, the template, --dry-run or the burst. The options
  * are parsed in cmd_syn-opts.c, replies and figures are in cmd_syn-watch.c (cmd_syn-internal.h). */
 #include <arpa/inet.h>
@@ -12,9 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "capture/capture.h"
+#include "capture/pcapout.h"
+#include "rawpunch/base/outfile.h"
+#include "rawpunch/base/privs.h"
 #include "rawpunch/net/burst.h"
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/cli/cmd_syn-internal.h"
@@ -30,28 +35,40 @@ static void on_signal(int sig)
 	atomic_store(&g_stop, 1);
 }
 
-static void hexline(const uint8_t *p, int n)
+/* --dry-run: every packet of the burst on stdout, or into the -w pcap (stamped now, 1 us apart) */
+static int dry_run(const struct syn_opts *opt, const struct rp_burst_cfg *cfg, uint64_t total)
 {
-	for (int i = 0; i < n; i++)
-		printf("%02x", p[i]);
-	putchar('\n');
-}
-
-/* --dry-run: packet number no (from 1), n bytes of IPv4 at pkt, as a summary line and in hex. */
-static void dry_packet(uint64_t no, const uint8_t *pkt, int n, const char *src, const char *dst)
-{
-	struct us_cur c = us_cur_make(pkt, (size_t)n);
-	uint8_t vihl = us_get_u8(&c);
-	us_skip(&c, 3);                    /* TOS, total length */
-	uint16_t ip_id = us_get_be16(&c);
-	us_skip(&c, 2);                    /* fragment */
-	uint8_t ttl = us_get_u8(&c);
-	us_skip(&c, (size_t)(vihl & 15) * 4 - 9);
-	uint16_t sport = us_get_be16(&c), dport = us_get_be16(&c);
-	uint32_t seq = us_get_be32(&c);
-	printf("# %llu %s:%u > %s:%u seq %u ip_id %u ttl %u len %d\n", (unsigned long long)no, src, (unsigned)sport,
-	       dst, (unsigned)dport, (unsigned)seq, (unsigned)ip_id, (unsigned)ttl, n);
-	hexline(pkt, n);
+	uint8_t pkt[RP_TMPL_MAX];
+	struct rp_pcapout *w = NULL;
+	int rc = 0, err;
+	if (opt->write_path) {
+		uid_t uid;
+		gid_t gid;
+		err = rp_privs_target(NULL, &uid, &gid, NULL, 0);
+		FILE *f = err ? NULL : rp_out_fopen(opt->write_path, uid, gid);
+		if (!f)
+			return rp_usage_err(CMD, "-w %s: %s", opt->write_path, err ? strerror(-err) : rp_out_strerror(-errno));
+		if ((err = rp_pcapout_open(f, &w)))
+			return rp_err("-w %s: %s", opt->write_path, strerror(-err));
+	}
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t t0 = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	for (uint64_t i = 0; i < total && !rc; i++) {
+		int n = rp_burst_render(cfg, i, pkt, sizeof(pkt));
+		if (n < 0)
+			rc = rp_err_errno(n, "rendering");
+		else if (w)
+			rc = rp_pcapout_write(w, pkt, (size_t)n, t0 + i * 1000) ? rp_err("-w %s: packet %llu not written",
+				opt->write_path, (unsigned long long)i + 1) : 0;
+		else
+			syn_show_packet(opt, i + 1, pkt, n, true);
+	}
+	if (w && rp_pcapout_close(w) && !rc)
+		rc = rp_err("-w %s: write error", opt->write_path);
+	if (w && !rc && !opt->quiet)
+		fprintf(stderr, "wrote %llu packets to %s (pcap, raw IPv4)\n", (unsigned long long)total, opt->write_path);
+	return rc;
 }
 
 int cmd_syn(int argc, char **argv)
@@ -113,7 +130,6 @@ int cmd_syn(int argc, char **argv)
 		if (seg.opts.has_ts && getrandom(&seg.opts.tsval, sizeof(seg.opts.tsval), 0) != sizeof(seg.opts.tsval))
 			return rp_err_errno(-errno, "getrandom");
 	}
-	uint8_t pkt[RP_TMPL_MAX];
 	struct rp_tmpl *tmpl = calloc(1, sizeof(*tmpl));
 	if (!tmpl)
 		return rp_err_errno(-ENOMEM, "template");
@@ -153,17 +169,7 @@ int cmd_syn(int argc, char **argv)
 	}
 
 	if (opt.dry) {
-		char s[INET_ADDRSTRLEN], d[INET_ADDRSTRLEN];
-		inet_ntop(AF_INET, &opt.src, s, sizeof(s));
-		inet_ntop(AF_INET, &opt.dst.sin_addr, d, sizeof(d));
-		for (uint64_t i = 0; i < total; i++) {
-			int n = rp_burst_render(&cfg, i, pkt, sizeof(pkt));
-			if (n < 0) {
-				rc = rp_err_errno(n, "rendering");
-				break;
-			}
-			dry_packet(i + 1, pkt, n, s, d);
-		}
+		rc = dry_run(&opt, &cfg, total);
 		free(tmpl);
 		return rc;
 	}
@@ -182,7 +188,7 @@ int cmd_syn(int argc, char **argv)
 		}
 	}
 
-	struct run r = { .cfg = &cfg, .saddr = opt.src, .daddr = opt.dst.sin_addr.s_addr,
+	struct run r = { .opt = &opt, .cfg = &cfg, .saddr = opt.src, .daddr = opt.dst.sin_addr.s_addr,
 			 .progress_line = !opt.quiet && isatty(STDERR_FILENO) };
 	if (opt.watch && syn_watch_open(&r, &opt, &rt)) {
 		free(tmpl);
@@ -190,7 +196,7 @@ int cmd_syn(int argc, char **argv)
 	}
 	cfg.progress = syn_on_progress;
 	cfg.arg = &r;
-	cfg.progress_ns = opt.watch ? 50000000ull : 250000000ull;
+	cfg.progress_ns = opt.verbose ? 20000000ull : opt.watch ? 50000000ull : 250000000ull;
 
 	struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
 	sigemptyset(&sa.sa_mask);
@@ -203,6 +209,7 @@ int cmd_syn(int argc, char **argv)
 		rc = rp_err_errno(err, opt.engine == RP_ENGINE_AFPACKET ? "AF_PACKET sender" : "libnet sender");
 		goto out;
 	}
+	syn_show_sent(&r, st.sent);
 	if (r.cap) {
 		uint64_t until = rp_burst_now_ns() + opt.wait_ms * 1000000ull;
 		while (!atomic_load(&g_stop) && rp_burst_now_ns() < until) {

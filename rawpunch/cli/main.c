@@ -13,6 +13,7 @@ static const struct rp_cmd cmds[] = {
 	{ "probe", "classify the NAT in front of this host, from the punch port", cmd_probe },
 	{ "punch", "meet a peer at a rendezvous and punch a TCP connection through both NATs", cmd_punch },
 	{ "rendezvous", "run the rendezvous server peers meet at", cmd_rendezvous },
+	{ "report", "print a punch --report as people read it (per side, per round, result)", cmd_report },
 	{ "secret", "make a shared secret for --secret-file", cmd_secret },
 	{ "portmap", "ask the NAT for a port mapping (PCP, NAT-PMP, UPnP-IGD) and hold it", cmd_portmap },
 	/* hidden until punch falls back to it */

@@ -11,6 +11,7 @@
 
 #include "rawpunch/base/jsonnum.h"
 #include "rawpunch/base/trace.h"
+#include "rawpunch/cli/cli.h"
 #include "rawpunch/cli/punch_cli.h"
 
 void punch_report_init(struct punch_report *rep, const struct punch_cfg *c)
@@ -129,6 +130,7 @@ int punch_report_write(const struct punch_report *rep, const char *path)
 		return 0;
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return -ENAMETOOLONG;
+	rp_json_tidy(rep->root);
 	const char *s = json_object_to_json_string_ext(rep->root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	FILE *f = fopen(tmp, "w");
 	if (!f)

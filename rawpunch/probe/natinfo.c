@@ -156,7 +156,10 @@ int rp_natinfo_from_json(const struct json_object *o, struct rp_natinfo *ni)
 	}
 	if (get_num(o, "jitter", 0, 65535, &ni->jitter) || get_num(o, "confidence", 0, 1, &ni->confidence))
 		return -EINVAL;
-	if (get_num(o, "nat_ttl", 0, 255, &d) || d != (uint8_t)d)
+	/* null: not measured, as people's JSON spells it (probe --json, the report); 0 on the wire */
+	if (json_object_object_get_ex(o, "nat_ttl", &v) && !v)
+		d = 0;
+	else if (get_num(o, "nat_ttl", 0, 255, &d) || d != (uint8_t)d)
 		return -EINVAL;
 	ni->nat_ttl = (uint8_t)d;
 	if (!json_object_object_get_ex(o, "predicted", &pred) || !json_object_is_type(pred, json_type_array) ||

@@ -269,7 +269,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 		while (rp_cap_next(p->cap, &ev) == 1)
 			;
 	}
-	trace(p, "round %u: %s, this side %s, ISN mine %u / peer %u, T in %.1f ms", ro->round,
+	trace(p, "round %u: %s, this side %s, ISN mine %u / peer %u, T in %.1f ms", ro->round + 1,
 	      rp_plan_name(ro->plan), rp_side_kind_str(mine->kind), p->isn_mine, p->isn_peer,
 	      -since_t0_ms(p, rp_mono_ns()));
 	r = rp_punch_sender_start(s);

@@ -26,7 +26,8 @@ struct json_object *rp_punch_round_to_json(const struct rp_punch_round_stats *st
 	struct json_object *o = json_object_new_object(), *x;
 	if (!o)
 		return NULL;
-	json_object_object_add(o, "round", json_object_new_int((int)st->round));
+	/* numbered from 1, as the status lines and -v traces number rounds (st->round counts from 0) */
+	json_object_object_add(o, "round", json_object_new_int((int)st->round + 1));
 	json_object_object_add(o, "method", json_object_new_string(rp_strategy_name(st->strategy)));
 	json_object_object_add(o, "action", json_object_new_string(rp_action_str(st->action)));
 	json_object_object_add(o, "primed", json_object_new_boolean(st->primed));

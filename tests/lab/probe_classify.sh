@@ -118,7 +118,7 @@ for prof in preserve sequential sequential-noise random; do
 			# nat_ttl; the readable summary names every field.
 			tools/natlab exec "$L" a -- "$RP" probe --stun 198.18.3.2 --ttl-max 0 --samples 4 --json >"$TMP/alone.json" ||
 				fail "probe without --rendezvous failed"
-			jq -e '.filtering == "unknown" and (.filtering_error | length > 0) and .nat_ttl == 0 and
+			jq -e '.filtering == "unknown" and (.filtering_error | length > 0) and .nat_ttl == null and
 			       .allocation == "preserving" and (.hops | length == 0)' "$TMP/alone.json" >/dev/null ||
 				fail "probe alone: $(jq -c 'del(.samples)' "$TMP/alone.json")"
 			tools/natlab exec "$L" a -- "$RP" probe --stun 198.18.3.2 --rendezvous 198.18.3.2 -v >"$TMP/text" ||

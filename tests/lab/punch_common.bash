@@ -91,6 +91,11 @@ expect_pair_ok() {
 		[ "$(report_get "$tag" "$side" "r['rounds'][-1]['established']")" = True ] ||
 			fail "$tag: $side's report: the last round is not established"
 	done
+	# rawpunch report reads both fresh reports: one block per side, every round, the result
+	"$RP" report "$T/$tag-a.json" "$T/$tag-b.json" >"$T/$tag.report" 2>&1 || fail "$tag: rawpunch report: $(cat "$T/$tag.report")"
+	[ "$(grep -c '^   result: repair handoff, ' "$T/$tag.report")" = 2 ] || fail "$tag: rawpunch report: $(cat "$T/$tag.report")"
+	[ "$(grep -c '^   round [0-9]*[:( ]' "$T/$tag.report")" = $(( $(report_get "$tag" a "len(r['rounds'])") + $(report_get "$tag" b "len(r['rounds'])") )) ] ||
+		fail "$tag: rawpunch report does not show every round: $(cat "$T/$tag.report")"
 }
 
 report_get() {

@@ -4,8 +4,11 @@
 #   - a --burst of 60000 SYNs (two threads, random order) arrives as exactly 60000, as reported sent;
 #   - paced --rate 2000 for 3 s holds the rate within 2% (timed at the receiver by rxwatch);
 #   - --engine libnet sends exactly what it is asked to;
-#   - --watch counts replies validated by the ISN cookie: 1 SYN-ACK (a listener) and 9 RSTs;
-#   - --dry-run prints one hex packet per SYN, sends nothing, and works without privileges;
+#   - --watch counts replies validated by the ISN cookie: 1 SYN-ACK (a listener) and 9 RSTs, and shows
+#     each reply (text: port, flags, kind, ttl; --json: one object each, then the summary);
+#   - -v shows one line (--json: one object) per packet sent, as many as arrived;
+#   - --dry-run prints one hex packet per SYN (--json: one object each; -w: a pcap tshark reads with the
+#     same packets), sends nothing, and works without privileges;
 #   - bad input exits 2 and sends nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -87,6 +90,19 @@ out=$(ip netns exec "$S" "$RP" syn 10.202.0.3 -p 7770-7779 --watch --wait 700 --
 echo "watch: $out"
 echo "$out" | grep -q '"replies":{"total":10,"syn_ack":1,"rst":9,"other":0' || fail "watch: replies not 1 SYN-ACK + 9 RST"
 [ "$(count syns3)" = 10 ] || fail "watch: $(count syns3) SYNs arrived at .3, want 10"
+[ "$(echo "$out" | grep -c '^{"type":"reply","time":1[0-9]*\.[0-9]\{6\},"from":"10.202.0.3","port":777[0-9],')" = 10 ] ||
+  fail "watch --json: want 10 reply objects from 10.202.0.3:7770-7779"
+echo "$out" | grep -q '"port":7777,"to_port":[0-9]*,"flags":"SA","kind":"syn-ack","ttl":64,' || fail "watch --json: no syn-ack object for 7777"
+[ "$(echo "$out" | tail -n 1 | grep -c '^{"type":"summary",')" = 1 ] || fail "watch --json: the summary is not the last line"
+# text, and -v: a line per reply, a line per packet sent
+reset
+ip netns exec "$S" "$RP" syn 10.202.0.3 -p 7770-7779 --sport 41000 --watch --wait 700 -v -q >"$TMP/watch" 2>"$TMP/watch.err"
+cat "$TMP/watch"
+[ "$(grep -c '^# [0-9]* 10.202.0.1:41000 > 10.202.0.3:777[0-9] seq [0-9]* ip_id [0-9]* ttl 64 len ' "$TMP/watch")" = 10 ] ||
+  fail "-v: want 10 packet lines"
+[ "$(count syns3)" = 10 ] || fail "-v: $(count syns3) SYNs arrived at .3, want 10"
+grep -q '^1[0-9]*\.[0-9]\{6\} reply 10.202.0.3:7777 > :41000 SA (syn-ack) ttl 64 ' "$TMP/watch" || fail "watch: no syn-ack line for 7777"
+[ "$(grep -c ' reply 10.202.0.3:777[0-9] > :41000 RA (rst) ttl 64 ' "$TMP/watch")" = 9 ] || fail "watch: want 9 rst lines"
 
 # 5. dry-run: hex per packet, nothing on the wire, no privileges needed
 reset
@@ -95,12 +111,27 @@ ip netns exec "$S" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps
 [ "$(grep -c '^# ' "$TMP/dry")" = 20 ] || fail "dry-run: want 20 packets listed"
 [ "$(grep -c '^45' "$TMP/dry")" = 20 ] || fail "dry-run: want 20 hex lines starting with an IPv4 header"
 grep -q '^# 1 10.202.0.1:5000 > 10.202.0.2:80 seq 7 ' "$TMP/dry" || fail "dry-run: first packet line"
+ip netns exec "$S" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
+  "$RP" syn 10.202.0.2 -p 80-89 --sport 5000 -c 2 --isn 7 --seed 3 --dry-run --json >"$TMP/dry.json"
+[ "$(grep -c '^{"type":"packet","no":[0-9]*,"src":"10.202.0.1","sport":5000,"dst":"10.202.0.2","dport":8[0-9],"flags":"S","seq":7,.*"hex":"45' "$TMP/dry.json")" = 20 ] ||
+  fail "dry-run --json: want 20 packet objects"
+chmod 777 "$TMP"
+ip netns exec "$S" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
+  "$RP" syn 10.202.0.2 -p 80-89 --sport 5000 -c 2 --isn 7 --seed 3 --dry-run -w "$TMP/dry.pcap" 2>"$TMP/dry.err" ||
+  fail "dry-run -w: $(cat "$TMP/dry.err")"
+tshark -n -r "$TMP/dry.pcap" -T fields -e tcp.srcport -e tcp.dstport -e ip.id -e tcp.seq_raw -e tcp.flags.str 2>/dev/null >"$TMP/dry.tsv"
+[ "$(wc -l <"$TMP/dry.tsv")" = 20 ] || fail "dry-run -w: tshark reads $(wc -l <"$TMP/dry.tsv") packets, want 20"
+# the pcap holds the very packets --json listed (ports, IP ID, ISN)
+diff <(sed 's/.*"sport":\([0-9]*\),.*"dport":\([0-9]*\),.*"seq":\([0-9]*\),"ip_id":\([0-9]*\),.*/\1 \2 \4 \3/' "$TMP/dry.json" |
+       awk '{printf "%s %s %d %s\n", $1, $2, strtonum($3), $4}') \
+     <(awk -F'\t' '{printf "%s %s %d %s\n", $1, $2, strtonum($3), $4}' "$TMP/dry.tsv") || fail "dry-run -w: pcap differs from --json"
 sleep 0.2
 [ "$(count)" = 0 ] || fail "dry-run sent $(count) packets"
 
 # 6. bad input: exit 2, nothing sent
 for args in "-p 0" "-p 80 --rate abc" "-p 80 --ttl 0" "-p 70000" "-p 80 --engine foo" "-p 80 --no-opts --mss 1400" \
-            "-p 80 --threads 2 --rate 1" "" "-p 80 --sport 1-2-3"; do
+            "-p 80 --threads 2 --rate 1" "" "-p 80 --sport 1-2-3" "-p 80 -w $TMP/nodry.pcap" \
+            "-p 80 --dry-run -w $TMP/x.pcap --json" "-p 80 --dry-run -w /dev/null"; do
   set +e
   ip netns exec "$S" "$RP" syn 10.202.0.2 $args >/dev/null 2>"$TMP/err"; rc=$?
   set -e

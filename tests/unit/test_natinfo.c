@@ -67,6 +67,12 @@ static void test_json_roundtrip(void **state)
 	assert_int_equal(out.predicted[1], 20009);
 	assert_int_equal(out.filtering, RP_FILTER_DROP);
 	assert_int_equal(out.nat_ttl, 2);
+	/* null nat_ttl (people's JSON: not measured) reads as 0, the wire's "unknown"; a string does not */
+	json_object_object_add(back, "nat_ttl", NULL);
+	assert_int_equal(rp_natinfo_from_json(back, &out), 0);
+	assert_int_equal(out.nat_ttl, 0);
+	json_object_object_add(back, "nat_ttl", json_object_new_string("unknown"));
+	assert_int_equal(rp_natinfo_from_json(back, &out), -EINVAL);
 	json_object_put(o);
 	json_object_put(back);
 }

@@ -160,6 +160,7 @@ static void test_round_json(void **state)
 	snprintf(st.why, sizeof(st.why), "no valid SYN");
 	struct json_object *o = rp_punch_round_to_json(&st);
 	assert_non_null(o);
+	assert_string_equal(js(o, "round"), "2");                   /* round 1 counted from 0: 1-based */
 	assert_string_equal(js(o, "method"), "birthday");           /* the table's name */
 	assert_string_equal(js(o, "action"), "open-many");
 	assert_string_equal(js(o, "local_ports.n"), "256");
