@@ -92,6 +92,7 @@ struct rp_punch_meeting {
 	uint64_t start_ns;               /* T of round 0, this host's CLOCK_REALTIME */
 	bool via_server;                 /* the figures below were measured (JOIN) */
 	int64_t rtt_ns, peer_rtt_ns, relay_rtt_ns, clock_err_ns, offset_ns;   /* rawpunch/rendezvous/client.h */
+	int64_t clock_bound_ns;          /* the hard bound on the clock disagreement, (rtt + peer_rtt) / 2 */
 };
 
 struct rp_punch_round_record {

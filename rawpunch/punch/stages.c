@@ -119,6 +119,7 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 	m->peer_rtt_ns = res.peer_rtt_ns;
 	m->relay_rtt_ns = n->relay_rtt_ns = res.relay_rtt_ns;
 	m->clock_err_ns = res.clock_err_ns;
+	m->clock_bound_ns = res.clock_bound_ns;
 	m->offset_ns = n->offset_ns = res.offset_ns;
 	return 0;
 }
