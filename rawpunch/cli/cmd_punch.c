@@ -153,8 +153,7 @@ static void relay_up(int fd, const struct rp_punch_result *res)
 		return;
 	}
 	g_turn = res->turn;
-	status("relay up in %.0f ms through %s (data flows; the punch goes on behind it)", res->t_relay_ms,
-	       rp_punch_path_str(RP_PATH_RELAY));
+	status("relay up in %.0f ms (data flows over it; the punch goes on behind it)", res->t_relay_ms);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -290,8 +289,11 @@ static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, uin
 	}
 	r = rp_switch_wait(g_sw, &st);
 	g_sw = NULL;
-	if (r && !ret)
-		ret = rp_err_errno(r, "the stream to the peer");
+	if (r) {
+		rp_err_errno(r, "the stream to the peer");
+		if (!ret)
+			ret = 1;
+	}
 	if (st.switched)
 		status("moved to the direct path %.0f ms after the start; %llu bytes out and %llu in over the relay, "
 		       "%llu and %llu in all", (double)(st.t_switch_ns - t_start) / 1e6, (unsigned long long)st.sent_relay,
@@ -469,7 +471,9 @@ int cmd_punch(int argc, char **argv)
 	forget(&secret, slen);   /* the data mode may run for hours: no secret left in the heap */
 	if (g_sw) {
 		/* relay first: the data mode runs in its child; the stream moves to the direct socket */
-		if (fd >= 0 && (r = rp_switch_direct(g_sw, fd)))
+		if (fd >= 0 && (r = rp_switch_direct(g_sw, fd)) == -EPIPE)
+			status("the stream had ended over the relay before the direct path was up");
+		else if (fd >= 0 && r)
 			rp_err_errno(r, "moving the stream to the direct connection");
 		if (lfd >= 0)
 			close(lfd);

@@ -149,6 +149,13 @@ static void move_to_direct_mid_stream(void **state)
 	run(16u << 20, 16u << 20, true);
 }
 
+/* b's whole stream ends on the relay (EOF frame) before the move; a's moves */
+static void move_after_peer_eof(void **state)
+{
+	(void)state;
+	run(16u << 20, 64u << 10, true);
+}
+
 static void forged_switch_count(void **state)
 {
 	int la[2], rl[2];
@@ -172,6 +179,7 @@ int main(void)
 		cmocka_unit_test(relay_only_both_ways),
 		cmocka_unit_test(relay_one_side_empty),
 		cmocka_unit_test(move_to_direct_mid_stream),
+		cmocka_unit_test(move_after_peer_eof),
 		cmocka_unit_test(forged_switch_count),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
