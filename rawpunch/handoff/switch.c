@@ -19,6 +19,8 @@ enum { F_DATA = 1, F_CREDIT, F_EOF, F_SWITCH, F_ACK };
 #define CHUNK (64u * 1024u)            /* largest DATA frame */
 #define RELAY_OUT_CAP (RP_SWITCH_WINDOW + 4 * CHUNK)
 #define BIG (1024u * 1024u)            /* the direct path's buffers */
+#define CTRL_RESERVE 256               /* room kept in the relay output for control frames (CREDITs at most
+                                          every W/4 bytes, one SWITCH, one EOF, one ACK) */
 
 /* the state of one direction */
 enum out_state { OUT_RELAY, OUT_DIRECT, OUT_END };   /* local -> peer */
@@ -136,7 +138,7 @@ static int local_to_relay(struct rp_switch *s)
 	struct buf *b = &s->out_r;
 	size_t room = buf_room(b);
 	size_t want = s->credit < CHUNK ? (size_t)s->credit : CHUNK;
-	if (room < HDR + want + 4 * HDR + 8)
+	if (room < HDR + want + CTRL_RESERVE)
 		return 0;
 	ssize_t n = read(s->local, b->b + b->len + HDR, want);
 	if (n < 0)
@@ -304,7 +306,7 @@ static int loop(struct rp_switch *s)
 			{ .fd = s->relay, .events = 0 },
 			{ .fd = s->direct, .events = 0 },
 		};
-		if ((s->out == OUT_RELAY && s->credit > 0 && buf_room(&s->out_r) >= HDR + CHUNK + 4 * HDR + 8) ||
+		if ((s->out == OUT_RELAY && s->credit > 0 && buf_room(&s->out_r) >= HDR + CHUNK + CTRL_RESERVE) ||
 		    (s->out == OUT_DIRECT && !buf_used(&s->out_d)))
 			p[1].events |= POLLIN;
 		if (buf_used(&s->to_local))
