@@ -14,14 +14,19 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/privs.h"
 #include "rawpunch/base/trace.h"
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/cli/punch_cli.h"
+#include "rawpunch/relay/turn.h"
 #include "rawpunch/rendezvous/offer.h"
 #include "rawpunch/rendezvous/proto.h"
+
+#define RELAY_CRED_TTL_S 86400u     /* TURN REST credentials made from --relay-secret-file last a day */
 
 static volatile sig_atomic_t stop_flag;
 
@@ -98,12 +103,84 @@ static void stage_done(const struct rp_punch_event *ev)
 	}
 }
 
+/* --- the stream through the relay (rawpunch/handoff/switch.h) --------------------------------------- */
+
+static struct rp_switch *g_sw;      /* the relay (and later direct) stream */
+static pid_t g_child = -1;          /* relay first: the data mode, in a child without privileges */
+static int g_lfd = -1;              /* -L's listening socket */
+static struct rp_turn *g_turn;      /* the allocation while the relay carries the stream */
+
+/* from the switch's thread, once the relay is closed: the allocation is no longer needed */
+static void relay_done(void *arg)
+{
+	struct rp_turn *t = arg;
+	(void)rp_turn_keeper_stop(t);
+	(void)rp_turn_release(t);
+}
+
+/* The data mode on one end of a socketpair, the switch on the other. 0 and *data_fd, or -errno. */
+static int start_switch(int relay_fd, struct rp_turn *turn, int *data_fd)
+{
+	int sp[2], r;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+		r = -errno;
+		close(relay_fd);
+		return r;
+	}
+	r = rp_switch_start(sp[0], relay_fd, relay_done, turn, &g_sw);
+	if (r) {
+		close(sp[0]);
+		close(sp[1]);
+		close(relay_fd);
+		return r;
+	}
+	*data_fd = sp[1];
+	return 0;
+}
+
+/* relay first: the relayed stream is up while the punch goes on; the data mode starts now, in a
+ * child that drops every privilege first and keeps only its own descriptors */
+static void relay_up(int fd, const struct rp_punch_result *res)
+{
+	int dfd;
+	int r = start_switch(fd, res->turn, &dfd);
+	if (r) {
+		rp_err_errno(r, "the relayed stream");
+		return;
+	}
+	g_turn = res->turn;
+	status("relay up in %.0f ms (data flows over it; the punch goes on behind it)", res->t_relay_ms);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rp_relay_stats rs = { 0 };
+		if (dup2(dfd, 3) < 0 || (g_lfd >= 0 && dup2(g_lfd, 4) < 0))
+			_exit(1);
+		close_range(g_lfd >= 0 ? 5 : 4, ~0u, 0);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
+		if (rp_privs_drop_all(g_cfg->user))
+			_exit(rp_err("dropping privileges"));
+		_exit(punch_data_mode(g_cfg, 3, g_lfd >= 0 ? 4 : -1, &rs));
+	}
+	close(dfd);
+	if (pid < 0) {
+		rp_err_errno(-errno, "fork for the data mode");
+		return;
+	}
+	g_child = pid;
+}
+
 static void on_event(const struct rp_punch_event *ev, void *arg)
 {
 	const struct rp_punch_result *res = ev->result;
 	const struct rp_punch_round_stats *st;
 	(void)arg;
 	switch (ev->kind) {
+	case RP_PUNCH_EV_RELAY_UP:
+		relay_up(ev->fd, res);
+		break;
 	case RP_PUNCH_EV_STAGE_END:
 		if (ev->stage == RP_STAGE_PLAN && res->have_plan)   /* a refusal too: its reason comes first */
 			status("strategy %s: %s", rp_plan_name(&res->plan), res->plan.reason);
@@ -192,6 +269,41 @@ static void say_failure(const struct rp_punch_result *res)
 	}
 }
 
+/* The end of a stream through the relay: wait for the data mode's child (relay first: its exit
+ * status is ours), then for the switch; report what the stream did. Returns the exit status. */
+static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, uint64_t t_start, int status_in)
+{
+	struct rp_switch_stats st;
+	int ret = status_in, r;
+	if (g_child > 0) {
+		int ws = 0;
+		(void)rp_privs_drop_all(c->user);
+		while (waitpid(g_child, &ws, 0) < 0 && errno == EINTR)
+			;
+		g_child = -1;
+		ret = WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
+	}
+	r = rp_switch_wait(g_sw, &st);
+	g_sw = NULL;
+	if (r) {
+		rp_err_errno(r, "the stream to the peer");
+		if (!ret)
+			ret = 1;
+	}
+	if (st.switched)
+		status("moved to the direct path %.0f ms after the start; %llu bytes out and %llu in over the relay, "
+		       "%llu and %llu in all", (double)(st.t_switch_ns - t_start) / 1e6, (unsigned long long)st.sent_relay,
+		       (unsigned long long)st.recv_relay, (unsigned long long)st.sent, (unsigned long long)st.recv);
+	punch_report_switch(rep, &st, t_start);
+	if (status_in < 0) {   /* relay first: the data mode's counts are the stream's */
+		struct rp_relay_stats rs = { .a_to_b = st.sent, .b_to_a = st.recv };
+		punch_report_data(rep, &rs, (double)(rp_mono_ns() - t_start) / 1e6);
+		if (c->report && (r = punch_report_write(rep, c->report)))
+			rp_err("--report %s: %s", c->report, strerror(-r));
+	}
+	return ret;
+}
+
 /* --- the command ---------------------------------------------------------------------------------- */
 
 static int read_answer(void *arg, char *line, size_t cap)
@@ -270,6 +382,23 @@ int cmd_punch(int argc, char **argv)
 		forget(&secret, slen);
 		return rp_err("cannot derive the punch key");
 	}
+	static struct rp_turn_cred relay_cred;
+	if (c.n_relay) {
+		uint8_t *rs_secret = NULL;
+		size_t rs_len = 0;
+		r = punch_read_secret(c.relay_secret_file, &rs_secret, &rs_len);
+		if (r) {
+			forget(&secret, slen);
+			return rp_usage_err("punch", "--relay-secret-file %s: %s", c.relay_secret_file,
+					    r == -EFBIG ? "larger than 4096 bytes" : strerror(-r));
+		}
+		r = rp_turn_rest_cred(rs_secret, rs_len, (uint64_t)time(NULL) + RELAY_CRED_TTL_S, "rawpunch", &relay_cred);
+		forget(&rs_secret, rs_len);
+		if (r) {
+			forget(&secret, slen);
+			return rp_usage_err("punch", "--relay-secret-file %s: no credentials from it", c.relay_secret_file);
+		}
+	}
 	if (c.answer_to && (r = check_offer(&c, secret, slen, &the_offer))) {
 		forget(&secret, slen);
 		return r;
@@ -300,8 +429,15 @@ int cmd_punch(int argc, char **argv)
 		.offer = c.offer, .answer_to = c.answer_to ? &the_offer : NULL, .start_in_s = c.start_in_s,
 		.read_answer = read_answer, .answer_source = "stdin",
 		.stop = &stop_flag, .trace = c.verbose, .t_start_ns = t_start,
+		.rendezvous_list = c.rvs, .n_rendezvous = c.n_rv,
+		.relay = c.relays, .n_relay = c.n_relay, .relay_cred = c.n_relay ? &relay_cred : NULL,
+		.relay_first = c.relay_first,
 	};
+	g_lfd = lfd;
 	int run = rp_punch_run(&po, on_event, NULL, &res);
+	if (run && g_sw) {   /* the relay carried it meanwhile (not reached: the run is 0 then) */
+		run = 0;
+	}
 	punch_report_run(&rep, &res);
 	if (run) {
 		/* a failed handoff's report was written without a word about the file */
@@ -315,12 +451,39 @@ int cmd_punch(int argc, char **argv)
 		rp_err("--report %s: %s", c.report, strerror(-r));
 	{
 		char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
-		status("connected %s:%u <-> %s:%u in %.0f ms (%s, %llu packets); kernel socket via %s",
-		       rp_ip_str(res.laddr, a), res.lport, rp_ip_str(res.raddr, b), res.rport, res.t_connected_ms,
-		       rp_plan_name(&res.plan_now), (unsigned long long)res.totals.packets_sent,
-		       rp_handoff_path_name(res.handoff.path));
+		if (res.path == RP_PATH_RELAY)
+			status("connected through the relay %s:%u (relayed %s:%u <-> %s:%u) in %.0f ms; path: relay, because %s",
+			       rp_ip_str(res.relay_server.sin_addr.s_addr, a), ntohs(res.relay_server.sin_port),
+			       rp_ip_str(res.meet.self_relayed.sin_addr.s_addr, b), ntohs(res.meet.self_relayed.sin_port),
+			       rp_ip_str(res.meet.peer_relayed.sin_addr.s_addr, a), ntohs(res.meet.peer_relayed.sin_port),
+			       res.t_relay_ms, res.relay_why);
+		else
+			status("connected %s:%u <-> %s:%u in %.0f ms (%s, %llu packets); kernel socket via %s%s",
+			       rp_ip_str(res.laddr, a), res.lport, rp_ip_str(res.raddr, b), res.rport, res.t_connected_ms,
+			       rp_plan_name(&res.plan_now), (unsigned long long)res.totals.packets_sent,
+			       rp_handoff_path_name(res.handoff.path),
+			       res.path == RP_PATH_RELAY_DIRECT ? "; path: relay->direct, moving the streams" : "");
 	}
 	forget(&secret, slen);   /* the data mode may run for hours: no secret left in the heap */
+	if (g_sw) {
+		/* relay first: the data mode runs in its child; the stream moves to the direct socket */
+		if (fd >= 0 && (r = rp_switch_direct(g_sw, fd)) == -EPIPE)
+			status("the stream had ended over the relay before the direct path was up");
+		else if (fd >= 0 && r)
+			rp_err_errno(r, "moving the stream to the direct connection");
+		if (lfd >= 0)
+			close(lfd);
+		lfd = -1;
+		ret = finish_relay(&c, &rep, t_start, -1);
+		goto out;
+	}
+	if (res.path == RP_PATH_RELAY) {
+		g_turn = res.turn;
+		if ((r = start_switch(fd, res.turn, &fd))) {
+			rp_err_errno(r, "the relayed stream");
+			goto out;
+		}
+	}
 	r = rp_privs_drop_all(c.user);
 	if (r) {
 		close(fd);
@@ -335,10 +498,18 @@ int cmd_punch(int argc, char **argv)
 	struct rp_relay_stats rs = { 0 };
 	ret = punch_data_mode(&c, fd, lfd, &rs);
 	lfd = -1;
+	if (g_sw)
+		(void)finish_relay(&c, &rep, t_start, ret);
 	punch_report_data(&rep, &rs, (double)(rp_mono_ns() - t_start) / 1e6);
 	if (c.report && (r = punch_report_write(&rep, c.report)))
 		rp_err("--report %s: %s", c.report, strerror(-r));
 out:
+	if (g_child > 0) {
+		kill(g_child, SIGTERM);
+		waitpid(g_child, NULL, 0);
+	}
+	if (g_turn)
+		rp_turn_close(g_turn);
 	if (lfd >= 0)
 		close(lfd);
 	forget(&secret, slen);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "rawpunch/handoff/fdmode.h"
+#include "rawpunch/handoff/switch.h"
 #include "rawpunch/punch/pipeline.h"
 
 enum punch_mode { PUNCH_STDIO = 0, PUNCH_EXEC, PUNCH_FORWARD };
@@ -27,6 +28,12 @@ struct punch_cfg {
 	bool offer;                 /* serverless: print an offer, read the answer */
 	const char *answer_to;      /* serverless: the offer text to answer ("-": read a line from stdin) */
 	int start_in_s;             /* serverless answer: start this long after answering */
+	struct sockaddr_in rvs[RP_PUNCH_MAX_RV];      /* --rendezvous A,B,...: rvs[0] is rv */
+	unsigned n_rv;
+	struct sockaddr_in relays[RP_PUNCH_MAX_RELAYS]; /* --relay */
+	unsigned n_relay;
+	const char *relay_secret_file;
+	bool relay_first;
 };
 
 /* punch_opts.c */
@@ -47,6 +54,8 @@ struct punch_report {
 void punch_report_init(struct punch_report *rep, const struct punch_cfg *c);
 /* everything the run left: self, role, peer, rendezvous / serverless, plan, rounds, result, why */
 void punch_report_run(struct punch_report *rep, const struct rp_punch_result *res);
+/* a stream through the relay: bytes on it, switched, time to the first byte and to the move (from t0) */
+void punch_report_switch(struct punch_report *rep, const struct rp_switch_stats *st, uint64_t t0_ns);
 /* after the data mode: bytes_out, bytes_in, total_ms into the result */
 void punch_report_data(struct punch_report *rep, const struct rp_relay_stats *rs, double total_ms);
 /* write it to path atomically (NULL: nothing); prints the error and returns it */

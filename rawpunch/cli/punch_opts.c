@@ -16,7 +16,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: rawpunch punch --rendezvous HOST[:PORT] --session NAME --secret-file FILE\n"
+		"usage: rawpunch punch --rendezvous HOST[:PORT][,...] --session NAME --secret-file FILE\n"
+		"                      [--relay HOST[:PORT][,...] --relay-secret-file FILE [--relay-first]]\n"
 		"                      [--stdio | --exec CMD | -L [ADDR:]PORT] [--report FILE] [--pcap FILE]\n"
 		"                      [--stun HOST[:PORT]] [--local-port P] [--rate PPS] [--rounds N] [options]\n"
 		"       rawpunch punch --offer --stun HOST[:PORT] --secret-file FILE [data mode] [options]\n"
@@ -38,7 +39,18 @@ static void usage(FILE *f)
 		"re-probe and retry with a wider window, up to --rounds. Plan options (--rate, --rounds,\n"
 		"--max-open, --max-probes) must be the same on both sides.\n"
 		"\n"
-		"  --rendezvous HOST[:PORT]  rendezvous server (port %d by default)\n"
+		"  --rendezvous HOST[:PORT][,HOST[:PORT]...]\n"
+		"                            rendezvous server (port %d by default); several: both peers order\n"
+		"                            them alike for the session and meet at the first both reach (a\n"
+		"                            refused, silent or dying server costs about a second)\n"
+		"  --relay HOST[:PORT][,...] TURN servers (TCP, port 3478 by default; the first that allocates):\n"
+		"                            when no strategy applies or every round fails, the session goes\n"
+		"                            on through the relay (status and report say path relay, and why)\n"
+		"  --relay-secret-file FILE  the TURN server's shared secret (coturn --use-auth-secret); the\n"
+		"                            credentials are made from it, never taken from the command line\n"
+		"  --relay-first             the data mode starts at once over the relay while the punch runs;\n"
+		"                            when the direct connection is up, both byte streams move to it\n"
+		"                            (nothing lost, duplicated or reordered) and the relay is released\n"
 		"  --session NAME            session name both peers use\n"
 		"  --secret-file FILE        shared secret (its bytes; one trailing newline is ignored)\n"
 		"  --stdio                   relay the connection to stdin/stdout (default)\n"
@@ -125,6 +137,34 @@ int punch_read_line(int fd, char *buf, size_t cap, volatile sig_atomic_t *stop)
 	return (int)n;
 }
 
+/* "HOST[:PORT][,HOST[:PORT]...]" into at most max addresses. 0, -E2BIG, or rp_parse_hostport's error. */
+static int parse_list(const char *spec, uint16_t defport, struct sockaddr_in *out, unsigned max, unsigned *n)
+{
+	char buf[1024];
+	char *save = NULL;
+	if (strlen(spec) >= sizeof(buf))
+		return -E2BIG;
+	strcpy(buf, spec);
+	*n = 0;
+	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (*n >= max)
+			return -E2BIG;
+		int r = rp_parse_hostport(tok, defport, &out[*n]);
+		if (r)
+			return r;
+		(*n)++;
+	}
+	return *n ? 0 : -EINVAL;
+}
+
+static const char *list_err(int r, unsigned max)
+{
+	static char m[64];
+	if (r == -E2BIG)
+		return snprintf(m, sizeof(m), "more than %u servers", max), m;
+	return r == -EHOSTUNREACH ? "cannot resolve a host" : "not HOST[:PORT][,HOST[:PORT]...]";
+}
+
 int punch_parse(int argc, char **argv, struct punch_cfg *c)
 {
 	static const struct option lopts[] = {
@@ -148,6 +188,9 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 		{ "offer", no_argument, NULL, 'O' },
 		{ "answer", required_argument, NULL, 'A' },
 		{ "start-in", required_argument, NULL, 'I' },
+		{ "relay", required_argument, NULL, 'T' },
+		{ "relay-secret-file", required_argument, NULL, 'X' },
+		{ "relay-first", no_argument, NULL, 'F' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -155,7 +198,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 	};
 	unsigned long v;
 	int ch, modes = 0;
-	const char *stun = NULL, *rv = NULL;
+	const char *stun = NULL, *rv = NULL, *relay = NULL;
 
 	optind = 1;
 	opterr = 0;
@@ -244,6 +287,9 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 				return rp_usage_err("punch", "--start-in: '%s' is not 2..600 seconds", optarg);
 			c->start_in_s = (int)v;
 			break;
+		case 'T': relay = optarg; break;
+		case 'X': c->relay_secret_file = optarg; break;
+		case 'F': c->relay_first = true; break;
 		case 'q': c->quiet = true; break;
 		case 'v': c->verbose = true; break;
 		case 'h': usage(stdout); return -1;
@@ -272,10 +318,21 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 			return rp_usage_err("punch", "--rendezvous HOST[:PORT] is required (or --offer / --answer)");
 		if (!c->session)
 			return rp_usage_err("punch", "--session NAME is required");
-		r = rp_parse_hostport(rv, RV_DEFAULT_PORT, &c->rv);
+		r = parse_list(rv, RV_DEFAULT_PORT, c->rvs, RP_PUNCH_MAX_RV, &c->n_rv);
 		if (r)
-			return rp_usage_err("punch", "--rendezvous '%s': %s", rv,
-					    r == -EHOSTUNREACH ? "cannot resolve the host" : "not HOST[:PORT]");
+			return rp_usage_err("punch", "--rendezvous '%s': %s", rv, list_err(r, RP_PUNCH_MAX_RV));
+		c->rv = c->rvs[0];
+	}
+	if (relay) {
+		if (c->offer || c->answer_to)
+			return rp_usage_err("punch", "--relay needs a rendezvous server (the relayed addresses are exchanged there)");
+		r = parse_list(relay, 3478, c->relays, RP_PUNCH_MAX_RELAYS, &c->n_relay);
+		if (r)
+			return rp_usage_err("punch", "--relay '%s': %s", relay, list_err(r, RP_PUNCH_MAX_RELAYS));
+		if (!c->relay_secret_file)
+			return rp_usage_err("punch", "--relay needs --relay-secret-file FILE (credentials never go on the command line)");
+	} else if (c->relay_secret_file || c->relay_first) {
+		return rp_usage_err("punch", "--relay-secret-file and --relay-first need --relay HOST[:PORT][,...]");
 	}
 	if (stun) {
 		r = rp_parse_hostport(stun, 3478, &c->stun);

@@ -51,10 +51,22 @@ static struct json_object *rendezvous_json(const struct rp_punch_meeting *m)
 static struct json_object *result_connected(const struct rp_punch_result *res, double meet_ms)
 {
 	struct json_object *o = json_object_new_object();
-	bool ok = res->fd >= 0;
+	bool relay = res->path == RP_PATH_RELAY;
+	bool ok = res->fd >= 0 || relay;
 	double punch_ms = res->n_rounds ? res->rounds[res->n_rounds - 1].st.t_established_ms : -1;
 	json_object_object_add(o, "ok", json_object_new_boolean(ok));
-	json_object_object_add(o, "path", ok ? json_object_new_string(rp_handoff_path_name(res->handoff.path)) : NULL);
+	json_object_object_add(o, "path", !ok ? NULL : json_object_new_string(relay ? "relay" :
+									  rp_handoff_path_name(res->handoff.path)));
+	/* direct | relay | relay->direct, and the relay's figures */
+	json_object_object_add(o, "route", json_object_new_string(rp_punch_path_str(res->path)));
+	if (res->path == RP_PATH_RELAY || res->path == RP_PATH_RELAY_DIRECT) {
+		json_object_object_add(o, "relay_server", endpoint(res->relay_server.sin_addr.s_addr, ntohs(res->relay_server.sin_port)));
+		json_object_object_add(o, "relayed", endpoint(res->meet.self_relayed.sin_addr.s_addr, ntohs(res->meet.self_relayed.sin_port)));
+		json_object_object_add(o, "peer_relayed", endpoint(res->meet.peer_relayed.sin_addr.s_addr, ntohs(res->meet.peer_relayed.sin_port)));
+		json_object_object_add(o, "time_to_relay_ms", rp_json_fixed(res->t_relay_ms, 1));
+	}
+	if (res->relay_why[0])
+		json_object_object_add(o, "relay_why", json_object_new_string(res->relay_why));
 	json_object_object_add(o, "local", endpoint(res->laddr, res->lport));
 	json_object_object_add(o, "remote", endpoint(res->raddr, res->rport));
 	json_object_object_add(o, "time_to_connect_ms", rp_json_fixed(res->t_connected_ms, 1));
@@ -79,6 +91,8 @@ static struct json_object *result_failed(const struct rp_punch_result *res, doub
 	json_object_object_add(o, "probe_ms", ms_or_null(res->stage_ms[RP_STAGE_PROBE]));
 	json_object_object_add(o, "join_ms", ms_or_null(meet_ms));
 	json_object_object_add(o, "rounds", json_object_new_int((int)res->n_rounds));
+	if (res->relay_why[0])
+		json_object_object_add(o, "relay_why", json_object_new_string(res->relay_why));
 	json_object_object_add(o, "total_ms", rp_json_fixed(res->t_end_ms, 1));
 	return o;
 }
@@ -112,6 +126,19 @@ void punch_report_run(struct punch_report *rep, const struct rp_punch_result *re
 	rep->result = connected ? result_connected(res, meet_ms) : result_failed(res, meet_ms);
 	json_object_object_add(root, "result", rep->result);
 	json_object_object_add(root, "why", res->stage == RP_STAGE_DONE ? NULL : json_object_new_string(res->why));
+}
+
+void punch_report_switch(struct punch_report *rep, const struct rp_switch_stats *st, uint64_t t0_ns)
+{
+	if (!rep->result)
+		return;
+	json_object_object_add(rep->result, "bytes_out_relay", json_object_new_int64((int64_t)st->sent_relay));
+	json_object_object_add(rep->result, "bytes_in_relay", json_object_new_int64((int64_t)st->recv_relay));
+	json_object_object_add(rep->result, "switched", json_object_new_boolean(st->switched));
+	json_object_object_add(rep->result, "time_to_first_byte_ms",
+			       st->t_first_rx_ns ? rp_json_fixed((double)(st->t_first_rx_ns - t0_ns) / 1e6, 1) : NULL);
+	json_object_object_add(rep->result, "time_to_switch_ms",
+			       st->t_switch_ns ? rp_json_fixed((double)(st->t_switch_ns - t0_ns) / 1e6, 1) : NULL);
 }
 
 void punch_report_data(struct punch_report *rep, const struct rp_relay_stats *rs, double total_ms)

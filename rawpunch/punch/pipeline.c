@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rawpunch/base/clock.h"
 
@@ -34,7 +35,18 @@ const char *rp_punch_stage_str(enum rp_punch_stage s)
 	case RP_STAGE_SETUP: return "setup";
 	case RP_STAGE_PUNCH: return "punch";
 	case RP_STAGE_HANDOFF: return "handoff";
+	case RP_STAGE_RELAY: return "relay";
 	default: return "done";
+	}
+}
+
+const char *rp_punch_path_str(enum rp_punch_path p)
+{
+	switch (p) {
+	case RP_PATH_DIRECT: return "direct";
+	case RP_PATH_RELAY: return "relay";
+	case RP_PATH_RELAY_DIRECT: return "relay->direct";
+	default: return "none";
 	}
 }
 
@@ -136,10 +148,26 @@ static int stage_probe(struct run *r)
 	return end(r, e);
 }
 
+/* Before JOIN: the TURN allocation, whose relayed address goes into the exchange. Not fatal: without
+ * it there is no relay to fall back to (relay_why says why). */
+static void relay_alloc(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	if (res->serverless || !r->o->n_relay || !r->ops->relay_alloc)
+		return;
+	uint64_t t = rp_mono_ns();
+	int e = r->ops->relay_alloc(r->st, &res->meet.self_relayed, &res->relay_server, res->relay_why,
+				    sizeof(res->relay_why));
+	res->stage_ms[RP_STAGE_RELAY] = ms_since(t);
+	if (e)
+		memset(&res->meet.self_relayed, 0, sizeof(res->meet.self_relayed));
+}
+
 static int stage_meet(struct run *r)
 {
 	struct rp_punch_result *res = r->res;
 	int e;
+	relay_alloc(r);
 	if (res->serverless) {
 		begin(r, RP_STAGE_OFFER);
 		e = r->ops->serverless(r->st, &res->self_now, &res->meet, on_text, r, res->why, sizeof(res->why));
@@ -277,6 +305,35 @@ static int stage_punch(struct run *r)
 	return end(r, 0);
 }
 
+/* The session through the relay: right after the meeting (relay_first: the stream goes to the
+ * callback), or instead of a failed punch. 0 with the stream; -errno (relay_why written) when there
+ * is no relay on both sides or it fails. */
+static int stage_relay(struct run *r, int *fd)
+{
+	struct rp_punch_result *res = r->res;
+	char why[RP_PUNCH_WHY_LEN];
+	int e;
+	if (!r->ops->relay_connect || !res->meet.self_relayed.sin_addr.s_addr)
+		return -ENOTCONN;   /* relay_why: what the allocation said, or nothing asked for */
+	if (!res->meet.peer_relayed.sin_addr.s_addr) {
+		snprintf(res->relay_why, sizeof(res->relay_why), "the peer has no relayed address");
+		return -ENOTCONN;
+	}
+	enum rp_punch_stage was = res->stage;
+	begin(r, RP_STAGE_RELAY);
+	e = r->ops->relay_connect(r->st, &res->meet, &res->turn, why, sizeof(why));
+	res->stage_ms[RP_STAGE_RELAY] = ms_since(r->stage_t0);
+	emit(r, RP_PUNCH_EV_STAGE_END, e < 0 ? e : 0, 0, NULL, NULL);
+	res->stage = was;
+	if (e < 0) {
+		snprintf(res->relay_why, sizeof(res->relay_why), "%s", why);
+		return e;
+	}
+	res->t_relay_ms = ms_since(r->t0);
+	*fd = e;
+	return 0;
+}
+
 static int stage_handoff(struct run *r)
 {
 	struct rp_punch_result *res = r->res;
@@ -299,6 +356,7 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 	memset(res, 0, sizeof(*res));
 	res->fd = -1;
 	res->t_connected_ms = -1;
+	res->t_relay_ms = -1;
 	for (unsigned i = 0; i < RP_STAGE_N; i++)
 		res->stage_ms[i] = -1;
 	if (!o || !ops) {
@@ -312,6 +370,18 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 		e = stage_probe(&r);
 	if (!e)
 		e = stage_meet(&r);
+	if (!e && o->relay_first) {
+		int rfd;
+		if (!stage_relay(&r, &rfd)) {
+			res->path = RP_PATH_RELAY;
+			struct rp_punch_event ev = { .kind = RP_PUNCH_EV_RELAY_UP, .stage = RP_STAGE_RELAY, .result = res,
+						     .fd = rfd };
+			if (cb)
+				cb(&ev, cb_arg);
+			else
+				close(rfd);
+		}
+	}
 	if (!e)
 		e = stage_plan(&r);
 	if (!e)
@@ -320,6 +390,19 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 		e = stage_punch(&r);
 	if (!e)
 		e = stage_handoff(&r);
+	if (!e) {
+		res->path = res->path == RP_PATH_RELAY ? RP_PATH_RELAY_DIRECT : RP_PATH_DIRECT;
+	} else if (e != -EINTR && e != -EINVAL && res->have_peer) {
+		/* no direct path: the relay carries the session (already does, relay first) */
+		int rfd = -1;
+		if (res->path == RP_PATH_RELAY || !stage_relay(&r, &rfd)) {
+			snprintf(res->relay_why, sizeof(res->relay_why), "%s: %.300s", rp_punch_stage_str(res->stage), res->why);
+			res->fd = rfd;
+			res->path = RP_PATH_RELAY;
+			res->error = 0;
+			e = 0;
+		}
+	}
 	if (!e) {
 		res->stage = RP_STAGE_DONE;
 		res->t_end_ms = ms_since(r.t0);

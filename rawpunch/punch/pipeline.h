@@ -18,6 +18,15 @@
  *             peer, re-probe from a fresh port, exchange natinfos, agree on the
  *             next T, re-plan (wider). Serverless: one round (no channel to agree)
  *   HANDOFF   the connection to a kernel socket (TCP_REPAIR, else connect())      "handoff"
+ *   RELAY     with TURN servers (opts.relay): a TCP allocation is made before JOIN  "relay"
+ *             and its relayed address goes into the sealed exchange. When no plan
+ *             applies or every round failed, the session goes on through the relay
+ *             (side a Connects to the peer's relayed address, side b accepts and
+ *             binds): res.path RP_PATH_RELAY, res.fd the relayed stream (framed by
+ *             rawpunch/handoff/switch.h), res.turn the allocation (kept alive).
+ *             relay_first: RELAY runs right after JOIN, the relayed stream goes to
+ *             the callback at once (RP_PUNCH_EV_RELAY_UP) and the punch goes on;
+ *             when it connects, res.fd is the direct socket (RP_PATH_RELAY_DIRECT)
  *
  * A callback sees every stage begin and end, every round, each re-plan, progress and trace lines,
  * with the result filled so far; the result holds what a report needs (timings per stage, both
@@ -49,18 +58,39 @@ enum rp_punch_stage {
 	RP_STAGE_SETUP,
 	RP_STAGE_PUNCH,
 	RP_STAGE_HANDOFF,
+	RP_STAGE_RELAY,
 	RP_STAGE_DONE,            /* not a stage: where a run that connected ends */
 };
 #define RP_STAGE_N RP_STAGE_DONE
 
 /* The report's name of a stage: "rendezvous" (CONNECT, JOIN), "probe", "offer", "plan", "setup",
- * "punch", "handoff", "done". */
+ * "punch", "handoff", "relay", "done". */
 const char *rp_punch_stage_str(enum rp_punch_stage s);
 
 struct rp_offer;
+struct rp_turn;
+struct rp_turn_cred;
+
+enum rp_punch_path {
+	RP_PATH_NONE = 0,
+	RP_PATH_DIRECT,                  /* punched, handed off */
+	RP_PATH_RELAY,                   /* through the TURN relay */
+	RP_PATH_RELAY_DIRECT,            /* relay first, the punch connected later: move to it */
+};
+/* "none", "direct", "relay", "relay->direct" */
+const char *rp_punch_path_str(enum rp_punch_path p);
+
+#define RP_PUNCH_MAX_RV 8               /* rendezvous servers (RV_MAX_SERVERS) */
+#define RP_PUNCH_MAX_RELAYS 8
 
 struct rp_punch_run_opts {
 	struct sockaddr_in rendezvous;   /* the server (unless serverless) */
+	const struct sockaddr_in *rendezvous_list; /* n_rendezvous > 1: several servers (rendezvous unused): */
+	unsigned n_rendezvous;           /* both meet at the first both reach (rv_join_any) */
+	const struct sockaddr_in *relay; /* TURN servers (TCP), tried in order for the allocation; n_relay 0: none */
+	unsigned n_relay;
+	const struct rp_turn_cred *relay_cred;
+	bool relay_first;                /* the data starts over the relay, the punch goes on behind it */
 	struct sockaddr_in stun;         /* STUN server (TCP) */
 	const char *session;             /* 1..255 bytes */
 	const uint8_t *secret;
@@ -93,6 +123,8 @@ struct rp_punch_meeting {
 	bool via_server;                 /* the figures below were measured (JOIN) */
 	int64_t rtt_ns, peer_rtt_ns, relay_rtt_ns, clock_err_ns, offset_ns;   /* rawpunch/rendezvous/client.h */
 	int64_t clock_bound_ns;          /* the hard bound on the clock disagreement, (rtt + peer_rtt) / 2 */
+	struct sockaddr_in self_relayed, peer_relayed;   /* TURN relayed addresses (0: none) */
+	struct sockaddr_in rv_server;    /* the rendezvous server met at */
 };
 
 struct rp_punch_round_record {
@@ -122,6 +154,14 @@ struct rp_punch_result {
 	uint16_t lport, rport;
 	struct rp_handoff_result handoff;
 	int fd;                          /* >= 0: the kernel socket, the caller's to close; else -1 */
+	/* RELAY */
+	enum rp_punch_path path;
+	char relay_why[RP_PUNCH_WHY_LEN];/* why the relay carries the session (the failure it replaced), or
+	                                    why no relay was there to fall back to */
+	struct sockaddr_in relay_server; /* the TURN server of our allocation */
+	double t_relay_ms;               /* from the start to the relayed stream; < 0: not reached */
+	struct rp_turn *turn;            /* RP_PATH_RELAY(_DIRECT): the allocation, kept alive by its keeper;
+	                                    the caller's: rp_turn_keeper_stop, rp_turn_release, rp_turn_close */
 };
 
 enum rp_punch_event_kind {
@@ -132,6 +172,7 @@ enum rp_punch_event_kind {
 	RP_PUNCH_EV_REPLAN,              /* after a miss: re-probed (self_now) and re-planned (plan_now) for `round` */
 	RP_PUNCH_EV_PROGRESS,            /* progress of the running round, ~every 100 ms */
 	RP_PUNCH_EV_TRACE,               /* text: one per-packet event (opts.trace) */
+	RP_PUNCH_EV_RELAY_UP,            /* relay_first: fd is the relayed stream, the callback's from now on */
 };
 
 struct rp_punch_event {
@@ -142,6 +183,7 @@ struct rp_punch_event {
 	const char *text;
 	const struct rp_punch_progress *progress;
 	const struct rp_punch_result *result;   /* everything so far */
+	int fd;                          /* RP_PUNCH_EV_RELAY_UP */
 };
 
 typedef void (*rp_punch_event_fn)(const struct rp_punch_event *ev, void *arg);
@@ -178,6 +220,11 @@ struct rp_punch_ops {
 	void (*totals)(void *st, struct rp_punch_totals *t);
 	/* HANDOFF: fills res's connection and handoff figures; the socket fd or -errno */
 	int (*handoff)(void *st, struct rp_punch_result *res);
+	/* RELAY (may be NULL: no relay): allocate at a TURN server before JOIN (*relayed, *server) */
+	int (*relay_alloc)(void *st, struct sockaddr_in *relayed, struct sockaddr_in *server, char *why, size_t wlen);
+	/* RELAY: the relayed stream to the peer (side a Connects, side b accepts); *turn: the allocation,
+	 * now the caller's (its keeper running). The fd or -errno. */
+	int (*relay_connect)(void *st, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen);
 	/* release everything (called once, at the end of every run) */
 	void (*close)(void *st);
 };

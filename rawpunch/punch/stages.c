@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
@@ -16,9 +18,12 @@
 #include "rawpunch/probe/probe.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/offer.h"
+#include "rawpunch/rendezvous/proto.h"
+#include "rawpunch/relay/turn.h"
 
 #define MSG_WAIT_MS 15000          /* the peer's "next" / "go" after a miss */
 #define OFFER_MAX_AGE_S 600        /* an offer (and its answer) is good for 10 minutes */
+#define RELAY_TIMEOUT_MS 3000      /* each TURN request; the accepting side waits 4x that for the attempt */
 
 struct net {
 	const struct rp_punch_run_opts *o;
@@ -27,6 +32,11 @@ struct net {
 	struct rp_probe_report *pr;    /* large: allocated by the first probe */
 	int me;
 	int64_t offset_ns, relay_rtt_ns;
+	struct sockaddr_in rv_addr;    /* the rendezvous server connected to */
+	struct rv_keys keys;           /* several servers: their order for this session */
+	unsigned which;                /* several servers: the one connected to (index) */
+	struct rp_turn *turn;          /* the TURN allocation (RELAY) */
+	struct sockaddr_in relayed;
 };
 
 static double ms_since(uint64_t t)
@@ -39,10 +49,30 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 	struct net *n = arg;
 	char a[INET_ADDRSTRLEN];
 	uint64_t t = rp_mono_ns();
-	int r = rv_connect(&n->o->rendezvous, 5000, &n->rv);
+	const struct rp_punch_run_opts *o = n->o;
+	int r;
+	n->rv_addr = o->rendezvous;
+	if (o->n_rendezvous > 1) {
+		/* several: the first in the session's order that answers (a dead one costs a second) */
+		r = rv_keys_derive(o->secret, o->secret_len, o->session, &n->keys);
+		if (!r)
+			r = rv_connect_first(o->rendezvous_list, o->n_rendezvous, &n->keys, RV_CONNECT_MS, o->stop, &n->rv,
+					     &n->which);
+		if (r) {
+			snprintf(why, wlen, "rendezvous: none of the %u servers answered: %s", o->n_rendezvous, strerror(-r));
+			return r;
+		}
+		n->rv_addr = o->rendezvous_list[n->which];
+		t = rp_mono_ns();   /* the RTT of the one that answered, for the filter probe */
+		rv_close(n->rv);
+		n->rv = NULL;
+		r = rv_connect(&n->rv_addr, RV_CONNECT_MS, &n->rv);
+	} else {
+		r = rv_connect(&o->rendezvous, 5000, &n->rv);
+	}
 	if (r) {
-		snprintf(why, wlen, "rendezvous %s:%u: %s", rp_ip_str(n->o->rendezvous.sin_addr.s_addr, a),
-			 ntohs(n->o->rendezvous.sin_port), strerror(-r));
+		snprintf(why, wlen, "rendezvous %s:%u: %s", rp_ip_str(n->rv_addr.sin_addr.s_addr, a),
+			 ntohs(n->rv_addr.sin_port), strerror(-r));
 		return r;
 	}
 	rv_set_stop(n->rv, n->o->stop);   /* Ctrl-C ends a join or a wait for the peer at once */
@@ -61,7 +91,7 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 	struct net *n = arg;
 	const struct rp_punch_run_opts *o = n->o;
 	char a[INET_ADDRSTRLEN];
-	bool server = !o->offer && !o->answer_to && o->rendezvous.sin_addr.s_addr != 0;
+	bool server = !o->offer && !o->answer_to && n->rv_addr.sin_addr.s_addr != 0;
 	struct rp_probe_opts po = {
 		.stun = o->stun,
 		.local_port = port,
@@ -70,7 +100,7 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		/* one lost SYN costs the kernel's 1 s retransmission: leave room for it and a lost reply */
 		.timeout_ms = 3500,
 		.filter_probe = first && server ? rv_filter_probe_cb : NULL,
-		.filter_probe_arg = (void *)&o->rendezvous,
+		.filter_probe_arg = (void *)&n->rv_addr,
 		.filter_timeout_ms = filter_ms ? filter_ms : 400,
 		.ttl_max = first ? 4 : 0,
 		.ttl_wait_ms = 0,
@@ -97,8 +127,20 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 		.timeout_ms = o->join_timeout_ms, .clock_rounds = 4, .lead_ms = o->lead_ms,
 	};
 	struct rv_join_res res;
+	int r;
+	if (n->turn)
+		req.relayed = n->relayed;
 	memset(&res, 0, sizeof(res));
-	int r = rv_join(n->rv, &req, &res);
+	if (o->n_rendezvous > 1) {
+		/* the client from CONNECT is where the order starts; a server dying meanwhile moves both on */
+		r = rv_join_any(o->rendezvous_list, o->n_rendezvous, &n->keys, &req, o->stop, &n->rv, &n->which, &res);
+		if (!r) {
+			n->rv_addr = o->rendezvous_list[n->which];
+			rv_set_stop(n->rv, o->stop);
+		}
+	} else {
+		r = rv_join(n->rv, &req, &res);
+	}
 	if (r == -EACCES)
 		snprintf(why, wlen, "rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
 	else if (r == -ETIMEDOUT)
@@ -121,7 +163,90 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 	m->clock_err_ns = res.clock_err_ns;
 	m->clock_bound_ns = res.clock_bound_ns;
 	m->offset_ns = n->offset_ns = res.offset_ns;
+	m->rv_server = n->rv_addr;
+	if (n->turn) {
+		m->self_relayed = n->relayed;
+		m->peer_relayed = res.peer_relayed;
+		/* the permission now, long before either side might Connect (an attempt that finds none is
+		 * refused by the server) */
+		if (res.peer_relayed.sin_addr.s_addr && rp_turn_permit(n->turn, &res.peer_relayed))
+			memset(&m->peer_relayed, 0, sizeof(m->peer_relayed));
+	}
 	return 0;
+}
+
+static int net_relay_alloc(void *arg, struct sockaddr_in *relayed, struct sockaddr_in *server, char *why, size_t wlen)
+{
+	struct net *n = arg;
+	const struct rp_punch_run_opts *o = n->o;
+	char a[INET_ADDRSTRLEN];
+	int r = -EINVAL;
+	if (!o->relay_cred)
+		return snprintf(why, wlen, "no TURN credentials"), -EINVAL;
+	for (unsigned i = 0; i < o->n_relay; i++) {
+		struct rp_turn_cfg cfg = { .server = o->relay[i], .cred = o->relay_cred, .timeout_ms = RELAY_TIMEOUT_MS,
+					   .software = "rawpunch" };
+		struct rp_turn_info info;
+		struct rp_turn *t;
+		if ((r = rp_turn_new(&cfg, &t)))
+			break;
+		if ((r = rp_turn_allocate(t))) {
+			snprintf(why, wlen, "TURN %s:%u: allocation failed: %s", rp_ip_str(o->relay[i].sin_addr.s_addr, a),
+				 ntohs(o->relay[i].sin_port), strerror(-r));
+			rp_turn_close(t);
+			continue;
+		}
+		rp_turn_get_info(t, &info);
+		n->turn = t;
+		n->relayed = *relayed = info.relayed;
+		*server = o->relay[i];
+		return 0;
+	}
+	return r;
+}
+
+static int net_relay_connect(void *arg, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen)
+{
+	struct net *n = arg;
+	char a[INET_ADDRSTRLEN];
+	uint32_t id = 0;
+	int r = -ENOTCONN, fd = -1;
+	if (!n->turn)
+		return snprintf(why, wlen, "no TURN allocation"), -ENOTCONN;
+	if (m->me == 0) {
+		/* side a connects; the peer's permission may be a moment behind ours: a few tries */
+		for (int i = 0; i < 10; i++) {
+			r = rp_turn_connect(n->turn, &m->peer_relayed, &id);
+			if (r != -ECONNREFUSED || (n->o->stop && *n->o->stop))
+				break;
+			struct timespec ts = { 0, 200 * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		if (r)
+			return snprintf(why, wlen, "TURN Connect to the peer's %s:%u: %s", rp_ip_str(m->peer_relayed.sin_addr.s_addr, a),
+					ntohs(m->peer_relayed.sin_port), strerror(-r)), r;
+	} else {
+		/* side b accepts the attempt from the peer's relayed address only */
+		uint64_t end = rp_mono_ns() + 4ull * RELAY_TIMEOUT_MS * 1000000ull;
+		for (;;) {
+			struct sockaddr_in from;
+			uint64_t now = rp_mono_ns();
+			r = now >= end ? -ETIMEDOUT : rp_turn_wait_attempt(n->turn, (int)((end - now) / 1000000u) + 1, &id, &from);
+			if (r || (from.sin_addr.s_addr == m->peer_relayed.sin_addr.s_addr && from.sin_port == m->peer_relayed.sin_port))
+				break;
+		}
+		if (r)
+			return snprintf(why, wlen, "waiting for the peer's connection through TURN: %s", strerror(-r)), r;
+	}
+	if ((r = rp_turn_bind(n->turn, id, &fd)))
+		return snprintf(why, wlen, "TURN ConnectionBind: %s", strerror(-r)), r;
+	if ((r = rp_turn_keeper_start(n->turn))) {
+		close(fd);
+		return snprintf(why, wlen, "TURN keeper: %s", strerror(-r)), r;
+	}
+	*turn = n->turn;
+	n->turn = NULL;
+	return fd;
 }
 
 /* Exchange natinfo through pasted texts. The offerer is plan side a. Our own natinfo goes through the
@@ -331,6 +456,12 @@ static void net_close(void *arg)
 	n->rv = NULL;
 	free(n->pr);
 	n->pr = NULL;
+	if (n->turn) {   /* not handed over: a direct path made it unnecessary */
+		(void)rp_turn_release(n->turn);
+		rp_turn_close(n->turn);
+		n->turn = NULL;
+	}
+	rv_keys_wipe(&n->keys);
 }
 
 static const struct rp_punch_ops net_ops = {
@@ -346,6 +477,8 @@ static const struct rp_punch_ops net_ops = {
 	.schedule = net_schedule,
 	.totals = net_totals,
 	.handoff = net_handoff,
+	.relay_alloc = net_relay_alloc,
+	.relay_connect = net_relay_connect,
 	.close = net_close,
 };
 

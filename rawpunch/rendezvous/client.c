@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/rendezvous/client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +363,25 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	return 0;
 }
 
+/* "IP:PORT" (a relayed address in the info), port 1..65535. 0 or -EINVAL. */
+static int parse_relayed(const char *s, struct sockaddr_in *out)
+{
+	char ip[INET_ADDRSTRLEN];
+	const char *colon = strrchr(s, ':');
+	char *end;
+	if (!colon || (size_t)(colon - s) >= sizeof(ip))
+		return -EINVAL;
+	memcpy(ip, s, (size_t)(colon - s));
+	ip[colon - s] = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	memset(out, 0, sizeof(*out));
+	out->sin_family = AF_INET;
+	if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, ip, &out->sin_addr) != 1 || !out->sin_addr.s_addr)
+		return -EINVAL;
+	out->sin_port = htons((uint16_t)port);
+	return 0;
+}
+
 /* Paired: hello both ways, then natinfo, candidates, clocks and the start. */
 int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res,
 		       uint64_t deadline)
@@ -398,6 +419,12 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
 	json_object_object_add(mi, "err", json_object_new_int64(c->clock_err_ns));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
+	if (req->relayed.sin_addr.s_addr) {   /* optional: a TURN relayed address, "IP:PORT" */
+		char ra[INET_ADDRSTRLEN + 8];
+		inet_ntop(AF_INET, &req->relayed.sin_addr, ra, INET_ADDRSTRLEN);
+		snprintf(ra + strlen(ra), 8, ":%u", ntohs(req->relayed.sin_port));
+		json_object_object_add(mi, "relay", json_object_new_string(ra));
+	}
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
 	 * newest hello name the peer): address the info again, to the real peer. The real peer skips
 	 * the info we addressed to the replayed nonce. */
@@ -433,6 +460,12 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 			return -EPROTO;
 		}
 		res->peer_cand[res->n_peer_cand++] = (uint16_t)v;
+	}
+	struct json_object *jr;
+	if (json_object_object_get_ex(info, "relay", &jr) &&
+	    (!json_object_is_type(jr, json_type_string) || parse_relayed(json_object_get_string(jr), &res->peer_relayed))) {
+		json_object_put(info);
+		return -EPROTO;
 	}
 	/* the peer's clock uncertainty; a peer that does not send it gets the hard bound */
 	int64_t peer_err;

@@ -37,6 +37,7 @@ struct rv_join_req {
 	int timeout_ms;                 /* whole join, waiting for the peer included (default 30000) */
 	int clock_rounds;               /* NTP samples with the server (default 8) */
 	uint32_t lead_ms;               /* minimum time from now to the proposed start (default 500) */
+	struct sockaddr_in relayed;     /* this side's TURN relayed address (sin_addr 0: none) */
 };
 
 struct rv_join_res {
@@ -54,6 +55,7 @@ struct rv_join_res {
 	int64_t clock_err_ns;           /* the start-time disagreement: both sides' estimate uncertainty
 	                                   (rv_clock_estimate's err_ns, this side's + the peer's) */
 	int64_t clock_bound_ns;         /* its hard bound whatever the path asymmetry: (rtt + peer_rtt) / 2 */
+	struct sockaddr_in peer_relayed;/* the peer's TURN relayed address (sin_addr 0: it has none) */
 };
 
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */

@@ -231,6 +231,7 @@ static void on_event(const struct rp_punch_event *ev, void *arg)
 	case RP_PUNCH_EV_REPLAN: snprintf(p, cap, "P%u ", ev->round); break;
 	case RP_PUNCH_EV_PROGRESS: snprintf(p, cap, "G "); break;
 	case RP_PUNCH_EV_TRACE: snprintf(p, cap, "L "); break;
+	case RP_PUNCH_EV_RELAY_UP: snprintf(p, cap, "U "); break;
 	}
 }
 

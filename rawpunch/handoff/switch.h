@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* switch: one byte stream between a local endpoint and the peer that starts on a relayed connection
+ * (TURN, rawpunch/relay/turn.h) and may move, while it flows, to a direct connection.
+ *
+ * The local endpoint is a socket the data mode (--stdio / --exec / -L) talks to, one end of a
+ * socketpair; a thread copies between it and the peer. On the relay path the stream is framed:
+ *
+ *   [type u8][len u32 BE][payload]
+ *   DATA   len payload bytes of the stream
+ *   CREDIT len: the receiver wrote that many DATA bytes to its local endpoint (flow control: a sender
+ *          keeps at most RP_SWITCH_WINDOW bytes unacknowledged, so the relay never holds much in
+ *          either direction; coturn can stall for good when loaded both ways)
+ *   EOF    the stream ended this way (a half-close: coturn turns a TCP half-close into a close)
+ *   SWITCH payload u64 BE: the DATA bytes sent on the relay; everything further goes on the direct
+ *          connection, unframed
+ *   ACK    the peer's EOF or SWITCH arrived
+ *
+ * The move: once a direct connection is given (rp_switch_direct, both sides do it when their punch
+ * connects), each side sends SWITCH with its relay byte count and from then on writes the stream
+ * to the direct socket. The receiver reads the relay up to the peer's SWITCH (checking the count)
+ * and only then reads the direct socket, whose bytes wait in its socket buffer meanwhile: nothing
+ * is lost, duplicated or reordered. A side closes the relay only once it has the peer's end (EOF or
+ * SWITCH) and the peer's ACK of its own end (or the peer closed it), so coturn never drops a frame
+ * still in flight. After the move the copy uses large buffers between the two kernel sockets.
+ *
+ * Library code: returns -errno, prints nothing. */
+#ifndef RP_SWITCH_H
+#define RP_SWITCH_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#define RP_SWITCH_WINDOW (256u * 1024u)
+
+struct rp_switch;
+
+struct rp_switch_stats {
+	uint64_t sent, recv;             /* stream bytes each way (whatever the path) */
+	uint64_t sent_relay, recv_relay; /* of them, on the relay */
+	bool switched;                   /* both directions moved to the direct connection */
+	uint64_t t_first_rx_ns;          /* CLOCK_MONOTONIC of the first byte from the peer; 0: none */
+	uint64_t t_switch_ns;            /* when the direct path carried both ways; 0: never */
+	int error;                       /* 0, or what ended the stream (-ECONNRESET, -EPROTO, ...) */
+};
+
+/* Called from the thread once the relay is no longer needed (closed: both ends exchanged), e.g. to
+ * release the allocation. */
+typedef void (*rp_switch_relay_done_fn)(void *arg);
+
+/* Start copying between local (the data mode's end is the other one of its socketpair) and relay
+ * (a connected byte stream to the peer, framed as above). Both are owned by the switch from now on
+ * and closed by it. 0 or -errno. */
+int rp_switch_start(int local, int relay, rp_switch_relay_done_fn done, void *done_arg, struct rp_switch **out);
+/* Hand over a direct connection to the peer (owned from now on): the stream moves to it. Once per
+ * switch; -EALREADY after that, -EPIPE when the stream already ended (direct is closed then). */
+int rp_switch_direct(struct rp_switch *s, int direct);
+/* Wait for the stream to end (both directions), free everything. 0 or the error that ended it. */
+int rp_switch_wait(struct rp_switch *s, struct rp_switch_stats *st);
+
+#endif

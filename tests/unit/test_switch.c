@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/* rawpunch/handoff/switch: two switches joined by a "relay" socketpair carry a stream both ways; the
+ * data mode's side writes a pattern and reads the peer's; a direct socketpair handed to both in the
+ * middle moves the streams (nothing lost, duplicated or reordered, the relay closed and its done
+ * callback run); half-closes pass through the relay as EOF frames; a forged SWITCH count is a
+ * protocol error. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "rawpunch/handoff/switch.h"
+
+static uint8_t pat(uint64_t i, uint8_t salt)
+{
+	return (uint8_t)((i * 2654435761u >> 13) ^ salt);
+}
+
+struct end {
+	int fd;              /* the data mode's socket */
+	uint64_t n;          /* bytes to send */
+	uint8_t salt, peer_salt;
+	uint64_t got;        /* bytes received */
+	bool bad;            /* a received byte differs from the peer's pattern */
+	uint64_t switch_at;  /* 0, or after sending this many, signal */
+	int *go;             /* set when switch_at reached */
+};
+
+static void *writer(void *arg)
+{
+	struct end *e = arg;
+	uint8_t b[8192];
+	uint64_t off = 0;
+	while (off < e->n) {
+		size_t k = e->n - off < sizeof(b) ? (size_t)(e->n - off) : sizeof(b);
+		for (size_t i = 0; i < k; i++)
+			b[i] = pat(off + i, e->salt);
+		ssize_t w = write(e->fd, b, k);
+		if (w <= 0)
+			return NULL;
+		off += (uint64_t)w;
+		if (e->switch_at && off >= e->switch_at)
+			__atomic_store_n(e->go, 1, __ATOMIC_SEQ_CST);
+	}
+	shutdown(e->fd, SHUT_WR);
+	return NULL;
+}
+
+static void *reader(void *arg)
+{
+	struct end *e = arg;
+	uint8_t b[8192];
+	for (;;) {
+		ssize_t r = read(e->fd, b, sizeof(b));
+		if (r <= 0)
+			break;
+		for (ssize_t i = 0; i < r; i++)
+			if (b[i] != pat(e->got + (uint64_t)i, e->peer_salt))
+				e->bad = true;
+		e->got += (uint64_t)r;
+	}
+	return NULL;
+}
+
+static int relay_done_count;
+static void on_done(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&relay_done_count, 1, __ATOMIC_SEQ_CST);
+}
+
+/* n bytes each way; with_direct: hand a direct pair over once a has sent a third */
+static void run(uint64_t na, uint64_t nb, bool with_direct)
+{
+	int la[2], lb[2], rl[2], dr[2];
+	struct rp_switch *sa, *sb;
+	struct rp_switch_stats st_a, st_b;
+	int go = 0;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, la), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, lb), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, rl), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, dr), 0);
+	relay_done_count = 0;
+	assert_int_equal(rp_switch_start(la[0], rl[0], on_done, NULL, &sa), 0);
+	assert_int_equal(rp_switch_start(lb[0], rl[1], on_done, NULL, &sb), 0);
+	struct end wa = { .fd = la[1], .n = na, .salt = 1, .switch_at = with_direct ? na / 3 : 0, .go = &go };
+	struct end wb = { .fd = lb[1], .n = nb, .salt = 2 };
+	struct end ra = { .fd = la[1], .peer_salt = 2 }, rb = { .fd = lb[1], .peer_salt = 1 };
+	pthread_t t[4];
+	pthread_create(&t[0], NULL, writer, &wa);
+	pthread_create(&t[1], NULL, writer, &wb);
+	pthread_create(&t[2], NULL, reader, &ra);
+	pthread_create(&t[3], NULL, reader, &rb);
+	if (with_direct) {
+		while (!__atomic_load_n(&go, __ATOMIC_SEQ_CST))
+			usleep(1000);
+		assert_int_equal(rp_switch_direct(sa, dr[0]), 0);
+		usleep(2000);   /* the two sides switch at different moments */
+		assert_int_equal(rp_switch_direct(sb, dr[1]), 0);
+		assert_int_equal(rp_switch_direct(sb, dup(dr[1])), -EALREADY);   /* and closes that one */
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(rp_switch_wait(sa, &st_a), 0);
+	assert_int_equal(rp_switch_wait(sb, &st_b), 0);
+	close(la[1]);
+	close(lb[1]);
+	assert_int_equal(rb.got, na);
+	assert_int_equal(ra.got, nb);
+	assert_false(ra.bad);
+	assert_false(rb.bad);
+	assert_int_equal(st_a.sent, na);
+	assert_int_equal(st_a.recv, nb);
+	assert_int_equal(st_b.recv, na);
+	assert_int_equal(relay_done_count, 2);
+	if (with_direct) {
+		assert_true(st_a.switched);
+		assert_true(st_b.switched);
+		assert_true(st_a.sent_relay < na);   /* part of it went direct */
+		assert_true(st_a.sent_relay > 0);
+	} else {
+		assert_false(st_a.switched);
+		assert_int_equal(st_a.sent_relay, na);
+	}
+}
+
+static void relay_only_both_ways(void **state)
+{
+	(void)state;
+	run(3u << 20, 5u << 20, false);
+}
+
+static void relay_one_side_empty(void **state)
+{
+	(void)state;
+	run(1u << 20, 0, false);
+}
+
+static void move_to_direct_mid_stream(void **state)
+{
+	(void)state;
+	run(16u << 20, 16u << 20, true);
+}
+
+/* b's whole stream ends on the relay (EOF frame) before the move; a's moves */
+static void move_after_peer_eof(void **state)
+{
+	(void)state;
+	run(16u << 20, 64u << 10, true);
+}
+
+static void forged_switch_count(void **state)
+{
+	int la[2], rl[2];
+	struct rp_switch *s;
+	struct rp_switch_stats st;
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, la), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, rl), 0);
+	assert_int_equal(rp_switch_start(la[0], rl[0], NULL, NULL, &s), 0);
+	/* DATA "ab", then SWITCH claiming 3 bytes */
+	static const uint8_t f[] = { 1, 0, 0, 0, 2, 'a', 'b', 4, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 3 };
+	assert_int_equal(write(rl[1], f, sizeof(f)), (ssize_t)sizeof(f));
+	assert_int_equal(rp_switch_wait(s, &st), -EPROTO);
+	close(la[1]);
+	close(rl[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(relay_only_both_ways),
+		cmocka_unit_test(relay_one_side_empty),
+		cmocka_unit_test(move_to_direct_mid_stream),
+		cmocka_unit_test(move_after_peer_eof),
+		cmocka_unit_test(forged_switch_count),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
