@@ -27,6 +27,8 @@ struct punch_cfg {
 	bool offer;                 /* serverless: print an offer, read the answer */
 	const char *answer_to;      /* serverless: the offer text to answer ("-": read a line from stdin) */
 	int start_in_s;             /* serverless answer: start this long after answering */
+	bool no_portmap;            /* do not ask the NAT for a port mapping */
+	unsigned portmap_protocols; /* --portmap LIST: RP_PM_F set; 0 = all */
 };
 
 /* punch_opts.c */
