@@ -42,7 +42,7 @@ struct rp_natinfo {
 	uint16_t pm_port;                /* ... and port; 0: no mapping */
 	uint32_t pm_lifetime_s;          /* granted lifetime */
 	double pm_ms;                    /* how long asking took */
-	char pm_error[200];              /* why none was granted ("" when one was, or not asked) */
+	char pm_error[320];              /* why none was granted ("" when one was, or not asked) */
 };
 
 const char *rp_mapping_str(enum rp_mapping m);   /* "endpoint-independent", "address-dependent", ... */

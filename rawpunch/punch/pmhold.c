@@ -5,15 +5,19 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "rawpunch/base/clock.h"
+
 #define REFRESH_TIMEOUT_MS 2000
 
 struct rp_pmhold {
 	struct rp_portmap_opts o;
+	_Atomic uint64_t give_up_ns;
 	struct rp_portmap m;
 	int rc;
 	pthread_t ask, keep;
@@ -41,6 +45,8 @@ int rp_pmhold_start(const struct rp_portmap_opts *o, struct rp_pmhold **out)
 	if (!h)
 		return -ENOMEM;
 	h->o = *o;
+	atomic_init(&h->give_up_ns, 0);
+	h->o.give_up_ns = &h->give_up_ns;
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
 	if (pthread_create(&h->ask, NULL, ask_main, h)) {
@@ -52,6 +58,12 @@ int rp_pmhold_start(const struct rp_portmap_opts *o, struct rp_pmhold **out)
 	h->asking = true;
 	*out = h;
 	return 0;
+}
+
+void rp_pmhold_give_up_in(struct rp_pmhold *h, int ms)
+{
+	if (h)
+		atomic_store(&h->give_up_ns, rp_mono_ns() + (uint64_t)ms * 1000000ull);
 }
 
 int rp_pmhold_wait(struct rp_pmhold *h)
