@@ -10,10 +10,14 @@
 #include <strings.h>
 
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/net/netif.h"
 #include "rawpunch/probe/probe.h"
+#include "rawpunch/punch/pmhold.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/trace.h"
+
+#define PROBE_PORTMAP_GRACE_MS 150   /* after the probe, the port mapping answer is waited for this long */
 
 static void usage(FILE *f)
 {
@@ -42,11 +46,38 @@ static void usage(FILE *f)
 		"  --port-range LO-HI        the NAT's port range if known (for wraparound)\n"
 		"  --json                    print one JSON object (natinfo fields plus samples, hops, fit)\n"
 		"  --plot FILE               draw external port against time, PNG or SVG by extension (gnuplot)\n"
+		"  --no-portmap              do not ask the NAT for a port mapping (PCP, NAT-PMP, UPnP-IGD); by\n"
+		"                            default the punch port's mapping is asked for beside the probe,\n"
+		"                            reported, and deleted at the end\n"
 		"  -v, --verbose             list every sample and hop in the summary\n"
 		"\n"
 		"Needs CAP_NET_RAW and CAP_NET_ADMIN for the nat_ttl search (raw SYNs, capture, RST guard);\n"
 		"without them nat_ttl is reported unknown and the rest still runs.\n",
 		RP_PROBE_MAX_SAMPLES, RV_DEFAULT_PORT, RP_PROBE_MAX_HOPS);
+}
+
+/* What the NAT offered for the punch port (not a word when it was not asked). */
+static void portmap_line(const struct rp_natinfo *ni)
+{
+	char a[INET_ADDRSTRLEN];
+	bool any = false;
+	if (!ni->pm_asked)
+		return;
+	printf("  portmap     ");
+	if (ni->pm_port)
+		printf("%s granted %s:%u -> %u for %u s", ni->pm_proto, rp_ip_str(ni->pm_addr, a), ni->pm_port,
+		       ni->local_port, ni->pm_lifetime_s);
+	else
+		printf("none");
+	printf(" (found:");
+	for (unsigned i = 0; rp_natinfo_pm_name(i); i++)
+		if (ni->pm_found & (1u << i)) {
+			printf("%s%s", any ? ", " : " ", rp_natinfo_pm_name(i));
+			any = true;
+		}
+	printf("%s; asked in %.1f ms)\n", any ? "" : " nothing", ni->pm_ms);
+	if (ni->pm_error[0])
+		printf("              %s\n", ni->pm_error);
 }
 
 static void summary(const struct rp_probe_report *r, bool verbose)
@@ -95,7 +126,9 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 			printf(" %u %s", r->hops[i].ttl, r->hops[i].reached ? "(server)" :
 			       r->hops[i].answered ? rp_ip_str(r->hops[i].from, a) : "*");
 	}
-	printf("\n  took %.2f s\n", r->duration_s);
+	printf("\n");
+	portmap_line(ni);
+	printf("  took %.2f s\n", r->duration_s);
 	if (!verbose)
 		return;
 	printf("  samples (t since first, kind, local port -> external):\n");
@@ -134,13 +167,14 @@ int cmd_probe(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "no-portmap", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	struct sockaddr_in rv;
 	struct rp_probe_opts o = { .samples = 12, .interval_ms = 40, .ttl_max = 8, .timeout_ms = 3000,
 				   .horizon_s = 1.0, .filter_timeout_ms = 1000 };
-	bool json = false, verbose = false, have_stun = false;
+	bool json = false, verbose = false, have_stun = false, portmap = true;
 	const char *plot = NULL;
 	unsigned long v;
 	int c;
@@ -237,6 +271,9 @@ int cmd_probe(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
+		case 'M':
+			portmap = false;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -253,7 +290,24 @@ int cmd_probe(int argc, char **argv)
 	struct rp_probe_report *r = calloc(1, sizeof(*r));
 	if (!r)
 		return rp_err_errno(-ENOMEM, "probe");
+	/* the port mapping is asked for on a thread beside the probe (pmhold.h): the punch port first */
+	struct rp_pmhold *pm = NULL;
+	int pe = portmap && !o.local_port ? rp_free_port(o.local_addr, &o.local_port) : 0;
+	if (portmap && !pe) {
+		struct rp_portmap_opts pmo = { .ipproto = IPPROTO_TCP, .internal_port = o.local_port,
+					       .lifetime_s = RP_PMHOLD_LIFETIME };
+		pe = rp_pmhold_start(&pmo, &pm);
+	}
+	if (portmap && pe)
+		rp_hint("probe: not asking the NAT for a port mapping: %s", strerror(-pe));
 	int e = rp_probe_run(&o, r);
+	if (pm) {
+		/* asking may add ~0.15 s to the probe, not an IGD's full second of SSDP delay */
+		rp_pmhold_give_up_in(pm, PROBE_PORTMAP_GRACE_MS);
+		rp_pmhold_wait(pm);
+		rp_pmhold_fill(pm, &r->ni);
+		rp_pmhold_release(pm, 1000);   /* the probe only asks what the NAT offers */
+	}
 	if (e < 0) {
 		char b[64];
 		rp_sin_str(&o.stun, b, sizeof(b));
@@ -282,13 +336,13 @@ int cmd_probe(int argc, char **argv)
 	}
 	fflush(stdout);
 	if (plot) {
-		int pe = rp_probe_plot(r, plot);
-		if (pe == -ENOENT) {
+		int ple = rp_probe_plot(r, plot);
+		if (ple == -ENOENT) {
 			rp_err("probe: --plot needs gnuplot");
 			rp_hint("apt-get install gnuplot-nox (or 'make deps')");
 			rc = 1;
-		} else if (pe) {
-			rc = rp_err_errno(pe, "probe: --plot");
+		} else if (ple) {
+			rc = rp_err_errno(ple, "probe: --plot");
 		}
 	}
 	free(r);

@@ -82,6 +82,18 @@ static void natinfo_line(const char *who, const struct rp_natinfo *ni)
 	       rp_side_kind_str(rp_side_classify(ni)));
 }
 
+/* What the NAT granted for the punch port, or why not (the punch goes on without it). */
+static void portmap_line(const struct rp_natinfo *ni, double wait_ms)
+{
+	char a[INET_ADDRSTRLEN];
+	if (ni->pm_port)
+		status("portmap: %s maps %s:%u to the punch port %u for %u s (asked in %.0f ms, waited %.0f ms more): "
+		       "this side is easy", ni->pm_proto, rp_ip_str(ni->pm_addr, a), ni->pm_port, ni->local_port,
+		       ni->pm_lifetime_s, ni->pm_ms, wait_ms);
+	else
+		status("portmap: none (%s); punching without", ni->pm_error[0] ? ni->pm_error : "nothing answered");
+}
+
 static void stage_done(const struct rp_punch_event *ev)
 {
 	const struct rp_punch_result *res = ev->result;
@@ -89,6 +101,9 @@ static void stage_done(const struct rp_punch_event *ev)
 	case RP_STAGE_PROBE:
 		natinfo_line("this side", &res->self);
 		status("probe took %.0f ms", res->stage_ms[RP_STAGE_PROBE]);
+		break;
+	case RP_STAGE_PORTMAP:
+		portmap_line(&res->self, res->stage_ms[RP_STAGE_PORTMAP]);
 		break;
 	case RP_STAGE_OFFER:
 		natinfo_line("peer     ", &res->meet.peer);
@@ -432,6 +447,7 @@ int cmd_punch(int argc, char **argv)
 		.rendezvous_list = c.rvs, .n_rendezvous = c.n_rv,
 		.relay = c.relays, .n_relay = c.n_relay, .relay_cred = c.n_relay ? &relay_cred : NULL,
 		.relay_first = c.relay_first,
+		.no_portmap = c.no_portmap, .portmap_protocols = c.portmap_protocols,
 	};
 	g_lfd = lfd;
 	int run = rp_punch_run(&po, on_event, NULL, &res);

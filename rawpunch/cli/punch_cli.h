@@ -34,6 +34,8 @@ struct punch_cfg {
 	unsigned n_relay;
 	const char *relay_secret_file;
 	bool relay_first;
+	bool no_portmap;            /* do not ask the NAT for a port mapping */
+	unsigned portmap_protocols; /* --portmap LIST: RP_PM_F set; 0 = all */
 };
 
 /* punch_opts.c */

@@ -97,6 +97,23 @@ static struct json_object *result_failed(const struct rp_punch_result *res, doub
 	return o;
 }
 
+/* The PORTMAP stage: what this side was granted (or why not), how long the pipeline waited for it,
+ * and which side's mapping opened the way (the plan "mapped": its protocol). */
+static struct json_object *portmap_json(const struct rp_punch_result *res)
+{
+	struct json_object *o = json_object_new_object();
+	const struct rp_natinfo *ni = &res->self, *pe = &res->meet.peer;
+	const char *by = NULL;
+	json_object_object_add(o, "protocol", ni->pm_port ? json_object_new_string(ni->pm_proto) : NULL);
+	json_object_object_add(o, "error", ni->pm_error[0] ? json_object_new_string(ni->pm_error) : NULL);
+	json_object_object_add(o, "asked_ms", rp_json_fixed(ni->pm_ms, 1));
+	json_object_object_add(o, "wait_ms", ms_or_null(res->stage_ms[RP_STAGE_PORTMAP]));
+	if (res->have_plan && !strcmp(rp_plan_name(&res->plan_now), "mapped"))
+		by = ni->pm_port ? ni->pm_proto : res->have_peer && pe->pm_port ? pe->pm_proto : NULL;
+	json_object_object_add(o, "opened_by", by ? json_object_new_string(by) : NULL);
+	return o;
+}
+
 void punch_report_run(struct punch_report *rep, const struct rp_punch_result *res)
 {
 	struct json_object *root = rep->root, *rounds = json_object_new_array();
@@ -104,6 +121,8 @@ void punch_report_run(struct punch_report *rep, const struct rp_punch_result *re
 	bool connected = res->stage == RP_STAGE_DONE || res->stage == RP_STAGE_HANDOFF;
 	if (res->have_self)
 		json_object_object_add(root, "self", rp_natinfo_to_json(&res->self));
+	if (res->have_self && res->self.pm_asked)
+		json_object_object_add(root, "portmap", portmap_json(res));
 	if (res->have_peer) {
 		json_object_object_add(root, "role", json_object_new_string(res->meet.me ? "b" : "a"));
 		json_object_object_add(root, "peer", rp_natinfo_to_json(&res->meet.peer));

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <miniupnpc/miniupnpc.h>
 #include <miniupnpc/upnpcommands.h>
@@ -722,10 +723,13 @@ static void find(struct finder *f, const struct rp_portmap_opts *o, struct rp_po
 				m->att[p].found_ms = (double)(now - t0) / 1e6;
 		if (find_done(f))
 			break;
-		if (now >= deadline && (!ssdp_worth_waiting(f) || now >= ssdp_deadline))
+		uint64_t give_up = o->give_up_ns ? atomic_load(o->give_up_ns) : 0;
+		if (now >= deadline && (!ssdp_worth_waiting(f) || now >= ssdp_deadline || (give_up && now >= give_up)))
 			break;
 		struct pollfd pf[4];
 		int n = 0, wait = ms_left(now >= deadline ? ssdp_deadline : deadline);
+		if (o->give_up_ns && now >= deadline && wait > 20)
+			wait = 20;      /* look at give_up_ns again soon */
 		pcp_x_tick(&f->pcp, now);
 		ssdp_tick(f, now);
 		if (f->pcp.state == 1) {

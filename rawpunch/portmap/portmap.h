@@ -26,6 +26,7 @@
  * an IGD it was pointed at fails). */
 #ifndef RP_PORTMAP_H
 #define RP_PORTMAP_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,10 @@ struct rp_portmap_opts {
 	uint32_t peer_addr;        /* PCP PEER: the remote end of the outbound flow (network order) ... */
 	uint16_t peer_port;        /* ... and its port; 0 = MAP */
 	const char *state_dir;     /* NULL = rp_pm_state_dir(); "" = record nothing (and sweep nothing) */
+	/* non-NULL and non-zero (CLOCK_MONOTONIC ns, may be set by another thread while step 1 runs):
+	 * past timeout_ms, step 1 stops waiting for a late SSDP answer at this instant (a caller whose
+	 * own work is done, like the probe beside it, caps what asking adds) */
+	const _Atomic uint64_t *give_up_ns;
 };
 
 struct rp_pm_attempt {

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* natinfo: names of the NAT's behaviours and the JSON form (natinfo.h). Pure. */
 #include "rawpunch/probe/natinfo.h"
 
 #include <arpa/inet.h>
@@ -88,6 +89,83 @@ static int endpoint_parse(const char *s, uint32_t *addr, uint16_t *port)
 	return 0;
 }
 
+static const char *get_str(const struct json_object *o, const char *k)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int get_num(const struct json_object *o, const char *k, double lo, double hi, double *out)
+{
+	struct json_object *v;
+	if (!json_object_object_get_ex(o, k, &v) ||
+	    !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
+		return -EINVAL;
+	*out = json_object_get_double(v);
+	return *out >= lo && *out <= hi ? 0 : -EINVAL;
+}
+
+static const char *const pm_names[] = { "pcp", "natpmp", "upnp" };
+
+const char *rp_natinfo_pm_name(unsigned bit)
+{
+	return bit < (unsigned)NNAMES(pm_names) ? pm_names[bit] : NULL;
+}
+
+static struct json_object *portmap_json(const struct rp_natinfo *ni)
+{
+	struct json_object *o = json_object_new_object(), *found = json_object_new_array();
+	char b[32];
+	for (unsigned i = 0; found && i < (unsigned)NNAMES(pm_names); i++)
+		if (ni->pm_found & (1u << i))
+			json_object_array_add(found, json_object_new_string(pm_names[i]));
+	json_object_object_add(o, "found", found);
+	json_object_object_add(o, "protocol", ni->pm_port ? json_object_new_string(ni->pm_proto) : NULL);
+	json_object_object_add(o, "external", ni->pm_port ? endpoint_json(ni->pm_addr, ni->pm_port) : NULL);
+	json_object_object_add(o, "lifetime", json_object_new_int64(ni->pm_lifetime_s));
+	snprintf(b, sizeof(b), "%.3f", ni->pm_ms);
+	json_object_object_add(o, "elapsed_ms", json_object_new_double_s(ni->pm_ms, b));
+	json_object_object_add(o, "error", ni->pm_error[0] ? json_object_new_string(ni->pm_error) : NULL);
+	return o;
+}
+
+/* The "portmap" member (absent or null: not asked). 0 or -EINVAL. */
+static int portmap_parse(const struct json_object *o, struct rp_natinfo *ni)
+{
+	struct json_object *pm, *found, *v;
+	const char *s;
+	double d;
+	if (!json_object_object_get_ex(o, "portmap", &pm) || !pm)
+		return 0;
+	if (!json_object_is_type(pm, json_type_object) || !json_object_object_get_ex(pm, "found", &found) ||
+	    !json_object_is_type(found, json_type_array))
+		return -EINVAL;
+	ni->pm_asked = true;
+	for (size_t i = 0; i < json_object_array_length(found); i++) {
+		int k;
+		if (parse_name(pm_names, NNAMES(pm_names), json_object_get_string(json_object_array_get_idx(found, i)), &k))
+			return -EINVAL;
+		ni->pm_found |= (uint8_t)(1u << k);
+	}
+	if (!json_object_object_get_ex(pm, "protocol", &v))
+		return -EINVAL;
+	if (v) {
+		int k;
+		if (parse_name(pm_names, NNAMES(pm_names), json_object_get_string(v), &k) ||
+		    endpoint_parse(get_str(pm, "external"), &ni->pm_addr, &ni->pm_port) || !ni->pm_port || !ni->pm_addr)
+			return -EINVAL;
+		snprintf(ni->pm_proto, sizeof(ni->pm_proto), "%s", pm_names[k]);
+	}
+	if (get_num(pm, "lifetime", 0, 4294967295.0, &d) || d != (uint32_t)d || get_num(pm, "elapsed_ms", 0, 1e9, &ni->pm_ms))
+		return -EINVAL;
+	ni->pm_lifetime_s = (uint32_t)d;
+	if ((s = get_str(pm, "error")))
+		snprintf(ni->pm_error, sizeof(ni->pm_error), "%s", s);
+	return 0;
+}
+
 struct json_object *rp_natinfo_to_json(const struct rp_natinfo *ni)
 {
 	struct json_object *o = json_object_new_object(), *pred;
@@ -107,25 +185,8 @@ struct json_object *rp_natinfo_to_json(const struct rp_natinfo *ni)
 	json_object_object_add(o, "confidence", json_object_new_double(ni->confidence));
 	json_object_object_add(o, "filtering", json_object_new_string(rp_filter_str(ni->filtering)));
 	json_object_object_add(o, "nat_ttl", json_object_new_int(ni->nat_ttl));
+	json_object_object_add(o, "portmap", ni->pm_asked ? portmap_json(ni) : NULL);
 	return o;
-}
-
-static const char *get_str(const struct json_object *o, const char *k)
-{
-	struct json_object *v;
-	if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static int get_num(const struct json_object *o, const char *k, double lo, double hi, double *out)
-{
-	struct json_object *v;
-	if (!json_object_object_get_ex(o, k, &v) ||
-	    !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
-		return -EINVAL;
-	*out = json_object_get_double(v);
-	return *out >= lo && *out <= hi ? 0 : -EINVAL;
 }
 
 int rp_natinfo_from_json(const struct json_object *o, struct rp_natinfo *ni)
@@ -175,5 +236,5 @@ int rp_natinfo_from_json(const struct json_object *o, struct rp_natinfo *ni)
 			return -EINVAL;
 		ni->predicted[ni->n_predicted++] = (uint16_t)p;
 	}
-	return 0;
+	return portmap_parse(o, ni);
 }

@@ -31,6 +31,18 @@ struct rp_natinfo {
 	enum rp_filter filtering;
 	uint8_t nat_ttl;                 /* TTL that passes the NAT but stops short of the peer; 0 unknown */
 	uint64_t probed_at_ns;           /* CLOCK_REALTIME */
+	/* Port mapping asked of the NAT for the punch port (PCP, NAT-PMP, UPnP-IGD; rawpunch/portmap):
+	 * filled from the layer above the probe (rawpunch/punch/pmhold.h). With a mapping granted the
+	 * side is easy: mapped_* is the granted external address:port, mapping endpoint-independent and
+	 * filtering open (an inbound SYN to it reaches the punch port). */
+	bool pm_asked;                   /* asked at all (false: --no-portmap, serverless, not asked) */
+	uint8_t pm_found;                /* bit per protocol that answered: 1 pcp, 2 natpmp, 4 upnp */
+	char pm_proto[8];                /* the protocol that granted it: "pcp", "natpmp", "upnp"; "" none */
+	uint32_t pm_addr;                /* granted external address (network order) ... */
+	uint16_t pm_port;                /* ... and port; 0: no mapping */
+	uint32_t pm_lifetime_s;          /* granted lifetime */
+	double pm_ms;                    /* how long asking took */
+	char pm_error[320];              /* why none was granted ("" when one was, or not asked) */
 };
 
 const char *rp_mapping_str(enum rp_mapping m);   /* "endpoint-independent", "address-dependent", ... */
@@ -42,9 +54,14 @@ int rp_filter_parse(const char *s, enum rp_filter *f);
 
 /* JSON object with the fields `rawpunch probe --json` prints:
  * mapped "ip:port", local "ip:port", mapping, allocation, delta (number|null), jitter, predicted [ports],
- * confidence, filtering, nat_ttl. Returns a new reference or NULL on ENOMEM. */
+ * confidence, filtering, nat_ttl, portmap (null when not asked, else {found [protocols], protocol
+ * (null: none granted), external "ip:port" | null, lifetime, elapsed_ms, error | null}). Returns a new reference or NULL on ENOMEM. */
 struct json_object *rp_natinfo_to_json(const struct rp_natinfo *ni);
-/* Strict inverse: 0, or -EINVAL on a missing/ill-typed/out-of-range field. */
+/* Strict inverse: 0, or -EINVAL on a missing/ill-typed/out-of-range field ("portmap" may be missing:
+ * not asked). */
 int rp_natinfo_from_json(const struct json_object *o, struct rp_natinfo *ni);
+
+/* Names of the port mapping protocols, by bit of pm_found (0 pcp, 1 natpmp, 2 upnp); NULL past them. */
+const char *rp_natinfo_pm_name(unsigned bit);
 
 #endif

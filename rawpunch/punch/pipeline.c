@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "rawpunch/base/clock.h"
+#include "rawpunch/punch/pmhold.h"
 
 struct run {
 	const struct rp_punch_run_opts *o;
@@ -22,6 +23,7 @@ struct run {
 	int filter_ms;                 /* the filter probe's timeout, sized by CONNECT */
 	struct rp_plan_params pp;      /* the plan's parameters (PLAN, and every re-plan) */
 	uint32_t peer_pub;             /* the peer's public address the punch context aims at */
+	bool portmap;                  /* PORTMAP is asking (begun with the probe) */
 };
 
 const char *rp_punch_stage_str(enum rp_punch_stage s)
@@ -29,6 +31,7 @@ const char *rp_punch_stage_str(enum rp_punch_stage s)
 	switch (s) {
 	case RP_STAGE_CONNECT: return "rendezvous";
 	case RP_STAGE_PROBE: return "probe";
+	case RP_STAGE_PORTMAP: return "portmap";
 	case RP_STAGE_JOIN: return "rendezvous";
 	case RP_STAGE_OFFER: return "offer";
 	case RP_STAGE_PLAN: return "plan";
@@ -140,6 +143,9 @@ static int stage_probe(struct run *r)
 		res->stage_ms[RP_STAGE_PROBE] = -1;      /* the probe itself never ran */
 		return e;
 	}
+	/* PORTMAP asks beside the probe: a network without a port mapping service costs nothing */
+	r->portmap = !r->o->no_portmap && !res->serverless && r->ops->portmap_begin &&
+		     r->ops->portmap_begin(r->st, port) == 0;
 	e = r->ops->probe(r->st, port, true, r->filter_ms, &res->self, res->why, sizeof(res->why));
 	if (!e) {
 		res->have_self = true;
@@ -161,6 +167,19 @@ static void relay_alloc(struct run *r)
 	res->stage_ms[RP_STAGE_RELAY] = ms_since(t);
 	if (e)
 		memset(&res->meet.self_relayed, 0, sizeof(res->meet.self_relayed));
+}
+
+/* The answer to the asking begun with the probe: waited for here (the stage's time is the wait). */
+static int stage_portmap(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	if (!r->portmap)
+		return 0;
+	begin(r, RP_STAGE_PORTMAP);
+	r->ops->portmap_end(r->st, &res->self);
+	rp_natinfo_through_mapping(&res->self);
+	res->self_now = res->self;
+	return end(r, 0);
 }
 
 static int stage_meet(struct run *r)
@@ -238,16 +257,20 @@ static int next_round(struct run *r, unsigned round, uint64_t *start, char *why,
 	uint16_t port;
 	int e;
 	r->ops->tell(r->st, "miss", (int)round, res->rounds[round].st.why);
-	if ((e = r->ops->free_port(r->st, &port)))
-		return e;
-	e = r->ops->probe(r->st, port, false, r->filter_ms, &ni, scratch, sizeof(scratch));
-	if (e) {
-		snprintf(why, wlen, "re-probe failed: %s", strerror(-e));
-		return e;
+	if (!res->self_now.pm_port) {
+		/* (a side seen through its mapping keeps its punch port and the mapping: nothing to re-probe) */
+		if ((e = r->ops->free_port(r->st, &port)))
+			return e;
+		e = r->ops->probe(r->st, port, false, r->filter_ms, &ni, scratch, sizeof(scratch));
+		if (e) {
+			snprintf(why, wlen, "re-probe failed: %s", strerror(-e));
+			return e;
+		}
+		ni.filtering = res->self_now.filtering;   /* not re-measured */
+		ni.nat_ttl = res->self_now.nat_ttl;
+		rp_natinfo_keep_portmap(&ni, &res->self_now);   /* nor asked again */
+		res->self_now = ni;
 	}
-	ni.filtering = res->self_now.filtering;   /* not re-measured */
-	ni.nat_ttl = res->self_now.nat_ttl;
-	res->self_now = ni;
 	e = r->ops->exchange(r->st, round + 1, &res->self_now, &res->peer_now);
 	if (!e && rp_punch_pub_addr(&res->peer_now) != r->peer_pub)
 		e = -EPROTO;   /* the peer's public address moved: a new context would be needed */
@@ -368,6 +391,8 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 	e = stage_connect(&r);
 	if (!e)
 		e = stage_probe(&r);
+	if (!e)
+		e = stage_portmap(&r);
 	if (!e)
 		e = stage_meet(&r);
 	if (!e && o->relay_first) {

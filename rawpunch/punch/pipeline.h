@@ -7,6 +7,13 @@
  *             before the probe's samples (so the prediction is not off by one flow),
  *             and its RTT sizes the filter probe. Serverless: skipped.
  *   PROBE     this side's NAT, from the punch port (rawpunch/probe/probe.h)       "probe"
+ *   PORTMAP   beside the probe (a thread started with it): ask the NAT to map the "portmap"
+ *             punch port (PCP, NAT-PMP, UPnP-IGD; rawpunch/punch/pmhold.h); the
+ *             stage waits for the answer after the probe. A granted mapping makes
+ *             this side easy (its natinfo seen through the mapping, pm_* fields)
+ *             and is refreshed until the run ends, then deleted; a refusal or
+ *             silence only leaves pm_error. Never fails the run. Skipped when
+ *             serverless (the offer codec carries no mapping) or no_portmap.
  *   JOIN      the session at the server: sealed natinfo exchange, roles, clock    "rendezvous"
  *             offset and RTTs, the start instant T (rawpunch/rendezvous/client.h)
  *   OFFER     serverless instead of JOIN: print an offer and read the answer, or  "offer"
@@ -59,11 +66,12 @@ enum rp_punch_stage {
 	RP_STAGE_PUNCH,
 	RP_STAGE_HANDOFF,
 	RP_STAGE_RELAY,
+	RP_STAGE_PORTMAP,         /* runs beside PROBE, ends after it (numbered last: stage numbers are stable) */
 	RP_STAGE_DONE,            /* not a stage: where a run that connected ends */
 };
 #define RP_STAGE_N RP_STAGE_DONE
 
-/* The report's name of a stage: "rendezvous" (CONNECT, JOIN), "probe", "offer", "plan", "setup",
+/* The report's name of a stage: "rendezvous" (CONNECT, JOIN), "probe", "portmap", "offer", "plan", "setup",
  * "punch", "handoff", "relay", "done". */
 const char *rp_punch_stage_str(enum rp_punch_stage s);
 
@@ -113,6 +121,8 @@ struct rp_punch_run_opts {
 	volatile sig_atomic_t *stop;     /* non-zero: waits and rounds end with -EINTR */
 	bool trace;                      /* per-packet trace lines (RP_PUNCH_EV_TRACE) */
 	uint64_t t_start_ns;             /* CLOCK_MONOTONIC the timings count from; 0: this call */
+	bool no_portmap;                 /* skip PORTMAP */
+	unsigned portmap_protocols;      /* RP_PM_F set (rawpunch/portmap/portmap.h); 0: all */
 };
 
 /* What the meeting (JOIN or OFFER) settled. */
@@ -201,6 +211,11 @@ struct rp_punch_ops {
 	int (*free_port)(void *st, uint16_t *port);
 	/* PROBE from port; first: the full probe (filtering with filter_ms, nat_ttl), else a re-probe */
 	int (*probe)(void *st, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why, size_t wlen);
+	/* PORTMAP: begin asking the NAT to map the punch port (in the background; NULL op: no port
+	 * mapping), then, after the probe, wait for the answer and fill ni's pm_* fields (a granted
+	 * mapping is kept until close). begin's error only means no asking. */
+	int (*portmap_begin)(void *st, uint16_t port);
+	void (*portmap_end)(void *st, struct rp_natinfo *ni);
 	/* JOIN with this side's natinfo */
 	int (*join)(void *st, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen);
 	/* OFFER: text for the other side goes to say(); *self may come back changed (the codec's view) */

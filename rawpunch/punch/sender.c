@@ -204,8 +204,10 @@ int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
 	st->action = x->action;
 	st->prime_ttl = x->low_ttl;
 	*end_ns = p->t0 + (uint64_t)x->end_ms * 1000000ull;
-	if (!x->n || x->n > RP_EXEC_MAX_PHASES)
+	if (x->n > RP_EXEC_MAX_PHASES || (!x->n && x->action != RP_ACT_NONE))
 		return -EINVAL;
+	if (!x->n)
+		return 0;    /* a listener (strategy "mapped"): nothing to send, the round listens until end_ms */
 	for (unsigned k = 0; k < x->n; k++) {
 		const struct rp_phase *xp = &x->ph[k];
 		struct phase *ph = &s->ph[s->n++];

@@ -15,6 +15,7 @@
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
 #include "rawpunch/net/netif.h"
+#include "rawpunch/punch/pmhold.h"
 #include "rawpunch/probe/probe.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/offer.h"
@@ -37,6 +38,7 @@ struct net {
 	unsigned which;                /* several servers: the one connected to (index) */
 	struct rp_turn *turn;          /* the TURN allocation (RELAY) */
 	struct sockaddr_in relayed;
+	struct rp_pmhold *pm;          /* PORTMAP: the asking, then the kept mapping */
 };
 
 static double ms_since(uint64_t t)
@@ -116,6 +118,31 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 	}
 	*ni = n->pr->ni;
 	return 0;
+}
+
+static int net_portmap_begin(void *arg, uint16_t port)
+{
+	struct net *n = arg;
+	struct rp_portmap_opts po = {
+		.protocols = n->o->portmap_protocols, .ipproto = IPPROTO_TCP, .internal_port = port,
+		.lifetime_s = RP_PMHOLD_LIFETIME,
+	};
+	return rp_pmhold_start(&po, &n->pm);
+}
+
+static void net_portmap_end(void *arg, struct rp_natinfo *ni)
+{
+	struct net *n = arg;
+	rp_pmhold_wait(n->pm);
+	rp_pmhold_fill(n->pm, ni);
+	if (ni->pm_port && rp_pmhold_keep(n->pm)) {
+		/* it cannot be kept alive for the punch: do not announce it */
+		rp_pmhold_release(n->pm, 1000);
+		n->pm = NULL;
+		ni->pm_port = 0;
+		ni->pm_proto[0] = 0;
+		snprintf(ni->pm_error, sizeof(ni->pm_error), "granted, but no thread to keep it refreshed");
+	}
 }
 
 static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen)
@@ -462,12 +489,17 @@ static void net_close(void *arg)
 		n->turn = NULL;
 	}
 	rv_keys_wipe(&n->keys);
+	/* the punched connection (if any) lives in the NAT's connection tracking on its own now */
+	rp_pmhold_release(n->pm, 1000);
+	n->pm = NULL;
 }
 
 static const struct rp_punch_ops net_ops = {
 	.connect = net_connect,
 	.free_port = net_free_port,
 	.probe = net_probe,
+	.portmap_begin = net_portmap_begin,
+	.portmap_end = net_portmap_end,
 	.join = net_join,
 	.serverless = net_serverless,
 	.open = net_open,

@@ -7,6 +7,7 @@
 #include "rawpunch/strategy/strategy.h"
 
 #define STRATEGIES(X)                                                                                        \
+	X(mapped)    /* mapped.c:   a side with a port mapping from its NAT x any side */                    \
 	X(simopen)   /* simopen.c:  easy x easy */                                                           \
 	X(predict)   /* predict.c:  easy x predictable, predictable x predictable (lockstep) */              \
 	X(birthday)  /* birthday.c: easy x hard */                                                           \

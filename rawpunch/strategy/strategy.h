@@ -10,6 +10,8 @@
  * first whose applies() says yes plans. Nothing outside a strategy's own file switches on which one
  * it is: the names, the plan JSON and the phases all come from the table. One file per strategy:
  *
+ *   mapped.c    a side whose NAT granted a port mapping for its punch port (PCP, NAT-PMP, UPnP-IGD)
+ *               x any side: that side listens (sends nothing), the other connects to the mapped port.
  *   simopen.c   easy x easy: simultaneous open; a side whose NAT answers unsolicited SYNs (rst/icmp)
  *               first sends a low-TTL "prime" SYN at T so its own mapping exists before the peer's SYN;
  *               the round ends early when the peer's NAT keeps refusing (its port is not the one
@@ -120,7 +122,7 @@ struct rp_exec {
 	enum rp_action action;    /* of the plan's side (for the round's figures) */
 	uint8_t low_ttl;          /* TTL of primes and low-TTL mappings */
 	uint32_t rate_pps;
-	struct rp_phase ph[RP_EXEC_MAX_PHASES];   /* in order; the last is the action itself */
+	struct rp_phase ph[RP_EXEC_MAX_PHASES];   /* in order; the last is the action itself (none: RP_ACT_NONE, a listener) */
 	unsigned n;
 	uint32_t end_ms;          /* the plan's sending ends at T + end_ms (the executor listens a grace longer) */
 	unsigned rst_cut_count;   /* > 0: before any valid SYN/SYN-ACK, end the round once this many RSTs came ... */

@@ -8,7 +8,9 @@
 
 #include "rawpunch/probe/natinfo.h"
 
-enum prof { PRESERVE, SEQUENTIAL, RANDOM };   /* an easy, a predictable and a hard side */
+/* an easy, a predictable and a hard side; MAPPED: a random NAT that granted a port mapping (PCP) for
+ * the punch port, seen through it (rawpunch/punch/pmhold.h: rp_natinfo_through_mapping) */
+enum prof { PRESERVE, SEQUENTIAL, RANDOM, MAPPED };
 
 static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, const char *pub, uint16_t lport)
 {
@@ -41,6 +43,19 @@ static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, cons
 		ni->mapping = RP_MAP_APD;
 		ni->alloc = RP_ALLOC_RANDOM;
 		ni->mapped_port = 51234;
+		break;
+	case MAPPED:
+		ni->alloc = RP_ALLOC_RANDOM;
+		ni->pm_asked = true;
+		ni->pm_found = 1 | 2 | 4;
+		memcpy(ni->pm_proto, "pcp", 4);
+		ni->pm_addr = ni->mapped_addr;
+		ni->pm_port = (uint16_t)(lport + 7);
+		ni->pm_lifetime_s = 60;
+		ni->pm_ms = 3.5;
+		ni->mapped_port = ni->pm_port;
+		ni->mapping = RP_MAP_EI;
+		ni->filtering = RP_FILTER_OPEN;
 		break;
 	}
 }

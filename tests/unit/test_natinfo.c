@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "rawpunch/probe/natinfo.h"
@@ -77,6 +78,75 @@ static void test_json_roundtrip(void **state)
 	json_object_put(back);
 }
 
+/* The "portmap" member: null when not asked (and absent is the same), the granted mapping or the
+ * reasons otherwise, both ways. */
+static void test_json_portmap(void **state)
+{
+	(void)state;
+	struct rp_natinfo in = { 0 }, out;
+	struct json_object *o, *pm, *back;
+	inet_pton(AF_INET, "10.0.1.2", &in.local_addr);
+	inet_pton(AF_INET, "198.18.1.2", &in.mapped_addr);
+	in.local_port = 40000;
+	in.mapped_port = 40000;
+	o = rp_natinfo_to_json(&in);
+	assert_true(json_object_object_get_ex(o, "portmap", &pm));
+	assert_null(pm);
+	json_object_object_del(o, "portmap");
+	assert_int_equal(rp_natinfo_from_json(o, &out), 0);
+	assert_false(out.pm_asked);
+	json_object_put(o);
+	/* granted */
+	in.pm_asked = true;
+	in.pm_found = 1 | 4;
+	memcpy(in.pm_proto, "pcp", 4);
+	in.pm_addr = in.mapped_addr;
+	in.pm_port = 40123;
+	in.pm_lifetime_s = 60;
+	in.pm_ms = 4.25;
+	o = rp_natinfo_to_json(&in);
+	pm = json_object_object_get(o, "portmap");
+	assert_string_equal(json_object_get_string(json_object_object_get(pm, "protocol")), "pcp");
+	assert_string_equal(json_object_get_string(json_object_object_get(pm, "external")), "198.18.1.2:40123");
+	assert_string_equal(json_object_to_json_string(json_object_object_get(pm, "found")), "[ \"pcp\", \"upnp\" ]");
+	back = json_tokener_parse(json_object_to_json_string(o));
+	assert_int_equal(rp_natinfo_from_json(back, &out), 0);
+	assert_true(out.pm_asked);
+	assert_int_equal(out.pm_found, 5);
+	assert_string_equal(out.pm_proto, "pcp");
+	assert_int_equal(out.pm_port, 40123);
+	assert_int_equal(out.pm_addr, in.pm_addr);
+	assert_int_equal(out.pm_lifetime_s, 60);
+	assert_true(out.pm_ms > 4.2 && out.pm_ms < 4.3);
+	assert_string_equal(out.pm_error, "");
+	json_object_put(back);
+	/* a bad protocol name is refused */
+	json_object_object_add(pm, "protocol", json_object_new_string("smtp"));
+	back = json_tokener_parse(json_object_to_json_string(o));
+	assert_int_equal(rp_natinfo_from_json(back, &out), -EINVAL);
+	json_object_put(back);
+	json_object_put(o);
+	/* refused: no protocol, the reasons */
+	in.pm_port = 0;
+	in.pm_proto[0] = 0;
+	in.pm_found = 2;
+	snprintf(in.pm_error, sizeof(in.pm_error), "natpmp: refused (code 2)");
+	o = rp_natinfo_to_json(&in);
+	pm = json_object_object_get(o, "portmap");
+	assert_null(json_object_object_get(pm, "protocol"));
+	assert_null(json_object_object_get(pm, "external"));
+	back = json_tokener_parse(json_object_to_json_string(o));
+	assert_int_equal(rp_natinfo_from_json(back, &out), 0);
+	assert_true(out.pm_asked);
+	assert_int_equal(out.pm_port, 0);
+	assert_int_equal(out.pm_found, 2);
+	assert_string_equal(out.pm_error, "natpmp: refused (code 2)");
+	json_object_put(back);
+	json_object_put(o);
+	assert_string_equal(rp_natinfo_pm_name(1), "natpmp");
+	assert_null(rp_natinfo_pm_name(3));
+}
+
 static void test_json_rejects_bad_fields(void **state)
 {
 	(void)state;
@@ -115,6 +185,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_enum_names_roundtrip),
 		cmocka_unit_test(test_json_roundtrip),
+		cmocka_unit_test(test_json_portmap),
 		cmocka_unit_test(test_json_rejects_bad_fields),
 	};
 	return cmocka_run_group_tests_name("natinfo", tests, NULL, NULL);

@@ -21,6 +21,7 @@
 #define PREDICT "predicted-burst"
 #define BIRTHDAY "birthday"
 #define IMPOSSIBLE "impossible"
+#define MAPPED_S "mapped"
 
 static void test_birthday_math(void **state)
 {
@@ -340,16 +341,18 @@ static void test_registry(void **state)
 {
 	(void)state;
 	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM hard */
-	static const char *const want[3][3] = {
-		/*              b easy      b predictable  b hard */
-		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY },
-		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE },
-		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE },
+	/* MAPPED: a hard NAT that granted a port mapping (easy through it): "mapped" takes every pair with it */
+	static const char *const want[4][4] = {
+		/*              b easy      b predictable  b hard      b mapped */
+		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY,   MAPPED_S },
+		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE, MAPPED_S },
+		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE, MAPPED_S },
+		/* a mapd */  { MAPPED_S,   MAPPED_S,      MAPPED_S,   MAPPED_S },
 	};
 	unsigned n = 0, chosen[16] = { 0 };
 	while (rp_strategies[n])
 		n++;
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
 	/* names are unique and found by name */
 	for (unsigned i = 0; i < n; i++) {
 		assert_non_null(rp_strategies[i]->name);
@@ -362,8 +365,8 @@ static void test_registry(void **state)
 	assert_null(rp_strategy_find("none"));
 	assert_null(rp_strategy_find(NULL));
 	assert_string_equal(rp_strategy_name(NULL), "none");
-	for (int pa = PRESERVE; pa <= RANDOM; pa++)
-		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+	for (int pa = PRESERVE; pa <= MAPPED; pa++)
+		for (int pb = PRESERVE; pb <= MAPPED; pb++) {
 			struct rp_natinfo a, b;
 			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
 			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
@@ -389,6 +392,61 @@ static void test_registry(void **state)
 	/* the last one takes everything */
 	struct rp_natinfo x = { 0 };
 	assert_true(rp_strategies[n - 1]->applies(&x, &x));
+}
+
+/* "mapped": the side holding a port mapping listens (sends nothing), the other connects to the
+ * granted port from its punch port; with both mapped side a listens. Its phases: none / one burst. */
+static void test_mapped(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	struct rp_exec *x = malloc(sizeof(*x));
+	mk(&a, MAPPED, RP_FILTER_DROP, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_EASY);
+	for (int swap = 0; swap < 2; swap++) {
+		const struct rp_natinfo *sa = swap ? &b : &a, *sb = swap ? &a : &b;
+		int l = swap ? 1 : 0, k = 1 - l;
+		assert_int_equal(rp_plan_make(sa, sb, NULL, 0, pl), 0);
+		assert_string_equal(rp_plan_name(pl), MAPPED_S);
+		assert_false(rp_plan_refused(pl));
+		assert_true(pl->p_success >= 0.99);
+		assert_int_equal(pl->side[l].action, RP_ACT_NONE);
+		assert_int_equal(pl->side[k].action, RP_ACT_CONNECT);
+		assert_int_equal(pl->side[k].n_remote, 1);
+		assert_int_equal(pl->side[k].remote_ports[0], 40007);          /* the granted port */
+		assert_false(pl->side[k].prime);
+		assert_true(pl->side[k].start_ms > 0);                           /* the listener is up first */
+		assert_true(pl->side[l].duration_ms >= pl->side[k].start_ms + pl->side[k].duration_ms);
+		assert_non_null(strstr(pl->reason, "pcp"));
+		/* the listener's round: no phases, listening as long as the SYNs come */
+		assert_int_equal(rp_plan_exec(pl, l, l ? &b : &a, l ? &a : &b, x), 0);
+		assert_int_equal(x->n, 0);
+		assert_int_equal(x->action, RP_ACT_NONE);
+		assert_int_equal(x->end_ms, pl->side[l].duration_ms);
+		/* the connecting side: one burst from the punch port to the granted port, repeated */
+		assert_int_equal(rp_plan_exec(pl, k, k ? &b : &a, k ? &a : &b, x), 0);
+		assert_int_equal(x->n, 1);
+		assert_int_equal(x->ph[0].src, RP_SRC_PUNCH);
+		assert_int_equal(x->ph[0].n_dst, 1);
+		assert_int_equal(x->ph[0].dports[0], 40007);
+		assert_int_equal(x->ph[0].ttl, 0);
+		assert_true(x->ph[0].repeat_ms > 0);
+	}
+	/* both mapped: a listens, b connects to a's port */
+	mk(&b, MAPPED, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[0].action, RP_ACT_NONE);
+	assert_int_equal(pl->side[1].remote_ports[0], 40007);
+	/* without the mapping (refused or not asked) the same NAT is hard again: today's plans */
+	mk(&a, RANDOM, RP_FILTER_DROP, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	a.pm_asked = true;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), IMPOSSIBLE);
+	free(x);
+	free(pl);
 }
 
 /* Every name a person or a report sees comes from the table. */
@@ -450,6 +508,7 @@ int main(void)
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
 		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_mapped),
 		cmocka_unit_test(test_names_from_table),
 	};
 	return cmocka_run_group_tests_name("strategy", tests, NULL, NULL);
