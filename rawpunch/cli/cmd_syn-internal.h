@@ -29,6 +29,7 @@ struct syn_opts {
 	enum rp_ipid_mode ipid_mode;
 	uint16_t ipid;
 	const char *iface;
+	const char *user;                /* --user */
 	uint8_t dmac[6];
 	struct sockaddr_in dst;          /* HOST, resolved */
 };
