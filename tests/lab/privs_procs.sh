@@ -21,7 +21,12 @@ punch_lab pv --nat-a preserve --nat-b preserve
 A() { ip netns exec "rp$LAB-a" "$@"; }
 S() { ip netns exec "rp$LAB-s" "$@"; }
 BG=()
-_privs_cleanup() { local p; for p in "${BG[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# (only our own: the rendezvous server punch_lab started is natlab's to stop)
+_privs_cleanup() {
+	local p
+	for p in "${BG[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${BG[@]}"; do wait "$p" 2>/dev/null || true; done
+}
 trap '_privs_cleanup; _punch_cleanup' EXIT
 
 # every IPv4 packet leaving a (not on lo), counted in a's namespace
@@ -116,7 +121,10 @@ BG+=("$PP")
 sleep 0.5
 check "$PP" "probe" $((0x3000)) "$NOBODY"
 rc=0; wait "$PP" || rc=$?; [ "$rc" = 0 ] || fail "probe: exit $rc: $(cat "$T/probe.err")"
-RV=$(for p in $(ip netns pids "rp$LAB-s"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = rawpunch ] && echo "$p"; done | head -1)
+RV=
+for p in $(ip netns pids "rp$LAB-s"); do
+	if [ -z "$RV" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = rawpunch ]; then RV=$p; fi
+done
 [ -n "$RV" ] || fail "no rendezvous server in s"
 if "$RP" rendezvous --help 2>&1 | grep -q -- '--user'; then
 	check "$RV" "rendezvous server" $((0x3000)) "$NOBODY"
@@ -150,7 +158,7 @@ refuse() {
 	local what=$1 rc=0; shift
 	A timeout 20 "$@" </dev/null >/dev/null 2>"$T/refuse.err" || rc=$?
 	[ "$rc" = 2 ] || fail "$what: exit $rc, want 2: $(cat "$T/refuse.err")"
-	grep -q "$what" "$T/refuse.err" || fail "$what: no reason: $(cat "$T/refuse.err")"
+	grep -qF -- "$what" "$T/refuse.err" || fail "$what: no reason: $(cat "$T/refuse.err")"
 }
 refuse "--plot |touch" "$RP" probe --stun 198.18.3.2 --plot "|touch $T/ran.png"
 refuse "--plot $T/fifo.png" "$RP" probe --stun 198.18.3.2 --plot "$T/fifo.png"
