@@ -63,9 +63,11 @@ static int dump_header(struct rp_cap *c, const char *what)
 	return 0;
 }
 
-static int open_dump(struct rp_cap *c, const struct rp_cap_opts *o)
+/* *took: the caller's dump_file is ours (closed by us) from here on, whatever happens */
+static int open_dump(struct rp_cap *c, const struct rp_cap_opts *o, bool *took)
 {
 	if (o->dump_file) {
+		*took = true;
 		c->dump = pcap_dump_fopen(c->p, o->dump_file);   /* owns the FILE from here on */
 		if (!c->dump) {
 			fclose(o->dump_file);
@@ -79,7 +81,7 @@ static int open_dump(struct rp_cap *c, const struct rp_cap_opts *o)
 
 /* A pcap file as the source: the same events, timestamps and filter language as a live capture. */
 static int open_offline(struct rp_cap *c, const struct rp_cap_opts *o, struct rp_cap **out, char *err,
-			size_t errlen)
+			size_t errlen, bool *took)
 {
 	char ebuf[PCAP_ERRBUF_SIZE] = "";
 	int r;
@@ -97,7 +99,7 @@ static int open_offline(struct rp_cap *c, const struct rp_cap_opts *o, struct rp
 		copyerr(err, errlen, c->err);
 		goto fail;
 	}
-	if ((r = open_dump(c, o)) < 0) {
+	if ((r = open_dump(c, o, took)) < 0) {
 		copyerr(err, errlen, c->err);
 		goto fail;
 	}
@@ -111,17 +113,11 @@ fail:
 	return r;
 }
 
-int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, size_t errlen)
+static int cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, size_t errlen, bool *took)
 {
-	static const struct rp_cap_opts defaults = { 0 };
 	char ebuf[PCAP_ERRBUF_SIZE] = "";
 	int r;
 
-	if (!out)
-		return -EINVAL;
-	*out = NULL;
-	if (!o)
-		o = &defaults;
 	if (o->snaplen < 0 || o->buffer_bytes < 0 || o->dir < RP_CAP_IN || o->dir > RP_CAP_INOUT) {
 		copyerr(err, errlen, "bad capture options");
 		return -EINVAL;
@@ -131,7 +127,7 @@ int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, siz
 		return -ENOMEM;
 	c->fd = -1;
 	if (o->read_path)
-		return open_offline(c, o, out, err, errlen);
+		return open_offline(c, o, out, err, errlen, took);
 	const char *dev = o->iface && *o->iface ? o->iface : "any";
 	c->p = pcap_create(dev, ebuf);
 	if (!c->p) {
@@ -188,7 +184,7 @@ int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, siz
 			goto fail;
 		}
 	}
-	if ((r = open_dump(c, o)) < 0) {
+	if ((r = open_dump(c, o, took)) < 0) {
 		copyerr(err, errlen, c->err);
 		goto fail;
 	}
@@ -199,6 +195,24 @@ fail:
 		pcap_dump_close(c->dump);   /* the header flush failed after the file was opened */
 	pcap_close(c->p);
 	free(c);
+	return r;
+}
+
+int rp_cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err, size_t errlen)
+{
+	static const struct rp_cap_opts defaults = { 0 };
+	bool took = false;
+	int r;
+	if (!o)
+		o = &defaults;
+	if (!out)
+		r = -EINVAL;
+	else {
+		*out = NULL;
+		r = cap_open(o, out, err, errlen, &took);
+	}
+	if (r < 0 && o->dump_file && !took)
+		fclose(o->dump_file);   /* the stream was given to us: closed on every failure too */
 	return r;
 }
 

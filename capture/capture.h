@@ -32,7 +32,8 @@ struct rp_cap_opts {
 	const char *filter;      /* initial BPF expression; NULL = everything */
 	const char *dump_path;   /* write every captured packet here (pcap, ns timestamps); NULL = none */
 	FILE *dump_file;         /* ... or to this stream, opened by the caller (e.g. before dropping
-	                            privileges, rawpunch/base/outfile.h); the capture owns it from then on */
+	                            privileges, rawpunch/base/outfile.h); rp_cap_open() takes it over:
+	                            closed with the capture, or at once if the open fails */
 	const char *read_path;   /* read packets from this pcap/pcapng file instead of an interface
 	                            (iface, snaplen, buffer, dir and promisc are ignored) */
 };

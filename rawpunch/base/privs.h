@@ -45,10 +45,4 @@ int rp_privs_drop_caps(void);
  * holds any capability but CAP_NET_RAW and CAP_NET_ADMIN in any set. */
 bool rp_privs_is_elevated(void);
 
-/* The previous interface (uid 0 kept until the end), still used by connect and punch until they call
- * rp_privs_enter(); to be removed with them. rp_privs_limit: only CAP_NET_RAW/CAP_NET_ADMIN effective,
- * CAP_SETUID/SETGID/SETPCAP permitted. rp_privs_drop_all: every capability, optionally switching user. */
-int rp_privs_limit(void);
-int rp_privs_drop_all(const char *user);
-
 #endif

@@ -5,6 +5,8 @@
 #include "rawpunch/base/trace.h"
 
 #include <json-c/json.h>
+#include "rawpunch/base/outfile.h"
+#include "rawpunch/base/privs.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int rp_err(const char *fmt, ...)
 {
@@ -135,4 +138,58 @@ void rp_secret_free(uint8_t *s, size_t len)
 		return;
 	sodium_memzero(s, len);
 	free(s);
+}
+
+int rp_cli_user(const char *cmd, const char *user, uid_t *uid, gid_t *gid)
+{
+	int r = rp_privs_target(user, uid, gid, NULL, 0);
+	if (r == -ENOENT)
+		return user ? rp_usage_err(cmd, "--user: no such user '%s'", user)
+			    : rp_usage_err(cmd, "no user 'nobody' to run as: give --user USER");
+	if (r == -EPERM)
+		return rp_usage_err(cmd, "--user %s: only root can become another user", user);
+	if (r)
+		return rp_usage_err(cmd, "--user: %s", strerror(-r));
+	return 0;
+}
+
+int rp_cli_out_fd(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid)
+{
+	int fd = rp_out_open(path, uid, gid);
+	if (fd < 0) {
+		rp_usage_err(cmd, "%s %s: %s", opt, path, rp_out_strerror(fd));
+		return -1;
+	}
+	return fd;
+}
+
+FILE *rp_cli_out(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid)
+{
+	int fd = rp_cli_out_fd(cmd, opt, path, uid, gid);
+	FILE *f;
+	if (fd < 0)
+		return NULL;
+	if (!(f = fdopen(fd, "w"))) {
+		rp_usage_err(cmd, "%s %s: %s", opt, path, strerror(errno));
+		close(fd);
+	}
+	return f;
+}
+
+int rp_cli_enter(const char *user, unsigned keep)
+{
+	int r = rp_privs_enter(user, keep);
+	if (!r)
+		return 0;
+	rp_err("dropping privileges%s%s: %s", user ? " to " : "", user ? user : "", strerror(-r));
+	if (r == -EPERM)
+		rp_hint("root without CAP_SETPCAP (a restricted container) cannot lock its privileges; "
+			"use file capabilities instead: 'sudo setcap cap_net_raw,cap_net_admin+ep $(command -v rawpunch)'");
+	return 1;
+}
+
+int rp_cli_drop_caps(void)
+{
+	int r = rp_privs_drop_caps();
+	return r ? rp_err("dropping the last capabilities: %s", strerror(-r)) : 0;
 }

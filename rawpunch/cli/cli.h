@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 #include "rawpunch/base/parse.h"   /* the argument parsers every command uses */
 
 struct rp_cmd {
@@ -52,5 +54,19 @@ void rp_json_tidy(struct json_object *o);
 
 /* Message for a -errno from a library call, with a hint for the usual privilege problems. */
 int rp_err_errno(int neg_errno, const char *what);
+
+/* Privileges and output files, the same way in every command (rawpunch/base/privs.h, outfile.h):
+ * rp_cli_user: who cmd runs as once it has entered the reduced state (--user USER, NULL: the default):
+ *   0, or 2 after a usage error (no such user; only root may become someone else);
+ * rp_cli_out / rp_cli_out_fd: an output file of option opt ("--report") opened for that user before the
+ *   drop: the stream / fd, or NULL / -1 after a usage error (pipe, symlink, not a regular file, someone
+ *   else's file): the caller exits 2, nothing was sent;
+ * rp_cli_enter: rp_privs_enter(user, keep): 0, or 1 after the error (the caller must exit);
+ * rp_cli_drop_caps: rp_privs_drop_caps(): 0, or 1 after the error. */
+int rp_cli_user(const char *cmd, const char *user, uid_t *uid, gid_t *gid);
+FILE *rp_cli_out(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid);
+int rp_cli_out_fd(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid);
+int rp_cli_enter(const char *user, unsigned keep);
+int rp_cli_drop_caps(void);
 
 #endif

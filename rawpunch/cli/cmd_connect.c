@@ -12,7 +12,6 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,7 +74,8 @@ static void usage(FILE *f)
 		"  --syn-interval MS  SYN repeat interval in ms (default 1000)\n"
 		"  --pcap FILE        write every packet of the attempt (both directions) to FILE (not with -L)\n"
 		"  --no-fallback      TCP_REPAIR or nothing (see below)\n"
-		"  --user USER        after the handoff, also switch to USER (like tcpdump -Z); not with -L/--raw\n"
+		"  --user USER        run as USER once set up (default as root: the invoking user (sudo), else\n"
+		"                     nobody; 'root' keeps uid 0, still without capabilities)\n"
 		"  -q                 no status lines on stderr (errors still)\n"
 		"  -v                 per-packet events and counters on stderr\n"
 		"\n"
@@ -92,12 +92,12 @@ static void usage(FILE *f)
 		"  handoff: connect (TCP_REPAIR refused: Operation not permitted) 10.0.1.2:40123 -> 198.18.3.2:7000\n"
 		"\n"
 		"Privileges: needs CAP_NET_RAW and CAP_NET_ADMIN (raw socket, capture, nftables, TCP_REPAIR).\n"
-		"With --stdio and --exec it drops ALL capabilities, empties the bounding set and sets\n"
-		"no_new_privs (--user also changes uid/gid) as soon as the kernel owns the connection, before any\n"
-		"data is relayed or CMD runs, so CMD never runs privileged. -L drops every capability but\n"
-		"CAP_NET_RAW and CAP_NET_ADMIN at start and keeps those two for as long as it listens, because\n"
-		"every new client needs a new raw handshake and handoff: it runs no command, and its relays carry\n"
-		"bytes only. --raw does the same (it sends raw packets to the end).\n"
+		"Right after the options are checked and --pcap is opened, it becomes the --user (as root: the\n"
+		"invoking user, else nobody), sets no_new_privs and keeps only those two capabilities (bounding\n"
+		"set included). --stdio and --exec drop them too as soon as the kernel owns the connection,\n"
+		"before any data is relayed or CMD runs, so CMD runs unprivileged. -L and --raw keep the two for\n"
+		"as long as they run (every -L client needs a raw handshake and a handoff; --raw sends raw\n"
+		"packets to the end): they run no command.\n"
 		"\n"
 		"Exit status: 0 after a clean close, 1 on failure (with what was seen), 2 on bad usage (nothing\n"
 		"sent); --exec: CMD's status; -L: 0 when every accepted client was served, 1 otherwise.\n");
@@ -136,7 +136,7 @@ int cmd_connect(int argc, char **argv)
 	static struct conn c;
 	struct sockaddr_in dst;
 	unsigned long v, max_clients = 0;
-	const char *exec_cmd = NULL, *listen_spec = NULL, *user = NULL;
+	const char *exec_cmd = NULL, *listen_spec = NULL, *user = NULL, *pcap_path = NULL;
 	bool raw = false, stdio_flag = false, have_maxc = false;
 	int opt, r;
 
@@ -171,8 +171,8 @@ int cmd_connect(int argc, char **argv)
 			c.no_fallback = true;
 			break;
 		case O_USER:
-			if (!*optarg || !getpwnam(optarg))
-				return rp_usage_err("connect", "--user: no user '%s'", optarg);
+			if (!*optarg)
+				return rp_usage_err("connect", "--user: empty user name");
 			user = optarg;
 			break;
 		case 'l':
@@ -203,7 +203,7 @@ int cmd_connect(int argc, char **argv)
 		case 'p':
 			if (!*optarg)
 				return rp_usage_err("connect", "--pcap: empty file name");
-			o->pcap_path = optarg;
+			pcap_path = optarg;
 			break;
 		case 'q':
 			c.quiet = true;
@@ -229,11 +229,8 @@ int cmd_connect(int argc, char **argv)
 	if (listen_spec && o->lport)
 		return rp_usage_err("connect", "-L dials every client from a fresh local port: --local-port names one, "
 				    "which can carry only one connection to HOST:PORT at a time");
-	if (listen_spec && o->pcap_path)
+	if (listen_spec && pcap_path)
 		return rp_usage_err("connect", "--pcap records one attempt: not with -L");
-	if (user && (listen_spec || raw))
-		return rp_usage_err("connect", "--user: %s keeps CAP_NET_RAW/CAP_NET_ADMIN to the end, so it runs as "
-				    "the invoking user", raw ? "--raw" : "-L");
 	if (raw && c.no_fallback)
 		return rp_usage_err("connect", "--no-fallback is about the handoff: --raw has none");
 	if (optind != argc - 1)
@@ -265,12 +262,21 @@ int cmd_connect(int argc, char **argv)
 	if (!dst.sin_addr.s_addr || dst.sin_addr.s_addr == INADDR_BROADCAST || IN_MULTICAST(ntohl(dst.sin_addr.s_addr)))
 		return rp_usage_err("connect", "'%s': not a unicast address", target);
 
+	/* who we run as, and the --pcap file opened for that user, before the drop and before any packet */
+	uid_t uid;
+	gid_t gid;
+	if ((r = rp_cli_user("connect", user, &uid, &gid)))
+		return r;
+	if (pcap_path && !(o->pcap_file = rp_cli_out("connect", "--pcap", pcap_path, uid, gid)))
+		return 2;
+
 	/* -L: the listening socket now, so a bad or busy ADDR:PORT fails before any packet */
 	int lfd = -1;
 	if (listen_spec) {
 		lfd = rp_forward_listen(listen_spec, 64);
 		if (lfd == -EINVAL)
 			return rp_usage_err("connect", "-L: want [ADDR:]PORT with an IPv4 ADDR, got '%s'", listen_spec);
+		/* (no --pcap with -L: nothing else to close here) */
 		if (lfd < 0) {
 			char what[128];
 			snprintf(what, sizeof(what), "-L %s", listen_spec);
@@ -278,14 +284,13 @@ int cmd_connect(int argc, char **argv)
 		}
 	}
 
-	/* Only CAP_NET_RAW and CAP_NET_ADMIN effective from here on, none inheritable. rp_privs_limit()
-	 * keeps CAP_SETUID/CAP_SETGID/CAP_SETPCAP permitted (never effective) when held, so --stdio and
-	 * --exec can still drop everything (and switch to --user) right after the handoff, before any
-	 * byte is relayed or CMD runs; -L and --raw stay at these two to the end. */
-	if ((r = rp_privs_limit())) {
+	/* From here on: the unprivileged user (--user, the invoking one, nobody), no_new_privs, and only
+	 * CAP_NET_RAW and CAP_NET_ADMIN, which every raw handshake and handoff needs: --stdio and --exec
+	 * drop them too once the kernel owns the connection; -L and --raw keep them to the end. */
+	if (rp_cli_enter(user, RP_PRIV_NET)) {
 		if (lfd >= 0)
 			close(lfd);
-		return rp_err_errno(r, "limiting capabilities");
+		return 1;
 	}
 
 	c.target = target;
@@ -352,16 +357,13 @@ int cmd_connect(int argc, char **argv)
 	if (fd < 0)
 		return 1;
 	/* The kernel owns the connection and the guard is gone: nothing privileged is left to do. */
-	if ((r = rp_privs_drop_all(user))) {
+	if (rp_cli_drop_caps()) {
 		close(fd);
-		return rp_err_errno(r, user ? "switching user and dropping capabilities" : "dropping capabilities");
+		return 1;
 	}
 	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket) */
 	default_signals();
 	if (exec_cmd) {
-		if (!user && geteuid() == 0 && !c.quiet)
-			rp_hint("--exec runs its command as uid 0 (root, though without capabilities): "
-				"add --user nobody (or another unprivileged user)");
 		r = rp_fd_exec(fd, exec_cmd);
 		close(fd);
 		if (r < 0)

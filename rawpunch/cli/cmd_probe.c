@@ -9,6 +9,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <unistd.h>
+
+#include "rawpunch/base/privs.h"
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/net/netif.h"
 #include "rawpunch/probe/probe.h"
@@ -49,10 +52,15 @@ static void usage(FILE *f)
 		"  --no-portmap              do not ask the NAT for a port mapping (PCP, NAT-PMP, UPnP-IGD); by\n"
 		"                            default the punch port's mapping is asked for beside the probe,\n"
 		"                            reported, and deleted at the end\n"
+		"  --user USER               run as USER (default as root: the invoking user (sudo), else\n"
+		"                            nobody; 'root' keeps uid 0 without capabilities)\n"
 		"  -v, --verbose             list every sample and hop in the summary\n"
 		"\n"
 		"Needs CAP_NET_RAW and CAP_NET_ADMIN for the nat_ttl search (raw SYNs, capture, RST guard);\n"
-		"without them nat_ttl is reported unknown and the rest still runs.\n",
+		"without them nat_ttl is reported unknown and the rest still runs. The --plot file is opened\n"
+		"first (a regular file: no '|command', no symlink, nobody else's file); then it runs as --user\n"
+		"with no_new_privs and only those two capabilities (none with --ttl-max 0), and drops them\n"
+		"once the measuring is over, before gnuplot runs (it writes into the open file).\n",
 		RP_PROBE_MAX_SAMPLES, RV_DEFAULT_PORT, RP_PROBE_MAX_HOPS);
 }
 
@@ -166,6 +174,7 @@ int cmd_probe(int argc, char **argv)
 		{ "port-range", required_argument, NULL, 'R' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, 'P' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "no-portmap", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
@@ -175,7 +184,7 @@ int cmd_probe(int argc, char **argv)
 	struct rp_probe_opts o = { .samples = 12, .interval_ms = 40, .ttl_max = 8, .timeout_ms = 3000,
 				   .horizon_s = 1.0, .filter_timeout_ms = 1000 };
 	bool json = false, verbose = false, have_stun = false, portmap = true;
-	const char *plot = NULL;
+	const char *plot = NULL, *user = NULL;
 	unsigned long v;
 	int c;
 	optind = 1;
@@ -263,11 +272,14 @@ int cmd_probe(int argc, char **argv)
 			const char *ext = strrchr(optarg, '.');
 			if (!ext || (strcasecmp(ext, ".png") && strcasecmp(ext, ".svg")))
 				return rp_usage_err("probe", "--plot: the file must end in .png or .svg, got '%s'", optarg);
-			if (strchr(optarg, '\'') || strchr(optarg, '\n'))
-				return rp_usage_err("probe", "--plot: no quotes or newlines in the file name, please");
 			plot = optarg;
 			break;
 		}
+		case 'u':
+			if (!*optarg)
+				return rp_usage_err("probe", "--user: empty user name");
+			user = optarg;
+			break;
 		case 'v':
 			verbose = true;
 			break;
@@ -287,6 +299,20 @@ int cmd_probe(int argc, char **argv)
 	if (!have_stun)
 		return rp_usage_err("probe", "--stun HOST[:PORT] is required");
 
+	/* the plot file opened now, for the user we become (no pipe, no symlink, no one else's file);
+	 * then that user, no_new_privs, and CAP_NET_RAW/CAP_NET_ADMIN only for the nat_ttl search */
+	uid_t uid;
+	gid_t gid;
+	int plot_fd = -1;
+	if ((c = rp_cli_user("probe", user, &uid, &gid)))
+		return c;
+	if (plot && (plot_fd = rp_cli_out_fd("probe", "--plot", plot, uid, gid)) < 0)
+		return 2;
+	if (rp_cli_enter(user, o.ttl_max ? RP_PRIV_NET : 0)) {
+		if (plot_fd >= 0)
+			close(plot_fd);
+		return 1;
+	}
 	struct rp_probe_report *r = calloc(1, sizeof(*r));
 	if (!r)
 		return rp_err_errno(-ENOMEM, "probe");
@@ -321,7 +347,11 @@ int cmd_probe(int argc, char **argv)
 	}
 	if (r->ttl_err == -EPERM || r->ttl_err == -EACCES)
 		rp_hint("nat_ttl needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture): run as root");
-	int rc = 0;
+	int rc = rp_cli_drop_caps();   /* the measuring is over: gnuplot and the output get none */
+	if (rc) {
+		free(r);
+		return rc;
+	}
 	if (json) {
 		struct json_object *j = rp_probe_to_json(r);
 		rp_json_tidy(j);
@@ -336,7 +366,7 @@ int cmd_probe(int argc, char **argv)
 	}
 	fflush(stdout);
 	if (plot) {
-		int ple = rp_probe_plot(r, plot);
+		int ple = rp_probe_plot(r, plot, plot_fd);
 		if (ple == -ENOENT) {
 			rp_err("probe: --plot needs gnuplot");
 			rp_hint("apt-get install gnuplot-nox (or 'make deps')");
@@ -345,6 +375,8 @@ int cmd_probe(int argc, char **argv)
 			rc = rp_err_errno(ple, "probe: --plot");
 		}
 	}
+	if (plot_fd >= 0)
+		close(plot_fd);
 	free(r);
 	return rc;
 }

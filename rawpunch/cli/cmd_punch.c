@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 
 #include "rawpunch/base/clock.h"
-#include "rawpunch/base/privs.h"
+#include "rawpunch/base/privs.h"   /* RP_PRIV_NET */
 #include "rawpunch/base/trace.h"
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/cli/punch_cli.h"
@@ -175,8 +175,8 @@ static void relay_up(int fd, const struct rp_punch_result *res)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
-		if (rp_privs_drop_all(g_cfg->user))
-			_exit(rp_err("dropping privileges"));
+		if (rp_cli_drop_caps())       /* the user was set at the start: only capabilities are left */
+			_exit(1);
 		_exit(punch_data_mode(g_cfg, 3, g_lfd >= 0 ? 4 : -1, &rs));
 	}
 	close(dfd);
@@ -286,13 +286,14 @@ static void say_failure(const struct rp_punch_result *res)
 
 /* The end of a stream through the relay: wait for the data mode's child (relay first: its exit
  * status is ours), then for the switch; report what the stream did. Returns the exit status. */
-static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, uint64_t t_start, int status_in)
+static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, FILE *report, uint64_t t_start,
+			int status_in)
 {
 	struct rp_switch_stats st;
 	int ret = status_in, r;
 	if (g_child > 0) {
 		int ws = 0;
-		(void)rp_privs_drop_all(c->user);
+		(void)rp_privs_drop_caps();
 		while (waitpid(g_child, &ws, 0) < 0 && errno == EINTR)
 			;
 		g_child = -1;
@@ -313,7 +314,7 @@ static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, uin
 	if (status_in < 0) {   /* relay first: the data mode's counts are the stream's */
 		struct rp_relay_stats rs = { .a_to_b = st.sent, .b_to_a = st.recv };
 		punch_report_data(rep, &rs, (double)(rp_mono_ns() - t_start) / 1e6);
-		if (c->report && (r = punch_report_write(rep, c->report)))
+		if (report && (r = punch_report_write(rep, report)))
 			rp_err("--report %s: %s", c->report, strerror(-r));
 	}
 	return ret;
@@ -371,6 +372,7 @@ int cmd_punch(int argc, char **argv)
 	uint8_t *secret = NULL, key[RP_PUNCH_KEYLEN];
 	size_t slen = 0;
 	uint64_t t_start = rp_mono_ns();
+	FILE *report = NULL, *pcap = NULL;
 	int r, lfd = -1, ret = 1;
 
 	r = punch_parse(argc, argv, &c);
@@ -378,9 +380,10 @@ int cmd_punch(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	g_cfg = &c;
 	g_tty = isatty(STDERR_FILENO);
-	if (c.mode == PUNCH_EXEC && !c.user && geteuid() == 0 && !c.quiet)
-		rp_hint("--exec runs its command as uid 0 (root, though without capabilities): "
-			"add --user nobody (or another unprivileged user)");
+	uid_t uid;
+	gid_t gid;
+	if ((r = rp_cli_user("punch", c.user, &uid, &gid)))
+		return r;
 	r = punch_read_secret(c.secret_file, &secret, &slen);
 	if (r)
 		return rp_usage_err("punch", "--secret-file %s: %s", c.secret_file,
@@ -418,13 +421,23 @@ int cmd_punch(int argc, char **argv)
 		forget(&secret, slen);
 		return r;
 	}
+	/* the files written later, opened now for the user we become: no symlink, no pipe, no one else's */
+	if ((c.report && !(report = rp_cli_out("punch", "--report", c.report, uid, gid))) ||
+	    (c.pcap && !(pcap = rp_cli_out("punch", "--pcap", c.pcap, uid, gid)))) {
+		forget(&secret, slen);
+		ret = 2;
+		goto out;
+	}
 	if (c.mode == PUNCH_FORWARD) {
 		lfd = rp_forward_listen(c.fwd_spec, 4);
 		if (lfd < 0) {
 			forget(&secret, slen);
+			ret = 2;
 			if (lfd == -EINVAL)
-				return rp_usage_err("punch", "-L '%s' is not [ADDR:]PORT", c.fwd_spec);
-			return rp_err_errno(lfd, "-L listen");
+				rp_usage_err("punch", "-L '%s' is not [ADDR:]PORT", c.fwd_spec);
+			else
+				ret = rp_err_errno(lfd, "-L listen");
+			goto out;
 		}
 	}
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -433,14 +446,17 @@ int cmd_punch(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	(void)rp_privs_limit();
+	/* From here on: the unprivileged user, no_new_privs, CAP_NET_RAW and CAP_NET_ADMIN only (the
+	 * probe's TTL search, raw SYNs, capture, the guard, TCP_REPAIR) until the handoff. */
+	if (rp_cli_enter(c.user, RP_PRIV_NET))
+		goto out;
 	punch_report_init(&rep, &c);
 
 	struct rp_punch_run_opts po = {
 		.rendezvous = c.rv, .stun = c.stun, .session = c.session, .secret = secret, .secret_len = slen,
 		.key = key, .local_port = c.lport, .samples = c.samples,
 		.plan = { .rate_pps = c.rate, .max_open = c.max_open, .max_probes = c.max_probes, .rounds = c.rounds },
-		.join_timeout_ms = c.timeout_s * 1000, .lead_ms = (uint32_t)c.lead_ms, .pcap_path = c.pcap,
+		.join_timeout_ms = c.timeout_s * 1000, .lead_ms = (uint32_t)c.lead_ms, .pcap_file = pcap,
 		.offer = c.offer, .answer_to = c.answer_to ? &the_offer : NULL, .start_in_s = c.start_in_s,
 		.read_answer = read_answer, .answer_source = "stdin",
 		.stop = &stop_flag, .trace = c.verbose, .t_start_ns = t_start,
@@ -450,6 +466,7 @@ int cmd_punch(int argc, char **argv)
 		.no_portmap = c.no_portmap, .portmap_protocols = c.portmap_protocols,
 	};
 	g_lfd = lfd;
+	pcap = NULL;   /* the run owns it */
 	int run = rp_punch_run(&po, on_event, NULL, &res);
 	if (run && g_sw) {   /* the relay carried it meanwhile (not reached: the run is 0 then) */
 		run = 0;
@@ -457,13 +474,13 @@ int cmd_punch(int argc, char **argv)
 	punch_report_run(&rep, &res);
 	if (run) {
 		/* a failed handoff's report was written without a word about the file */
-		if ((r = punch_report_write(&rep, c.report)) && res.stage != RP_STAGE_HANDOFF)
+		if ((r = punch_report_write(&rep, report)) && res.stage != RP_STAGE_HANDOFF)
 			rp_err("--report %s: %s", c.report, strerror(-r));
 		say_failure(&res);
 		goto out;
 	}
 	int fd = res.fd;
-	if ((r = punch_report_write(&rep, c.report)))
+	if ((r = punch_report_write(&rep, report)))
 		rp_err("--report %s: %s", c.report, strerror(-r));
 	{
 		char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
@@ -490,7 +507,7 @@ int cmd_punch(int argc, char **argv)
 		if (lfd >= 0)
 			close(lfd);
 		lfd = -1;
-		ret = finish_relay(&c, &rep, t_start, -1);
+		ret = finish_relay(&c, &rep, report, t_start, -1);
 		goto out;
 	}
 	if (res.path == RP_PATH_RELAY) {
@@ -500,10 +517,9 @@ int cmd_punch(int argc, char **argv)
 			goto out;
 		}
 	}
-	r = rp_privs_drop_all(c.user);
-	if (r) {
+	/* the kernel owns the connection: no capability is needed any more, none reaches the data mode */
+	if (rp_cli_drop_caps()) {
 		close(fd);
-		rp_err_errno(r, "dropping privileges");
 		goto out;
 	}
 	/* the kernel owns the connection and the guard is gone: nothing left to clean up on a signal,
@@ -515,9 +531,9 @@ int cmd_punch(int argc, char **argv)
 	ret = punch_data_mode(&c, fd, lfd, &rs);
 	lfd = -1;
 	if (g_sw)
-		(void)finish_relay(&c, &rep, t_start, ret);
+		(void)finish_relay(&c, &rep, report, t_start, ret);
 	punch_report_data(&rep, &rs, (double)(rp_mono_ns() - t_start) / 1e6);
-	if (c.report && (r = punch_report_write(&rep, c.report)))
+	if (report && (r = punch_report_write(&rep, report)))
 		rp_err("--report %s: %s", c.report, strerror(-r));
 out:
 	if (g_child > 0) {
@@ -528,6 +544,10 @@ out:
 		rp_turn_close(g_turn);
 	if (lfd >= 0)
 		close(lfd);
+	if (report)
+		fclose(report);
+	if (pcap)
+		fclose(pcap);
 	forget(&secret, slen);
 	sodium_memzero(key, sizeof(key));
 	punch_report_free(&rep);

@@ -20,7 +20,6 @@
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/io.h"
-#include "rawpunch/base/privs.h"
 #include "rawpunch/handoff/fdmode.h"
 #include "rawpunch/probe/stun.h"
 #include "rawpunch/relay/turn.h"
@@ -65,8 +64,9 @@ static void usage(FILE *f)
 		"  --stdio               relay stdin/stdout to the connection (default)\n"
 		"  --exec CMD            run /bin/sh -c CMD with the connection as its stdin and stdout; exit\n"
 		"                        with its status\n"
-		"  --user USER           switch to USER (and drop every capability) before the first packet:\n"
-		"                        --peer-file and --addr-file are then read and written as USER\n"
+		"  --user USER           run as USER, without any capability, from before the first packet\n"
+		"                        (default as root: the invoking user (sudo), else nobody; 'root' keeps\n"
+		"                        uid 0): --peer-file and --addr-file are read and written as USER\n"
 		"  --timeout S           wait for the peer's address and its connection up to S s (default 30)\n"
 		"  --lifetime S          allocation lifetime to ask for (default: the server's, 600 s)\n"
 		"  --refresh S           refresh the allocation every S s (default: a minute before it expires)\n"
@@ -375,12 +375,12 @@ int cmd_relay(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	if ((r = load_cred(&c, &cred)))
 		return r;
-	/* Plain TCP sockets only: no capability is needed from here on. */
-	if ((r = rp_privs_drop_all(c.user))) {
+	/* Plain TCP sockets only: the unprivileged user, no capability, no_new_privs from here on. */
+	uid_t uid;
+	gid_t gid;
+	if ((r = rp_cli_user("relay", c.user, &uid, &gid)) || (r = rp_cli_enter(c.user, 0))) {
 		sodium_memzero(&cred, sizeof(cred));
-		if (r == -ENOENT && c.user)
-			return rp_usage_err("relay", "--user %s: no such user", c.user);
-		return rp_err_errno(r, "dropping capabilities");
+		return r;
 	}
 	struct rp_turn_cfg cfg = { .server = c.server, .cred = &cred, .lifetime_s = (uint32_t)c.lifetime_s,
 				   .refresh_s = (uint32_t)c.refresh_s, .software = "rawpunch" };
@@ -398,9 +398,6 @@ int cmd_relay(int argc, char **argv)
 		rp_turn_close(t);
 		return rp_err_errno(r, "relay: keeper");
 	}
-	if (c.exec_cmd && !c.user && geteuid() == 0 && !c.quiet)
-		rp_hint("--exec runs its command as uid 0 (root, though without capabilities): "
-			"add --user nobody (or another unprivileged user)");
 	uint64_t t0 = rp_mono_ns();
 	struct rp_relay_stats rs = { 0 };
 	if (c.exec_cmd) {

@@ -31,6 +31,7 @@ struct syn_opts {
 	uint16_t ipid;
 	const char *iface;
 	const char *write_path;          /* --dry-run -w FILE */
+	const char *user;                /* --user */
 	uint8_t dmac[6];
 	struct sockaddr_in dst;          /* HOST, resolved */
 };

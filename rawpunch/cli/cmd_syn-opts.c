@@ -60,6 +60,8 @@ static void usage(FILE *f)
 "      --json            final figures as JSON on stdout (\"type\":\"summary\", after the \"packet\"\n"
 "                        and \"reply\" objects of -v and --watch)\n"
 "  -q, --quiet           no progress line\n"
+"      --user USER       run as USER (default as root: the invoking user (sudo), else nobody;\n"
+"                        'root' keeps uid 0 without capabilities)\n"
 "\n"
 "A progress line (rate, sent, replies) is shown on stderr when it is a terminal. Replies are\n"
 "counted only with --watch (it needs a capture handle and a little CPU). Reply times are epoch\n"
@@ -67,14 +69,16 @@ static void usage(FILE *f)
 "the order of the set, as the senders report progress (with --threads > 1 the threads interleave).\n"
 "AF_PACKET skips this host's own qdisc and netfilter OUTPUT/POSTROUTING; if this host itself\n"
 "NATs or filters the traffic, use --engine libnet.\n"
+"Privileges: right after the options, it becomes --user with no_new_privs and keeps CAP_NET_RAW\n"
+"and CAP_NET_ADMIN (raw and packet sockets, qdisc bypass, capture) until the last SYN is sent,\n"
+"none at all with --dry-run.\n"
 "Exit status: 0 all sent, 1 send or setup failure, 2 bad usage (nothing sent), 130 interrupted.\n");
 }
 
 enum {
 	O_SPORT = 256, O_RATE, O_BURST, O_THREADS, O_BATCH, O_TTL, O_ISN, O_COOKIE, O_WINDOW, O_MSS,
 	O_WSCALE, O_SACK, O_TS, O_NOOPTS, O_IPID, O_RANDOM, O_SEED, O_ENGINE, O_IFACE, O_DSTMAC,
-	O_DRYRUN, O_JSON, O_WATCH, O_WAIT, O_SRC,
-
+	O_DRYRUN, O_JSON, O_WATCH, O_WAIT, O_SRC, O_USER,
 };
 
 static const struct option longopts[] = {
@@ -106,6 +110,7 @@ static const struct option longopts[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "watch", no_argument, NULL, O_WATCH },
 	{ "wait", required_argument, NULL, O_WAIT },
+	{ "user", required_argument, NULL, O_USER },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "write", required_argument, NULL, 'w' },
@@ -244,6 +249,11 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 		case O_SRC:
 			if (rp_parse_ipv4(optarg, &opt->src))
 				return rp_usage_err(CMD, "bad --src '%s' (an IPv4 address)", optarg);
+			break;
+		case O_USER:
+			if (!*optarg)
+				return rp_usage_err(CMD, "--user: empty user name");
+			opt->user = optarg;
 			break;
 		case O_DRYRUN:
 			opt->dry = true;

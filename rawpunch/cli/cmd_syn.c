@@ -79,6 +79,14 @@ int cmd_syn(int argc, char **argv)
 	err = syn_parse(argc, argv, &opt);
 	if (err)
 		return err < 0 ? 0 : err;
+	/* the unprivileged user and no_new_privs from here on; raw sockets and the capture need
+	 * CAP_NET_RAW/CAP_NET_ADMIN until the burst is out, --dry-run nothing */
+	uid_t uid;
+	gid_t gid;
+	if ((err = rp_cli_user(CMD, opt.user, &uid, &gid)))
+		return err;
+	if (rp_cli_enter(opt.user, opt.dry ? 0 : RP_PRIV_NET))
+		return 1;
 
 	/* where it goes (no packet sent) */
 	struct rp_route rt;
@@ -205,6 +213,10 @@ int cmd_syn(int argc, char **argv)
 
 	struct rp_burst_stats st;
 	err = rp_burst_run(&cfg, &st);
+	if (rp_cli_drop_caps()) {   /* every SYN is out: counting replies on the open capture needs none */
+		rc = 1;
+		goto out;
+	}
 	if (err == -EINVAL || (err && st.sent == 0 && st.errors == 0)) {
 		rc = rp_err_errno(err, opt.engine == RP_ENGINE_AFPACKET ? "AF_PACKET sender" : "libnet sender");
 		goto out;

@@ -14,8 +14,6 @@
 
 #include "capture/capture.h"
 #include "rawpunch/cli/cli.h"
-#include "rawpunch/base/outfile.h"
-#include "rawpunch/base/privs.h"
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
 
@@ -339,19 +337,14 @@ int cmd_watch(int argc, char **argv)
 	/* who we become once the capture is open: known (or refused) before anything is opened */
 	uid_t uid;
 	gid_t gid;
-	int r = rp_privs_target(user, &uid, &gid, NULL, 0);
-	if (r == -ENOENT)
-		return rp_usage_err("watch", "--user: no such user '%s'", user);
-	if (r == -EPERM)
-		return rp_usage_err("watch", "--user %s: only root can become another user", user);
+	int r = rp_cli_user("watch", user, &uid, &gid);
 	if (r)
-		return rp_err_errno(r, "--user");
+		return r;
 	if (write_path) {
 		if (co.read_path && !strcmp(co.read_path, write_path))
 			return rp_usage_err("watch", "--write would overwrite the --read file %s", write_path);
-		co.dump_file = rp_out_fopen(write_path, uid, gid);
-		if (!co.dump_file)
-			return rp_usage_err("watch", "--write %s: %s", write_path, rp_out_strerror(-errno));
+		if (!(co.dump_file = rp_cli_out("watch", "--write", write_path, uid, gid)))
+			return 2;
 	}
 
 	/* --port/--host -> flows: replies to or from the port, and ICMP errors about ours. */
@@ -393,9 +386,9 @@ int cmd_watch(int argc, char **argv)
 		return 1;
 	}
 	/* Everything privileged is open: give up the rest, as tcpdump -Z does (and for good). */
-	if ((r = rp_privs_enter(user, 0))) {
+	if (rp_cli_enter(user, 0)) {
 		rp_cap_close(cap);
-		return rp_err_errno(r, "dropping privileges");
+		return 1;
 	}
 
 	struct sigaction sa = { .sa_handler = on_signal };

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "rawpunch/handoff/fdmode.h"
@@ -60,8 +61,9 @@ void punch_report_run(struct punch_report *rep, const struct rp_punch_result *re
 void punch_report_switch(struct punch_report *rep, const struct rp_switch_stats *st, uint64_t t0_ns);
 /* after the data mode: bytes_out, bytes_in, total_ms into the result */
 void punch_report_data(struct punch_report *rep, const struct rp_relay_stats *rs, double total_ms);
-/* write it to path atomically (NULL: nothing); prints the error and returns it */
-int punch_report_write(const struct punch_report *rep, const char *path);
+/* write it (again) to f, opened before the drop (NULL: nothing): the new text over the old, then the
+ * file cut to its length, so a reader sees the whole previous or the whole new report; 0 or -errno */
+int punch_report_write(const struct punch_report *rep, FILE *f);
 void punch_report_free(struct punch_report *rep);
 
 /* punch_data.c: use the connection (closes fd and lfd); the exit status */

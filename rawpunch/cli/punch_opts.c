@@ -75,7 +75,8 @@ static void usage(FILE *f)
 		"  --samples N               allocation samples of the probe, 4..64 (default 6)\n"
 		"  --timeout S               wait for the peer at the rendezvous, 1..3600 (default 30)\n"
 		"  --lead MS                 time from the meeting to the start, 100..10000 (default 400)\n"
-		"  --user USER               switch to USER after the handoff (privileges are dropped anyway)\n"
+		"  --user USER               run as USER once set up (default as root: the invoking user (sudo),\n"
+		"                            else nobody; 'root' keeps uid 0, still without capabilities)\n"
 		"  --portmap LIST            ask the NAT for a mapping of the punch port with these of pcp,\n"
 		"                            natpmp, upnp (default: all; beside the probe, ~0.25 s at most\n"
 		"                            when nothing answers); a granted one makes this side easy\n"
@@ -85,7 +86,9 @@ static void usage(FILE *f)
 		"\n"
 		"Status lines go to stderr (with a progress line on a terminal); stdout carries only data.\n"
 		"Exit status: 0 after the data mode ended, 1 if no connection came about (with the reason), 2 on\n"
-		"bad usage. Needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture, nftables, TCP_REPAIR).\n",
+		"bad usage. Needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture, nftables, TCP_REPAIR): once\n"
+		"the secret is read and --report / --pcap are open, it runs as --user with no_new_privs and only\n"
+		"those two, and drops them too when the kernel owns the connection, before any data or CMD.\n",
 		RV_DEFAULT_PORT, RP_PUNCH_MAX_ROUNDS);
 }
 

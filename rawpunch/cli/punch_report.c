@@ -169,29 +169,17 @@ void punch_report_data(struct punch_report *rep, const struct rp_relay_stats *rs
 	json_object_object_add(rep->result, "total_ms", rp_json_fixed(total_ms, 1));
 }
 
-int punch_report_write(const struct punch_report *rep, const char *path)
+int punch_report_write(const struct punch_report *rep, FILE *f)
 {
-	char tmp[4096];
-	if (!path)
-		return 0;
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	rp_json_tidy(rep->root);
-	const char *s = json_object_to_json_string_ext(rep->root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-	FILE *f = fopen(tmp, "w");
 	if (!f)
+		return 0;
+	rp_json_tidy(rep->root);   /* numbers rounded to what they mean */
+	const char *s = json_object_to_json_string_ext(rep->root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (fflush(f) || fseek(f, 0, SEEK_SET) || fputs(s, f) < 0 || fputc('\n', f) == EOF || fflush(f))
+		return errno ? -errno : -EIO;
+	long len = ftell(f);
+	if (len < 0 || ftruncate(fileno(f), (off_t)len))
 		return -errno;
-	fputs(s, f);
-	fputc('\n', f);
-	if (fclose(f)) {
-		unlink(tmp);
-		return -EIO;
-	}
-	if (rename(tmp, path)) {
-		int e = -errno;
-		unlink(tmp);
-		return e;
-	}
 	return 0;
 }
 

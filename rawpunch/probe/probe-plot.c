@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The NAT probe's plot (rp_probe_plot(), see probe.h): external port against time, drawn by
- * gnuplot, which gets data and script on its stdin (no temporary files). */
+ * gnuplot, which gets data and script on its stdin (no temporary files) and writes the image to its
+ * stdout, the caller's file. */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,19 +21,17 @@
 
 extern char **environ;
 
-int rp_probe_plot(const struct rp_probe_report *r, const char *path)
+int rp_probe_plot(const struct rp_probe_report *r, const char *name, int fd)
 {
-	const char *ext = path ? strrchr(path, '.') : NULL;
+	const char *ext = name ? strrchr(name, '.') : NULL;
 	const char *term;
-	if (!ext)
+	if (!ext || fd < 0)
 		return -EINVAL;
 	if (!strcasecmp(ext, ".png"))
 		term = "pngcairo size 960,600 font 'sans,10'";
 	else if (!strcasecmp(ext, ".svg"))
 		term = "svg size 960,600 dynamic font 'sans,10'";
 	else
-		return -EINVAL;
-	if (strchr(path, '\'') || strchr(path, '\n'))
 		return -EINVAL;
 	/* No temporary files: data and script go to gnuplot's stdin in one piece (the data as an inline
 	 * datablock $D), so neither Ctrl-C nor a crash can leave anything behind in /tmp. */
@@ -92,7 +92,7 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 			 rp_alloc_str(r->ni.alloc), rp_mapping_str(r->ni.mapping), rp_filter_str(r->ni.filtering));
 	snprintf(sub, sizeof(sub), "predicted %u port(s) for a new flow %.2f s after the last sample, confidence %.2f",
 		 r->pred.n, r->horizon_s, r->pred.confidence);
-	fprintf(s, "set terminal %s\nset output '%s'\n", term, path);
+	fprintf(s, "set terminal %s\nset output\n", term);   /* no name: stdout, our fd */
 	fprintf(s, "set title \"%s\\n{/*0.9 %s}\" enhanced\n", title, sub);
 	fprintf(s, "set xlabel 'time since the first flow (s)'\nset ylabel 'external port'\n");
 	fprintf(s, "set grid\nset key outside bottom center horizontal\nset format y '%%.0f'\n");
@@ -123,7 +123,7 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 	posix_spawn_file_actions_t fa;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, fd, 1);
 	posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
 	int ret = posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
@@ -143,5 +143,11 @@ int rp_probe_plot(const struct rp_probe_report *r, const char *path)
 		;
 	if (w < 0)
 		return -errno;             /* e.g. ECHILD with SIGCHLD ignored: the outcome is unknown */
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return -EIO;
+	/* gnuplot exits 0 even when its stdout refuses the image: an empty file is a failure too */
+	struct stat sb;
+	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && sb.st_size == 0)
+		return -EIO;
+	return 0;
 }

@@ -107,9 +107,11 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r);
  * {k_max, expected_foreign, horizon_s}, steps fitted, duration_s, and *_error strings. */
 struct json_object *rp_probe_to_json(const struct rp_probe_report *r);
 
-/* Draw observed external port against time (PNG or SVG by the file's extension) with gnuplot:
- * each sample, the local port for comparison, and the predicted window at the horizon.
- * 0, -EINVAL (extension), -ENOENT (gnuplot not installed), -EIO (gnuplot failed). */
-int rp_probe_plot(const struct rp_probe_report *r, const char *path);
+/* Draw observed external port against time (PNG or SVG by name's extension) with gnuplot: each
+ * sample, the local port for comparison, and the predicted window at the horizon. gnuplot writes
+ * the image to its stdout, which is fd (a file the caller opened, rawpunch/base/outfile.h): it is
+ * never given a file name, so it opens nothing and runs nothing ('|cmd') of its own.
+ * 0, -EINVAL (extension, fd < 0), -ENOENT (gnuplot not installed), -EIO (gnuplot failed). */
+int rp_probe_plot(const struct rp_probe_report *r, const char *name, int fd);
 
 #endif

@@ -65,18 +65,25 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 {
 	struct rp_punch *p;
 	char e[256] = "", dummy[8], filt[256], la[INET_ADDRSTRLEN], ra[INET_ADDRSTRLEN];
+	bool gave = false;
 	int r;
 	if (!err || !errlen) {
 		err = dummy;
 		errlen = sizeof(dummy);
 	}
 	err[0] = 0;
-	if (!o || !out || !o->peer_addr || !o->key)
+	if (!o || !out || !o->peer_addr || !o->key) {
+		if (o && o->pcap_file)
+			fclose(o->pcap_file);
 		return -EINVAL;
+	}
 	*out = NULL;
 	p = calloc(1, sizeof(*p));
-	if (!p)
+	if (!p) {
+		if (o->pcap_file)
+			fclose(o->pcap_file);
 		return -ENOMEM;
+	}
 	p->o = *o;
 	memcpy(p->key, o->key, RP_PUNCH_KEYLEN);
 	p->raddr = o->peer_addr;
@@ -100,24 +107,27 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 		FAIL("nftables RST guard");
 	rp_ip_str(p->laddr, la);
 	rp_ip_str(p->raddr, ra);
-	if (o->pcap_path)
+	if (o->pcap_file)
 		snprintf(filt, sizeof(filt), "(tcp and host %s and host %s) or (icmp and dst host %s)", la, ra, la);
 	else
 		snprintf(filt, sizeof(filt), "(tcp and src host %s and dst host %s) or (icmp and dst host %s)", ra, la, la);
 	struct rp_cap_opts co = {
 		.iface = o->iface ? o->iface : p->route.ifname,
 		.snaplen = SNAPLEN,
-		.dir = o->pcap_path ? RP_CAP_INOUT : RP_CAP_IN,
-		.dump_path = o->pcap_path,
+		.dir = o->pcap_file ? RP_CAP_INOUT : RP_CAP_IN,
+		.dump_file = o->pcap_file,
 		.filter = filt,
 		.buffer_bytes = 8 << 20,
 	};
+	gave = true;   /* rp_cap_open owns the dump stream from here on, failure or not */
 	r = rp_cap_open(&co, &p->cap, e, sizeof(e));
 	if (r)
 		FAIL("capture");
 	*out = p;
 	return 0;
 fail:
+	if (!gave && o->pcap_file)
+		fclose(o->pcap_file);
 	rp_punch_close(p);
 	return r;
 }

@@ -46,6 +46,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "rawpunch/handoff/handoff.h"
@@ -109,7 +110,9 @@ struct rp_punch_run_opts {
 	struct rp_plan_params plan;      /* rate, rounds, max_open, max_probes; rtt and clock error come from JOIN */
 	int join_timeout_ms;             /* wait for the peer at the server */
 	uint32_t lead_ms;                /* from the meeting (and from each re-plan) to T */
-	const char *pcap_path;           /* every packet of the punch; NULL: none */
+	FILE *pcap_file;                 /* every packet of the punch, to this stream (opened by the caller
+	                                    before it gave up its privileges); the run takes it over and
+	                                    closes it (at once if it never gets to the punch). NULL: none */
 	/* serverless (no server): offer = print an offer (RP_PUNCH_EV_TEXT), then read the answer;
 	 * answer_to = answer this offer (decoded and checked by the caller before anything is sent) */
 	bool offer;

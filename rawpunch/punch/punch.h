@@ -51,6 +51,7 @@
 #define RP_PUNCH_H
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "rawpunch/handoff/handoff.h"
@@ -79,7 +80,9 @@ struct rp_punch_opts {
 	uint32_t laddr;            /* our address; 0 = the route's source towards peer_addr */
 	const char *iface;         /* capture interface; NULL = the route's egress interface */
 	const uint8_t *key;        /* RP_PUNCH_KEYLEN bytes from rp_punch_key_derive, required */
-	const char *pcap_path;     /* every packet of the attempt, both directions; NULL = none */
+	FILE *pcap_file;           /* every packet of the attempt, both directions, to this stream (opened
+	                              by the caller); rp_punch_open takes it over: closed with the punch,
+	                              or on failure. NULL = none */
 	volatile sig_atomic_t *stop; /* non-zero: rounds return -EINTR */
 	void (*trace)(void *arg, const char *line);  /* one line per event (verbose); NULL = none */
 	void *trace_arg;

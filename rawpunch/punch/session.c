@@ -167,7 +167,7 @@ static int set_capture_filter(struct rp_session *s)
 		free(expr);
 		return len;
 	}
-	if (s->o.pcap_path)   /* the dump shows our side too */
+	if (s->o.pcap_file)   /* the dump shows our side too (the pointer only says there is one) */
 		snprintf(expr + len, cap - (size_t)len, " or (tcp and src host %s and src port %u and dst host %s)",
 			 rp_ip_str(s->laddr, la), s->lport, rp_ip_str(s->raddr, ra));
 	r = rp_cap_set_filter(s->cap, expr);
@@ -187,6 +187,7 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 	struct rp_session *s;
 	struct rp_flow f[MULTI_MAX_FLOWS];
 	char err[256] = "", dummy[8];
+	bool gave = false;
 	int r;
 
 	if (!ebuf || !elen) {
@@ -195,12 +196,18 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 	}
 	ebuf[0] = 0;
 
-	if (!o || !out || !o->raddr)
+	if (!o || !out || !o->raddr) {
+		if (o && o->pcap_file)
+			fclose(o->pcap_file);
 		return -EINVAL;
+	}
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		if (o->pcap_file)
+			fclose(o->pcap_file);
 		return -ENOMEM;
+	}
 	s->o = *o;
 	s->raddr = o->raddr;
 	r = setup_ports(s, o);
@@ -251,10 +258,11 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 	struct rp_cap_opts co = {
 		.iface = o->iface ? o->iface : s->route.ifname,
 		.snaplen = SNAPLEN,
-		.dir = o->pcap_path ? RP_CAP_INOUT : RP_CAP_IN,
-		.dump_path = o->pcap_path,
+		.dir = o->pcap_file ? RP_CAP_INOUT : RP_CAP_IN,
+		.dump_file = o->pcap_file,
 		.filter = "tcp or icmp", /* narrowed to the flows just below; on_tcp() checks tuples anyway */
 	};
+	gave = true;   /* rp_cap_open owns the dump stream from here on, failure or not */
 	r = rp_cap_open(&co, &s->cap, err, sizeof(err));
 	if (r)
 		FAIL("capture");
@@ -268,6 +276,8 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 	*out = s;
 	return 0;
 fail:
+	if (!gave && o->pcap_file)
+		fclose(o->pcap_file);
 	rp_session_close(s);
 	return r;
 }

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include "userstack/cookie.h"
 #include "userstack/tcb.h"
@@ -40,7 +41,9 @@ struct rp_session_opts {
 	bool accept_syn;           /* a bare SYN from the peer may define the flow (simultaneous open) */
 	bool no_syn;               /* port list / range / any: do not send SYNs, only listen */
 	const uint8_t *key;        /* 16-byte cookie key; NULL = random (getrandom) */
-	const char *pcap_path;     /* dump everything captured (and what we send) here; NULL = none */
+	FILE *pcap_file;           /* dump everything captured (and what we send) to this stream (opened by
+	                              the caller, rawpunch/base/outfile.h); rp_session_open takes it over:
+	                              closed with the session, or on failure. NULL = none */
 	uint16_t mss;              /* 0 = 1460 */
 	bool no_guard;             /* do not install the RST guard (tests / caller guards itself) */
 	volatile sig_atomic_t *stop; /* when it becomes non-zero the loops return -EINTR */

@@ -31,6 +31,7 @@ struct net {
 	struct rv_client *rv;
 	struct rp_punch *pu;
 	struct rp_probe_report *pr;    /* large: allocated by the first probe */
+	FILE *pcap_file;               /* the run's dump stream until rp_punch_open takes it over */
 	int me;
 	int64_t offset_ns, relay_rtt_ns;
 	struct sockaddr_in rv_addr;    /* the rendezvous server connected to */
@@ -346,10 +347,12 @@ static int net_open(void *arg, uint32_t peer_pub, void (*trace)(void *arg, const
 		    char *detail, size_t dlen)
 {
 	struct net *n = arg;
+	FILE *dump = n->pcap_file;
+	n->pcap_file = NULL;           /* rp_punch_open owns it now, whatever happens */
 	struct rp_punch_opts po = {
+		.pcap_file = dump,
 		.peer_addr = peer_pub,
 		.key = n->o->key,
-		.pcap_path = n->o->pcap_path,
 		.stop = n->o->stop,
 		.trace = trace,
 		.trace_arg = trace_arg,
@@ -492,6 +495,9 @@ static void net_close(void *arg)
 	/* the punched connection (if any) lives in the NAT's connection tracking on its own now */
 	rp_pmhold_release(n->pm, 1000);
 	n->pm = NULL;
+	if (n->pcap_file)              /* the run ended before the punch: nothing was dumped */
+		fclose(n->pcap_file);
+	n->pcap_file = NULL;
 }
 
 static const struct rp_punch_ops net_ops = {
@@ -516,8 +522,10 @@ static const struct rp_punch_ops net_ops = {
 
 int rp_punch_run(const struct rp_punch_run_opts *o, rp_punch_event_fn cb, void *cb_arg, struct rp_punch_result *res)
 {
-	struct net n = { .o = o };
+	struct net n = { .o = o, .pcap_file = o ? o->pcap_file : NULL };
 	if (o && (!o->key || !o->session || !o->secret || !o->secret_len)) {
+		if (n.pcap_file)
+			fclose(n.pcap_file);
 		if (res) {
 			memset(res, 0, sizeof(*res));
 			res->fd = -1;

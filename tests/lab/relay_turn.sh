@@ -28,6 +28,7 @@ CTL=$B/rp-turnctl
 L=$(unique_lab rt)
 lab_up "$L" --nat-a random --nat-b sequential
 T=$(mktemp -d /tmp/relay-turn.XXXXXX)
+chown nobody "$T"   # the relays and their --exec run as nobody (the default as root without SUDO_UID)
 PIDS=()
 cleanup() { local p; for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; _natlab_cleanup; rm -rf "$T"; }
 trap cleanup EXIT     # after lab_up, which sets its own trap
