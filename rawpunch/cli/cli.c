@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -176,8 +178,35 @@ FILE *rp_cli_out(const char *cmd, const char *opt, const char *path, uid_t uid, 
 	return f;
 }
 
+/* As root, the state a command keeps across runs (port-mapping records, the probe cache) lives in
+ * /run/rawpunch/u<UID> of the user it will run as, made now, while it still may: after the drop that
+ * user must be able to write there, and the next run of the same user (a kill -9's cleanup) finds it.
+ * RAWPUNCH_RUNTIME_DIR tells the library; a user's own XDG_RUNTIME_DIR serves without root. */
+static void runtime_dir(const char *user)
+{
+	char dir[64];
+	uid_t uid;
+	gid_t gid;
+	struct stat st;
+	if (geteuid() != 0 || rp_privs_target(user, &uid, &gid, NULL, 0))
+		return;
+	if (mkdir("/run/rawpunch", 0755) && errno != EEXIST)
+		return;
+	/* root's own records once lived right in it (0700): let the users reach their own folders */
+	if (lstat("/run/rawpunch", &st) || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+	    ((st.st_mode & 0755) != 0755 && chmod("/run/rawpunch", 0755)))
+		return;
+	snprintf(dir, sizeof(dir), "/run/rawpunch/u%lu", (unsigned long)uid);
+	if (mkdir(dir, 0700) && errno != EEXIST)
+		return;
+	if (lstat(dir, &st) || !S_ISDIR(st.st_mode) || (st.st_uid != uid && chown(dir, uid, gid)))
+		return;
+	setenv("RAWPUNCH_RUNTIME_DIR", dir, 1);
+}
+
 int rp_cli_enter(const char *user, unsigned keep)
 {
+	runtime_dir(user);
 	int r = rp_privs_enter(user, keep);
 	if (!r)
 		return 0;

@@ -199,9 +199,11 @@ int rp_pm_record_parse(const char *buf, size_t len, struct rp_pm_record *r)
 
 int rp_pm_state_dir(char *dir, size_t cap)
 {
-	const char *x = getenv("XDG_RUNTIME_DIR");
+	const char *x = getenv("XDG_RUNTIME_DIR"), *rd = getenv("RAWPUNCH_RUNTIME_DIR");
 	int n;
-	if (geteuid() == 0)
+	if (rd && rd[0] == '/')          /* the CLI made it for the user the command runs as */
+		n = snprintf(dir, cap, "%s", rd);
+	else if (geteuid() == 0)
 		n = snprintf(dir, cap, "/run/rawpunch");
 	else if (x && x[0] == '/')
 		n = snprintf(dir, cap, "%s/rawpunch", x);

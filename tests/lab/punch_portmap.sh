@@ -94,7 +94,7 @@ ok "SIGTERM while waiting for the peer: exit 1, the mapping deleted on the way o
 hold_a kill
 kill -9 "$HOLDER"; wait "$HOLDER" 2>/dev/null || true
 [ "$(rules)" != 0 ] || fail "kill -9: the mapping should outlive its holder"
-ls /run/rawpunch/pm-*.map >/dev/null 2>&1 || fail "kill -9: no record of the mapping in /run/rawpunch"
+ls /run/rawpunch/u*/pm-*.map >/dev/null 2>&1 || fail "kill -9: no record of the mapping in /run/rawpunch/u<uid>"
 punch_pair after --portmap pcp
 expect_pair_ok after
 [ "$(report_get after a "r['plan']['method']")" = mapped ] || fail "after kill -9: plan $(report_get after a "r['plan']['method']")"
