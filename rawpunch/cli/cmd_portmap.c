@@ -287,6 +287,9 @@ int cmd_portmap(int argc, char **argv)
 		return rp_usage_err("portmap", "--port PORT is required");
 	if (o.peer_port && o.protocols && !(o.protocols & RP_PM_F(RP_PM_PCP)))
 		return rp_usage_err("portmap", "--peer is PCP's PEER: --protocols must include pcp");
+	/* asking a gateway takes no privilege: as root, run as the invoking user (or nobody) from here */
+	if (rp_cli_enter(NULL, 0))
+		return 1;
 	if (del)
 		return do_delete(o.internal_port, o.timeout_ms ? o.timeout_ms * 4 : 1000, json);
 
