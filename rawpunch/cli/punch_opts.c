@@ -61,7 +61,9 @@ static void usage(FILE *f)
 		"  --max-probes M            birthday: most probes of the easy side (default 2048)\n"
 		"  --samples N               allocation samples of the probe, 4..64 (default 6)\n"
 		"  --timeout S               wait for the peer at the rendezvous, 1..3600 (default 30)\n"
-		"  --lead MS                 time from the meeting to the start, 100..10000 (default 400)\n"
+		"  --lead MS|auto            time from the meeting to the start, 100..10000 ms; auto (default):\n"
+		"                            from the measured RTTs to the server, both clock errors and a set-up\n"
+		"                            allowance\n"
 		"  --user USER               switch to USER after the handoff (privileges are dropped anyway)\n"
 		"  -q, --quiet               no status lines on stderr (errors still)\n"
 		"  -v, --verbose             per-packet events on stderr\n"
@@ -161,7 +163,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 	opterr = 0;
 	c->samples = 6;
 	c->timeout_s = 30;
-	c->lead_ms = 400;
+	c->lead_ms = 0;   /* auto */
 	c->start_in_s = 20;
 	while ((ch = getopt_long(argc, argv, ":L:qvh", lopts, NULL)) != -1) {
 		switch (ch) {
@@ -228,8 +230,10 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 			c->timeout_s = (int)v;
 			break;
 		case 'd':
-			if (rp_parse_ulong(optarg, 100, 10000, &v))
-				return rp_usage_err("punch", "--lead: '%s' is not 100..10000 ms", optarg);
+			if (!strcmp(optarg, "auto"))
+				v = 0;
+			else if (rp_parse_ulong(optarg, 100, 10000, &v))
+				return rp_usage_err("punch", "--lead: '%s' is neither auto nor 100..10000 ms", optarg);
 			c->lead_ms = (int)v;
 			break;
 		case 'u': c->user = optarg; break;

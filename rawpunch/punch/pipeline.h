@@ -70,7 +70,9 @@ struct rp_punch_run_opts {
 	unsigned samples;                /* the probe's allocation samples */
 	struct rp_plan_params plan;      /* rate, rounds, max_open, max_probes; rtt and clock error come from JOIN */
 	int join_timeout_ms;             /* wait for the peer at the server */
-	uint32_t lead_ms;                /* from the meeting (and from each re-plan) to T */
+	uint32_t lead_ms;                /* from the meeting (and from each re-plan) to T; 0: from what is
+	                                    measured (the RTTs to the server, both clock errors and a set-up
+	                                    allowance: rv_lead_auto_ns) */
 	const char *pcap_path;           /* every packet of the punch; NULL: none */
 	/* serverless (no server): offer = print an offer (RP_PUNCH_EV_TEXT), then read the answer;
 	 * answer_to = answer this offer (decoded and checked by the caller before anything is sent) */
@@ -92,6 +94,9 @@ struct rp_punch_meeting {
 	uint64_t start_ns;               /* T of round 0, this host's CLOCK_REALTIME */
 	bool via_server;                 /* the figures below were measured (JOIN) */
 	int64_t rtt_ns, peer_rtt_ns, relay_rtt_ns, clock_err_ns, offset_ns;   /* rawpunch/rendezvous/client.h */
+	int64_t lead_ns;                 /* the lead this side proposed (JOIN; the agreed T is the later proposal) */
+	int64_t clock_sync_ns;           /* the clock sync's share of JOIN */
+	uint64_t met_ns;                 /* CLOCK_REALTIME when the meeting ended (T - met_ns: the wait it left) */
 };
 
 struct rp_punch_round_record {
