@@ -64,6 +64,9 @@ static void usage(FILE *f)
 		"  --lead MS|auto            time from the meeting to the start, 100..10000 ms; auto (default):\n"
 		"                            from the measured RTTs to the server, both clock errors and a set-up\n"
 		"                            allowance\n"
+		"  --fresh-probe             probe in full even if a probe of this network from the last 5 minutes\n"
+		"                            is cached (/run/rawpunch, or $XDG_CACHE_HOME/rawpunch: delete it to\n"
+		"                            clear; a cached result is used only after one STUN binding confirms it)\n"
 		"  --user USER               switch to USER after the handoff (privileges are dropped anyway)\n"
 		"  -q, --quiet               no status lines on stderr (errors still)\n"
 		"  -v, --verbose             per-packet events on stderr\n"
@@ -148,6 +151,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 		{ "lead", required_argument, NULL, 'd' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "offer", no_argument, NULL, 'O' },
+		{ "fresh-probe", no_argument, NULL, 'P' },
 		{ "answer", required_argument, NULL, 'A' },
 		{ "start-in", required_argument, NULL, 'I' },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -238,6 +242,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 			break;
 		case 'u': c->user = optarg; break;
 		case 'O': c->offer = true; break;
+		case 'P': c->fresh_probe = true; break;
 		case 'A':
 			if (!*optarg)
 				return rp_usage_err("punch", "--answer: empty offer text");

@@ -68,6 +68,7 @@ struct rp_punch_run_opts {
 	const uint8_t *key;              /* RP_PUNCH_KEYLEN bytes: rp_punch_key_derive(secret, session) */
 	uint16_t local_port;             /* the punch port; 0: a free one */
 	unsigned samples;                /* the probe's allocation samples */
+	bool fresh_probe;                /* ignore the probe cache (probecache.h); a full probe refreshes it */
 	struct rp_plan_params plan;      /* rate, rounds, max_open, max_probes; rtt and clock error come from JOIN */
 	int join_timeout_ms;             /* wait for the peer at the server */
 	uint32_t lead_ms;                /* from the meeting (and from each re-plan) to T; 0: from what is

@@ -14,6 +14,7 @@
 #include "rawpunch/base/trace.h"
 #include "rawpunch/net/netif.h"
 #include "rawpunch/probe/probe.h"
+#include "rawpunch/punch/probecache.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/offer.h"
 
@@ -76,6 +77,9 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		.ttl_wait_ms = 0,
 		.horizon_s = 1.0,
 	};
+	/* a first probe from a network probed minutes ago: one binding checks the cached result */
+	if (first && !o->fresh_probe && rp_probecache_get(&o->stun, port, po.timeout_ms, ni) == 0)
+		return 0;
 	if (!n->pr && !(n->pr = malloc(sizeof(*n->pr))))
 		return -ENOMEM;
 	int r = rp_probe_run(&po, n->pr);
@@ -85,6 +89,8 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		return r;
 	}
 	*ni = n->pr->ni;
+	if (first && server)
+		(void)rp_probecache_put(&o->stun, ni);   /* only what a later check can confirm is kept */
 	return 0;
 }
 
