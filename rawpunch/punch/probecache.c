@@ -4,12 +4,14 @@
  * gateway's MAC address: hosts behind different routers with the same addresses (labs) do not share. */
 #include "rawpunch/punch/probecache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rawpunch/base/clock.h"
@@ -94,6 +96,28 @@ int rp_probecache_get(const struct sockaddr_in *stun, uint16_t local_port, int t
 	return 0;
 }
 
+/* Remove the entries older than the cache keeps (other networks', never read again). */
+static void prune(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat sb;
+	char p[4400];
+	time_t now = time(NULL);
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (strncmp(e->d_name, "probe-", 6) || n < 11 || strcmp(e->d_name + n - 5, ".json"))
+			continue;
+		if (snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) >= (int)sizeof(p))
+			continue;
+		if (!lstat(p, &sb) && S_ISREG(sb.st_mode) && now - sb.st_mtime > RP_PROBECACHE_MAX_AGE_S)
+			unlink(p);
+	}
+	closedir(d);
+}
+
 int rp_probecache_put(const struct sockaddr_in *stun, const struct rp_natinfo *ni)
 {
 	char path[4200], tmp[4300], dir[4096];
@@ -107,6 +131,7 @@ int rp_probecache_put(const struct sockaddr_in *stun, const struct rp_natinfo *n
 		return -ENOTSUP;   /* probed from another address than the route's */
 	if (mkdir(dir, 0755) && errno != EEXIST)
 		return -errno;
+	prune(dir);
 	struct json_object *o = json_object_new_object(), *n = rp_natinfo_to_json(ni);
 	if (!o || !n) {
 		json_object_put(o);

@@ -6,7 +6,8 @@
  * punch port shows the NAT still maps as the cache predicts: the same public address and, the only
  * behaviour cached (the one a single binding can check), a preserved port. Files:
  * $XDG_CACHE_HOME/rawpunch/, else /run/rawpunch/ for root, else ~/.cache/rawpunch/ — one JSON file
- * per key (probe-<hex>.json, mode 0644); deleting the folder clears it, --fresh-probe ignores it.
+ * per key (probe-<hex>.json, mode 0644; a write removes entries older than the cache keeps);
+ * deleting the probe-*.json files clears it, --fresh-probe ignores it.
  * Library code: prints nothing; 0 or -errno. */
 #ifndef RP_PROBECACHE_H
 #define RP_PROBECACHE_H
