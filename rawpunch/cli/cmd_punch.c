@@ -454,7 +454,7 @@ int cmd_punch(int argc, char **argv)
 
 	struct rp_punch_run_opts po = {
 		.rendezvous = c.rv, .stun = c.stun, .session = c.session, .secret = secret, .secret_len = slen,
-		.key = key, .local_port = c.lport, .samples = c.samples,
+		.key = key, .local_port = c.lport, .samples = c.samples, .fresh_probe = c.fresh_probe,
 		.plan = { .rate_pps = c.rate, .max_open = c.max_open, .max_probes = c.max_probes, .rounds = c.rounds },
 		.join_timeout_ms = c.timeout_s * 1000, .lead_ms = (uint32_t)c.lead_ms, .pcap_file = pcap,
 		.offer = c.offer, .answer_to = c.answer_to ? &the_offer : NULL, .start_in_s = c.start_in_s,

@@ -27,6 +27,7 @@ struct punch_cfg {
 	int timeout_s, lead_ms;
 	bool quiet, verbose;
 	bool offer;                 /* serverless: print an offer, read the answer */
+	bool fresh_probe;           /* --fresh-probe: ignore the probe cache */
 	const char *answer_to;      /* serverless: the offer text to answer ("-": read a line from stdin) */
 	int start_in_s;             /* serverless answer: start this long after answering */
 	struct sockaddr_in rvs[RP_PUNCH_MAX_RV];      /* --rendezvous A,B,...: rvs[0] is rv */

@@ -74,7 +74,12 @@ static void usage(FILE *f)
 		"  --max-probes M            birthday: most probes of the easy side (default 2048)\n"
 		"  --samples N               allocation samples of the probe, 4..64 (default 6)\n"
 		"  --timeout S               wait for the peer at the rendezvous, 1..3600 (default 30)\n"
-		"  --lead MS                 time from the meeting to the start, 100..10000 (default 400)\n"
+		"  --lead MS|auto            time from the meeting to the start, 100..10000 ms; auto (default):\n"
+		"                            from the measured RTTs to the server, both clock errors and a set-up\n"
+		"                            allowance\n"
+		"  --fresh-probe             probe in full even if a probe of this network from the last 5 minutes\n"
+		"                            is cached (/run/rawpunch/u<UID>/probe-*.json, or in $XDG_CACHE_HOME/rawpunch:\n"
+		"                            delete those to clear; used only after one STUN binding confirms it)\n"
 		"  --user USER               run as USER once set up (default as root: the invoking user (sudo),\n"
 		"                            else nobody; 'root' keeps uid 0, still without capabilities)\n"
 		"  --portmap LIST            ask the NAT for a mapping of the punch port with these of pcp,\n"
@@ -194,6 +199,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 		{ "lead", required_argument, NULL, 'd' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "offer", no_argument, NULL, 'O' },
+		{ "fresh-probe", no_argument, NULL, 'P' },
 		{ "answer", required_argument, NULL, 'A' },
 		{ "start-in", required_argument, NULL, 'I' },
 		{ "relay", required_argument, NULL, 'T' },
@@ -214,7 +220,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 	opterr = 0;
 	c->samples = 6;
 	c->timeout_s = 30;
-	c->lead_ms = 400;
+	c->lead_ms = 0;   /* auto */
 	c->start_in_s = 20;
 	while ((ch = getopt_long(argc, argv, ":L:qvh", lopts, NULL)) != -1) {
 		switch (ch) {
@@ -281,12 +287,15 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 			c->timeout_s = (int)v;
 			break;
 		case 'd':
-			if (rp_parse_ulong(optarg, 100, 10000, &v))
-				return rp_usage_err("punch", "--lead: '%s' is not 100..10000 ms", optarg);
+			if (!strcmp(optarg, "auto"))
+				v = 0;
+			else if (rp_parse_ulong(optarg, 100, 10000, &v))
+				return rp_usage_err("punch", "--lead: '%s' is neither auto nor 100..10000 ms", optarg);
 			c->lead_ms = (int)v;
 			break;
 		case 'u': c->user = optarg; break;
 		case 'O': c->offer = true; break;
+		case 'P': c->fresh_probe = true; break;
 		case 'A':
 			if (!*optarg)
 				return rp_usage_err("punch", "--answer: empty offer text");

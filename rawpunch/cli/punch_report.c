@@ -47,6 +47,23 @@ static struct json_object *rendezvous_json(const struct rp_punch_meeting *m)
 	return o;
 }
 
+/* The rest of the set-up's breakdown (null: not run): connect_ms (to the rendezvous server), clock_ms
+ * (the clock sync, part of join_ms), lead_ms (from the end of the meeting to T of round 0: what PLAN,
+ * SETUP and the wait for T take), lead_proposed_ms (the lead this side proposed), plan_ms, setup_ms,
+ * handoff_ms. */
+static void stage_times(struct json_object *o, const struct rp_punch_result *res)
+{
+	const struct rp_punch_meeting *m = &res->meet;
+	bool met = res->have_peer && m->met_ns;
+	json_object_object_add(o, "connect_ms", ms_or_null(res->stage_ms[RP_STAGE_CONNECT]));
+	json_object_object_add(o, "clock_ms", met && m->via_server ? rp_json_fixed((double)m->clock_sync_ns / 1e6, 1) : NULL);
+	json_object_object_add(o, "lead_ms", met ? rp_json_fixed(((double)m->start_ns - (double)m->met_ns) / 1e6, 1) : NULL);
+	json_object_object_add(o, "lead_proposed_ms", met && m->via_server ? rp_json_fixed((double)m->lead_ns / 1e6, 1) : NULL);
+	json_object_object_add(o, "plan_ms", ms_or_null(res->stage_ms[RP_STAGE_PLAN]));
+	json_object_object_add(o, "setup_ms", ms_or_null(res->stage_ms[RP_STAGE_SETUP]));
+	json_object_object_add(o, "handoff_ms", ms_or_null(res->stage_ms[RP_STAGE_HANDOFF]));
+}
+
 /* A run that connected, or whose handoff failed (ok false). */
 static struct json_object *result_connected(const struct rp_punch_result *res, double meet_ms)
 {
@@ -73,6 +90,7 @@ static struct json_object *result_connected(const struct rp_punch_result *res, d
 	json_object_object_add(o, "punch_ms", rp_json_fixed(punch_ms, 1));
 	json_object_object_add(o, "probe_ms", rp_json_fixed(res->stage_ms[RP_STAGE_PROBE], 1));
 	json_object_object_add(o, "join_ms", rp_json_fixed(meet_ms, 1));
+	stage_times(o, res);
 	json_object_object_add(o, "rounds", json_object_new_int((int)res->n_rounds));
 	json_object_object_add(o, "packets_total", json_object_new_int64((int64_t)res->totals.packets_sent));
 	json_object_object_add(o, "kernel_rsts_dropped",      /* null: the guard's counter was unreadable */
@@ -90,6 +108,7 @@ static struct json_object *result_failed(const struct rp_punch_result *res, doub
 	json_object_object_add(o, "path", NULL);
 	json_object_object_add(o, "probe_ms", ms_or_null(res->stage_ms[RP_STAGE_PROBE]));
 	json_object_object_add(o, "join_ms", ms_or_null(meet_ms));
+	stage_times(o, res);
 	json_object_object_add(o, "rounds", json_object_new_int((int)res->n_rounds));
 	if (res->relay_why[0])
 		json_object_object_add(o, "relay_why", json_object_new_string(res->relay_why));

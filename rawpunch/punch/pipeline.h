@@ -107,9 +107,12 @@ struct rp_punch_run_opts {
 	const uint8_t *key;              /* RP_PUNCH_KEYLEN bytes: rp_punch_key_derive(secret, session) */
 	uint16_t local_port;             /* the punch port; 0: a free one */
 	unsigned samples;                /* the probe's allocation samples */
+	bool fresh_probe;                /* ignore the probe cache (probecache.h); a full probe refreshes it */
 	struct rp_plan_params plan;      /* rate, rounds, max_open, max_probes; rtt and clock error come from JOIN */
 	int join_timeout_ms;             /* wait for the peer at the server */
-	uint32_t lead_ms;                /* from the meeting (and from each re-plan) to T */
+	uint32_t lead_ms;                /* from the meeting (and from each re-plan) to T; 0: from what is
+	                                    measured (the RTTs to the server, both clock errors and a set-up
+	                                    allowance: rv_lead_auto_ns) */
 	FILE *pcap_file;                 /* every packet of the punch, to this stream (opened by the caller
 	                                    before it gave up its privileges); the run takes it over and
 	                                    closes it (at once if it never gets to the punch). NULL: none */
@@ -138,6 +141,9 @@ struct rp_punch_meeting {
 	int64_t clock_bound_ns;          /* the hard bound on the clock disagreement, (rtt + peer_rtt) / 2 */
 	struct sockaddr_in self_relayed, peer_relayed;   /* TURN relayed addresses (0: none) */
 	struct sockaddr_in rv_server;    /* the rendezvous server met at */
+	int64_t lead_ns;                 /* the lead this side proposed (JOIN; the agreed T is the later proposal) */
+	int64_t clock_sync_ns;           /* the clock sync's share of JOIN */
+	uint64_t met_ns;                 /* CLOCK_REALTIME when the meeting ended (T - met_ns: the wait it left) */
 };
 
 struct rp_punch_round_record {

@@ -17,6 +17,7 @@
 #include "rawpunch/net/netif.h"
 #include "rawpunch/punch/pmhold.h"
 #include "rawpunch/probe/probe.h"
+#include "rawpunch/punch/probecache.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/offer.h"
 #include "rawpunch/rendezvous/proto.h"
@@ -33,7 +34,7 @@ struct net {
 	struct rp_probe_report *pr;    /* large: allocated by the first probe */
 	FILE *pcap_file;               /* the run's dump stream until rp_punch_open takes it over */
 	int me;
-	int64_t offset_ns, relay_rtt_ns;
+	int64_t offset_ns, relay_rtt_ns, rtt_ns, peer_rtt_ns, clock_err_ns;
 	struct sockaddr_in rv_addr;    /* the rendezvous server connected to */
 	struct rv_keys keys;           /* several servers: their order for this session */
 	unsigned which;                /* several servers: the one connected to (index) */
@@ -109,6 +110,9 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		.ttl_wait_ms = 0,
 		.horizon_s = 1.0,
 	};
+	/* a first probe from a network probed minutes ago: one binding checks the cached result */
+	if (first && !o->fresh_probe && rp_probecache_get(&o->stun, port, po.timeout_ms, ni) == 0)
+		return 0;
 	if (!n->pr && !(n->pr = malloc(sizeof(*n->pr))))
 		return -ENOMEM;
 	int r = rp_probe_run(&po, n->pr);
@@ -118,6 +122,8 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		return r;
 	}
 	*ni = n->pr->ni;
+	if (first && server)
+		(void)rp_probecache_put(&o->stun, ni);   /* only what a later check can confirm is kept */
 	return 0;
 }
 
@@ -152,7 +158,7 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 	const struct rp_punch_run_opts *o = n->o;
 	struct rv_join_req req = {
 		.session = o->session, .secret = o->secret, .secret_len = o->secret_len, .me = *self,
-		.timeout_ms = o->join_timeout_ms, .clock_rounds = 4, .lead_ms = o->lead_ms,
+		.timeout_ms = o->join_timeout_ms, .clock_rounds = 4, .lead_ms = o->lead_ms, .lead_auto = !o->lead_ms,
 	};
 	struct rv_join_res res;
 	int r;
@@ -200,6 +206,12 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 		if (res.peer_relayed.sin_addr.s_addr && rp_turn_permit(n->turn, &res.peer_relayed))
 			memset(&m->peer_relayed, 0, sizeof(m->peer_relayed));
 	}
+	m->lead_ns = res.lead_ns;
+	m->clock_sync_ns = res.clock_sync_ns;
+	m->met_ns = rp_real_ns();
+	n->rtt_ns = res.rtt_ns;
+	n->peer_rtt_ns = res.peer_rtt_ns;
+	n->clock_err_ns = res.clock_err_ns;
 	return 0;
 }
 
@@ -318,6 +330,7 @@ static int net_serverless(void *arg, struct rp_natinfo *self, struct rp_punch_me
 		m->peer = ans.ni;
 		m->me = 0;
 		m->start_ns = ans.start_ns;
+		m->met_ns = rp_real_ns();
 		return 0;
 	}
 	if (!o->answer_to)
@@ -340,6 +353,7 @@ static int net_serverless(void *arg, struct rp_natinfo *self, struct rp_punch_me
 	m->peer = of.ni;
 	m->me = 1;
 	m->start_ns = ans.start_ns;
+	m->met_ns = rp_real_ns();
 	return 0;
 }
 
@@ -429,15 +443,19 @@ static int net_exchange(void *arg, unsigned round, const struct rp_natinfo *self
 	return r;
 }
 
-/* Side a proposes T on the server's clock (lead + relay RTT from now), side b takes it. */
+/* Side a proposes T on the server's clock, side b takes it. The lead: --lead + relay RTT; auto
+ * (lead_ms 0): the "go" reaching b through the server, both clock errors (clock_err_ns holds their
+ * sum) and the set-up allowance for b's re-plan, as the join sized it (rv_lead_auto_ns). */
 static int net_schedule(void *arg, unsigned round, uint64_t *start_ns)
 {
 	struct net *n = arg;
 	struct json_object *m, *in;
 	int r;
 	if (n->me == 0) {
-		uint64_t srv_start = rv_server_now_ns(n->rv) + (uint64_t)n->o->lead_ms * 1000000ull +
-				     (uint64_t)n->relay_rtt_ns;
+		uint64_t lead = n->o->lead_ms ? (uint64_t)n->o->lead_ms * 1000000ull + (uint64_t)n->relay_rtt_ns
+					      : rv_lead_auto_ns(n->rtt_ns, n->peer_rtt_ns, n->clock_err_ns, 0,
+								(uint64_t)RV_SETUP_MS * 1000000ull);
+		uint64_t srv_start = rv_server_now_ns(n->rv) + lead;
 		m = json_object_new_object();
 		json_object_object_add(m, "round", json_object_new_int((int)round));
 		json_object_object_add(m, "start", json_object_new_int64((int64_t)srv_start));

@@ -28,6 +28,7 @@ struct rv_client {
 	struct rv_peerstate ps;
 	bool joined;
 	int64_t offset_ns, rtt_ns, clock_err_ns;
+	int64_t clock_sync_ns;         /* how long the join's clock sync took */
 	bool synced;
 	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
 };
@@ -341,8 +342,12 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	int r;
 	c->keys = *k;
 	rv_peerstate_init(&c->ps);
-	if (!c->synced && (r = rv_clock_sync(c, rounds, NULL, NULL)))
-		return r;
+	if (!c->synced) {
+		uint64_t t0 = rp_mono_ns();
+		if ((r = rv_clock_sync(c, rounds, NULL, NULL)))
+			return r;
+		c->clock_sync_ns = (int64_t)(rp_mono_ns() - t0);
+	}
 	o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
@@ -389,19 +394,37 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	struct json_object *o, *info = NULL;
 	const char *t;
 	int r;
-	/* 2. hello both ways: learn the peer's fresh nonce */
-	if ((r = send_box(c, "hello", NULL, deadline)))
+	/* 2. hello both ways: learn the peer's fresh nonce; the hello carries this side's RTT to the
+	 * server and clock error, so that each side can size the lead from both before proposing */
+	struct json_object *hi = json_object_new_object();
+	if (!hi)
+		return -ENOMEM;
+	json_object_object_add(hi, "rtt", json_object_new_int64(c->rtt_ns));
+	json_object_object_add(hi, "err", json_object_new_int64(c->clock_err_ns));
+	r = send_box(c, "hello", hi, deadline);
+	json_object_put(hi);
+	if (r)
 		return r;
 	if ((r = recv_box(c, deadline, &o, &t)))
 		return r == -EPROTO ? -EACCES : r;
 	bool hello = !strcmp(t, "hello");
+	int64_t hello_rtt = -1, hello_err = -1;
+	if (hello && (get_i64(o, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX ||
+		      get_i64(o, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2))
+		hello_rtt = hello_err = -1;   /* absent or out of range: rv_lead_auto_ns assumes */
 	json_object_put(o);
 	if (!hello)
 		return -EPROTO;
 	/* 3. info: natinfo, candidates, clock, proposed start (server clock) */
-	uint64_t lead_ns = (uint64_t)(req->lead_ms ? req->lead_ms : 500) * 1000000u;
-	if ((uint64_t)c->rtt_ns * 4 > lead_ns)
-		lead_ns = (uint64_t)c->rtt_ns * 4;
+	uint64_t lead_ns;
+	if (req->lead_auto) {
+		lead_ns = rv_lead_auto_ns(c->rtt_ns, hello_rtt, c->clock_err_ns, hello_err,
+					  (uint64_t)(req->setup_ms ? req->setup_ms : RV_SETUP_MS) * 1000000u);
+	} else {
+		lead_ns = (uint64_t)(req->lead_ms ? req->lead_ms : 500) * 1000000u;
+		if ((uint64_t)c->rtt_ns * 4 > lead_ns)
+			lead_ns = (uint64_t)c->rtt_ns * 4;
+	}
 	uint64_t propose = rv_server_now_ns(c) + lead_ns;
 	struct json_object *mi = json_object_new_object(), *cand = json_object_new_array();
 	struct json_object *ni = rp_natinfo_to_json(&req->me);
@@ -489,8 +512,27 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	res->relay_rtt_ns = c->rtt_ns + res->peer_rtt_ns;
 	res->clock_err_ns = c->clock_err_ns + peer_err;
 	res->clock_bound_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
+	res->lead_ns = (int64_t)lead_ns;
+	res->clock_sync_ns = c->clock_sync_ns;
 	res->initiator = memcmp(c->ps.mine, c->ps.theirs, RV_NONCE_LEN) < 0;
 	return 0;
+}
+
+uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns)
+{
+	if (rtt_ns < 0)
+		rtt_ns = 0;
+	if (err_ns < 0)
+		err_ns = rtt_ns / 2;
+	if (peer_rtt_ns < 0)
+		peer_rtt_ns = rtt_ns;
+	if (peer_err_ns < 0)
+		peer_err_ns = peer_rtt_ns / 2;
+	uint64_t relay = (uint64_t)rtt_ns + (uint64_t)peer_rtt_ns;
+	uint64_t slack = relay / 4;
+	if (slack < (uint64_t)RV_LEAD_SLACK_MS * 1000000u)
+		slack = (uint64_t)RV_LEAD_SLACK_MS * 1000000u;
+	return relay / 2 + (uint64_t)err_ns + (uint64_t)peer_err_ns + setup_ns + slack;
 }
 
 int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,

@@ -8,6 +8,7 @@
 #define RP_RENDEZVOUS_H
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include "rawpunch/probe/natinfo.h"
 
@@ -38,6 +39,8 @@ struct rv_join_req {
 	int clock_rounds;               /* NTP samples with the server (default 8) */
 	uint32_t lead_ms;               /* minimum time from now to the proposed start (default 500) */
 	struct sockaddr_in relayed;     /* this side's TURN relayed address (sin_addr 0: none) */
+	bool lead_auto;                 /* instead of lead_ms: the lead from what is measured (rv_lead_auto_ns) */
+	uint32_t setup_ms;              /* lead_auto: the set-up allowance after the meeting (default RV_SETUP_MS) */
 };
 
 struct rv_join_res {
@@ -56,7 +59,19 @@ struct rv_join_res {
 	                                   (rv_clock_estimate's err_ns, this side's + the peer's) */
 	int64_t clock_bound_ns;         /* its hard bound whatever the path asymmetry: (rtt + peer_rtt) / 2 */
 	struct sockaddr_in peer_relayed;/* the peer's TURN relayed address (sin_addr 0: it has none) */
+	int64_t lead_ns;                /* the lead this side proposed (the agreed start is the later proposal) */
+	int64_t clock_sync_ns;          /* how long the clock sync took (0: synced before the join) */
 };
+
+/* The lead from the proposal to the start when it is computed (rv_join_req.lead_auto), in ns: the
+ * proposal must reach the peer through the server (half of each side's RTT to it), both sides' clock
+ * errors may shift the two views of T apart, and the peer needs setup_ns to plan and open its punch
+ * context after the proposal arrives; a quarter of the relay RTT more (at least RV_LEAD_SLACK_MS)
+ * absorbs jitter. The peer's rtt and err come with its hello; negative ones (an older peer that does
+ * not send them) count as this side's rtt and its hard bound rtt / 2. */
+#define RV_SETUP_MS 120   /* PLAN + SETUP: setup_ms reached 100-112 ms on a loaded 2-core host (tools/bench/latency) */
+#define RV_LEAD_SLACK_MS 10
+uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns);
 
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);

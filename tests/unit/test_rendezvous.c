@@ -88,12 +88,36 @@ static void test_null_client(void **st)
 	rv_set_stop(NULL, &stop);   /* no crash */
 }
 
+#define MS (INT64_C(1000000))
+
+/* The computed lead: half of each side's RTT to the server (the proposal's way to the peer), both
+ * clock errors, the set-up allowance and a quarter of the relay RTT (at least RV_LEAD_SLACK_MS). */
+static void test_lead_auto(void **st)
+{
+	(void)st;
+	/* 50 ms RTT between the peers, 25 ms each to the server, 2 ms clock error each, 40 ms set-up:
+	 * 25 + 4 + 40 + 12.5 */
+	assert_int_equal(rv_lead_auto_ns(25 * MS, 25 * MS, 2 * MS, 2 * MS, 40 * MS), (uint64_t)(815 * MS / 10));
+	/* a LAN: the slack's floor */
+	assert_int_equal(rv_lead_auto_ns(MS / 10, MS / 10, 0, 0, 40 * MS),
+			 (uint64_t)(MS / 10 + 40 * MS + RV_LEAD_SLACK_MS * MS));
+	/* an older peer sends neither rtt nor err: taken as this side's RTT and its hard bound rtt / 2 */
+	assert_int_equal(rv_lead_auto_ns(100 * MS, -1, 5 * MS, -1, 40 * MS),
+			 rv_lead_auto_ns(100 * MS, 100 * MS, 5 * MS, 50 * MS, 40 * MS));
+	/* it grows with every input */
+	uint64_t base = rv_lead_auto_ns(20 * MS, 30 * MS, 1 * MS, 1 * MS, 40 * MS);
+	assert_true(rv_lead_auto_ns(60 * MS, 30 * MS, 1 * MS, 1 * MS, 40 * MS) > base);
+	assert_true(rv_lead_auto_ns(20 * MS, 30 * MS, 9 * MS, 1 * MS, 40 * MS) > base);
+	assert_true(rv_lead_auto_ns(20 * MS, 30 * MS, 1 * MS, 1 * MS, 90 * MS) > base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stop_ends_wait),
 		cmocka_unit_test(test_without_stop_waits_for_deadline),
 		cmocka_unit_test(test_null_client),
+		cmocka_unit_test(test_lead_auto),
 	};
 	return cmocka_run_group_tests_name("rendezvous", tests, NULL, NULL);
 }
