@@ -222,3 +222,11 @@ int rp_cli_drop_caps(void)
 	int r = rp_privs_drop_caps();
 	return r ? rp_err("dropping the last capabilities: %s", strerror(-r)) : 0;
 }
+
+volatile sig_atomic_t rp_cli_signal;
+
+void rp_cli_note_signal(int sig)
+{
+	if (!rp_cli_signal)
+		rp_cli_signal = sig;
+}

@@ -3,6 +3,7 @@
  * Only CLI code (cmd_*.c, main.c) prints; library modules return -errno. */
 #ifndef RP_CLI_H
 #define RP_CLI_H
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,11 @@ int cmd_report(int argc, char **argv);
 int cmd_secret(int argc, char **argv);
 int cmd_portmap(int argc, char **argv);
 int cmd_relay(int argc, char **argv);
+
+/* A command's signal handler notes SIGINT/SIGTERM here (async-signal-safe); main() then exits with 128 +
+ * the signal (130 after Ctrl-C) whatever the command returned, unless it was a usage error (2). */
+extern volatile sig_atomic_t rp_cli_signal;
+void rp_cli_note_signal(int sig);
 
 /* "rawpunch: <msg>\n" on stderr; returns 1 (or 2 for usage) so callers can `return rp_err(...)`. */
 int rp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -33,6 +33,7 @@ static void on_signal(int sig)
 {
 	int e = errno;
 	stop_flag = sig;
+	rp_cli_note_signal(sig);
 	if (stop_pipe[1] >= 0) {
 		char b = 1;
 		if (write(stop_pipe[1], &b, 1) < 0) {

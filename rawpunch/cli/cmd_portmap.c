@@ -20,6 +20,7 @@ static volatile sig_atomic_t stop_sig;
 static void on_signal(int sig)
 {
 	stop_sig = sig;
+	rp_cli_note_signal(sig);
 }
 
 static void usage(FILE *f)

@@ -33,6 +33,7 @@ static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig)
 {
 	stop_flag = sig;
+	rp_cli_note_signal(sig);
 }
 
 /* --- status lines ------------------------------------------------------------------------------ */

@@ -31,8 +31,8 @@ static atomic_int g_stop;
 
 static void on_signal(int sig)
 {
-	(void)sig;
 	atomic_store(&g_stop, 1);
+	rp_cli_note_signal(sig);
 }
 
 /* --dry-run: every packet of the burst on stdout, or into the -w pcap (stamped now, 1 us apart) */

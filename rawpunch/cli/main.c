@@ -43,9 +43,13 @@ int main(int argc, char **argv)
 		printf("rawpunch %s\n", RP_VERSION);
 		return 0;
 	}
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(argv[1], cmds[i].name))
-			return cmds[i].run(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(argv[1], cmds[i].name))
+			continue;
+		int status = cmds[i].run(argc - 1, argv + 1);
+		/* interrupted: the shell's convention, 128 + the signal (130 after Ctrl-C) */
+		return rp_cli_signal && status != 2 ? 128 + rp_cli_signal : status;
+	}
 	fprintf(stderr, "rawpunch: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

@@ -55,10 +55,10 @@ grep -q 'tcp flags & rst == rst' "$T/table" || fail "no RST drop rule"
 grep -q 'meta mark 0x72700001 return' "$T/table" || fail "crafted packets are not exempt"
 kill -TERM "$pid"
 set +e; wait "$pid"; rc=$?; set -e
-[ "$rc" -eq 1 ] || fail "SIGTERM: exit status $rc, want 1"
+[ "$rc" -eq 143 ] || fail "SIGTERM: exit status $rc, want 143 (128 + SIGTERM)"
 grep -q 'interrupted' "$T/term.err" || fail "SIGTERM: no 'interrupted' message"
 gone "$pid" || fail "SIGTERM: table rawpunch_$pid remains"
-echo "ok table while running (owner flag, flow in set); SIGTERM -> exit 1, table gone"
+echo "ok table while running (owner flag, flow in set); SIGTERM -> exit 143, table gone"
 
 # ---- SIGKILL: no cleanup code runs, the owner flag removes the table ---------------------------
 ip netns exec "rp$LAB-a" "$RP" connect --raw --local-port 40041 --timeout 30 "$S_IP:7300" </dev/null >/dev/null 2>&1 & pid=$!; pids+=("$pid")

@@ -122,10 +122,10 @@ fwd=$!; pids+=("$fwd")
 for _ in $(seq 100); do grep -q "^forward: listening" "$tmp/fwd2.err" 2>/dev/null && break; sleep 0.05; done
 kill -INT $fwd
 rc=0; wait_for $fwd 20 || rc=$?
-[ "$rc" = 0 ] || fail "-L: exit $rc on SIGINT: $(cat "$tmp/fwd2.err")"
+[ "$rc" = 130 ] || fail "-L: exit $rc on SIGINT (want 130): $(cat "$tmp/fwd2.err")"
 grep -q '^forward: accepted=0 .*(stopped)$' "$tmp/fwd2.err" || fail "-L: no clean stop: $(cat "$tmp/fwd2.err")"
 no_tables "-L SIGINT"
-ok "-L: SIGINT stops it cleanly (exit 0)"
+ok "-L: SIGINT stops it cleanly (exit 130)"
 
 # ---- 3. fallback where TCP_REPAIR is really refused -------------------------------------------------
 caps=$(A "${NOCAP[@]}" grep CapEff /proc/self/status | awk '{print $2}')
