@@ -243,6 +243,8 @@ static int decode_icmp(const struct cur *icmp, struct rp_event *ev)
 	ev->icmp_code = code;
 	ev->inner_ttl = in.ttl;
 	ev->inner_ip_id = in.id;
+	ev->inner_ipopts_len = (uint8_t)(in.hlen - 20);   /* ip4_parse: 20 <= hlen <= 60, all captured */
+	ev->inner_ipopts = ev->inner_ipopts_len ? q.p + 20 : NULL;
 	ev->tuple.saddr = in.src;
 	ev->tuple.daddr = in.dst;
 	ev->tuple.sport = get16(&t, 0);

@@ -57,6 +57,10 @@ struct rp_event {
 	                          * options) was present; else only ports + seq (RFC 792's 8 bytes) */
 	uint32_t paylen_wire;    /* RP_EV_TCP: payload length per the IP header; paylen is what was
 	                          * captured of it (less when the snapshot length cut the packet) */
+	const uint8_t *inner_ipopts; /* RP_EV_ICMP_ERR: the quoted IPv4 header's options (e.g. a Record
+	                          * Route the routers filled in), pointing into the caller's buffer;
+	                          * NULL when inner_ipopts_len == 0 */
+	uint8_t inner_ipopts_len;
 };
 
 /* Short class name of an event: "syn", "syn-ack", "rst", "rst-ack", "fin", "data", "ack", "icmp". */
