@@ -14,7 +14,8 @@ enum rp_filter { RP_FILTER_UNKNOWN = 0, RP_FILTER_RST, RP_FILTER_DROP, RP_FILTER
 /* How nat_ttl was chosen, strongest first (JSON "nat_ttl_method"):
  *   confirmed  from outside: after a SYN with TTL nat_ttl from the punch port to the rendezvous server,
  *              the server's SYN back from that address:port reached this host through every NAT
- *              (the outermost mapping existed), and after TTL nat_ttl - 1 it did not;
+ *              (the outermost mapping existed); and after TTL nat_ttl - 1 it did not, or the hops
+ *              showed the NAT itself at hop nat_ttl - 1 (where such a SYN dies);
  *   hops       from the TTL-limited SYNs' time-exceeded replies, by behaviour: the hop at which our
  *              packets leave with our public address (Record Route, a router answering from the
  *              public address, an untranslated ICMP quote carrying it);

@@ -5,12 +5,11 @@
  *                  allocation) and the classification of what they measured
  *   probe-ttl.c    phase 2: the TTL search for the NAT hop (crafted SYNs with Record Route, ICMP via pcap)
  *   probe-alloc.c  phase 4: the allocation samples, N flows from fresh ports in flight together
- *   probe-confirm.c phase 4's companion: nat_ttl confirmed by the server's connect-back (a thread)
+ *   probe-confirm.c nat_ttl confirmed by the server's connect-back (after the mapping tests)
  *   probe-json.c   rp_probe_to_json()
  *   probe-plot.c   rp_probe_plot() (gnuplot) */
 #ifndef RP_PROBE_INTERNAL_H
 #define RP_PROBE_INTERNAL_H
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,26 +29,24 @@ int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, c
 int probe_sample_allocation(const struct rp_probe_opts *o, struct rp_probe_report *r, uint32_t laddr,
 			    const struct rp_stun_opts *base);
 
-/* probe-confirm.c: the confirmation of nat_ttl, on a thread of its own between start and join */
+/* probe-confirm.c: the confirmation of nat_ttl */
 struct probe_confirm {
 	const struct rp_probe_opts *o;   /* connect_back, its arg and address */
 	const char *ifname;              /* where the server's SYN comes in */
 	uint32_t laddr;
 	uint16_t lport;                  /* the punch port */
 	uint16_t public_port;            /* what a new flow from it gets on the outermost NAT */
-	unsigned first, max_ttl;         /* the candidate TTL; the highest worth a test */
+	unsigned first, max_ttl;         /* the first TTL tested; the highest worth a test */
+	bool first_from_hops;            /* first is the hops' behavioural candidate: passing settles it */
 	int ms;                          /* the server's connect timeout */
 	struct rp_probe_confirm tests[RP_PROBE_MAX_CONFIRM];
 	unsigned n;
 	uint8_t ttl;                     /* confirmed nat_ttl, 0: none (err says why) */
 	int err;
 	enum rp_filter filtering;        /* what the server met at our NAT in a test that did not get in */
-	int filter_err;                  /* (else the filter probe's, run at the end; -ENOTCONN: none) */
-	pthread_t th;
-	bool running;
+	int filter_err;                  /* -ENOTCONN: no such test */
 };
-int probe_confirm_start(struct probe_confirm *pc);   /* 0 or -EAGAIN (no thread) */
-void probe_confirm_join(struct probe_confirm *pc);
+void probe_confirm_run(struct probe_confirm *pc);
 
 /* probe-json.c: CLOCK_MONOTONIC of the earliest sample (0: none), the origin of t_rel and the plot */
 uint64_t probe_first_mono(const struct rp_probe_report *r);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The NAT probe, rp_probe_run() (see probe.h): the phases in order and what they measured turned
  * into the natinfo. Phase 1 (filtering) runs here on a thread of its own; phase 2 is in
- * probe-ttl.c, phase 3 (the RFC 5780 mapping tests) here, phase 4 in probe-alloc.c with nat_ttl's
- * confirmation in probe-confirm.c; the report's JSON and plot are in probe-json.c and probe-plot.c. */
+ * probe-ttl.c, phase 3 (the RFC 5780 mapping tests) here with nat_ttl's confirmation after it in
+ * probe-confirm.c, phase 4 in probe-alloc.c; the report's JSON and plot are in probe-json.c and
+ * probe-plot.c. */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <arpa/inet.h>
@@ -158,8 +159,8 @@ static uint16_t connect_back_port(const struct rp_probe_opts *o, const struct rp
 	return r->ni.local_port;
 }
 
-/* Start confirming nat_ttl from outside, if the caller can and the public port is known. */
-static void confirm_begin(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
+/* Confirm nat_ttl from outside, if the caller can and the public port is known. */
+static void confirm(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
 			  const struct rp_ep m[4], const bool have[4], struct probe_confirm *pc)
 {
 	memset(pc, 0, sizeof(*pc));
@@ -183,30 +184,32 @@ static void confirm_begin(const struct rp_probe_opts *o, struct rp_probe_report 
 	/* a SYN that reaches the server draws its RST, which closes the mapping it was to test */
 	pc->max_ttl = r->guess.server_hops > 1 && o->connect_back_addr == o->stun.sin_addr.s_addr ?
 		      (unsigned)r->guess.server_hops - 1 : ttl_max;
-	/* the TTL below the candidate first: where it fails, the server saw our filter's answer */
-	pc->first = r->guess.nat_hop >= 1 ? (unsigned)r->guess.nat_hop : 1;
-	if (pc->first > pc->max_ttl)
+	/* The hops' candidate first when they showed the NAT by its behaviour (its passing settles it),
+	 * else the TTL below the candidate (a guess needs it to fail, and the one above to pass) */
+	pc->first_from_hops = r->guess.behavioural && r->guess.nat_hop >= 1;
+	pc->first = r->guess.nat_hop >= 1 ? (unsigned)r->guess.nat_hop + pc->first_from_hops : 1;
+	if (pc->first > pc->max_ttl) {
 		pc->first = pc->max_ttl;
+		pc->first_from_hops = false;
+	}
 	/* the server's connect timeout: about 4 RTTs (test 1's connect), within 150 ms .. the filter's */
 	int cap = o->filter_timeout_ms > 0 ? o->filter_timeout_ms : 1000;
 	pc->ms = (int)(4 * r->samples[0].rtt_ms) + 100;
 	pc->ms = pc->ms < 150 ? 150 : pc->ms > cap ? (cap < 150 ? 150 : cap) : pc->ms;
-	if (pc->first < 1 || (r->confirm_err = probe_confirm_start(pc))) {
-		r->confirm_err = r->confirm_err ? r->confirm_err : -ENOENT;
+	if (pc->first < 1) {
+		r->confirm_err = -ENOENT;
 		pc->o = NULL;
+		return;
 	}
+	probe_confirm_run(pc);
+	memcpy(r->confirm, pc->tests, sizeof(r->confirm));
+	r->n_confirm = pc->n;
+	r->confirm_err = pc->err;
 }
 
 /* nat_ttl and how it was chosen: confirmed, else what the hops showed, else the fallback. */
-static void decide_ttl(struct rp_probe_report *r, struct probe_confirm *pc)
+static void decide_ttl(struct rp_probe_report *r, const struct probe_confirm *pc)
 {
-	probe_confirm_join(pc);
-	if (pc->o) {
-		memcpy(r->confirm, pc->tests, sizeof(r->confirm));
-		r->n_confirm = pc->n;
-		if (!r->confirm_err)
-			r->confirm_err = pc->err;
-	}
 	r->ni.server_hops = r->guess.server_hops > 0 && r->guess.server_hops < 256 ? (uint8_t)r->guess.server_hops : 0;
 	if (!r->ni.behind_nat) {
 		if (!r->ttl_err)
@@ -293,12 +296,10 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 				   .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 3000,
 				   .software = o->software ? o->software : sw, .close = RP_STUN_CLOSE_FIN };
 
-	/* 1. filtering, in the background. With a connect_back callback it waits for phase 4: the
-	 * confirmation's test that does not get in says what the filter does, one connect-back less
-	 * under the server's per-address rate limit. */
-	struct filter_job fj = { .err = -ENOTCONN };
-	if (!o->connect_back)
-		filter_start(&fj, o, lport);
+	/* 1. filtering, in the background (its connection to the server is made now, before the
+	 * samples) */
+	struct filter_job fj;
+	filter_start(&fj, o, lport);
 
 	/* 2. the hops */
 	r->ttl_err = o->ttl_max ? probe_ttl_search(o, r, &rt, laddr, lport) : -ECANCELED;
@@ -337,13 +338,12 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	}
 	rp_nat_ttl_guess(hops, r->n_hops, laddr, lport, r->ni.mapped_addr, r->ni.mapped_port, &r->guess);
 
-	/* 4. allocation, and meanwhile nat_ttl's confirmation */
+	/* nat_ttl's confirmation, before the samples: its connections are no new flows of theirs */
 	struct probe_confirm pc;
-	confirm_begin(o, r, &rt, m, have, &pc);
-	if (o->connect_back && !pc.running)
-		filter_start(&fj, o, lport);
+	confirm(o, r, &rt, m, have, &pc);
+
+	/* 4. allocation */
 	if (o->samples && (ret = probe_sample_allocation(o, r, laddr, &so)) < 0) {
-		probe_confirm_join(&pc);
 		filter_join(&fj);
 		return ret;
 	}
@@ -375,8 +375,8 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	}
 
 	filter_join(&fj);
-	if (pc.o) {   /* the confirmation said it */
-		fj.err = pc.filter_err;
+	if (fj.err && pc.o && !pc.filter_err) {   /* no filter probe (rate limit?): a test that did not get in */
+		fj.err = 0;
 		fj.out = pc.filtering;
 	}
 	r->filter_err = fj.err;

@@ -18,16 +18,20 @@
  *   3. mapping: RFC 5780's Binding tests over TCP from the punch port: the primary address and port,
  *      the alternate address (from OTHER-ADDRESS), the alternate address and port, and the primary
  *      address at the alternate port (which tells real address-dependence from chance).
+ *      Then, when the caller gave a connect_back callback and the public port a new flow from the
+ *      punch port gets is known (endpoint-independent or address-dependent mapping, or a preserved
+ *      port), nat_ttl is confirmed from outside: a SYN with TTL t goes from the punch port to
+ *      connect_back_addr:Q, then the server there connects from Q to our public port; its SYN
+ *      reaches us through every NAT only if the outermost one took a mapping from ours (a
+ *      simultaneous open passes any filter that lets the mapping's own remote endpoint in). The
+ *      hops' candidate is tried first when they showed the NAT by its behaviour (then its passing
+ *      settles it: one connect-back), else the TTL below it and on up while they fail, down while
+ *      they pass, at most RP_PROBE_MAX_CONFIRM tests. Before phase 4, so that the connections to the
+ *      server are not among the samples.
  *   4. allocation: N new flows from fresh local ports, one every interval_ms (in flight together on
- *      slow paths), time-stamped when their SYN left; classified by natclass, with the mapping tests'
- *      new mappings included in the series. Meanwhile, when the caller gave a connect_back callback
- *      and the public port a new flow from the punch port gets is known (endpoint-independent or
- *      address-dependent mapping, or a preserved port): nat_ttl is confirmed from outside. A SYN with
- *      TTL t goes from the punch port to connect_back_addr:Q, then the server there connects from Q
- *      to our public port; its SYN reaches us through every NAT only if the outermost one took a
- *      mapping from ours (a simultaneous open passes any filter that lets the mapping's own remote
- *      endpoint in). The candidate from the hops and the TTL below it are tried, then further down
- *      or up, at most RP_PROBE_MAX_CONFIRM tests.
+ *      slow paths), time-stamped when their SYN left (a resent SYN's when a connect took a
+ *      retransmission timeout longer); classified by natclass, with the mapping tests' new mappings
+ *      included in the series.
  *   nat_ttl is then: confirmed, else what the hops show (rp_nat_ttl_guess), else a fallback; the
  *   natinfo says which (nat_ttl_method).
  * Returns -errno and prints nothing; rp_probe_plot() runs gnuplot. */
@@ -69,7 +73,7 @@ struct rp_probe_opts {
 	double horizon_s;                /* prediction: time from the last sample to the new flow (< 0: 1.0) */
 	uint16_t range_lo, range_hi;     /* NAT port range if known (0,0 = infer) */
 	const char *software;            /* SOFTWARE in requests; NULL = "rawpunch <version>" */
-	/* added with issue 11: nat_ttl confirmed from outside (phase 4; NULL: not tried) */
+	/* added with issue 11: nat_ttl confirmed from outside (end of phase 3; NULL: not tried) */
 	rp_connect_back_fn connect_back;
 	void *connect_back_arg;
 	uint32_t connect_back_addr;      /* the address the server connects from (network order) */
@@ -105,7 +109,7 @@ struct rp_probe_hop {
 	uint32_t rr[RP_RR_MAX];
 };
 
-/* One confirmation test of nat_ttl (phase 4). */
+/* One confirmation test of nat_ttl (end of phase 3). */
 struct rp_probe_confirm {
 	uint8_t ttl;                     /* of our SYN from the punch port to connect_back_addr:server_port */
 	uint16_t server_port;
