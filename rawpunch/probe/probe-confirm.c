@@ -130,6 +130,9 @@ void probe_confirm_run(struct probe_confirm *pc)
 	struct rp_craft *cr = NULL;
 	char err[256], expr[2048];
 	struct rp_flow fl = { .laddr = pc->laddr, .lport = pc->lport, .raddr = pc->o->connect_back_addr };
+	pc->n = 0;
+	pc->ttl = 0;
+	pc->filter_err = -ENOTCONN;
 	int e = rp_filter_build(&fl, 1, expr, sizeof(expr));
 	struct rp_cap_opts co = { .iface = pc->ifname, .filter = expr, .dir = RP_CAP_IN };
 	if (e < 0 || (e = rp_cap_open(&co, &cap, err, sizeof(err))) < 0 ||
@@ -140,9 +143,6 @@ void probe_confirm_run(struct probe_confirm *pc)
 	/* the highest TTL seen to fail and the lowest seen to pass: nat_ttl is a TTL that passed right
 	 * above one that failed. From the first down while it passes, up while it fails. */
 	unsigned failed = 0, passed = 0, ttl = pc->first;
-	pc->n = 0;
-	pc->ttl = 0;
-	pc->filter_err = -ENOTCONN;
 	pc->err = -ENOENT;
 	while (pc->n < RP_PROBE_MAX_CONFIRM && ttl >= 1 && ttl <= pc->max_ttl) {
 		e = one_test(pc, cap, cr, ttl);
