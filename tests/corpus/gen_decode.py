@@ -5,7 +5,8 @@
 Each file is one selector byte (index into the harness's link-type table; the top bit asks the
 decoder to verify checksums) followed by a frame.
 Frames are small real-shaped packets: SYN, SYN-ACK with Linux options, RST, RST-ACK, data,
-ICMP time-exceeded (8-byte and full quotes), port-unreachable, IP options, fragments, on
+ICMP time-exceeded (8-byte and full quotes, a quote with a filled Record Route), port-unreachable, IP
+options, fragments, on
 Ethernet, 802.1Q, QinQ, Linux SLL, SLL2 and raw IPv4. Run: python3 tests/corpus/gen_decode.py
 """
 import os
@@ -89,6 +90,13 @@ ipopt = ip(B, A, 6, tcp(5000, 40000, 1, 2, 0x12, opts=SYNACK_OPTS), opts=bytes([
 frag1 = ip(B, A, 6, tcp(5000, 40000, 1, 2, 0x18, data=b"x" * 24), frag=0x2000)
 frag2 = ip(B, A, 6, b"y" * 16, frag=0x0003)
 badopt = ip(B, A, 6, tcp(5000, 40000, 1, 2, 0x12, opts=bytes([2, 3, 5, 0xb4, 1, 1, 1, 1])))
+# the probe's Record Route SYN as a carrier's router quotes it (three slots filled), behind an ICMP that
+# carries a Record Route of its own
+rr_opt = bytes([7, 39, 16]) + b"".join(bytes(map(int, a.split("."))) for a in
+                                     ("100.64.1.2", "198.18.1.2", "10.255.1.1")) + b"\0" * 25
+syn_rr = ip(A, "198.18.3.2", 6, tcp(40000, 9, 0x12345603, 0, 0x02, opts=LINUX_SYN_OPTS), ttl=1, ident=0x7203,
+            opts=rr_opt)
+te_rr = ip("10.255.1.1", A, 1, icmp(11, 0, syn_rr), ttl=62, opts=bytes([7, 7, 4, 0, 0, 0, 0, 0]))
 
 seeds = {
     "eth-syn": ("eth", eth(syn)),
@@ -121,6 +129,7 @@ seeds = {
     "csum-eth-rst-ack": ("eth+csum", eth(with_tcp_csum(rst)) + b"\0" * 6),
     "csum-eth-synack-bad": ("eth+csum", eth(synack)),
     "csum-raw-frag-first": ("raw+csum", with_tcp_csum(frag1)),
+    "eth-icmp-timxceed-rr": ("eth", eth(te_rr)),
 }
 
 os.makedirs(OUT, exist_ok=True)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* libFuzzer harness for the packet decoder (capture/decode.c).
+/* libFuzzer harness for the packet decoder (capture/decode.c), and for the Record Route parser the
+ * probe runs on a quote's IPv4 options (rawpunch/probe/natclass-hops.c, rp_rr_parse).
  *
  * Input: byte 0 selects the link type (its low 7 bits index linktypes[] modulo its size) and, with
  * its top bit, asks for the checksums (RP_DECODE_CSUM); the rest is the captured frame, caplen =
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "capture/decode.h"
+#include "rawpunch/probe/natclass.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -64,6 +66,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ev.opts_err != 0 && ev.opts_err != -EINVAL)
 		abort();
 	if (ev.opts.has_wscale && ev.opts.wscale > 14)
+		abort();
+	/* a quote's IPv4 options lie inside the caller's buffer, and parse (or are refused) */
+	if ((ev.inner_ipopts == NULL) != (ev.inner_ipopts_len == 0) || ev.inner_ipopts_len > 40)
+		abort();
+	if (ev.inner_ipopts_len && (ev.kind != RP_EV_ICMP_ERR || ev.inner_ipopts < frame ||
+				    (size_t)(ev.inner_ipopts - frame) > caplen - ev.inner_ipopts_len))
+		abort();
+	uint32_t rr[RP_RR_MAX];
+	int nrr = rp_rr_parse(ev.inner_ipopts, ev.inner_ipopts_len, rr, RP_RR_MAX);
+	if (nrr != -EINVAL && (nrr < 0 || nrr > RP_RR_MAX))
 		abort();
 	const char *cls = rp_ev_class(&ev);
 	if (!cls || !*cls)

@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: MIT */
+/* The NAT probe, nat_ttl confirmed from outside (see probe.h, end of phase 3), before the allocation
+ * samples so that its connections to the server are not among them. One test: a SYN with TTL t from
+ * the punch port to the server's address at a fresh port Q, then the server connects from Q to our
+ * public port. Its SYN matches the mapping our SYN left on every NAT it passed (a simultaneous open),
+ * so it reaches this host -- pcap sees it -- exactly when t was enough to pass the outermost NAT. A
+ * test that does not get in meets our outermost NAT's filter as an unsolicited SYN would: the
+ * server's verdict then says what the filter does. */
+#include "rawpunch/probe/probe-internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "capture/capture.h"
+#include "rawpunch/net/craft.h"
+#include "rawpunch/base/clock.h"
+
+#define LATE_MS 20   /* after the server's verdict, how long its SYN may still be on its way to pcap */
+
+static uint32_t rnd32(void)
+{
+	uint32_t x;
+	if (getrandom(&x, sizeof(x), 0) != sizeof(x))
+		x = (uint32_t)rp_clock_ns(CLOCK_MONOTONIC) * 2654435761u;
+	return x;
+}
+
+/* The server's connect-back, on a thread of its own while pcap is watched. */
+struct call {
+	struct probe_confirm *pc;
+	struct rp_probe_confirm *t;
+	int err;
+	atomic_bool done;
+};
+
+static void *call_thread(void *arg)
+{
+	struct call *c = arg;
+	c->err = c->pc->o->connect_back(c->pc->o->connect_back_arg, c->pc->public_port, c->t->server_port,
+					c->pc->ms, &c->t->verdict);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+/* Is this the server's SYN from port q to the punch port? */
+static bool server_syn(const struct probe_confirm *pc, const struct rp_event *ev, uint16_t q)
+{
+	return ev->kind == RP_EV_TCP && ev->tuple.saddr == pc->o->connect_back_addr && ev->tuple.sport == q &&
+	       ev->tuple.dport == pc->lport && (ev->flags & RP_TH_SYN) && !(ev->flags & RP_TH_ACK);
+}
+
+/* One test at TTL ttl: 1 passed, 0 filtered, -errno when it said nothing. The server's SYN, when it
+ * gets in, is refused at once with a RST in our SYN's sequence space (conntrack takes it, where it
+ * would drop the kernel's own, seq 0), so the server's call returns after one round trip. */
+static int one_test(struct probe_confirm *pc, struct rp_cap *cap, struct rp_craft *cr, unsigned ttl)
+{
+	struct rp_probe_confirm *t = &pc->tests[pc->n++];
+	memset(t, 0, sizeof(*t));
+	t->ttl = (uint8_t)ttl;
+	for (;;) {   /* a server port no earlier test used: each test must meet a mapping of its own */
+		t->server_port = (uint16_t)(20000 + rnd32() % 40000);
+		bool used = false;
+		for (unsigned i = 0; i + 1 < pc->n; i++)
+			used |= pc->tests[i].server_port == t->server_port;
+		if (!used)
+			break;
+	}
+	struct rp_seg s = { .saddr = pc->laddr, .daddr = pc->o->connect_back_addr, .sport = pc->lport,
+			    .dport = t->server_port, .seq = rnd32(), .flags = RP_TH_SYN, .win = 64240,
+			    .ttl = (uint8_t)ttl,
+			    .opts = { .has_mss = true, .mss = 1460, .sack_perm = true, .has_wscale = true, .wscale = 7 } };
+	int e = rp_craft_send(cr, &s);
+	if (e < 0) {
+		t->err = e;
+		return e;
+	}
+	struct call c = { .pc = pc, .t = t };
+	atomic_init(&c.done, false);
+	pthread_t th;
+	if (pthread_create(&th, NULL, call_thread, &c)) {
+		t->err = -EAGAIN;
+		return -EAGAIN;
+	}
+	uint64_t late = 0;
+	while (!t->passed) {
+		struct rp_event ev;
+		while (!t->passed && rp_cap_next(cap, &ev) == 1)
+			if (server_syn(pc, &ev, t->server_port)) {
+				struct rp_seg rst = { .saddr = pc->laddr, .daddr = pc->o->connect_back_addr,
+						      .sport = pc->lport, .dport = t->server_port, .seq = s.seq + 1,
+						      .ack = ev.seq + 1, .flags = RP_TH_RST | RP_TH_ACK };
+				rp_craft_send(cr, &rst);
+				t->passed = true;
+			}
+		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
+		if (atomic_load(&c.done) && !late)
+			late = now + (uint64_t)LATE_MS * 1000000ull;   /* its SYN may still be on the way to pcap */
+		if (t->passed || (late && now >= late))
+			break;
+		rp_cap_wait(cap, 5);
+	}
+	pthread_join(th, NULL);
+	if (c.err < 0) {
+		t->err = c.err;
+		return c.err;
+	}
+	if (!t->passed && pc->filter_err && t->verdict != RP_FILTER_UNKNOWN && t->verdict != RP_FILTER_OPEN) {
+		pc->filtering = t->verdict;
+		pc->filter_err = 0;
+	}
+	return t->passed;
+}
+
+/* t passed: is it nat_ttl? When t - 1 failed, or when t is the candidate the hops showed by
+ * behaviour (the NAT itself at hop t - 1: a SYN with TTL t - 1 dies there) -- one test, one
+ * connect-back of the server's rate limit. */
+static bool settles(const struct probe_confirm *pc, unsigned t, unsigned failed)
+{
+	return t > 1 && (failed == t - 1 || (t == pc->first && pc->first_from_hops));
+}
+
+void probe_confirm_run(struct probe_confirm *pc)
+{
+	struct rp_cap *cap = NULL;
+	struct rp_craft *cr = NULL;
+	char err[256], expr[2048];
+	struct rp_flow fl = { .laddr = pc->laddr, .lport = pc->lport, .raddr = pc->o->connect_back_addr };
+	pc->n = 0;
+	pc->ttl = 0;
+	pc->filter_err = -ENOTCONN;
+	int e = rp_filter_build(&fl, 1, expr, sizeof(expr));
+	struct rp_cap_opts co = { .iface = pc->ifname, .filter = expr, .dir = RP_CAP_IN };
+	if (e < 0 || (e = rp_cap_open(&co, &cap, err, sizeof(err))) < 0 ||
+	    (e = rp_craft_open(&cr, 0, err, sizeof(err))) < 0) {
+		pc->err = e;
+		goto out;
+	}
+	/* the highest TTL seen to fail and the lowest seen to pass: nat_ttl is a TTL that passed right
+	 * above one that failed. From the first down while it passes, up while it fails. */
+	unsigned failed = 0, passed = 0, ttl = pc->first;
+	pc->err = -ENOENT;
+	while (pc->n < RP_PROBE_MAX_CONFIRM && ttl >= 1 && ttl <= pc->max_ttl) {
+		e = one_test(pc, cap, cr, ttl);
+		if (e < 0) {
+			pc->err = e;
+			break;
+		}
+		if (e) {
+			passed = ttl;
+			if (ttl == 1) {
+				pc->err = -EALREADY;   /* the server got in with no mapping made past hop 1 */
+				break;
+			}
+			if (settles(pc, ttl, failed)) {
+				pc->ttl = (uint8_t)ttl;
+				pc->err = 0;
+				break;
+			}
+			ttl--;
+		} else {
+			failed = ttl;
+			if (passed == ttl + 1) {
+				pc->ttl = (uint8_t)passed;
+				pc->err = 0;
+				break;
+			}
+			ttl++;
+		}
+	}
+out:
+	if (cr)
+		rp_craft_close(cr);
+	rp_cap_close(cap);
+}
