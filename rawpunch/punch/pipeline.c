@@ -268,6 +268,8 @@ static int next_round(struct run *r, unsigned round, uint64_t *start, char *why,
 		}
 		ni.filtering = res->self_now.filtering;   /* not re-measured */
 		ni.nat_ttl = res->self_now.nat_ttl;
+		ni.nat_ttl_method = res->self_now.nat_ttl_method;
+		ni.server_hops = res->self_now.server_hops;
 		rp_natinfo_keep_portmap(&ni, &res->self_now);   /* nor asked again */
 		res->self_now = ni;
 	}

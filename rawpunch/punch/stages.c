@@ -106,7 +106,12 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		.filter_probe = first && server ? rv_filter_probe_cb : NULL,
 		.filter_probe_arg = (void *)&n->rv_addr,
 		.filter_timeout_ms = filter_ms ? filter_ms : 400,
-		.ttl_max = first ? 4 : 0,
+		/* nat_ttl confirmed by the server's connect-back where the public port is known (probe.h) */
+		.connect_back = first && server ? rv_connect_back_cb : NULL,
+		.connect_back_arg = (void *)&n->rv_addr,
+		.connect_back_addr = n->rv_addr.sin_addr.s_addr,
+		/* far enough to reach the server behind a carrier NAT (its server_hops tells the planner) */
+		.ttl_max = first ? 8 : 0,
 		.ttl_wait_ms = 0,
 		.horizon_s = 1.0,
 	};
