@@ -53,13 +53,15 @@ space() {   # space KEY: at least 1.1 s since the last run of KEY
 	last_run[$1]=$(date +%s%N)
 }
 
+# (--no-portmap: asking a router without PCP/NAT-PMP draws its ICMP port-unreachables, which spend the
+# same per-destination ICMP budget as the TTL search's time-exceeded: runs back to back then lose hop 1)
 # probe LAB HOST: one probe from a fresh punch port, then a real flow from that port to whoami
 # -> $TMP/run.json, $NEXT (the port whoami saw), $PORT
 probe() {
 	local lab=$1 h=$2
 	PORT=$((20000 + RANDOM % 20000))
 	tools/natlab exec "$lab" "$h" -- bash -c '
-		"$1" probe --stun 198.18.3.2 --rendezvous 198.18.3.2:7777 --filter-timeout 500 \
+		"$1" probe --stun 198.18.3.2 --rendezvous 198.18.3.2:7777 --filter-timeout 500 --no-portmap \
 			--local-port "$2" --samples 12 --json >"$3/run.json" 2>"$3/run.err" || exit 1
 		socat -T2 - "TCP4:198.18.3.2:7000,sourceport=$2,reuseaddr" </dev/null 2>/dev/null' \
 		_ "$RP" "$PORT" "$TMP" >"$TMP/next" || fail "$lab $h: probe failed: $(cat "$TMP/run.err")"
