@@ -20,7 +20,8 @@ struct rp_cap {
 	int fd;
 	bool offline;                 /* reading a file: no selectable fd, EOF at the end */
 	bool eof;
-	uint64_t frames, decoded, ignored, malformed, dumped;
+	uint64_t frames, decoded, ignored, malformed, bad_csum, dumped;
+	bool verify_csum;
 	char err[PCAP_ERRBUF_SIZE];
 };
 
@@ -126,6 +127,7 @@ static int cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err,
 	if (!c)
 		return -ENOMEM;
 	c->fd = -1;
+	c->verify_csum = o->verify_csum;
 	if (o->read_path)
 		return open_offline(c, o, out, err, errlen, took);
 	const char *dev = o->iface && *o->iface ? o->iface : "any";
@@ -361,7 +363,11 @@ int rp_cap_next(struct rp_cap *c, struct rp_event *ev)
 		int r = rp_cap_next_raw(c, &frame, &caplen, NULL, &ts);
 		if (r <= 0)
 			return r;
-		r = rp_decode(c->linktype, frame, caplen, ev);
+		r = rp_decode_ex(c->linktype, frame, caplen, c->verify_csum ? RP_DECODE_CSUM : 0, ev);
+		if (r == 0 && (ev->ip_csum == RP_CSUM_BAD || ev->tcp_csum == RP_CSUM_BAD)) {
+			c->bad_csum++;       /* the kernel would drop it: so do we */
+			continue;
+		}
 		if (r == 0) {
 			ev->ts_ns = ts;
 			c->decoded++;
@@ -394,6 +400,7 @@ int rp_cap_stats(struct rp_cap *c, struct rp_cap_stats *st)
 	st->decoded = c->decoded;
 	st->ignored = c->ignored;
 	st->malformed = c->malformed;
+	st->bad_csum = c->bad_csum;
 	st->dumped = c->dumped;
 	return 0;
 }

@@ -34,6 +34,9 @@ struct rp_cap_opts {
 	FILE *dump_file;         /* ... or to this stream, opened by the caller (e.g. before dropping
 	                            privileges, rawpunch/base/outfile.h); rp_cap_open() takes it over:
 	                            closed with the capture, or at once if the open fails */
+	bool verify_csum;        /* drop, and count in bad_csum, what a receiving kernel would drop: an IPv4
+	                            or TCP checksum that does not verify (RP_DECODE_CSUM; a checksum left to
+	                            the sender's NIC or cut by the snapshot length passes) */
 	const char *read_path;   /* read packets from this pcap/pcapng file instead of an interface
 	                            (iface, snaplen, buffer, dir and promisc are ignored) */
 };
@@ -76,6 +79,7 @@ struct rp_cap_stats {
 	uint64_t decoded;     /* ... that decoded into events */
 	uint64_t ignored;     /* ... well-formed but not reportable (-ENOMSG) */
 	uint64_t malformed;   /* ... truncated or malformed (-EINVAL) */
+	uint64_t bad_csum;    /* ... with a checksum that does not verify (verify_csum) */
 	uint64_t dumped;      /* packets written to the dump file */
 };
 int rp_cap_stats(struct rp_cap *c, struct rp_cap_stats *st);

@@ -31,8 +31,9 @@ enum rp_csum_check {
 	RP_CSUM_UNCHECKED = 0,   /* not asked for (rp_decode), or not applicable */
 	RP_CSUM_OK,
 	RP_CSUM_BAD,
-	RP_CSUM_PARTIAL,         /* cannot tell: the segment was not all captured (snapshot length) or
-	                          * is the first fragment of a larger one */
+	RP_CSUM_PARTIAL,         /* cannot tell: the segment was not all captured (snapshot length), is
+	                          * the first fragment of a larger one, or its checksum was left to the
+	                          * sender's NIC (offload: the field holds the pseudo-header sum) */
 };
 
 struct rp_tuple {

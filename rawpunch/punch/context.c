@@ -115,6 +115,7 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 		.iface = o->iface ? o->iface : p->route.ifname,
 		.snaplen = SNAPLEN,
 		.dir = o->pcap_file ? RP_CAP_INOUT : RP_CAP_IN,
+		.verify_csum = true,    /* a segment the kernel would drop is no reply of the peer's */
 		.dump_file = o->pcap_file,
 		.filter = filt,
 		.buffer_bytes = 8 << 20,

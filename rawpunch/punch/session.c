@@ -259,6 +259,7 @@ int rp_session_open_err(const struct rp_session_opts *o, struct rp_session **out
 		.iface = o->iface ? o->iface : s->route.ifname,
 		.snaplen = SNAPLEN,
 		.dir = o->pcap_file ? RP_CAP_INOUT : RP_CAP_IN,
+		.verify_csum = true,    /* a segment the kernel would drop is no reply of the peer's */
 		.dump_file = o->pcap_file,
 		.filter = "tcp or icmp", /* narrowed to the flows just below; on_tcp() checks tuples anyway */
 	};

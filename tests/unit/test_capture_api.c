@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "capture/capture.h"
+#include "userstack/cksum.h"
 
 static void bad_options(void **state)
 {
@@ -147,6 +148,59 @@ static void read_file_source(void **state)
 	unlink(dump);
 }
 
+/* verify_csum: a segment with a checksum that does not verify is dropped and counted, as a receiving
+ * kernel drops it; one whose checksum was left to the sender's NIC (the field holds the pseudo-header
+ * sum, as veth passes a kernel's segments on) passes. */
+static void verify_checksums(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/rp-capcsum.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *f = fdopen(fd, "wb");
+	uint32_t gh[6] = { 0xa1b23c4du, 0x00040002u, 0, 0, 65535, 1 };
+	assert_int_equal(fwrite(gh, sizeof(gh), 1, f), 1);
+	uint8_t good[2048], bad[2048], off[2048];
+	size_t n = corpus("eth-rst", good, sizeof(good));
+	size_t ihl = (size_t)(good[14] & 15) * 4, tcp = 14 + ihl;
+	uint16_t tot = (uint16_t)(good[16] << 8 | good[17]);
+	uint32_t src, dst;
+	memcpy(&src, good + 14 + 12, 4);
+	memcpy(&dst, good + 14 + 16, 4);
+	/* the corpus frame's TCP checksum is not filled in: fill it */
+	good[tcp + 16] = good[tcp + 17] = 0;
+	uint16_t ck = us_cksum_finish(us_cksum_add(us_cksum_pseudo4(src, dst, 6, (uint32_t)(tot - ihl)), good + tcp,
+						   (size_t)(tot - ihl)));
+	good[tcp + 16] = (uint8_t)(ck >> 8);
+	good[tcp + 17] = (uint8_t)ck;
+	memcpy(bad, good, n);
+	memcpy(off, good, n);
+	bad[tcp + 16] ^= 0x5a;                                     /* a flipped checksum */
+	uint16_t ps = us_cksum_fold(us_cksum_pseudo4(src, dst, 6, (uint32_t)(tot - ihl)));
+	off[tcp + 16] = (uint8_t)(ps >> 8);                         /* offload: the pseudo-header sum */
+	off[tcp + 17] = (uint8_t)ps;
+	put_record(f, 1, good, n);
+	put_record(f, 2, bad, n);
+	put_record(f, 3, off, n);
+	fclose(f);
+	for (int verify = 0; verify <= 1; verify++) {
+		struct rp_cap *c = NULL;
+		char err[256] = "";
+		struct rp_cap_opts o = { .read_path = path, .verify_csum = verify };
+		struct rp_event ev;
+		int got = 0;
+		assert_int_equal(rp_cap_open(&o, &c, err, sizeof(err)), 0);
+		while (rp_cap_next(c, &ev) == 1)
+			got++;
+		struct rp_cap_stats st;
+		assert_int_equal(rp_cap_stats(c, &st), 0);
+		assert_int_equal(got, verify ? 2 : 3);
+		assert_int_equal(st.bad_csum, verify ? 1 : 0);
+		rp_cap_close(c);
+	}
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -154,6 +208,7 @@ int main(void)
 		cmocka_unit_test(no_such_interface),
 		cmocka_unit_test(null_handles),
 		cmocka_unit_test(read_file_source),
+		cmocka_unit_test(verify_checksums),
 	};
 	return cmocka_run_group_tests_name("capture_api", tests, NULL, NULL);
 }
