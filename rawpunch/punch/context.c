@@ -14,6 +14,7 @@
 #include "rawpunch/net/craft.h"
 #include "rawpunch/net/guard.h"
 #include "rawpunch/punch/punch_impl.h"
+#include "rawpunch/rendezvous/proto.h"
 #include "userstack/cookie.h"
 #include "userstack/extract.h"
 
@@ -24,20 +25,29 @@
 int rp_punch_key_derive(const uint8_t *secret, size_t secret_len, const char *session,
 			uint8_t key[RP_PUNCH_KEYLEN])
 {
-	static const char label[] = "rawpunch-punch-v1";
-	uint8_t k0[32];
-	crypto_generichash_state st;
+	struct rv_keys k;
+	int r;
 	if (!secret || !secret_len || !session || !*session || !key)
 		return -EINVAL;
-	if (sodium_init() < 0)
-		return -ENOMEM;
-	crypto_generichash(k0, sizeof(k0), secret, secret_len, NULL, 0);
-	crypto_generichash_init(&st, k0, sizeof(k0), RP_PUNCH_KEYLEN);
-	crypto_generichash_update(&st, (const uint8_t *)label, sizeof(label));   /* NUL included */
-	crypto_generichash_update(&st, (const uint8_t *)session, strlen(session));
-	crypto_generichash_final(&st, key, RP_PUNCH_KEYLEN);
-	sodium_memzero(k0, sizeof(k0));
+	/* the rendezvous' Argon2id master, so that ISNs seen on the wire cannot test guesses of a weak
+	 * secret any faster than the session id can */
+	if ((r = rv_keys_derive(secret, secret_len, session, &k)))
+		return r;
+	memcpy(key, k.kpunch, RP_PUNCH_KEYLEN);
+	rv_keys_wipe(&k);
 	return 0;
+}
+
+void rp_punch_key_mix(const uint8_t key[RP_PUNCH_KEYLEN], const uint8_t *nonce, size_t nonce_len,
+		      uint8_t out[RP_PUNCH_KEYLEN])
+{
+	static const char label[] = "rawpunch-run";
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, key, RP_PUNCH_KEYLEN, RP_PUNCH_KEYLEN);
+	crypto_generichash_update(&st, (const uint8_t *)label, sizeof(label));   /* NUL included */
+	crypto_generichash_update(&st, nonce, nonce_len);
+	crypto_generichash_final(&st, out, RP_PUNCH_KEYLEN);
+	sodium_memzero(&st, sizeof(st));
 }
 
 uint32_t rp_punch_isn(const uint8_t key[RP_PUNCH_KEYLEN], uint32_t from_pub, uint32_t to_pub,

@@ -32,7 +32,8 @@
  *
  * Validation across NATs. Through two NATs neither side sees the 4-tuple the other used, so a
  * per-tuple cookie (us_cookie) cannot validate the PEER's SYN. Both sides derive one 16-byte key
- * from the shared secret and the session name (rp_punch_key_derive: BLAKE2b) and every SYN a side
+ * from the shared secret and the session name (rp_punch_key_derive: the rendezvous' Argon2id master,
+ * rawpunch/rendezvous/proto.h), mixed with the run's nonce from the meeting (rp_punch_key_mix), and every SYN a side
  * sends in round r carries
  *     ISN = us_hash32(key, "rp-punch-syn" || from_pub || to_pub || from_port || r)
  * with from_pub / to_pub the sender's and receiver's public addresses (as exchanged in natinfo) and
@@ -62,10 +63,15 @@
 
 struct json_object;
 
-/* key = BLAKE2b-128(key = BLAKE2b-256(secret), "rawpunch-punch-v1" || 0 || session).
+/* key = the kpunch of rv_keys_derive(secret, session) (Argon2id, then a KDF: rawpunch/rendezvous/proto.h).
  * 0, or -EINVAL (empty secret or session). */
 int rp_punch_key_derive(const uint8_t *secret, size_t secret_len, const char *session,
 			uint8_t key[RP_PUNCH_KEYLEN]);
+
+/* The key of one run: key mixed with a nonce both sides share and no earlier run had (the rendezvous'
+ * run_nonce), BLAKE2b-128(key = key, "rawpunch-run" || nonce), so that ISNs never repeat across runs. */
+void rp_punch_key_mix(const uint8_t key[RP_PUNCH_KEYLEN], const uint8_t *nonce, size_t nonce_len,
+		      uint8_t out[RP_PUNCH_KEYLEN]);
 
 /* The ISN of every SYN the side at from_pub sends towards to_pub in round `round` (see above). */
 uint32_t rp_punch_isn(const uint8_t key[RP_PUNCH_KEYLEN], uint32_t from_pub, uint32_t to_pub,

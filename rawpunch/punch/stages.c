@@ -28,6 +28,8 @@
 #define RELAY_TIMEOUT_MS 3000      /* each TURN request; the accepting side waits 4x that for the attempt */
 
 struct net {
+	uint8_t run_key[RP_PUNCH_KEYLEN];   /* the punch key mixed with this run's nonce (JOIN) */
+	bool have_run_key;
 	const struct rp_punch_run_opts *o;
 	struct rv_client *rv;
 	struct rp_punch *pu;
@@ -201,6 +203,9 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 	m->relay_rtt_ns = n->relay_rtt_ns = res.relay_rtt_ns;
 	m->clock_err_ns = res.clock_err_ns;
 	m->clock_bound_ns = res.clock_bound_ns;
+	/* punch ISNs new every run: the same secret, session and addresses no longer repeat them */
+	rp_punch_key_mix(n->o->key, res.run_nonce, sizeof(res.run_nonce), n->run_key);
+	n->have_run_key = true;
 	m->offset_ns = n->offset_ns = res.offset_ns;
 	m->rv_server = n->rv_addr;
 	if (n->turn) {
@@ -371,7 +376,7 @@ static int net_open(void *arg, uint32_t peer_pub, void (*trace)(void *arg, const
 	struct rp_punch_opts po = {
 		.pcap_file = dump,
 		.peer_addr = peer_pub,
-		.key = n->o->key,
+		.key = n->have_run_key ? n->run_key : n->o->key,   /* serverless: no nonce exchanged */
 		.stop = n->o->stop,
 		.trace = trace,
 		.trace_arg = trace_arg,

@@ -515,6 +515,16 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	res->lead_ns = (int64_t)lead_ns;
 	res->clock_sync_ns = c->clock_sync_ns;
 	res->initiator = memcmp(c->ps.mine, c->ps.theirs, RV_NONCE_LEN) < 0;
+	/* this run's nonce, the same on both sides: both fresh per-join nonces, the smaller first */
+	{
+		crypto_generichash_state hs;
+		const uint8_t *first = res->initiator ? c->ps.mine : c->ps.theirs;
+		const uint8_t *second = res->initiator ? c->ps.theirs : c->ps.mine;
+		crypto_generichash_init(&hs, NULL, 0, sizeof(res->run_nonce));
+		crypto_generichash_update(&hs, first, RV_NONCE_LEN);
+		crypto_generichash_update(&hs, second, RV_NONCE_LEN);
+		crypto_generichash_final(&hs, res->run_nonce, sizeof(res->run_nonce));
+	}
 	return 0;
 }
 

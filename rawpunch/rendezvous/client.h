@@ -68,6 +68,8 @@ struct rv_join_res {
 	int64_t clock_err_ns;           /* the start-time disagreement: both sides' estimate uncertainty
 	                                   (rv_clock_estimate's err_ns, this side's + the peer's) */
 	int64_t clock_bound_ns;         /* its hard bound whatever the path asymmetry: (rtt + peer_rtt) / 2 */
+	uint8_t run_nonce[16];          /* BLAKE2b-128 of both sides' fresh per-join nonces, the same on both
+	                                   sides and new every run (mixed into the punch ISNs) */
 	struct sockaddr_in peer_relayed;/* the peer's TURN relayed address (sin_addr 0: it has none) */
 	int64_t lead_ns;                /* the lead this side proposed (the agreed start is the later proposal) */
 	int64_t clock_sync_ns;          /* how long the clock sync took (0: synced before the join) */

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "rawpunch/punch/punch.h"
+#include "rawpunch/rendezvous/proto.h"
 
 static uint32_t ip(const char *s)
 {
@@ -50,6 +51,28 @@ static void test_key_derive(void **state)
 	assert_int_equal(rp_punch_key_derive(NULL, 4, "sess", k1), -EINVAL);
 	assert_int_equal(rp_punch_key_derive(s1, 4, "", k1), -EINVAL);
 	assert_int_equal(rp_punch_key_derive(s1, 4, NULL, k1), -EINVAL);
+}
+
+/* Punch ISNs are new every run: the run key mixes the meeting's shared nonce into the session's key,
+ * and the session's key is the Argon2id-stretched one (not a plain hash of the secret). */
+static void test_run_key(void **state)
+{
+	(void)state;
+	static const uint8_t s1[] = "a secret of some length";
+	uint8_t k[RP_PUNCH_KEYLEN], r1[RP_PUNCH_KEYLEN], r1b[RP_PUNCH_KEYLEN], r2[RP_PUNCH_KEYLEN];
+	uint8_t n1[16] = { 1 }, n2[16] = { 2 };
+	struct rv_keys rk;
+	assert_int_equal(rp_punch_key_derive(s1, sizeof(s1) - 1, "sess", k), 0);
+	assert_int_equal(rv_keys_derive(s1, sizeof(s1) - 1, "sess", &rk), 0);
+	assert_memory_equal(k, rk.kpunch, RP_PUNCH_KEYLEN);
+	rp_punch_key_mix(k, n1, sizeof(n1), r1);
+	rp_punch_key_mix(k, n1, sizeof(n1), r1b);
+	rp_punch_key_mix(k, n2, sizeof(n2), r2);
+	assert_memory_equal(r1, r1b, sizeof(r1));           /* both sides, same nonce: same key */
+	assert_memory_not_equal(r1, r2, sizeof(r1));        /* another run: other ISNs */
+	assert_memory_not_equal(r1, k, sizeof(r1));
+	uint32_t a = 0x0a000001, b = 0x0a000002;
+	assert_int_not_equal(rp_punch_isn(r1, a, b, 4000, 1), rp_punch_isn(r2, a, b, 4000, 1));
 }
 
 static void test_isn(void **state)
@@ -196,6 +219,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_key_derive),
+		cmocka_unit_test(test_run_key),
 		cmocka_unit_test(test_isn),
 		cmocka_unit_test(test_pub_addr),
 		cmocka_unit_test(test_bad_args),
