@@ -56,7 +56,7 @@ one_run() {   # one_run LAB PROFILE FILTER N
 	fi
 	# The next real flow leaves the punch port right after the probe, in the same shell.
 	tools/natlab exec "$L" a -- bash -c '
-		"$1" probe --stun 198.18.3.2 --rendezvous 198.18.3.2:7777 --filter-timeout 500 \
+		"$1" probe --stun 198.18.3.2 --rendezvous 198.18.3.2:7777 --filter-timeout 500 --no-portmap \
 			--local-port "$2" --samples 12 --json $3 >"$4/run.json" 2>"$4/run.err" || exit 1
 		socat -T2 - "TCP4:198.18.3.2:7000,sourceport=$2,reuseaddr" </dev/null 2>/dev/null' \
 		_ "$RP" "$port" "$extra" "$TMP" >"$TMP/next" ||
@@ -130,7 +130,7 @@ for prof in preserve sequential sequential-noise random; do
 			jq -e '.filtering == "unknown" and (.filtering_error | length > 0) and .nat_ttl == null and
 			       .allocation == "preserving" and (.hops | length == 0)' "$TMP/alone.json" >/dev/null ||
 				fail "probe alone: $(jq -c 'del(.samples)' "$TMP/alone.json")"
-			tools/natlab exec "$L" a -- "$RP" probe --stun 198.18.3.2 --rendezvous 198.18.3.2 -v >"$TMP/text" ||
+			tools/natlab exec "$L" a -- "$RP" probe --stun 198.18.3.2 --rendezvous 198.18.3.2 --no-portmap -v >"$TMP/text" ||
 				fail "probe (text) failed"
 			for w in mapped mapping allocation predicted filtering nat_ttl test1 alloc; do
 				grep -q "$w" "$TMP/text" || fail "summary lacks '$w': $(cat "$TMP/text")"
