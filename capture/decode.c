@@ -191,6 +191,7 @@ static int decode_icmp(const struct us_cur *icmp, struct rp_event *ev)
 		return -ENOMSG;   /* echo, redirect, ...: not about our segments */
 	}
 	struct ip4 in;
+	struct us_cur q = c;          /* the quoted IPv4 header, options included */
 	int r = ip4_parse(&c, &in);   /* the quoted header; c is then at the quoted TCP header */
 	if (r < 0)
 		return r;
@@ -209,6 +210,8 @@ static int decode_icmp(const struct us_cur *icmp, struct rp_event *ev)
 	ev->icmp_code = code;
 	ev->inner_ttl = in.ttl;
 	ev->inner_ip_id = in.id;
+	ev->inner_ipopts_len = (uint8_t)(in.hlen - 20);   /* ip4_parse: 20 <= hlen <= 60, all captured */
+	ev->inner_ipopts = ev->inner_ipopts_len ? q.p + q.off + 20 : NULL;
 	ev->tuple.saddr = in.src;
 	ev->tuple.daddr = in.dst;
 	ev->tuple.sport = sport;

@@ -69,6 +69,10 @@ struct rp_event {
 	/* filled only by rp_decode_ex() with RP_DECODE_CSUM; RP_CSUM_UNCHECKED otherwise */
 	enum rp_csum_check ip_csum;   /* outer IPv4 header (the same test as ip_csum_bad) */
 	enum rp_csum_check tcp_csum;  /* RP_EV_TCP: the segment, with the IPv4 pseudo header */
+	const uint8_t *inner_ipopts; /* RP_EV_ICMP_ERR: the quoted IPv4 header's options (e.g. a Record
+	                          * Route the routers filled in), pointing into the caller's buffer;
+	                          * NULL when inner_ipopts_len == 0 */
+	uint8_t inner_ipopts_len;
 };
 
 /* Short class name of an event: "syn", "syn-ack", "rst", "rst-ack", "fin", "data", "ack", "icmp". */

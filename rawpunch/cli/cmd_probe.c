@@ -24,22 +24,25 @@ static void usage(FILE *f)
 		"mapping behaviour (RFC 5780's tests over TCP; needs a STUN server with OTHER-ADDRESS), port\n"
 		"allocation (preserving / sequential / random) with a prediction of the next external port,\n"
 		"filtering of unsolicited SYNs (needs a rawpunch rendezvous server to probe back) and nat_ttl,\n"
-		"the TTL that passes the NAT but dies before the peer (TTL-limited SYNs, ICMP time-exceeded).\n"
+		"the smallest TTL that opens the outermost NAT's mapping: confirmed by the rendezvous server\n"
+		"connecting back where the public port of a new flow is known, else read from the hops\n"
+		"(TTL-limited SYNs with Record Route, ICMP time-exceeded), else a fallback; the report says which.\n"
+		"Random ports confined to a block, and a sequential counter's wrap, give the port range.\n"
 		"\n"
 		"  --stun HOST[:PORT]        STUN server speaking TCP (port 3478 by default)\n"
 		"  --local-port P            the punch port (default: a free one)\n"
 		"  --local-addr IP           source address (default: the route's towards the server)\n"
 		"  --samples N               new flows sampled for the allocation, 0..%d (default 12)\n"
 		"  --interval MS             between sample flows, 0..10000 (default 40)\n"
-		"  --rendezvous HOST[:PORT]  rendezvous server for the filter probe (port %d by default);\n"
-		"                            without it filtering is \"unknown\": a host cannot see what its NAT\n"
-		"                            answers to others\n"
+		"  --rendezvous HOST[:PORT]  rendezvous server for the filter probe and nat_ttl's confirmation\n"
+		"                            (port %d by default); without it filtering is \"unknown\": a host\n"
+		"                            cannot see what its NAT answers to others\n"
 		"  --filter-timeout MS       the server's connect timeout for the filter probe, 100..5000 (1000)\n"
 		"  --ttl-max N               NAT-hop search up to TTL N, 0..%d; 0 skips it (default 8)\n"
-		"  --ttl-wait MS             wait per TTL for the ICMP reply, 10..5000 (default 300)\n"
+		"  --ttl-wait MS             wait for the hops' ICMP replies, 10..5000 (default 300)\n"
 		"  --timeout S               per STUN exchange, 1..60 (default 3)\n"
 		"  --horizon S               predict for a new flow S seconds after the last sample (default 1)\n"
-		"  --port-range LO-HI        the NAT's port range if known (for wraparound)\n"
+		"  --port-range LO-HI        the NAT's port range if known (wraparound; reported as the range)\n"
 		"  --json                    print one JSON object (natinfo fields plus samples, hops, fit)\n"
 		"  --plot FILE               draw external port against time, PNG or SVG by extension (gnuplot)\n"
 		"  -v, --verbose             list every sample and hop in the summary\n"
@@ -49,9 +52,31 @@ static void usage(FILE *f)
 		RP_PROBE_MAX_SAMPLES, RV_DEFAULT_PORT, RP_PROBE_MAX_HOPS);
 }
 
+/* How nat_ttl was chosen, in a few words. */
+static const char *ttl_how(const struct rp_probe_report *r, char *buf, size_t len)
+{
+	const struct rp_natinfo *ni = &r->ni;
+	if (ni->nat_ttl_method == RP_TTL_CONFIRMED)
+		snprintf(buf, len, "the server got back in after TTL %u%s", ni->nat_ttl,
+			 r->n_confirm > 1 ? ", not after one less" : "");
+	else if (r->guess.how == RP_HOPEV_RECORD_ROUTE)
+		snprintf(buf, len, "hop %d recorded our public address", r->guess.nat_hop);
+	else if (r->guess.how == RP_HOPEV_NAT_ANSWERED)
+		snprintf(buf, len, "hop %d answered from our public address", r->guess.nat_hop);
+	else if (r->guess.how == RP_HOPEV_QUOTE)
+		snprintf(buf, len, "hop %d quoted our public address", r->guess.nat_hop + 1);
+	else if (r->guess.how == RP_HOPEV_PUBLIC_HOP)
+		snprintf(buf, len, "the first public hop");
+	else if (r->guess.how == RP_HOPEV_SERVER)
+		snprintf(buf, len, "the last hop before the server");
+	else
+		snprintf(buf, len, "%s", rp_hop_evidence_str(r->guess.how));
+	return buf;
+}
+
 static void summary(const struct rp_probe_report *r, bool verbose)
 {
-	char a[INET_ADDRSTRLEN], b[64];
+	char a[INET_ADDRSTRLEN], b[64], how[96];
 	const struct rp_natinfo *ni = &r->ni;
 	rp_sin_str(&r->stun, b, sizeof(b));
 	printf("probe from %s:%u via STUN %s", rp_ip_str(ni->local_addr, a), ni->local_port, b);
@@ -68,6 +93,12 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 	if (ni->alloc == RP_ALLOC_SEQUENTIAL)
 		printf(", delta %d, jitter %.2f, %u of %u steps fitted, %.2f foreign flows/s", ni->delta, ni->jitter,
 		       r->fit.n_fit, r->fit.n_steps, r->fit.foreign_rate);
+	if (ni->has_range)
+		printf(", range %u..%u (%u ports, %s, confidence %.2f)", ni->range_lo, ni->range_hi,
+		       (unsigned)(ni->range_hi - ni->range_lo + 1),
+		       r->fit.port_range.how == RP_RANGE_WRAP ? "the counter wrapped" :
+		       r->fit.port_range.how == RP_RANGE_GIVEN ? "given" :
+		       r->fit.port_range.aligned ? "an aligned block" : "the samples' spread", ni->range_confidence);
 	else if (ni->alloc == RP_ALLOC_PRESERVING)
 		printf(", %u of %u samples kept their port", r->fit.n_preserved, r->fit.n);
 	else if (ni->alloc == RP_ALLOC_UNKNOWN)
@@ -85,12 +116,12 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 		printf(" (%s)", r->filter_err == -ENOTCONN ? "no --rendezvous server to probe back" : strerror(-r->filter_err));
 	printf("\n  nat_ttl     ");
 	if (ni->nat_ttl)
-		printf("%u", ni->nat_ttl);
+		printf("%u (%s: %s)", ni->nat_ttl, rp_ttl_method_str(ni->nat_ttl_method), ttl_how(r, how, sizeof(how)));
 	else
 		printf("unknown (%s)", r->ttl_err == -ECANCELED ? "skipped" : !ni->behind_nat ? "no NAT" :
 		       r->ttl_err == -ENOENT ? "the hops did not tell" : strerror(-r->ttl_err));
 	if (r->n_hops) {
-		printf("  hops:");
+		printf("\n  hops       ");
 		for (unsigned i = 0; i < r->n_hops; i++)
 			printf(" %u %s", r->hops[i].ttl, r->hops[i].reached ? "(server)" :
 			       r->hops[i].answered ? rp_ip_str(r->hops[i].from, a) : "*");
@@ -98,6 +129,24 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 	printf("\n  took %.2f s\n", r->duration_s);
 	if (!verbose)
 		return;
+	for (unsigned i = 0; i < r->n_hops; i++) {
+		const struct rp_probe_hop *h = &r->hops[i];
+		if (!h->n_rr)
+			continue;
+		printf("  hop %u recorded route:", h->ttl);
+		for (unsigned k = 0; k < h->n_rr && k < RP_RR_MAX; k++)
+			printf(" %s", rp_ip_str(h->rr[k], a));
+		printf("\n");
+	}
+	for (unsigned i = 0; i < r->n_confirm; i++) {
+		const struct rp_probe_confirm *c = &r->confirm[i];
+		printf("  confirm: TTL %u to port %u: ", c->ttl, c->server_port);
+		if (c->err)
+			printf("no answer (%s)\n", strerror(-c->err));
+		else
+			printf("%s (the server saw %s)\n", c->passed ? "its SYN came back in" : "filtered",
+			       rp_filter_str(c->verdict));
+	}
 	printf("  samples (t since first, kind, local port -> external):\n");
 	uint64_t t0 = 0;
 	for (unsigned i = 0; i < r->n_samples; i++)
@@ -105,9 +154,9 @@ static void summary(const struct rp_probe_report *r, bool verbose)
 			t0 = r->samples[i].t_mono_ns;
 	for (unsigned i = 0; i < r->n_samples; i++) {
 		const struct rp_probe_sample *s = &r->samples[i];
-		static const char *k[] = { "?", "test1", "test2", "test3", "alloc" };
 		rp_sin_str(&s->server, b, sizeof(b));
-		printf("    %8.4f  %-5s  %5u -> ", (double)(s->t_mono_ns - t0) / 1e9, k[s->kind], s->local_port);
+		printf("    %8.4f  %-5s  %5u -> ", (double)(s->t_mono_ns - t0) / 1e9, rp_probe_kind_str(s->kind),
+		       s->local_port);
 		if (s->ok)
 			printf("%s:%u", rp_ip_str(s->mapped_addr, a), s->mapped_port);
 		else
@@ -176,6 +225,9 @@ int cmd_probe(int argc, char **argv)
 				return rp_usage_err("probe", "--rendezvous: want HOST[:PORT], got '%s'", optarg);
 			o.filter_probe = rv_filter_probe_cb;
 			o.filter_probe_arg = &rv;
+			o.connect_back = rv_connect_back_cb;
+			o.connect_back_arg = &rv;
+			o.connect_back_addr = rv.sin_addr.s_addr;
 			break;
 		case 'F':
 			if (rp_parse_ulong(optarg, 100, 5000, &v))

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+/* NAT classification (see natclass.h): the RFC 5780 mapping tests, the allocation fit and the
+ * prediction. The port range is inferred in natclass-range.c, nat_ttl's hop evidence weighed in
+ * natclass-hops.c. Pure. */
 #include "rawpunch/probe/natclass.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -12,8 +14,8 @@ static bool ep_eq(const struct rp_ep *a, const struct rp_ep *b)
 	return a->addr == b->addr && a->port == b->port;
 }
 
-enum rp_mapping rp_mapping_classify(const struct rp_ep *local, const struct rp_ep *m1,
-				    const struct rp_ep *m2, const struct rp_ep *m3, bool *behind_nat)
+enum rp_mapping rp_mapping_classify4(const struct rp_ep *local, const struct rp_ep *m1, const struct rp_ep *m2,
+				     const struct rp_ep *m3, const struct rp_ep *m4, bool *behind_nat)
 {
 	if (behind_nat)
 		*behind_nat = false;
@@ -25,22 +27,18 @@ enum rp_mapping rp_mapping_classify(const struct rp_ep *local, const struct rp_e
 		return RP_MAP_EI;   /* no NAT: the host's own address is what everyone sees */
 	if (!m2)
 		return RP_MAP_UNKNOWN;
+	bool port_kept = !m4 || ep_eq(m4, m1);   /* same address, other port: same mapping? */
 	if (ep_eq(m1, m2))
-		return RP_MAP_EI;
-	if (!m3)
+		return (!m3 || ep_eq(m3, m1)) && port_kept ? RP_MAP_EI : RP_MAP_APD;
+	if (!m3 && !m4)
 		return RP_MAP_UNKNOWN;
-	return ep_eq(m2, m3) ? RP_MAP_AD : RP_MAP_APD;
+	return (!m3 || ep_eq(m2, m3)) && port_kept ? RP_MAP_AD : RP_MAP_APD;
 }
 
-bool rp_ipv4_is_private(uint32_t addr)
+enum rp_mapping rp_mapping_classify(const struct rp_ep *local, const struct rp_ep *m1,
+				    const struct rp_ep *m2, const struct rp_ep *m3, bool *behind_nat)
 {
-	uint32_t a = ntohl(addr);
-	return (a >> 24) == 10 ||                    /* 10/8 */
-	       (a >> 20) == (172u << 4 | 1) ||        /* 172.16/12 */
-	       (a >> 16) == (192u << 8 | 168) ||      /* 192.168/16 */
-	       (a >> 22) == (100u << 2 | 1) ||        /* 100.64/10 (RFC 6598, carrier-grade NAT) */
-	       (a >> 16) == (169u << 8 | 254) ||      /* 169.254/16 */
-	       (a >> 24) == 127 || (a >> 24) == 0;
+	return rp_mapping_classify4(local, m1, m2, m3, NULL, behind_nat);
 }
 
 /* ---------------------------------------------------------------- allocation */
@@ -66,6 +64,94 @@ static double poisson_upper95(unsigned c)
 	double n = (double)c + 1.0;
 	double t = 1.0 - 1.0 / (9.0 * n) + 1.645 / (3.0 * sqrt(n));
 	return n * t * t * t;
+}
+
+/* One step of the series with delta: k > 0 if it is k * delta (after a wrap of w ports when
+ * wrap_w > 0 and the step goes against delta), else 0. *wrap says whether it wrapped. */
+static long step_k(long d, long delta, long wrap_w, bool *wrap)
+{
+	long k = multiple(d, delta);
+	*wrap = false;
+	if (!k && wrap_w > 0 && (delta > 0 ? d < 0 : d > 0)) {
+		k = multiple(delta > 0 ? d + wrap_w : d - wrap_w, delta);
+		*wrap = k != 0;
+	}
+	return k;
+}
+
+/* The second pass for a delta that explains enough steps: the range (given, or from the wraps),
+ * foreign flows, their rate, the spread, and the test against a random series that merely
+ * happens to step one way often enough. Fills f and returns true for sequential. */
+static bool sequential_fit(const struct rp_port_sample *s, size_t n, long best, bool known_range, long w,
+			   unsigned need, const struct rp_alloc_opts *o, struct rp_alloc_fit *f)
+{
+	f->has_delta = true;
+	f->delta = (int32_t)best;
+	if (known_range) {
+		f->port_range = (struct rp_port_range){ .how = RP_RANGE_GIVEN, .lo = o->range_lo, .hi = o->range_hi,
+							.confidence = 1.0 };
+	} else {
+		/* a first estimate of the foreign rate (its upper bound) for the wraps' k: fitted steps only */
+		double span = 0;
+		unsigned foreign = 0;
+		for (size_t i = 0; i + 1 < n; i++) {
+			long k = multiple(step_of(s[i].mapped_port, s[i + 1].mapped_port), best);
+			if (k && s[i + 1].t_ns > s[i].t_ns) {
+				foreign += (unsigned)(k - 1);
+				span += (double)(s[i + 1].t_ns - s[i].t_ns) / 1e9;
+			}
+		}
+		rp_range_from_wraps(s, n, (int32_t)best, poisson_upper95(foreign) / (span > 1e-3 ? span : 1e-3),
+				    &f->port_range);
+		if (f->port_range.how == RP_RANGE_WRAP) {
+			f->range_lo = f->port_range.lo;
+			f->range_hi = f->port_range.hi;
+			w = (long)f->range_hi - f->range_lo + 1;
+		} else {
+			w = 0;   /* no wrap seen: steps against delta stay unexplained */
+		}
+	}
+	double sum = 0, sum2 = 0, span = 0;
+	unsigned nmeas = 0;
+	for (size_t i = 0; i + 1 < n; i++) {
+		long d = step_of(s[i].mapped_port, s[i + 1].mapped_port);
+		bool wrap;
+		long k = step_k(d, best, w, &wrap);
+		if (!k) {
+			if (d && (best > 0 ? d < 0 : d > 0))
+				f->n_against++;
+			continue;
+		}
+		if (wrap)
+			d = best > 0 ? d + w : d - w;
+		f->n_fit++;
+		f->n_wraps += wrap;
+		f->n_foreign += (unsigned)(k - 1);
+		sum += (double)d;
+		sum2 += (double)d * (double)d;
+		nmeas++;
+		if (s[i + 1].t_ns > s[i].t_ns)
+			span += (double)(s[i + 1].t_ns - s[i].t_ns) / 1e9;
+	}
+	unsigned allowed = f->n_steps / 16 > 1 ? f->n_steps / 16 : 1;
+	if (f->n_fit < need || f->n_against > allowed)
+		return false;
+	f->span_s = span;
+	if (span < 1e-3)
+		span = 1e-3;
+	f->foreign_rate = f->n_foreign / span;
+	f->foreign_rate_hi = poisson_upper95(f->n_foreign) / span;
+	/* A range of w ports holds at most w mappings at once, each for at least a second: a counter
+	 * in it cannot serve more than w new flows a second. Random ports in a small block read as
+	 * "a counter with heaps of foreign flows between our samples" fail here. */
+	if (w > 0 && f->foreign_rate > (double)w / RP_MAPPING_MIN_LIFE_S)
+		return false;
+	f->alloc = RP_ALLOC_SEQUENTIAL;
+	if (nmeas) {
+		double mean = sum / nmeas, var = sum2 / nmeas - mean * mean;
+		f->jitter = var > 0 ? sqrt(var) : 0;
+	}
+	return true;
 }
 
 int rp_alloc_classify(const struct rp_port_sample *s, size_t n, const struct rp_alloc_opts *o,
@@ -106,8 +192,9 @@ int rp_alloc_classify(const struct rp_port_sample *s, size_t n, const struct rp_
 	}
 
 	/* Best delta: most steps explained as k*delta (k >= 1); ties go to fewer implied foreign flows,
-	 * then to the smaller |delta|. A step against the direction of delta by more than half the
-	 * range (or, with a known range, exactly k*delta once wrapped) is a wraparound. */
+	 * then to the smaller |delta|. A step against the direction of delta by more than 1024 ports
+	 * (counted once, and only if a range that wide could hold every sample) or, with a known range,
+	 * exactly k*delta once wrapped, is a wraparound. */
 	bool known_range = o->range_lo != 0;
 	long w = (long)f->range_hi - (long)f->range_lo + 1;
 	long best = 0;
@@ -122,7 +209,8 @@ int rp_alloc_classify(const struct rp_port_sample *s, size_t n, const struct rp_
 			if (!k && (delta > 0 ? d < 0 : d > 0)) {
 				if (known_range)
 					k = multiple(delta > 0 ? d + w : d - w, delta);
-				else if (labs(d) > 1024 && !wrapped)
+				else if (labs(d) > 1024 && !wrapped &&
+					 labs(d) + RP_WRAP_MAX_K * labs(delta) > (long)hi_obs - lo_obs)
 					k = 1;   /* wrap into an unknown range: counted (once), not measured */
 				wrapped = wrapped || k;
 			}
@@ -138,58 +226,21 @@ int rp_alloc_classify(const struct rp_port_sample *s, size_t n, const struct rp_
 		}
 	}
 	unsigned need = (unsigned)ceil(smin * (double)f->n_steps);
-	if (need < 2)
-		need = 2;
-	if (!best || best_fit < need) {
-		f->alloc = RP_ALLOC_RANDOM;
+	if (need < 3)
+		need = 3;
+	if (best && best_fit >= need && sequential_fit(s, n, best, known_range, w, need, o, f))
 		return 0;
-	}
-	f->alloc = RP_ALLOC_SEQUENTIAL;
-	f->has_delta = true;
-	f->delta = (int32_t)best;
-	/* Second pass with the chosen delta: foreign flows, their rate, the step spread, wraps. */
-	double sum = 0, sum2 = 0, span = 0;
-	unsigned nmeas = 0;
-	for (size_t i = 0; i + 1 < n; i++) {
-		long d = step_of(s[i].mapped_port, s[i + 1].mapped_port), k = multiple(d, best);
-		bool wrap = false;
-		if (!k && (best > 0 ? d < 0 : d > 0)) {
-			if (known_range) {
-				d = best > 0 ? d + w : d - w;
-				k = multiple(d, best);
-			} else if (labs(d) > 1024 && !f->n_wraps) {
-				k = -1;   /* unknown range: neither foreign count nor size */
-			}
-			wrap = k != 0;
-		}
-		if (!k)
-			continue;
-		f->n_fit++;
-		if (wrap)
-			f->n_wraps++;
-		if (k < 0)
-			continue;
-		f->n_foreign += (unsigned)(k - 1);
-		sum += (double)d;
-		sum2 += (double)d * (double)d;
-		nmeas++;
-		if (s[i + 1].t_ns > s[i].t_ns)
-			span += (double)(s[i + 1].t_ns - s[i].t_ns) / 1e9;
-	}
-	if (nmeas) {
-		double mean = sum / nmeas, var = sum2 / nmeas - mean * mean;
-		f->jitter = var > 0 ? sqrt(var) : 0;
-	}
-	f->span_s = span;
-	if (span < 1e-3)
-		span = 1e-3;
-	f->foreign_rate = f->n_foreign / span;
-	f->foreign_rate_hi = poisson_upper95(f->n_foreign) / span;
-	if (!known_range && f->n_wraps) {
-		/* Learn the range from what was seen (it is at least this wide). */
-		f->range_lo = lo_obs;
-		f->range_hi = hi_obs;
-	}
+	f->alloc = RP_ALLOC_RANDOM;
+	f->has_delta = false;
+	f->delta = 0;
+	f->n_fit = f->n_wraps = f->n_foreign = f->n_against = 0;
+	f->jitter = f->span_s = f->foreign_rate = f->foreign_rate_hi = 0;
+	f->range_lo = o->range_lo ? o->range_lo : (lo_obs >= 1024 ? 1024 : 1);
+	f->range_hi = o->range_hi ? o->range_hi : 65535;
+	rp_range_from_spread(s, n, f->range_lo, f->range_hi, &f->port_range);
+	if (f->port_range.how == RP_RANGE_NONE && known_range)
+		f->port_range = (struct rp_port_range){ .how = RP_RANGE_GIVEN, .lo = o->range_lo, .hi = o->range_hi,
+							.confidence = 1.0 };
 	return 0;
 }
 
@@ -257,26 +308,4 @@ int rp_alloc_predict(const struct rp_alloc_fit *f, enum rp_mapping mapping, uint
 	default:
 		return 0;   /* random or unknown: no useful prediction */
 	}
-}
-
-/* ---------------------------------------------------------------- NAT hop */
-
-int rp_nat_hop(const struct rp_hop *h, size_t n, uint32_t local_addr, uint32_t mapped_addr)
-{
-	(void)local_addr;
-	if (!h && n)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (h[i].answered && mapped_addr && h[i].from == mapped_addr)
-			return h[i].ttl;   /* the NAT itself, answering from its public address */
-	for (size_t i = 0; i < n; i++)
-		if (h[i].answered && h[i].inner_seen && mapped_addr && h[i].inner_saddr == mapped_addr)
-			return h[i].ttl - 1;   /* the quote left the NAT untranslated: it is one hop earlier */
-	for (size_t i = 0; i < n; i++) {
-		if (h[i].reached)
-			break;
-		if (h[i].answered && !rp_ipv4_is_private(h[i].from))
-			return h[i].ttl - 1;
-	}
-	return -ENOENT;
 }

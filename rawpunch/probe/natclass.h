@@ -22,7 +22,20 @@
  *                                   bound), wrapped into the port range, nearest first;
  *   random                       -> nothing (n = 0, confidence 0).
  * The confidence is the estimated probability that the next port is in the list: the fraction of
- * observed steps the model explains (Laplace-smoothed) times the Poisson mass the window covers. */
+ * observed steps the model explains (Laplace-smoothed) times the Poisson mass the window covers.
+ *
+ * Port range (natclass-range.c), the window this host's external ports come from:
+ *   random      the samples sit in a span far narrower than uniform over the full range makes likely
+ *               (P < RP_RANGE_ALPHA): a port block (RFC 7422) or a NAT's narrow port range. The window
+ *               is the smallest power-of-two-aligned block holding them when that is not wider than
+ *               the span's unbiased width estimate allows, else the span widened by one mean gap;
+ *   sequential  the counter was seen wrapping: a step against the direction of delta of d ports is a
+ *               wrap of a range of k*|delta| + |d| ports (k - 1 foreign flows in between); the range's
+ *               ends follow from the samples (aligned ends preferred where they leave a choice).
+ *               Without a wrap in the samples a sequential NAT's range stays unknown.
+ *
+ * nat_ttl from the hops (natclass-hops.c): rp_nat_ttl_guess() weighs what the TTL-limited SYNs' ICMP
+ * replies show (Record Route, quotes, addresses); rawpunch/probe confirms it from outside where it can. */
 #ifndef RP_NATCLASS_H
 #define RP_NATCLASS_H
 #include <stdbool.h>
@@ -44,6 +57,15 @@ struct rp_ep {
  * NULL, or m2 != m1 and m3 is NULL. */
 enum rp_mapping rp_mapping_classify(const struct rp_ep *local, const struct rp_ep *m1,
 				    const struct rp_ep *m2, const struct rp_ep *m3, bool *behind_nat);
+/* The same with the fourth combination, m4: the primary address at the alternate port (P, q), which
+ * tells a chance coincidence from the real thing on a NAT with few ports to pick from:
+ *   endpoint-independent  every available test saw m1;
+ *   address-dependent     m2 != m1, and the same address kept its mapping across ports
+ *                         (m3 == m2 and m4 == m1, each where available; at least one of them);
+ *   address-and-port-dependent otherwise (some mapping changed with the port alone).
+ * m4 NULL is rp_mapping_classify(). */
+enum rp_mapping rp_mapping_classify4(const struct rp_ep *local, const struct rp_ep *m1, const struct rp_ep *m2,
+				     const struct rp_ep *m3, const struct rp_ep *m4, bool *behind_nat);
 
 /* One new flow's mapping. */
 struct rp_port_sample {
@@ -55,6 +77,31 @@ struct rp_port_sample {
 #define RP_ALLOC_MIN_SAMPLES 4
 #define RP_ALLOC_MAX_DELTA 64    /* |delta| considered for sequential */
 #define RP_ALLOC_MAX_K 64        /* a step of up to K*delta counts as "delta plus foreign flows" */
+#define RP_WRAP_MAX_K 8          /* a wrap of a counter's range: at most K*delta past its end */
+#define RP_MAPPING_MIN_LIFE_S 1.0 /* a NAT mapping lives at least this long: a counter in a range of w
+                                   * ports cannot take more than w new flows per this time */
+
+/* Significance for a port range from the spread of random samples: the chance that n ports drawn
+ * uniformly from the full range fall into a span this narrow. A plain random NAT gets a range by
+ * chance this rarely. */
+#define RP_RANGE_ALPHA 1e-4
+
+enum rp_range_how {
+	RP_RANGE_NONE = 0,
+	RP_RANGE_GIVEN,          /* rp_alloc_opts' range, nothing narrower seen */
+	RP_RANGE_SPREAD,         /* random ports confined to a narrow window */
+	RP_RANGE_WRAP,           /* a sequential counter wrapped */
+};
+
+struct rp_port_range {
+	enum rp_range_how how;
+	uint16_t lo, hi;         /* inclusive; meaningful unless how == RP_RANGE_NONE */
+	double confidence;       /* SPREAD: estimated P(the next port is in lo..hi); WRAP: P(both ends are
+	                          * right); GIVEN: 1 */
+	double p_chance;         /* SPREAD: P(a span this narrow | uniform over the full range) */
+	bool aligned;            /* SPREAD: a power-of-two block aligned on its size; WRAP: lo on a
+	                          * multiple of the width */
+};
 
 struct rp_alloc_opts {
 	uint16_t range_lo, range_hi; /* the NAT's port range if known; 0,0 = infer (wraps seen) or 1024..65535 */
@@ -79,9 +126,16 @@ struct rp_alloc_fit {
 	uint16_t range_lo, range_hi; /* range used for wraparound */
 	uint16_t last_mapped;        /* the last sample's external port */
 	uint64_t last_t_ns;          /* and when its SYN left */
+	/* added with issue 11 */
+	unsigned n_against;          /* sequential: steps against delta's direction that are no wrap */
+	struct rp_port_range port_range; /* the window this host's ports come from, if the samples say */
 };
 
-/* Classify. 0, or -EINVAL (s NULL with n > 0, n > 65535, bad range). */
+/* Classify. 0, or -EINVAL (s NULL with n > 0, n > 65535, bad range). Sequential needs at least
+ * RP_ALLOC_MIN_SAMPLES samples, sequential_min of the steps (and at least 3) explained as k * delta,
+ * and hardly a step against the direction of delta that is no wrap (one, or one in 16 steps): random
+ * ports in a small block step both ways, a counter does not. In a known or inferred range of w ports
+ * the foreign flows may not exceed w per RP_MAPPING_MIN_LIFE_S. */
 int rp_alloc_classify(const struct rp_port_sample *s, size_t n, const struct rp_alloc_opts *o,
 		      struct rp_alloc_fit *f);
 
@@ -99,9 +153,21 @@ struct rp_prediction {
 int rp_alloc_predict(const struct rp_alloc_fit *f, enum rp_mapping mapping, uint16_t punch_local,
 		     uint16_t punch_mapped, double horizon_s, unsigned max, struct rp_prediction *p);
 
+/* natclass-range.c, for rp_alloc_classify(): the window of a random allocation from the samples'
+ * spread over full_lo..full_hi (0 with r->how == RP_RANGE_NONE when they are not confined), and of a
+ * sequential one from its wraps (delta != 0; the samples in time order; foreign_rate: other hosts'
+ * flows per second, an upper bound rather than an estimate, for how many of them a wrap may hide).
+ * -EINVAL on bad arguments. */
+int rp_range_from_spread(const struct rp_port_sample *s, size_t n, uint16_t full_lo, uint16_t full_hi,
+			 struct rp_port_range *r);
+int rp_range_from_wraps(const struct rp_port_sample *s, size_t n, int32_t delta, double foreign_rate,
+			struct rp_port_range *r);
+
 /* True for addresses that sit behind NATs: RFC 1918, RFC 6598 (100.64/10), link-local, loopback,
  * 0/8. Network order. */
 bool rp_ipv4_is_private(uint32_t addr);
+
+#define RP_RR_MAX 9              /* addresses an IPv4 Record Route option holds */
 
 /* One TTL-limited SYN's fate, for the NAT-hop search. */
 struct rp_hop {
@@ -111,7 +177,44 @@ struct rp_hop {
 	bool inner_seen;         /* the quote's inner source address is known ... */
 	uint32_t inner_saddr;    /* ... and is this (after the NAT's own translation, if any) */
 	bool reached;            /* the destination itself answered (SYN-ACK / RST) at this TTL */
+	/* added with issue 11 */
+	uint16_t inner_sport;    /* the quote's source port (with inner_seen; 0 = not known) */
+	uint8_t n_rr;            /* the quote carried a Record Route option with this many addresses: */
+	uint32_t rr[RP_RR_MAX];  /* rr[i] was written by router i + 1: the address it sent the SYN on (the
+	                          * router that dropped it may have written the one it came in on) */
 };
+
+/* The addresses recorded in an IPv4 options area (the bytes after the 20-byte header): the first
+ * Record Route option's filled slots, at most max. Returns their number, 0 without RR, -EINVAL for
+ * malformed options. */
+int rp_rr_parse(const uint8_t *opts, size_t len, uint32_t *addrs, size_t max);
+
+enum rp_hop_evidence {
+	RP_HOPEV_NONE = 0,
+	RP_HOPEV_NAT_ANSWERED,   /* a router answered from our public address: it is the NAT */
+	RP_HOPEV_RECORD_ROUTE,   /* router k recorded our public address as the one it sent on */
+	RP_HOPEV_QUOTE,          /* a quote came back with our public source: the NATs are before it */
+	RP_HOPEV_PUBLIC_HOP,     /* (fallback) the first router with a public address is past the NATs */
+	RP_HOPEV_SERVER,         /* (fallback) the last router before the server is past the NATs */
+	RP_HOPEV_QUOTE_CHANGE,   /* (fallback) only a lower bound: an untranslated quote changed there */
+};
+
+struct rp_ttl_guess {
+	int nat_hop;             /* the outermost NAT's hop (TTL nat_hop + 1 passes it); -ENOENT */
+	enum rp_hop_evidence how;
+	bool behavioural;        /* NAT_ANSWERED, RECORD_ROUTE or QUOTE: the hops showed the NAT itself */
+	int server_hops;         /* the smallest TTL that reached the server, 0 if none did */
+	int min_hop;             /* a NAT sits at this hop or later (untranslated quotes changed); 0 */
+};
+
+/* Everything the hops h[0..n) show about the outermost NAT (local/mapped: our address and port
+ * before and after every NAT; mapped_addr 0 = not known yet). Behavioural evidence first (see
+ * rp_hop_evidence), then the fallbacks: the first router answering from a public address (the hop
+ * before it is taken as the NAT), else the router before the server. Never below min_hop. 0 or
+ * -EINVAL. */
+int rp_nat_ttl_guess(const struct rp_hop *h, size_t n, uint32_t local_addr, uint16_t local_port,
+		     uint32_t mapped_addr, uint16_t mapped_port, struct rp_ttl_guess *g);
+const char *rp_hop_evidence_str(enum rp_hop_evidence e);   /* "record-route", ... */
 
 /* The hop number of the (outermost) NAT on the path: hops 1..N, where a SYN with TTL = hop + 1
  * passes it and dies at the next router. Evidence, strongest first:

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* rp_natinfo: the names of its enums and its JSON form (see natinfo.h). Pure. */
 #include "rawpunch/probe/natinfo.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@ static const char *const map_names[] = { "unknown", "endpoint-independent", "add
 					 "address-and-port-dependent" };
 static const char *const alloc_names[] = { "unknown", "preserving", "sequential", "random" };
 static const char *const filter_names[] = { "unknown", "rst", "drop", "icmp", "open" };
+static const char *const ttl_method_names[] = { "unknown", "confirmed", "hops", "fallback" };
 
 #define NNAMES(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -33,6 +35,10 @@ static int parse_name(const char *const *names, int n, const char *s, int *out)
 const char *rp_mapping_str(enum rp_mapping m) { return name_of(map_names, NNAMES(map_names), (int)m); }
 const char *rp_alloc_str(enum rp_alloc a) { return name_of(alloc_names, NNAMES(alloc_names), (int)a); }
 const char *rp_filter_str(enum rp_filter f) { return name_of(filter_names, NNAMES(filter_names), (int)f); }
+const char *rp_ttl_method_str(enum rp_ttl_method m)
+{
+	return name_of(ttl_method_names, NNAMES(ttl_method_names), (int)m);
+}
 
 int rp_mapping_parse(const char *s, enum rp_mapping *m)
 {
@@ -55,6 +61,14 @@ int rp_filter_parse(const char *s, enum rp_filter *f)
 	int v, r = parse_name(filter_names, NNAMES(filter_names), s, &v);
 	if (!r)
 		*f = (enum rp_filter)v;
+	return r;
+}
+
+int rp_ttl_method_parse(const char *s, enum rp_ttl_method *m)
+{
+	int v, r = parse_name(ttl_method_names, NNAMES(ttl_method_names), s, &v);
+	if (!r)
+		*m = (enum rp_ttl_method)v;
 	return r;
 }
 
@@ -107,6 +121,15 @@ struct json_object *rp_natinfo_to_json(const struct rp_natinfo *ni)
 	json_object_object_add(o, "confidence", json_object_new_double(ni->confidence));
 	json_object_object_add(o, "filtering", json_object_new_string(rp_filter_str(ni->filtering)));
 	json_object_object_add(o, "nat_ttl", json_object_new_int(ni->nat_ttl));
+	json_object_object_add(o, "nat_ttl_method", json_object_new_string(rp_ttl_method_str(ni->nat_ttl_method)));
+	json_object_object_add(o, "server_hops", json_object_new_int(ni->server_hops));
+	struct json_object *range = NULL;
+	if (ni->has_range && (range = json_object_new_object())) {
+		json_object_object_add(range, "lo", json_object_new_int(ni->range_lo));
+		json_object_object_add(range, "hi", json_object_new_int(ni->range_hi));
+		json_object_object_add(range, "confidence", json_object_new_double(ni->range_confidence));
+	}
+	json_object_object_add(o, "range", range);
 	return o;
 }
 
@@ -162,6 +185,25 @@ int rp_natinfo_from_json(const struct json_object *o, struct rp_natinfo *ni)
 	else if (get_num(o, "nat_ttl", 0, 255, &d) || d != (uint8_t)d)
 		return -EINVAL;
 	ni->nat_ttl = (uint8_t)d;
+	/* added with issue 11: optional, strict when present */
+	if (json_object_object_get_ex(o, "nat_ttl_method", &v) &&
+	    (!json_object_is_type(v, json_type_string) || rp_ttl_method_parse(json_object_get_string(v), &ni->nat_ttl_method)))
+		return -EINVAL;
+	if (json_object_object_get_ex(o, "server_hops", &v)) {
+		if (get_num(o, "server_hops", 0, 255, &d) || d != (uint8_t)d)
+			return -EINVAL;
+		ni->server_hops = (uint8_t)d;
+	}
+	if (json_object_object_get_ex(o, "range", &v) && v) {
+		double lo, hi;
+		if (!json_object_is_type(v, json_type_object) || get_num(v, "lo", 1, 65535, &lo) || lo != (uint16_t)lo ||
+		    get_num(v, "hi", lo, 65535, &hi) || hi != (uint16_t)hi ||
+		    get_num(v, "confidence", 0, 1, &ni->range_confidence))
+			return -EINVAL;
+		ni->has_range = true;
+		ni->range_lo = (uint16_t)lo;
+		ni->range_hi = (uint16_t)hi;
+	}
 	if (!json_object_object_get_ex(o, "predicted", &pred) || !json_object_is_type(pred, json_type_array) ||
 	    json_object_array_length(pred) > RP_MAX_PREDICT)
 		return -EINVAL;

@@ -7,17 +7,29 @@
  *      server's, rv_filter_probe_cb) connects from the internet to our public address and reports
  *      rst / drop / icmp. A host cannot learn this alone: it never sees what its NAT answers to
  *      others. Without a callback: unknown.
- *   2. nat_ttl: SYNs with TTL 1, 2, ... from the punch port towards the STUN server's address, port
- *      RP_PROBE_TTL_DPORT (crafted, the kernel's RSTs suppressed by the guard), ICMP time-exceeded
- *      caught by pcap; stops at the first hop beyond the NAT (rp_nat_hop()). nat_ttl = NAT hop + 1.
- *      Not the STUN port: conntrack would keep the crafted SYN's sequence window for that 4-tuple
- *      and take the kernel's own SYN (another ISN) as a retransmission only when its ISN happens to
- *      be "after" ours, leaving every later segment INVALID, un-NATed, half the time.
- *   3. mapping: RFC 5780's three Binding tests over TCP from the punch port (primary, alternate
- *      address, alternate address and port from OTHER-ADDRESS).
+ *   2. the hops: SYNs with TTL 1 .. ttl_max from the punch port towards the STUN server's address,
+ *      port RP_PROBE_TTL_DPORT, sent at once (crafted, the kernel's RSTs suppressed by the guard),
+ *      each carrying an IPv4 Record Route option; the ICMP time-exceeded replies (caught by pcap)
+ *      quote them with the addresses the routers recorded, and the server's own answer tells how
+ *      far it is (server_hops). Where the options are dropped on the way, the silent TTLs are sent
+ *      again without them. Not the STUN port: conntrack would keep the crafted SYN's sequence window
+ *      for that 4-tuple and take the kernel's own SYN (another ISN) as a retransmission only when its
+ *      ISN happens to be "after" ours, leaving every later segment INVALID, un-NATed, half the time.
+ *   3. mapping: RFC 5780's Binding tests over TCP from the punch port: the primary address and port,
+ *      the alternate address (from OTHER-ADDRESS), the alternate address and port, and the primary
+ *      address at the alternate port (which tells real address-dependence from chance).
  *   4. allocation: N new flows from fresh local ports, one every interval_ms (in flight together on
- *      slow paths), time-stamped when their SYN left; classified by natclass, with the three mapping
- *      tests included in the series.
+ *      slow paths), time-stamped when their SYN left; classified by natclass, with the mapping tests'
+ *      new mappings included in the series. Meanwhile, when the caller gave a connect_back callback
+ *      and the public port a new flow from the punch port gets is known (endpoint-independent or
+ *      address-dependent mapping, or a preserved port): nat_ttl is confirmed from outside. A SYN with
+ *      TTL t goes from the punch port to connect_back_addr:Q, then the server there connects from Q
+ *      to our public port; its SYN reaches us through every NAT only if the outermost one took a
+ *      mapping from ours (a simultaneous open passes any filter that lets the mapping's own remote
+ *      endpoint in). The candidate from the hops and the TTL below it are tried, then further down
+ *      or up, at most RP_PROBE_MAX_CONFIRM tests.
+ *   nat_ttl is then: confirmed, else what the hops show (rp_nat_ttl_guess), else a fallback; the
+ *   natinfo says which (nat_ttl_method).
  * Returns -errno and prints nothing; rp_probe_plot() runs gnuplot. */
 #ifndef RP_PROBE_H
 #define RP_PROBE_H
@@ -31,10 +43,15 @@
 #define RP_PROBE_MAX_SAMPLES 256
 #define RP_PROBE_MAX_HOPS 32
 #define RP_PROBE_TTL_DPORT 9             /* discard: closed on most hosts, so a SYN that gets there draws an RST */
+#define RP_PROBE_MAX_CONFIRM 4           /* connect-backs spent on confirming nat_ttl */
 
 /* Filtering is learnt from outside: connect to our public port public_port within timeout_ms and say
  * what came back (rst / drop / icmp / open) in *out. 0 or -errno (filtering is then unknown). */
 typedef int (*rp_filter_probe_fn)(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out);
+/* The same from the server's port server_port (the one our low-TTL SYN went to). -EOPNOTSUPP when
+ * the server cannot choose its port; other -errno as above. May run on a thread of its own. */
+typedef int (*rp_connect_back_fn)(void *arg, uint16_t public_port, uint16_t server_port, int timeout_ms,
+				  enum rp_filter *out);
 
 struct rp_probe_opts {
 	struct sockaddr_in stun;         /* primary STUN server, TCP */
@@ -46,14 +63,19 @@ struct rp_probe_opts {
 	rp_filter_probe_fn filter_probe; /* phase 1 (NULL: filtering unknown), run on a thread of its own */
 	void *filter_probe_arg;
 	int filter_timeout_ms;           /* the prober's connect timeout (<= 0: 1000) */
-	unsigned ttl_max;                /* NAT-hop search up to this TTL; 0 = skip */
-	int ttl_wait_ms;                 /* wait per TTL for the ICMP (<= 0: 3 * connect RTT, 50..1000) */
+	unsigned ttl_max;                /* NAT-hop search up to this TTL; 0 = skip (and no confirmation) */
+	int ttl_wait_ms;                 /* wait for the ICMPs of the search (<= 0: 300; twice where the
+	                                  * Record Route SYNs go unanswered and plain ones are sent) */
 	double horizon_s;                /* prediction: time from the last sample to the new flow (< 0: 1.0) */
 	uint16_t range_lo, range_hi;     /* NAT port range if known (0,0 = infer) */
 	const char *software;            /* SOFTWARE in requests; NULL = "rawpunch <version>" */
+	/* added with issue 11: nat_ttl confirmed from outside (phase 4; NULL: not tried) */
+	rp_connect_back_fn connect_back;
+	void *connect_back_arg;
+	uint32_t connect_back_addr;      /* the address the server connects from (network order) */
 };
 
-enum rp_probe_kind { RP_SAMPLE_TEST1 = 1, RP_SAMPLE_TEST2, RP_SAMPLE_TEST3, RP_SAMPLE_ALLOC };
+enum rp_probe_kind { RP_SAMPLE_TEST1 = 1, RP_SAMPLE_TEST2, RP_SAMPLE_TEST3, RP_SAMPLE_ALLOC, RP_SAMPLE_TEST4 };
 
 struct rp_probe_sample {
 	enum rp_probe_kind kind;
@@ -76,6 +98,20 @@ struct rp_probe_hop {
 	bool reached;                    /* the server itself answered */
 	double rtt_ms;
 	uint32_t inner_saddr;            /* source address in the ICMP's quote (after any NAT's rewrite) */
+	/* added with issue 11 */
+	uint16_t inner_sport;            /* and its source port */
+	bool rr_probe;                   /* the answer is to the SYN with the Record Route option */
+	uint8_t n_rr;                    /* addresses the routers recorded in it (rr[i]: router i + 1) */
+	uint32_t rr[RP_RR_MAX];
+};
+
+/* One confirmation test of nat_ttl (phase 4). */
+struct rp_probe_confirm {
+	uint8_t ttl;                     /* of our SYN from the punch port to connect_back_addr:server_port */
+	uint16_t server_port;
+	bool passed;                     /* the server's SYN from there reached us */
+	enum rp_filter verdict;          /* what the server saw (rst from our kernel when it passed) */
+	int err;                         /* 0, or why the test said nothing (-EOPNOTSUPP: old server, ...) */
 };
 
 struct rp_probe_report {
@@ -84,7 +120,7 @@ struct rp_probe_report {
 	bool has_other;
 	struct sockaddr_in other;        /* OTHER-ADDRESS of the primary server */
 	char server_software[RP_STUN_TEXT_MAX];
-	struct rp_probe_sample samples[RP_PROBE_MAX_SAMPLES + 3]; /* mapping tests first, then allocation */
+	struct rp_probe_sample samples[RP_PROBE_MAX_SAMPLES + 4]; /* mapping tests first, then allocation */
 	unsigned n_samples;
 	struct rp_alloc_fit fit;
 	struct rp_prediction pred;
@@ -93,18 +129,32 @@ struct rp_probe_report {
 	unsigned n_hops;
 	int nat_hop;                     /* -ENOENT when unknown */
 	int ttl_err;                     /* 0, or why nat_ttl is unknown (-EPERM, -ENOENT, ...) */
+	/* added with issue 11 */
+	struct rp_ttl_guess guess;       /* what the hops showed (rp_nat_ttl_guess) */
+	struct rp_probe_confirm confirm[RP_PROBE_MAX_CONFIRM];
+	unsigned n_confirm;
+	int confirm_err;                 /* 0, or why nat_ttl was not confirmed (-ENOTCONN: no server,
+	                                  * -EADDRNOTAVAIL: a new flow's public port is not known, -ENOENT:
+	                                  * no TTL passed, -EALREADY: the server got in at TTL 1 unprimed,
+	                                  * or a test's error) */
+	bool rr_dropped;                 /* the Record Route SYNs went unanswered where plain ones did not */
 	int filter_err;                  /* 0, or why filtering is unknown (-ENOTCONN: no rendezvous given) */
 	int mapping_err;                 /* 0, or why mapping is unknown (-ENOTSUP: no OTHER-ADDRESS) */
 	double duration_s;
 };
+
+/* "test1" .. "test4", "alloc" */
+const char *rp_probe_kind_str(enum rp_probe_kind k);
 
 /* Run the probe. 0 (parts that could not be measured are "unknown" with their *_err set), or
  * -errno when even the first Binding from the punch port failed. */
 int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r);
 
 /* rp_natinfo_to_json(&r->ni) plus: stun, other_address, server_software, samples [{t, t_rel,
- * kind, local_port, mapped, rtt_ms}], hops [{ttl, from, icmp}], noise (foreign_rate), window
- * {k_max, expected_foreign, horizon_s}, steps fitted, duration_s, and *_error strings. */
+ * kind, local_port, mapped, rtt_ms}], hops [{ttl, from, icmp, quoted_src, quoted_sport, recorded
+ * [addresses]}], hops_say {evidence, nat_hop, ...}, confirm [{ttl, server_port, passed, server_saw}],
+ * noise (foreign_rate), window {k_max, expected_foreign, horizon_s}, fit (steps fitted, the range's
+ * origin), duration_s, and *_error strings. */
 struct json_object *rp_probe_to_json(const struct rp_probe_report *r);
 
 /* Draw observed external port against time (PNG or SVG by the file's extension) with gnuplot:

@@ -24,6 +24,16 @@ int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int 
 /* The same as the probe's filter_probe callback (rawpunch/probe/probe.h): arg is the server's
  * const struct sockaddr_in *. */
 int rv_filter_probe_cb(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out);
+/* The same from the server's port server_port (1024..65535) instead of one of its choosing: after a
+ * SYN from our public_port to the server's address:server_port, the server's SYN is the other half
+ * of a simultaneous open and passes every NAT that took a mapping from ours (rawpunch/probe confirms
+ * nat_ttl with it). -EOPNOTSUPP from a server that cannot choose its port (an older one ignores the
+ * request's "sport" and does not echo it); else as rv_filter_probe(). */
+int rv_connect_back(const struct sockaddr_in *server, uint16_t public_port, uint16_t server_port, int timeout_ms,
+		    enum rp_filter *out);
+/* The probe's connect_back callback (rawpunch/probe/probe.h): arg is the server's const struct
+ * sockaddr_in *, and the probe's connect_back_addr its address. */
+int rv_connect_back_cb(void *arg, uint16_t public_port, uint16_t server_port, int timeout_ms, enum rp_filter *out);
 
 #define RV_MAX_CAND 32
 

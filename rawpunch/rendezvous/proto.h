@@ -43,7 +43,11 @@
  *   {"t":"join","v":1,"id":"<32 hex>"}     answered {"t":"wait"} then {"t":"paired"} (or an error)
  *   {"t":"fwd","box":"<base64>"}          forwarded to the paired peer as {"t":"fwd","box":...}
  *   {"t":"fprobe","port":P,"ms":T}        filter probe of the requester's own address; answered
- *                                         {"t":"fprobe","port":P,"result":"rst|drop|icmp|open"}
+ *                                         {"t":"fprobe","port":P,"result":"rst|drop|icmp|open",
+ *                                          "sport":S} (S: the server's source port of the probe)
+ *     optional "sport":S (1024..65535)    probe from that port of the server's (the nat_ttl
+ *                                         confirmation: the other half of a simultaneous open);
+ *                                         servers without it ignore it and send no "sport" back
  *   {"t":"bye"}
  * server -> client also: {"t":"gone"} (the peer left) and {"t":"error","code":C,"msg":M}. */
 #ifndef RP_RVPROTO_H

@@ -89,6 +89,10 @@ void rvs_probe_report(struct rv_server *s, struct conn *p, const char *result)
 			json_object_object_add(o, "t", json_object_new_string("fprobe"));
 			json_object_object_add(o, "port", json_object_new_int(p->probe_port));
 			json_object_object_add(o, "result", json_object_new_string(result));
+			struct sockaddr_in la;   /* the probe's source port (what "sport" asked for) */
+			socklen_t ll = sizeof(la);
+			if (getsockname(p->fd, (struct sockaddr *)&la, &ll) == 0 && la.sin_port)
+				json_object_object_add(o, "sport", json_object_new_int(ntohs(la.sin_port)));
 		}
 		rvs_logf(s, "fprobe %s port %u: %s", rvs_peer_str(p->owner, who, sizeof(who)), (unsigned)p->probe_port,
 		      result);
@@ -139,8 +143,8 @@ void rvs_probe_event(struct rv_server *s, struct conn *p)
 
 void rvs_handle_fprobe(struct rv_server *s, struct conn *c, struct json_object *o)
 {
-	struct json_object *jp, *jm;
-	int64_t port, ms = PROBE_DEFAULT_MS;
+	struct json_object *jp, *jm, *js;
+	int64_t port, ms = PROBE_DEFAULT_MS, sport = 0;
 	int fd, one = 1;
 	if (!json_object_object_get_ex(o, "port", &jp) || !json_object_is_type(jp, json_type_int) ||
 	    (port = json_object_get_int64(jp)) < 1 || port > 65535) {
@@ -153,6 +157,11 @@ void rvs_handle_fprobe(struct rv_server *s, struct conn *c, struct json_object *
 			rvs_send_error(s, c, "bad-request", "fprobe \"ms\" must be 100..5000", false);
 			return;
 		}
+	}
+	if (json_object_object_get_ex(o, "sport", &js) && (!json_object_is_type(js, json_type_int) ||
+							  (sport = json_object_get_int64(js)) < 1024 || sport > 65535)) {
+		rvs_send_error(s, c, "bad-request", "fprobe \"sport\" must be 1024..65535", false);
+		return;
 	}
 	if (c->probe) {
 		rvs_send_error(s, c, "busy", "one filter probe at a time per connection", false);
@@ -175,10 +184,11 @@ void rvs_handle_fprobe(struct rv_server *s, struct conn *c, struct json_object *
 		return;
 	}
 	setsockopt(fd, SOL_IP, IP_RECVERR, &one, sizeof(one));
-	/* from our own address (the one the client reached), a fresh port; to the REQUESTER's own
-	 * address only: never anywhere else, so the service cannot be aimed at third parties */
+	/* from our own address (the one the client reached), a fresh port or the one asked for; to the
+	 * REQUESTER's own address only: never anywhere else, so the service cannot be aimed at third
+	 * parties */
 	struct sockaddr_in src = c->local, dst = c->peer;
-	src.sin_port = 0;
+	src.sin_port = htons((uint16_t)sport);
 	dst.sin_port = htons((uint16_t)port);
 	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
 	    (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS)) {

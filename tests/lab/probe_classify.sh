@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # rawpunch probe, end to end in the NAT lab: for every NAT profile on ra (preserve, sequential,
 # sequential-noise, random) and every filter (rst, drop, icmp) a lab of its own, with a rawpunch
-# rendezvous server on s for the filter probe. PROBE_RUNS probes per lab (default 7: 21 runs per
-# profile, 28 per filter). Every run must classify exactly:
+# rendezvous server on s for the filter probe (restarted before every run: a probe that confirms
+# nat_ttl spends two of the server's per-address connect-backs, burst 8, 30 a minute). PROBE_RUNS
+# probes per lab (default 7: 21 runs per profile, 28 per filter). Every run must classify exactly:
 #   mapped 198.18.1.2, mapping (preserve: endpoint-independent, else address-and-port-dependent),
 #   allocation (preserving / sequential with delta 1 / random), filtering = the lab's filter,
 #   nat_ttl = 2 (hops: ra answers from 10.0.1.1, inet from 198.18.1.1),
@@ -34,7 +35,17 @@ declare -A want_map=([preserve]=endpoint-independent [sequential]=address-and-po
 	[sequential-noise]=address-and-port-dependent [random]=address-and-port-dependent)
 declare -A want_alloc=([preserve]=preserving [sequential]=sequential [sequential-noise]=sequential [random]=random)
 declare -A runs_profile runs_filter
-total=0 window_checks=0
+total=0 window_checks=0 RV_PID=""
+
+start_rv() {   # start_rv LAB: (re)start the rendezvous server on s
+	[ -n "$RV_PID" ] && { kill "$RV_PID" 2>/dev/null || true; wait "$RV_PID" 2>/dev/null || true; }
+	setsid ip netns exec "rp$1-s" "$RP" rendezvous --listen 198.18.3.2:7777 </dev/null >>"$TMP/rv-$1.log" 2>&1 &
+	RV_PID=$!
+	for _ in $(seq 50); do
+		tools/natlab exec "$1" s -- ss -Hlnt 'src 198.18.3.2:7777' | grep -q . && return 0; sleep 0.05
+	done
+	fail "rendezvous server on $1 did not start"
+}
 
 one_run() {   # one_run LAB PROFILE FILTER N
 	local L=$1 prof=$2 filt=$3 n=$4 port extra="" out next np
@@ -92,11 +103,8 @@ for prof in preserve sequential sequential-noise random; do
 	for filt in rst drop icmp; do
 		L=$(unique_lab pr)
 		lab_up "$L" --nat-a "$prof" --filter-a "$filt"
-		setsid ip netns exec "rp$L-s" "$RP" rendezvous --listen 198.18.3.2:7777 </dev/null >"$TMP/rv-$L.log" 2>&1 &
-		for _ in $(seq 50); do
-			tools/natlab exec "$L" s -- ss -Hlnt 'src 198.18.3.2:7777' | grep -q . && break; sleep 0.1
-		done
 		for n in $(seq "$RUNS"); do
+			start_rv "$L"
 			t0=$(date +%s%N)
 			one_run "$L" "$prof" "$filt" "$n"
 			# Routers answer TTL-expired with ICMP at 1/s per destination (after a burst of 6):
@@ -114,6 +122,7 @@ for prof in preserve sequential sequential-noise random; do
 			mkdir -p "${PROBE_PLOT_DIR:-$TMP}" && cp "$f" "${PROBE_PLOT_DIR:-$TMP}/" 2>/dev/null || true
 		}
 		if [ "$prof/$filt" = preserve/rst ]; then
+			start_rv "$L"
 			# Without a server to probe back, filtering is unknown (and says why); --ttl-max 0 skips
 			# nat_ttl; the readable summary names every field.
 			tools/natlab exec "$L" a -- "$RP" probe --stun 198.18.3.2 --ttl-max 0 --samples 4 --json >"$TMP/alone.json" ||
@@ -130,6 +139,7 @@ for prof in preserve sequential sequential-noise random; do
 			ok "probe without a rendezvous server: filtering unknown, and the text summary"
 		fi
 		"$NATLAB" down "$L" >/dev/null
+		RV_PID=""
 		ok "$prof / $filt: $RUNS runs classified ($(jq -c '{mapping, allocation, delta, filtering, nat_ttl, confidence, n: (.predicted|length)}' "$TMP/last-$prof-$filt.json"))"
 	done
 done

@@ -714,9 +714,42 @@ static void icmp_faults(void **state)
 	assert_int_equal(dec(LT_RAW, ipp, n, &ev, NULL), -ENOMSG);
 }
 
+/* A quote with a Record Route the routers filled (and the ICMP carrying one of its own): the quoted
+ * header's options come back as they are, inside the captured bytes, and the TCP header behind them. */
+static void icmp_quote_ip_options(void **state)
+{
+	(void)state;
+	uint8_t ipp[256], ic[200], q[128], t[64], rr[40] = { 7, 39, 16 }, echo[8] = { 7, 7, 4 };
+	struct rp_event ev;
+	uint8_t *keep;
+	uint32_t a1 = A("100.64.1.2"), a2 = A("198.18.1.2"), a3 = A("10.255.1.1");
+	memcpy(rr + 3, &a1, 4);
+	memcpy(rr + 7, &a2, 4);
+	memcpy(rr + 11, &a3, 4);
+	size_t tl = tcp(t, 40000, 9, 0x12345603, 0, RP_TH_SYN, 64240, SYN_OPTS, sizeof(SYN_OPTS), NULL);
+	size_t ql = ip4(q, A("10.0.1.2"), A("198.18.3.2"), 6, 1, 0x7203, 0x4000, rr, sizeof(rr), t, tl);
+	size_t n = ip4(ipp, A("10.255.1.1"), A("10.0.1.2"), 1, 62, 0, 0, echo, sizeof(echo), ic,
+		       icmp(ic, 11, 0, q, ql));
+	assert_int_equal(dec(LT_RAW, ipp, n, &ev, &keep), 0);
+	assert_int_equal(ev.kind, RP_EV_ICMP_ERR);
+	assert_int_equal(ev.seq, 0x12345603);
+	assert_int_equal(ev.tuple.dport, 9);
+	assert_true(ev.inner_full);
+	assert_int_equal(ev.inner_ipopts_len, 40);
+	assert_true(ev.inner_ipopts > keep && ev.inner_ipopts + 40 <= keep + n);
+	assert_memory_equal(ev.inner_ipopts, rr, 40);
+	free(keep);
+	/* no options in the quote: none reported */
+	n = build_icmp_err(ipp, 11, 0, 200);
+	assert_int_equal(dec(LT_RAW, ipp, n, &ev, NULL), 0);
+	assert_int_equal(ev.inner_ipopts_len, 0);
+	assert_null(ev.inner_ipopts);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(icmp_quote_ip_options),
 		cmocka_unit_test(synack_every_linktype),
 		cmocka_unit_test(truncation_every_length),
 		cmocka_unit_test(tcp_data_payload),

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* natclass: mapping tests, allocation classification and prediction on synthetic series, NAT hop. */
+/* natclass: mapping tests, allocation classification and prediction on synthetic series, port ranges
+ * (blocks, narrow ranges, wraps; and a plain random NAT that must not get one), Record Route, the
+ * NAT hop and nat_ttl's evidence. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -315,6 +317,404 @@ static void test_nat_hop(void **state)
 	assert_int_equal(rp_nat_hop(host, 1, local, mapped), 0);
 }
 
+
+/* ---------------------------------------------------------------- issue 11 */
+
+static uint32_t xs(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* n random ports in lo..hi, 40 ms apart, from fresh local ports */
+static void gen_random(struct rp_port_sample *s, size_t n, long lo, long hi, uint32_t *x)
+{
+	for (size_t i = 0; i < n; i++)
+		s[i] = (struct rp_port_sample){ (uint64_t)i * 40000000, (uint16_t)(40000 + i),
+						(uint16_t)(lo + (long)(xs(x) % (uint32_t)(hi - lo + 1))) };
+}
+
+static void test_mapping4(void **state)
+{
+	(void)state;
+	struct rp_ep local = { ip("10.0.1.2"), 40000 }, m1 = { ip("198.18.1.2"), 43300 },
+		     m2 = { ip("198.18.1.2"), 43301 }, m3 = { ip("198.18.1.2"), 43302 }, m4 = { ip("198.18.1.2"), 43303 };
+	bool nat;
+	/* endpoint-independent: all four alike */
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m1, &m1, &m1, &nat), RP_MAP_EI);
+	assert_true(nat);
+	/* address-dependent: the address changes it, the port does not */
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m2, &m2, &m1, &nat), RP_MAP_AD);
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m2, NULL, &m1, &nat), RP_MAP_AD);
+	/* a random NAT with 256 ports gives the same port twice by chance: the fourth test tells */
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m2, &m2, &m4, &nat), RP_MAP_APD);
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m1, &m3, &m4, &nat), RP_MAP_APD);
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m1, &m1, &m4, &nat), RP_MAP_APD);
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m2, &m3, &m4, &nat), RP_MAP_APD);
+	/* not enough tests */
+	assert_int_equal(rp_mapping_classify4(&local, &m1, &m2, NULL, NULL, &nat), RP_MAP_UNKNOWN);
+	assert_int_equal(rp_mapping_classify4(&local, &m1, NULL, &m3, &m4, &nat), RP_MAP_UNKNOWN);
+	/* no NAT */
+	assert_int_equal(rp_mapping_classify4(&local, &local, NULL, NULL, NULL, &nat), RP_MAP_EI);
+	assert_false(nat);
+}
+
+/* Random ports in an aligned block of 256 (the lab's block, RFC 7422): random with the block as its
+ * range in (nearly) every trial, never sequential, whatever the sample count the probe uses. */
+static void test_block_random(void **state)
+{
+	(void)state;
+	struct rp_port_sample s[16];
+	struct rp_alloc_fit f;
+	uint32_t x = 12345;
+	static const size_t ns[] = { 10, 13, 16 };
+	for (size_t k = 0; k < sizeof(ns) / sizeof(ns[0]); k++) {
+		int exact = 0, trials = 2000, seq = 0;
+		for (int t = 0; t < trials; t++) {
+			long lo = 1024 + (long)(xs(&x) % 252) * 256;
+			gen_random(s, ns[k], lo, lo + 255, &x);
+			assert_int_equal(rp_alloc_classify(s, ns[k], NULL, &f), 0);
+			if (f.alloc == RP_ALLOC_SEQUENTIAL) {
+				seq++;   /* a random series with at most one step down: 2 * A(n,1) / n! */
+				continue;
+			}
+			assert_int_equal(f.alloc, RP_ALLOC_RANDOM);
+			assert_int_equal(f.port_range.how, RP_RANGE_SPREAD);
+			for (size_t i = 0; i < ns[k]; i++)
+				assert_true(s[i].mapped_port >= f.port_range.lo && s[i].mapped_port <= f.port_range.hi);
+			if (f.port_range.lo == lo && f.port_range.hi == lo + 255) {
+				exact++;
+				assert_true(f.port_range.aligned);
+				assert_true(f.port_range.confidence > 0.99);
+			}
+		}
+		print_message("block 256, %zu samples: exact block %d/%d, sequential %d\n", ns[k], exact, trials, seq);
+		assert_true(exact >= trials * 99 / 100);
+		assert_true(seq <= 2);
+	}
+	/* a block of 16: random steps both ways, so no "sequential" however often they go up */
+	int seq = 0, ranged = 0;
+	for (int t = 0; t < 2000; t++) {
+		long lo = 1024 + (long)(xs(&x) % 4000) * 16;
+		gen_random(s, 15, lo, lo + 15, &x);
+		assert_int_equal(rp_alloc_classify(s, 15, NULL, &f), 0);
+		seq += f.alloc == RP_ALLOC_SEQUENTIAL;
+		ranged += f.port_range.how == RP_RANGE_SPREAD && f.port_range.lo <= lo && f.port_range.hi >= lo + 15;
+	}
+	print_message("block 16: sequential %d/2000, range holding the block %d/2000\n", seq, ranged);
+	assert_true(seq <= 2);
+	assert_true(ranged >= 1990);
+}
+
+/* A plain random NAT over 1024..65535 must not get a range, least of all from few samples. */
+static void test_random_no_range(void **state)
+{
+	(void)state;
+	struct rp_port_sample s[16];
+	struct rp_alloc_fit f;
+	uint32_t x = 777;
+	int ranged = 0, trials = 0;
+	for (size_t n = 4; n <= 16; n++)
+		for (int t = 0; t < 2000; t++, trials++) {
+			gen_random(s, n, 1024, 65535, &x);
+			assert_int_equal(rp_alloc_classify(s, n, NULL, &f), 0);
+			assert_int_not_equal(f.alloc, RP_ALLOC_SEQUENTIAL);
+			ranged += f.port_range.how != RP_RANGE_NONE;
+		}
+	print_message("plain random: a range in %d of %d trials\n", ranged, trials);
+	assert_true(ranged <= 10);   /* RP_RANGE_ALPHA = 1e-4: about 3 expected */
+	/* three samples say nothing at all */
+	gen_random(s, 3, 43264, 43264 + 3, &x);
+	assert_int_equal(rp_alloc_classify(s, 3, NULL, &f), 0);
+	assert_int_equal(f.port_range.how, RP_RANGE_NONE);
+	/* adversarial: four ports drawn close together by chance are still a plain NAT's only if
+	 * they are not far too close; a span of 3000 from 4 samples is not significant */
+	struct rp_port_sample q[4] = { { 0, 1, 30000 }, { 1, 2, 33000 }, { 2, 3, 31000 }, { 3, 4, 32000 } };
+	assert_int_equal(rp_alloc_classify(q, 4, NULL, &f), 0);
+	assert_int_equal(f.port_range.how, RP_RANGE_NONE);
+	assert_true(f.port_range.p_chance >= RP_RANGE_ALPHA || f.port_range.p_chance == 0);
+}
+
+/* A NAT whose whole range is narrow: an aligned one (49152..65535) is found exactly; an unaligned
+ * one (32768..60999, Linux's default ephemeral range) gets a window whose stated confidence is
+ * honest: the next port falls inside at least that often. */
+static void test_narrow_ranges(void **state)
+{
+	(void)state;
+	struct rp_port_sample s[17];
+	struct rp_alloc_fit f;
+	uint32_t x = 4242;
+	int exact = 0;
+	for (int t = 0; t < 500; t++) {
+		gen_random(s, 16, 49152, 65535, &x);
+		assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+		assert_int_equal(f.alloc, RP_ALLOC_RANDOM);
+		exact += f.port_range.lo == 49152 && f.port_range.hi == 65535;
+	}
+	assert_true(exact >= 490);
+	int hit = 0, n = 0;
+	double conf = 0;
+	for (int t = 0; t < 2000; t++) {
+		gen_random(s, 17, 32768, 60999, &x);   /* 16 samples and the next flow */
+		assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+		if (f.port_range.how == RP_RANGE_NONE)
+			continue;
+		n++;
+		conf += f.port_range.confidence;
+		hit += s[16].mapped_port >= f.port_range.lo && s[16].mapped_port <= f.port_range.hi;
+	}
+	print_message("32768..60999: range in %d/2000, next port inside %d, mean confidence %.3f\n", n, hit,
+		      n ? conf / n : 0);
+	assert_true(n >= 1900);
+	assert_true((double)hit / n >= conf / n - 0.02);
+	/* an unaligned block of 1000 (1024 + k * 1000): the window holds the next port as often as
+	 * it says */
+	hit = n = 0;
+	conf = 0;
+	for (int t = 0; t < 2000; t++) {
+		long lo = 1024 + (long)(xs(&x) % 60) * 1000;
+		gen_random(s, 17, lo, lo + 999, &x);
+		assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+		assert_int_equal(f.alloc, RP_ALLOC_RANDOM);
+		assert_int_not_equal(f.port_range.how, RP_RANGE_NONE);
+		n++;
+		conf += f.port_range.confidence;
+		hit += s[16].mapped_port >= f.port_range.lo && s[16].mapped_port <= f.port_range.hi;
+	}
+	print_message("blocks of 1000: next port inside %d/%d, mean confidence %.3f\n", hit, n, conf / n);
+	assert_true((double)hit / n >= conf / n - 0.02);
+}
+
+/* block-seq: a counter per host inside its aligned block. Once the samples cross the block's end,
+ * the range is the block and the prediction wraps inside it. */
+static void test_block_sequential(void **state)
+{
+	(void)state;
+	struct rp_port_sample s[16];
+	struct rp_alloc_fit f;
+	struct rp_prediction p;
+	/* 43264..43519, the counter at 43510: 10 ports to the end, then the start again */
+	gen_seq(s, 16, 43509, 1, 0.04, 0, 1, 43264, 43519, NULL);
+	assert_int_equal(s[9].mapped_port, 43519);
+	assert_int_equal(s[10].mapped_port, 43264);
+	assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+	assert_int_equal(f.alloc, RP_ALLOC_SEQUENTIAL);
+	assert_int_equal(f.delta, 1);
+	assert_int_equal(f.n_wraps, 1);
+	assert_int_equal(f.n_against, 0);
+	assert_int_equal(f.port_range.how, RP_RANGE_WRAP);
+	assert_int_equal(f.port_range.lo, 43264);
+	assert_int_equal(f.port_range.hi, 43519);
+	assert_true(f.port_range.confidence > 0.9);
+	/* the prediction wraps inside the block too: a block of 16, 8 ports short of its end */
+	gen_seq(s, 16, 4103, 1, 0.04, 0, 1, 4096, 4111, NULL);
+	assert_int_equal(s[15].mapped_port, 4103);
+	assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+	assert_int_equal(f.port_range.how, RP_RANGE_WRAP);
+	assert_int_equal(f.port_range.lo, 4096);
+	assert_int_equal(f.port_range.hi, 4111);
+	assert_int_equal(rp_alloc_predict(&f, RP_MAP_APD, 40000, 0, 1.0, 0, &p), 0);
+	assert_true(p.n > 8);
+	long next = s[15].mapped_port;
+	for (unsigned i = 0; i < p.n; i++) {
+		next = next == 4111 ? 4096 : next + 1;
+		assert_int_equal(p.ports[i], next);
+	}
+	/* delta 2 in a block of 256: the wrap leaves the start one port open; alignment decides */
+	gen_seq(s, 16, 43500, 2, 0.04, 0, 1, 43264, 43519, NULL);
+	assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+	assert_int_equal(f.delta, 2);
+	assert_int_equal(f.port_range.how, RP_RANGE_WRAP);
+	assert_int_equal(f.port_range.lo, 43264);
+	assert_int_equal(f.port_range.hi, 43519);
+	assert_true(f.port_range.aligned);
+	/* other hosts' flows took the block's first two ports at the wrap: k = 3, the aligned block */
+	for (int i = 0; i < 16; i++)
+		s[i] = (struct rp_port_sample){ (uint64_t)i * 40000000, (uint16_t)(50000 + i),
+						(uint16_t)(i < 8 ? 43512 + i : 43264 + 2 + (i - 8)) };
+	assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+	assert_int_equal(f.alloc, RP_ALLOC_SEQUENTIAL);
+	assert_int_equal(f.port_range.how, RP_RANGE_WRAP);
+	assert_int_equal(f.port_range.lo, 43264);
+	assert_int_equal(f.port_range.hi, 43519);
+	/* no wrap in the samples: no range, and a plain sequential NAT looks just the same */
+	gen_seq(s, 16, 43300, 1, 0.04, 0, 1, 43264, 43519, NULL);
+	assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+	assert_int_equal(f.alloc, RP_ALLOC_SEQUENTIAL);
+	assert_int_equal(f.port_range.how, RP_RANGE_NONE);
+}
+
+/* Steps other than +1 (the lab's sequential:2, :3, :-1) and the wrap of a 10000-port range in each
+ * direction: delta, range and the prediction's first ports. */
+static void test_deltas_and_wraps(void **state)
+{
+	(void)state;
+	static const int deltas[] = { 2, 3, -1, -2, -3, 1 };
+	struct rp_port_sample s[16];
+	struct rp_alloc_fit f;
+	struct rp_prediction p;
+	for (size_t k = 0; k < sizeof(deltas) / sizeof(deltas[0]); k++) {
+		int d = deltas[k];
+		/* start so the counter wraps mid-series: near the top going up, near the bottom going down */
+		long start = d > 0 ? 29999 - 8 * d : 20000 - 8 * d;
+		long last = gen_seq(s, 16, start, d, 0.04, 0, 1, 20000, 29999, NULL);
+		assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+		assert_int_equal(f.alloc, RP_ALLOC_SEQUENTIAL);
+		assert_int_equal(f.delta, d);
+		assert_int_equal(f.port_range.how, RP_RANGE_WRAP);
+		assert_int_equal(f.port_range.lo, 20000);
+		assert_int_equal(f.port_range.hi, 29999);
+		assert_int_equal(rp_alloc_predict(&f, RP_MAP_APD, 40000, 0, 0.2, 0, &p), 0);
+		long w = 10000, want = 20000 + (((last + d - 20000) % w) + w) % w;
+		assert_int_equal(p.ports[0], want);
+		/* and without a wrap: the same delta, no range */
+		gen_seq(s, 16, 25000, d, 0.04, 0, 1, 20000, 29999, NULL);
+		assert_int_equal(rp_alloc_classify(s, 16, NULL, &f), 0);
+		assert_int_equal(f.delta, d);
+		assert_int_equal(f.port_range.how, RP_RANGE_NONE);
+	}
+	/* a given range is the range */
+	struct rp_alloc_opts o = { .range_lo = 20000, .range_hi = 29999 };
+	gen_seq(s, 16, 25000, 1, 0.04, 0, 1, 20000, 29999, NULL);
+	assert_int_equal(rp_alloc_classify(s, 16, &o, &f), 0);
+	assert_int_equal(f.port_range.how, RP_RANGE_GIVEN);
+	assert_true(f.port_range.confidence == 1.0);
+	/* random steps both ways are no counter, even when most go up */
+	struct rp_port_sample q[12];
+	static const uint16_t ups[12] = { 30000, 30005, 30011, 29950, 29990, 30020, 30031, 29940, 29970,
+					  29999, 30030, 29900 };
+	for (int i = 0; i < 12; i++)
+		q[i] = (struct rp_port_sample){ (uint64_t)i * 40000000, (uint16_t)(40000 + i), ups[i] };
+	assert_int_equal(rp_alloc_classify(q, 12, NULL, &f), 0);
+	assert_int_equal(f.alloc, RP_ALLOC_RANDOM);
+}
+
+static void test_rr_parse(void **state)
+{
+	(void)state;
+	uint32_t a[RP_RR_MAX];
+	uint8_t o[40] = { 7, 39, 16 };
+	uint32_t x = ip("100.64.1.2"), y = ip("198.18.1.2"), z = ip("10.255.1.1");
+	memcpy(o + 3, &x, 4);
+	memcpy(o + 7, &y, 4);
+	memcpy(o + 11, &z, 4);
+	assert_int_equal(rp_rr_parse(o, 40, a, RP_RR_MAX), 3);
+	assert_int_equal(a[0], x);
+	assert_int_equal(a[1], y);
+	assert_int_equal(a[2], z);
+	assert_int_equal(rp_rr_parse(o, 40, a, 2), 2);
+	/* behind NOPs and another option */
+	uint8_t o2[44] = { 1, 0x94, 4, 0, 0, 7, 39, 8 };
+	memcpy(o2 + 8, &y, 4);
+	assert_int_equal(rp_rr_parse(o2, 44, a, RP_RR_MAX), 1);
+	assert_int_equal(a[0], y);
+	/* full: the pointer past the end */
+	uint8_t full[40] = { 7, 39, 40 };
+	assert_int_equal(rp_rr_parse(full, 40, a, RP_RR_MAX), 9);
+	/* none, and malformed */
+	uint8_t eol[4] = { 0 }, bad1[4] = { 7, 40, 4, 0 }, bad2[4] = { 7, 1, 4, 0 }, bad3[4] = { 7, 3, 2, 0 };
+	assert_int_equal(rp_rr_parse(eol, 4, a, RP_RR_MAX), 0);
+	assert_int_equal(rp_rr_parse(NULL, 0, a, RP_RR_MAX), 0);
+	assert_int_equal(rp_rr_parse(bad1, 4, a, RP_RR_MAX), -EINVAL);
+	assert_int_equal(rp_rr_parse(bad2, 4, a, RP_RR_MAX), -EINVAL);
+	assert_int_equal(rp_rr_parse(bad3, 4, a, RP_RR_MAX), -EINVAL);
+}
+
+static struct rp_hop hop(uint8_t ttl, const char *from, uint32_t quoted, uint16_t qport)
+{
+	struct rp_hop h = { .ttl = ttl, .answered = from != NULL, .inner_seen = from != NULL,
+			    .inner_saddr = quoted, .inner_sport = qport };
+	if (from)
+		h.from = ip(from);
+	return h;
+}
+
+static void rr(struct rp_hop *h, const char *a0, const char *a1, const char *a2, const char *a3)
+{
+	const char *v[4] = { a0, a1, a2, a3 };
+	h->n_rr = 0;
+	for (int i = 0; i < 4 && v[i]; i++)
+		h->rr[h->n_rr++] = ip(v[i]);
+}
+
+/* nat_ttl from the hops: by behaviour where they show it, by the fallbacks where they do not. */
+static void test_ttl_guess(void **state)
+{
+	(void)state;
+	uint32_t local = ip("10.0.1.2"), pub = ip("198.18.1.2");
+	struct rp_ttl_guess g;
+	/* the lab behind a carrier NAT: every router private but inet; Record Route shows hop 2 */
+	struct rp_hop cg[5] = { hop(1, "10.0.1.1", local, 40000), hop(2, "100.64.1.1", local, 40000),
+				hop(3, "10.255.1.1", local, 40000), hop(4, "198.18.1.1", local, 40000),
+				{ .ttl = 5, .reached = true } };
+	rr(&cg[0], "10.0.1.1", NULL, NULL, NULL);
+	rr(&cg[1], "100.64.1.2", "100.64.1.1", NULL, NULL);
+	rr(&cg[2], "100.64.1.2", "198.18.1.2", "10.255.1.1", NULL);
+	rr(&cg[3], "100.64.1.2", "198.18.1.2", "198.18.1.254", "198.18.1.1");
+	assert_int_equal(rp_nat_ttl_guess(cg, 5, local, 40000, pub, 20001, &g), 0);
+	assert_int_equal(g.nat_hop, 2);
+	assert_int_equal(g.how, RP_HOPEV_RECORD_ROUTE);
+	assert_true(g.behavioural);
+	assert_int_equal(g.server_hops, 5);
+	/* the same with the options dropped past the carrier NAT: the first public hop (inet, 4),
+	 * which passes both NATs; the old rule's answer, now called a fallback */
+	for (int i = 0; i < 5; i++)
+		cg[i].n_rr = 0;
+	assert_int_equal(rp_nat_ttl_guess(cg, 5, local, 40000, pub, 20001, &g), 0);
+	assert_int_equal(g.nat_hop, 3);
+	assert_int_equal(g.how, RP_HOPEV_PUBLIC_HOP);
+	assert_false(g.behavioural);
+	/* private hops all the way to the server: the router before it */
+	struct rp_hop pv[5] = { hop(1, "192.168.1.1", local, 40000), hop(2, "100.64.0.1", local, 40000),
+				hop(3, "10.1.1.1", local, 40000), hop(4, "10.1.1.2", local, 40000),
+				{ .ttl = 5, .reached = true } };
+	assert_int_equal(rp_nat_ttl_guess(pv, 5, local, 40000, pub, 20001, &g), 0);
+	assert_int_equal(g.how, RP_HOPEV_SERVER);
+	assert_int_equal(g.nat_hop, 3);   /* TTL 4: dies at the last router before the server */
+	/* nothing reached, nothing public: unknown */
+	assert_int_equal(rp_nat_ttl_guess(pv, 4, local, 40000, pub, 20001, &g), 0);
+	assert_int_equal(g.nat_hop, -ENOENT);
+	assert_int_equal(g.how, RP_HOPEV_NONE);
+	/* untranslated quotes: the inner NAT's address at hop 2, the public one from hop 4 on */
+	uint32_t mid = ip("100.64.1.2");
+	struct rp_hop q[5] = { hop(1, "10.0.1.1", local, 40000), hop(2, "100.64.1.1", mid, 40000),
+			       hop(3, "100.64.9.1", mid, 40000), hop(4, "10.255.1.1", pub, 21000),
+			       { .ttl = 5, .reached = true } };
+	assert_int_equal(rp_nat_ttl_guess(q, 5, local, 40000, pub, 21000, &g), 0);
+	assert_int_equal(g.how, RP_HOPEV_QUOTE);
+	assert_int_equal(g.nat_hop, 3);
+	assert_int_equal(g.min_hop, 3);
+	/* without the public address in them, the changes still bound it from below: the server
+	 * fallback (TTL 4) is kept, and a "public" hop before the last change is not believed */
+	q[3].inner_saddr = ip("100.64.7.7");
+	q[1].from = ip("203.0.113.9");   /* a public-numbered router inside the carrier */
+	assert_int_equal(rp_nat_ttl_guess(q, 5, local, 40000, pub, 21000, &g), 0);
+	assert_false(g.behavioural);
+	assert_int_equal(g.min_hop, 3);
+	assert_true(g.nat_hop >= 3);
+	/* the NAT answers from its public address */
+	struct rp_hop na[3] = { hop(1, "192.168.0.1", local, 40000), hop(2, "198.18.1.2", local, 40000),
+				hop(3, "198.18.1.1", local, 40000) };
+	assert_int_equal(rp_nat_ttl_guess(na, 3, local, 40000, pub, 40000, &g), 0);
+	assert_int_equal(g.how, RP_HOPEV_NAT_ANSWERED);
+	assert_int_equal(g.nat_hop, 2);
+	/* the dropping router's own slot is not "sending": a router whose way in is the public
+	 * address (it cannot be, but the quote must not be read that way) */
+	struct rp_hop own[2] = { hop(1, "10.0.1.1", local, 40000), hop(2, "198.18.1.1", local, 40000) };
+	rr(&own[0], "198.18.1.2", NULL, NULL, NULL);
+	assert_int_equal(rp_nat_ttl_guess(own, 1, local, 40000, pub, 40000, &g), 0);
+	assert_int_not_equal(g.how, RP_HOPEV_RECORD_ROUTE);
+	/* answers beyond the server's are not on the way */
+	struct rp_hop far[3] = { hop(1, "10.0.0.1", local, 40000), { .ttl = 2, .reached = true },
+				 hop(3, "203.0.113.1", local, 40000) };
+	assert_int_equal(rp_nat_ttl_guess(far, 3, local, 40000, pub, 40000, &g), 0);
+	assert_int_equal(g.how, RP_HOPEV_SERVER);
+	assert_int_equal(g.nat_hop, 0);
+	assert_int_equal(rp_nat_ttl_guess(NULL, 1, local, 0, pub, 0, &g), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -327,6 +727,14 @@ int main(void)
 		cmocka_unit_test(test_small_and_bad),
 		cmocka_unit_test(test_private),
 		cmocka_unit_test(test_nat_hop),
+		cmocka_unit_test(test_mapping4),
+		cmocka_unit_test(test_block_random),
+		cmocka_unit_test(test_random_no_range),
+		cmocka_unit_test(test_narrow_ranges),
+		cmocka_unit_test(test_block_sequential),
+		cmocka_unit_test(test_deltas_and_wraps),
+		cmocka_unit_test(test_rr_parse),
+		cmocka_unit_test(test_ttl_guess),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

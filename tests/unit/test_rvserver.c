@@ -187,6 +187,18 @@ static void test_probe_loopback_refused(void **st)
 	send_body(fd, "{\"t\":\"fprobe\",\"port\":9}");
 	recv_body(fd, r, sizeof(r));
 	assert_non_null(strstr(r, "\"forbidden\""));
+	/* the server's source port, if asked for, must be 1024..65535 (checked before anything else) */
+	static const char *const bad_sport[] = { "{\"t\":\"fprobe\",\"port\":9,\"sport\":80}",
+						 "{\"t\":\"fprobe\",\"port\":9,\"sport\":70000}",
+						 "{\"t\":\"fprobe\",\"port\":9,\"sport\":\"7777\"}" };
+	for (size_t i = 0; i < sizeof(bad_sport) / sizeof(bad_sport[0]); i++) {
+		send_body(fd, bad_sport[i]);
+		recv_body(fd, r, sizeof(r));
+		assert_non_null(strstr(r, "\"bad-request\""));
+	}
+	send_body(fd, "{\"t\":\"fprobe\",\"port\":9,\"sport\":40000}");
+	recv_body(fd, r, sizeof(r));
+	assert_non_null(strstr(r, "\"forbidden\""));
 	close(fd);
 	struct rv_server_stats s;
 	rv_server_stats(v.s, &s);
