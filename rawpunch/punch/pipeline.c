@@ -247,6 +247,8 @@ static int next_round(struct run *r, unsigned round, uint64_t *start, char *why,
 	}
 	ni.filtering = res->self_now.filtering;   /* not re-measured */
 	ni.nat_ttl = res->self_now.nat_ttl;
+	ni.nat_ttl_method = res->self_now.nat_ttl_method;
+	ni.server_hops = res->self_now.server_hops;
 	res->self_now = ni;
 	e = r->ops->exchange(r->st, round + 1, &res->self_now, &res->peer_now);
 	if (!e && rp_punch_pub_addr(&res->peer_now) != r->peer_pub)

@@ -102,7 +102,7 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 		.filter_probe = first && server ? rv_filter_probe_cb : NULL,
 		.filter_probe_arg = (void *)&n->rv_addr,
 		.filter_timeout_ms = filter_ms ? filter_ms : 400,
-		.ttl_max = first ? 4 : 0,
+		.ttl_max = first ? 8 : 0,   /* past a carrier NAT: server_hops too, for weighing a fallback nat_ttl */
 		.ttl_wait_ms = 0,
 		.horizon_s = 1.0,
 	};

@@ -55,7 +55,7 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 	out->hard_side = hi;
 	hs->action = RP_ACT_OPEN_MANY;
 	hs->n_local = k;
-	hs->ttl = rp_kit_low_ttl(c->ni[hi]);
+	hs->ttl = c->low_ttl[hi];
 	hs->remote_ports[0] = rp_kit_easy_port(c->ni[ei]);
 	hs->n_remote = 1;
 	hs->start_ms = 0;

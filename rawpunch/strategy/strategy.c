@@ -67,9 +67,43 @@ uint16_t rp_kit_easy_port(const struct rp_natinfo *ni)
 	return ni->local_port;    /* port preserving */
 }
 
-uint8_t rp_kit_low_ttl(const struct rp_natinfo *ni)
+unsigned rp_kit_peer_nat_hop(const struct rp_natinfo *self, const struct rp_natinfo *peer)
 {
-	return ni->nat_ttl ? ni->nat_ttl : RP_DEF_LOW_TTL;
+	unsigned peer_ttl = peer->nat_ttl ? peer->nat_ttl : RP_DEF_LOW_TTL;
+	if (!self->server_hops || !peer->server_hops || peer->server_hops < peer_ttl)
+		return 0;
+	return (unsigned)self->server_hops - 1 + (peer->server_hops - peer_ttl);
+}
+
+uint8_t rp_kit_low_ttl(const struct rp_natinfo *self, const struct rp_natinfo *peer, char *how, size_t hlen)
+{
+	char scratch[2];
+	unsigned d;
+	if (!how) {
+		how = scratch;
+		hlen = sizeof(scratch);
+	}
+	if (!self->nat_ttl) {
+		snprintf(how, hlen, "nat_ttl unknown: default %u", RP_DEF_LOW_TTL);
+		return RP_DEF_LOW_TTL;
+	}
+	if (self->nat_ttl_method != RP_TTL_FALLBACK) {
+		snprintf(how, hlen, "nat_ttl %u (%s)", self->nat_ttl,
+			 self->nat_ttl_method == RP_TTL_UNKNOWN ? "method not given" : rp_ttl_method_str(self->nat_ttl_method));
+		return self->nat_ttl;
+	}
+	d = peer ? rp_kit_peer_nat_hop(self, peer) : 0;
+	if (!d) {
+		snprintf(how, hlen, "nat_ttl %u (fallback; the peer's distance unknown)", self->nat_ttl);
+		return self->nat_ttl;
+	}
+	if (self->nat_ttl < d) {
+		snprintf(how, hlen, "nat_ttl %u (fallback), short of the peer's NAT (~hop %u)", self->nat_ttl, d);
+		return self->nat_ttl;
+	}
+	uint8_t t = d > 1 ? (uint8_t)(d - 1) : 1;
+	snprintf(how, hlen, "fallback nat_ttl %u would reach the peer's NAT (~hop %u): %u", self->nat_ttl, d, t);
+	return t;
 }
 
 bool rp_kit_answers_unsolicited(const struct rp_natinfo *ni)
@@ -147,6 +181,7 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 		sp->local_port = c.ni[i]->local_port;
 		sp->remote_addr = rp_side_pub_addr(c.ni[1 - i]);
 		sp->rate_pps = p->rate_pps;
+		c.low_ttl[i] = rp_kit_low_ttl(c.ni[i], c.ni[1 - i], c.ttl_how[i], sizeof(c.ttl_how[i]));
 	}
 	/* an easy side must say which port the peer aims at; a predictable one must have predictions
 	 * (rp_side_classify guarantees that) */
@@ -156,7 +191,12 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 	out->strategy = rp_strategy_for(a, b);
 	if (!out->strategy)
 		return -EINVAL;
-	return out->strategy->plan(&c, out);
+	int r = out->strategy->plan(&c, out);
+	/* how a side's low TTL was chosen, where it sends one */
+	for (int i = 0; i < 2 && !r; i++)
+		if (out->side[i].ttl == c.low_ttl[i])
+			snprintf(out->side[i].ttl_how, sizeof(out->side[i].ttl_how), "%s", c.ttl_how[i]);
+	return r;
 }
 
 const char *rp_plan_name(const struct rp_plan *pl)
@@ -195,14 +235,13 @@ int rp_exec_default(const struct rp_plan *pl, int me, const struct rp_natinfo *s
 {
 	const struct rp_side_plan *sp;
 	struct rp_phase *ph;
-	(void)peer;
 	if (!pl || !self || !x || (me != 0 && me != 1))
 		return -EINVAL;
 	sp = &pl->side[me];
 	memset(x, 0, offsetof(struct rp_exec, ports));
 	x->action = sp->action;
 	x->rate_pps = sp->rate_pps ? sp->rate_pps : RP_DEF_RATE;
-	x->low_ttl = sp->ttl ? sp->ttl : rp_kit_low_ttl(self);
+	x->low_ttl = sp->ttl ? sp->ttl : rp_kit_low_ttl(self, peer, NULL, 0);
 	x->end_ms = sp->start_ms + sp->duration_ms;
 	if (sp->action != RP_ACT_CONNECT && sp->action != RP_ACT_OPEN_MANY && sp->action != RP_ACT_PROBE_RANDOM)
 		return -EINVAL;
@@ -262,6 +301,8 @@ static struct json_object *side_json(const struct rp_side_plan *sp, int i)
 	json_object_object_add(s, "action", json_object_new_string(rp_action_str(sp->action)));
 	json_object_object_add(s, "prime", json_object_new_boolean(sp->prime));
 	json_object_object_add(s, "ttl", json_object_new_int(sp->ttl));
+	if (sp->ttl && sp->ttl_how[0])
+		json_object_object_add(s, "ttl_how", json_object_new_string(sp->ttl_how));
 	json_object_object_add(s, "local_port", json_object_new_int(sp->local_port));
 	json_object_object_add(s, "remote", json_object_new_string(rp_ip_str(sp->remote_addr, a)));
 	if (sp->action == RP_ACT_OPEN_MANY)

@@ -67,6 +67,7 @@ struct rp_side_plan {
 	enum rp_action action;
 	bool prime;               /* first send one SYN with ttl (low) to open the own mapping */
 	uint8_t ttl;              /* TTL for prime / OPEN_MANY SYNs; 0 = normal */
+	char ttl_how[80];         /* how ttl was chosen (rp_kit_low_ttl: nat_ttl and its method, ...) */
 	uint16_t local_port;      /* punch port (CONNECT, PROBE_RANDOM) */
 	unsigned n_local;         /* OPEN_MANY: how many local ports */
 	uint32_t remote_addr;     /* peer's public address, network order */
@@ -138,6 +139,8 @@ struct rp_plan_ctx {
 	unsigned round;           /* 0-based; re-planned for every round with fresh natinfos */
 	uint32_t margin_ms;       /* start margin: covers the clocks' disagreement (both fire at T by their own clocks) */
 	uint32_t repeat_ms;       /* a re-send interval: the RTT, at least 200 ms */
+	uint8_t low_ttl[2];       /* each side's TTL for primes and low-TTL mappings (kit.h rp_kit_low_ttl) */
+	char ttl_how[2][80];      /* and how it was chosen (the planner copies it to the side's ttl_how) */
 };
 
 struct rp_strategy {

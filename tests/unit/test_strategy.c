@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "rawpunch/strategy/kit.h"
 #include "rawpunch/strategy/strategy.h"
 #include "tests/unit/natinfo_fixture.h"
 
@@ -336,6 +337,76 @@ static void test_plan_json(void **state)
 }
 
 /* The registry: which entry takes which pair of side classes. */
+/* The low TTL of primes and mappings: this side's nat_ttl as measured; a fallback one weighed against
+ * where the peer's NAT is. */
+static void test_low_ttl(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char how[80];
+	/* a home NAT behind a carrier NAT: nat_ttl 3 confirmed is used as is (not the default 2) */
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
+	a.nat_ttl = 3;
+	a.nat_ttl_method = RP_TTL_CONFIRMED;
+	a.server_hops = 5;
+	b.server_hops = 3;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 3);
+	assert_string_equal(how, "nat_ttl 3 (confirmed)");
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_true(pl->side[0].prime);
+	assert_int_equal(pl->side[0].ttl, 3);
+	assert_string_equal(pl->side[0].ttl_how, "nat_ttl 3 (confirmed)");
+	struct json_object *o = rp_plan_to_json(pl), *sides, *s0;
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	s0 = json_object_array_get_idx(sides, 0);
+	assert_string_equal(js(s0, "ttl_how"), "nat_ttl 3 (confirmed)");
+	json_object_put(o);
+	/* the same from the hops */
+	a.nat_ttl_method = RP_TTL_HOPS;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 3);
+	assert_string_equal(how, "nat_ttl 3 (hops)");
+	/* the peer's outermost NAT: our last router before the server (hop 4) + b's hops from its NAT
+	 * to there (3 - 2): hop 5 from a; from b: 2 + (5 - 3) = 4 */
+	assert_int_equal(rp_kit_peer_nat_hop(&a, &b), 5);
+	b.nat_ttl = 2;
+	assert_int_equal(rp_kit_peer_nat_hop(&b, &a), 4);
+	/* fallback 4 (the first public hop past both NATs) dies at hop 4, short of b's NAT at 5: kept */
+	a.nat_ttl = 4;
+	a.nat_ttl_method = RP_TTL_FALLBACK;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 4);
+	assert_non_null(strstr(how, "fallback"));
+	assert_non_null(strstr(how, "hop 5"));
+	/* a fallback that would reach the peer's NAT is lowered to the hop before it */
+	a.nat_ttl = 6;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 4);
+	assert_non_null(strstr(how, "would reach"));
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[0].ttl, 4);
+	assert_non_null(strstr(pl->side[0].ttl_how, "would reach the peer's NAT (~hop 5): 4"));
+	/* the peer's distance unknown: the fallback as is, and said so */
+	b.server_hops = 0;
+	assert_int_equal(rp_kit_peer_nat_hop(&a, &b), 0);
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 6);
+	assert_non_null(strstr(how, "distance unknown"));
+	/* no nat_ttl: the default 2; an older peer's nat_ttl without a method: as is */
+	a.nat_ttl = 0;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, NULL, 0), 2);
+	a.nat_ttl = 3;
+	a.nat_ttl_method = RP_TTL_UNKNOWN;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 3);
+	/* the birthday's mappings take the hard side's TTL */
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	b.nat_ttl = 3;
+	b.nat_ttl_method = RP_TTL_HOPS;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].action, RP_ACT_OPEN_MANY);
+	assert_int_equal(pl->side[1].ttl, 3);
+	assert_string_equal(pl->side[1].ttl_how, "nat_ttl 3 (hops)");
+	free(pl);
+}
+
 static void test_registry(void **state)
 {
 	(void)state;
@@ -449,6 +520,7 @@ int main(void)
 		cmocka_unit_test(test_params_and_errors),
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
+		cmocka_unit_test(test_low_ttl),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_names_from_table),
 	};
