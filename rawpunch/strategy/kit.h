@@ -9,6 +9,7 @@
 #include "rawpunch/probe/natinfo.h"
 
 #define RP_DEF_RATE 2000u
+#define RP_KIT_RANGE_CONF 0.5    /* a range believed at least this much is a block to aim at */
 #define RP_DEF_LOW_TTL 2u         /* NAT hops + 1 for a host right behind its NAT */
 
 /* The external port a new flow from the punch port gets, for an easy side (0: unknown). */
@@ -25,6 +26,11 @@ uint8_t rp_kit_low_ttl(const struct rp_natinfo *self, const struct rp_natinfo *p
  * peer.nat_ttl), peer.nat_ttl 2 when unknown. 0 when a server_hops is unknown or the figures do not
  * fit. An estimate: paths that meet earlier put the peer's NAT nearer. */
 unsigned rp_kit_peer_nat_hop(const struct rp_natinfo *self, const struct rp_natinfo *peer);
+/* The side's new flows take ports in a known block (natinfo's range, believed: confidence >= 0.5,
+ * narrower than 1024..65535): its bounds in *lo, *hi and true; else false. */
+bool rp_kit_block(const struct rp_natinfo *ni, uint16_t *lo, uint16_t *hi);
+/* Its size in ports (0: no block). */
+unsigned rp_kit_block_size(const struct rp_natinfo *ni);
 /* Behind a NAT that answers a SYN it has no mapping for (RST or ICMP), i.e. not open, not drop. */
 bool rp_kit_answers_unsolicited(const struct rp_natinfo *ni);
 /* Milliseconds to send n packets at rate per second, rounded up (0 when rate is 0). */

@@ -106,6 +106,22 @@ uint8_t rp_kit_low_ttl(const struct rp_natinfo *self, const struct rp_natinfo *p
 	return t;
 }
 
+bool rp_kit_block(const struct rp_natinfo *ni, uint16_t *lo, uint16_t *hi)
+{
+	if (!ni->behind_nat || !ni->has_range || !ni->range_lo || ni->range_lo > ni->range_hi ||
+	    ni->range_confidence < RP_KIT_RANGE_CONF || (unsigned)ni->range_hi - ni->range_lo + 1 >= RP_BIRTHDAY_N)
+		return false;
+	*lo = ni->range_lo;
+	*hi = ni->range_hi;
+	return true;
+}
+
+unsigned rp_kit_block_size(const struct rp_natinfo *ni)
+{
+	uint16_t lo, hi;
+	return rp_kit_block(ni, &lo, &hi) ? (unsigned)hi - lo + 1 : 0;
+}
+
 bool rp_kit_answers_unsolicited(const struct rp_natinfo *ni)
 {
 	return ni->behind_nat && ni->filtering != RP_FILTER_OPEN && ni->filtering != RP_FILTER_DROP;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* For unit tests: a natinfo as the probe reports it for each lab NAT profile (tools/natlab: preserve,
- * sequential, random), with the filtering and the public address given. Header-only. */
+ * sequential, random, block: random inside a 256-port block), with the filtering and the public
+ * address given. Header-only. */
 #ifndef RP_TEST_NATINFO_FIXTURE_H
 #define RP_TEST_NATINFO_FIXTURE_H
 #include <arpa/inet.h>
@@ -8,7 +9,7 @@
 
 #include "rawpunch/probe/natinfo.h"
 
-enum prof { PRESERVE, SEQUENTIAL, RANDOM };   /* an easy, a predictable and a hard side */
+enum prof { PRESERVE, SEQUENTIAL, RANDOM, BLOCK };   /* an easy, a predictable and two hard sides */
 
 static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, const char *pub, uint16_t lport)
 {
@@ -41,6 +42,15 @@ static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, cons
 		ni->mapping = RP_MAP_APD;
 		ni->alloc = RP_ALLOC_RANDOM;
 		ni->mapped_port = 51234;
+		break;
+	case BLOCK:   /* the lab's block: random in an aligned block (a at 52224, b at 33792) */
+		ni->mapping = RP_MAP_APD;
+		ni->alloc = RP_ALLOC_RANDOM;
+		ni->has_range = true;
+		ni->range_lo = lport == 40000 ? 52224 : 33792;
+		ni->range_hi = (uint16_t)(ni->range_lo + 255);
+		ni->range_confidence = 1.0;
+		ni->mapped_port = (uint16_t)(ni->range_lo + 17);
 		break;
 	}
 }

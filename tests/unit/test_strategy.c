@@ -337,6 +337,51 @@ static void test_plan_json(void **state)
 }
 
 /* The registry: which entry takes which pair of side classes. */
+/* Birthday against a hard side whose ports stay in a known block: the probes go only there. */
+static void test_birthday_block(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BIRTHDAY);
+	assert_int_equal(pl->hard_side, 1);
+	assert_int_equal(pl->side[1].action, RP_ACT_OPEN_MANY);
+	assert_int_equal(pl->side[1].n_local, 128);              /* half the block */
+	assert_int_equal(pl->side[0].action, RP_ACT_PROBE_RANDOM);
+	assert_int_equal(pl->side[0].port_lo, 33792);
+	assert_int_equal(pl->side[0].port_hi, 33792 + 255);
+	assert_int_equal(pl->side[0].n_probes, 7);               /* 1 - 0.5^7 = 0.992 */
+	assert_true(fabs(pl->p_success - rp_birthday_p(128, 7, 256)) < 1e-9);
+	assert_true(pl->p_success >= 0.99);
+	assert_non_null(strstr(pl->reason, "block of 256 ports (33792-34047)"));
+	/* the range's confidence weighs the odds */
+	b.range_confidence = 0.9;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_true(fabs(pl->p_success - 0.9 * rp_birthday_p(128, 7, 256)) < 1e-9);
+	/* a range not believed is no block: the whole port space, as before */
+	b.range_confidence = 0.3;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[0].port_lo, 1024);
+	assert_int_equal(pl->side[0].port_hi, 65535);
+	assert_int_equal(pl->side[1].n_local, 256);
+	/* a big block (4096): k is capped by max_open, m from the block's size */
+	b.range_confidence = 1;
+	b.range_hi = (uint16_t)(b.range_lo + 4095);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].n_local, 256);
+	assert_int_equal(pl->side[0].n_probes, rp_birthday_probes(256, 4096, 0.99));
+	assert_true(pl->side[0].n_probes < 80);
+	/* a tiny block: never more probes than its ports */
+	b.range_hi = (uint16_t)(b.range_lo + 3);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].n_local, 2);
+	assert_true(pl->side[0].n_probes <= 4);
+	free(pl);
+}
+
 /* The low TTL of primes and mappings: this side's nat_ttl as measured; a fallback one weighed against
  * where the peer's NAT is. */
 static void test_low_ttl(void **state)
@@ -520,6 +565,7 @@ int main(void)
 		cmocka_unit_test(test_params_and_errors),
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
+		cmocka_unit_test(test_birthday_block),
 		cmocka_unit_test(test_low_ttl),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_names_from_table),
