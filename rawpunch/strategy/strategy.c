@@ -38,6 +38,7 @@ const char *rp_action_str(enum rp_action a)
 	case RP_ACT_CONNECT: return "connect";
 	case RP_ACT_OPEN_MANY: return "open-many";
 	case RP_ACT_PROBE_RANDOM: return "probe-random";
+	case RP_ACT_OPEN_PAIRS: return "open-pairs";
 	default: return "none";
 	}
 }
@@ -323,8 +324,11 @@ static struct json_object *side_json(const struct rp_side_plan *sp, int i)
 	json_object_object_add(s, "remote", json_object_new_string(rp_ip_str(sp->remote_addr, a)));
 	if (sp->action == RP_ACT_OPEN_MANY)
 		json_object_object_add(s, "n_local", json_object_new_int((int)sp->n_local));
-	if (sp->action == RP_ACT_PROBE_RANDOM) {
-		json_object_object_add(s, "n_probes", json_object_new_int((int)sp->n_probes));
+	if (sp->action == RP_ACT_OPEN_PAIRS)
+		json_object_object_add(s, "n_local", json_object_new_int((int)sp->n_local));
+	if (sp->action == RP_ACT_PROBE_RANDOM || sp->action == RP_ACT_OPEN_PAIRS) {
+		if (sp->action == RP_ACT_PROBE_RANDOM)
+			json_object_object_add(s, "n_probes", json_object_new_int((int)sp->n_probes));
 		json_object_object_add(s, "port_lo", json_object_new_int(sp->port_lo));
 		json_object_object_add(s, "port_hi", json_object_new_int(sp->port_hi));
 	} else {

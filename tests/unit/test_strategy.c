@@ -22,6 +22,7 @@
 #define PREDICT "predicted-burst"
 #define BIRTHDAY "birthday"
 #define IMPOSSIBLE "impossible"
+#define BLOCKPAIRS "block-pairs"
 
 static void test_birthday_math(void **state)
 {
@@ -382,6 +383,82 @@ static void test_birthday_block(void **state)
 	free(pl);
 }
 
+/* hard x hard with both sides' port blocks known: k pairs per side, k from the target */
+static void test_block_pairs(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char odds[200], hint[300];
+	mk(&a, BLOCK, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_DROP, "198.18.2.2", 41000);
+	a.nat_ttl = 3;
+	a.nat_ttl_method = RP_TTL_HOPS;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BLOCKPAIRS);
+	assert_false(rp_plan_refused(pl));
+	/* 256 x 256: 550 pairs give 1 - (1 - 1/65536)^(550^2) >= 0.99, 549 do not */
+	assert_int_equal(pl->side[0].n_local, 550);
+	assert_int_equal(pl->side[1].n_local, 550);
+	assert_true(pl->p_success >= 0.99);
+	assert_true(rp_birthday_p(1, 549 * 549, 65536) < 0.99);
+	for (int i = 0; i < 2; i++) {
+		const struct rp_side_plan *sp = &pl->side[i];
+		const struct rp_natinfo *peer = i ? &a : &b;
+		assert_int_equal(sp->action, RP_ACT_OPEN_PAIRS);
+		assert_int_equal(sp->port_lo, peer->range_lo);     /* aims at the peer's block */
+		assert_int_equal(sp->port_hi, peer->range_hi);
+		/* the full-TTL pass after every mapping is open */
+		assert_true(sp->start_ms >= 550 * 1000 / sp->rate_pps);
+		assert_true(sp->repeat_ms > 0);
+	}
+	assert_int_equal(pl->side[0].ttl, 3);                  /* each side's own nat_ttl */
+	assert_int_equal(pl->side[1].ttl, 2);
+	assert_non_null(strstr(pl->reason, "port blocks 256 x 256"));
+	struct json_object *o = rp_plan_to_json(pl), *sides;
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_string_equal(js(json_object_array_get_idx(sides, 0), "action"), "open-pairs");
+	json_object_put(o);
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_string_equal(odds, "");
+	rp_plan_miss_hint(pl, hint, sizeof(hint));
+	assert_non_null(strstr(hint, "P=0.99"));
+	/* a lower target, fewer pairs: 0.5 needs sqrt(ln 2 * 65536) ~ 214 */
+	struct rp_plan_params pp = { .target_p = 0.5 };
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[0].n_local, 214);
+	/* blocks of 4096 x 4096: 0.99 needs ~8800 pairs, more than the cap: a refusal with the odds */
+	a.range_hi = (uint16_t)(a.range_lo + 4095);
+	b.range_hi = (uint16_t)(b.range_lo + 4095);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BLOCKPAIRS);
+	assert_true(rp_plan_refused(pl));
+	assert_non_null(strstr(pl->reason, "relay"));
+	assert_true(pl->p_success > 0.05 && pl->p_success < 0.07);   /* 1 - exp(-1024^2 / 4096^2) */
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_non_null(strstr(odds, "1024 mappings per side give P 0.061"));
+	assert_non_null(strstr(hint, "relay"));
+	/* a block x a sequential side with its block known (block-seq): pairs too */
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_RST, "198.18.2.2", 41000);
+	a.has_range = true;
+	a.range_lo = 20480;
+	a.range_hi = 20480 + 255;
+	a.range_confidence = 1;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BLOCKPAIRS);
+	assert_int_equal(pl->hard_side, 1);
+	/* two sequential sides in blocks stay with the lockstep */
+	mk(&b, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41000);
+	b.has_range = true;
+	b.range_lo = 30000;
+	b.range_hi = 30255;
+	b.range_confidence = 1;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), PREDICT);
+	free(pl);
+}
+
 /* The low TTL of primes and mappings: this side's nat_ttl as measured; a fallback one weighed against
  * where the peer's NAT is. */
 static void test_low_ttl(void **state)
@@ -455,17 +532,19 @@ static void test_low_ttl(void **state)
 static void test_registry(void **state)
 {
 	(void)state;
-	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM hard */
-	static const char *const want[3][3] = {
-		/*              b easy      b predictable  b hard */
-		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY },
-		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE },
-		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE },
+	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM and BLOCK hard (BLOCK
+	 * with its port block known) */
+	static const char *const want[4][4] = {
+		/*              b easy      b predictable  b hard      b block */
+		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY,   BIRTHDAY },
+		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE, IMPOSSIBLE },
+		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE, IMPOSSIBLE },
+		/* a block */ { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE, BLOCKPAIRS },
 	};
 	unsigned n = 0, chosen[16] = { 0 };
 	while (rp_strategies[n])
 		n++;
-	assert_int_equal(n, 4);
+	assert_int_equal(n, 5);
 	/* names are unique and found by name */
 	for (unsigned i = 0; i < n; i++) {
 		assert_non_null(rp_strategies[i]->name);
@@ -478,8 +557,8 @@ static void test_registry(void **state)
 	assert_null(rp_strategy_find("none"));
 	assert_null(rp_strategy_find(NULL));
 	assert_string_equal(rp_strategy_name(NULL), "none");
-	for (int pa = PRESERVE; pa <= RANDOM; pa++)
-		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+	for (int pa = PRESERVE; pa <= BLOCK; pa++)
+		for (int pb = PRESERVE; pb <= BLOCK; pb++) {
 			struct rp_natinfo a, b;
 			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
 			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
@@ -514,8 +593,8 @@ static void test_names_from_table(void **state)
 	struct rp_natinfo a, b;
 	struct rp_plan *pl = malloc(sizeof(*pl));
 	char hint[300], odds[200];
-	for (int pa = PRESERVE; pa <= RANDOM; pa++)
-		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+	for (int pa = PRESERVE; pa <= BLOCK; pa++)
+		for (int pb = PRESERVE; pb <= BLOCK; pb++) {
 			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
 			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
 			assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
@@ -566,6 +645,7 @@ int main(void)
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
 		cmocka_unit_test(test_birthday_block),
+		cmocka_unit_test(test_block_pairs),
 		cmocka_unit_test(test_low_ttl),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_names_from_table),
