@@ -12,6 +12,8 @@
 #define RP_KIT_RANGE_CONF 0.5    /* a range believed at least this much is a block to aim at */
 #define RP_DEF_LOW_TTL 2u         /* NAT hops + 1 for a host right behind its NAT */
 
+/* Why the side is of its kind (rp_side_classify), in a few words for the plan's kind_why. */
+void rp_kit_kind_why(const struct rp_natinfo *ni, char *buf, size_t len);
 /* The external port a new flow from the punch port gets, for an easy side (0: unknown). */
 uint16_t rp_kit_easy_port(const struct rp_natinfo *ni);
 /* TTL for this side's primes and low-TTL mappings: it must pass every NAT of ours (open the outermost

@@ -52,6 +52,30 @@ enum rp_side_kind rp_side_classify(const struct rp_natinfo *ni)
 	return RP_SIDE_HARD;
 }
 
+void rp_kit_kind_why(const struct rp_natinfo *ni, char *buf, size_t len)
+{
+	const char *al = rp_alloc_str(ni->alloc);
+	if (!ni->behind_nat)
+		snprintf(buf, len, "not behind NAT: the punch port itself");
+	else if (ni->mapping == RP_MAP_EI)
+		snprintf(buf, len, "endpoint-independent mapping: the port STUN saw serves every peer");
+	else if (ni->mapping == RP_MAP_AD && ni->alloc == RP_ALLOC_PRESERVING)
+		snprintf(buf, len, "address-dependent mapping, but preserving: the punch port itself");
+	else if (ni->mapping == RP_MAP_AD && rp_side_classify(ni) == RP_SIDE_PREDICTABLE)
+		snprintf(buf, len, "address-dependent mapping: a new port for the peer's address, the counter's next");
+	else if (ni->mapping == RP_MAP_AD)
+		snprintf(buf, len, "address-dependent mapping, %s allocation: one port per peer address, unknown "
+			 "until used", al);
+	else if (ni->alloc == RP_ALLOC_PRESERVING)
+		snprintf(buf, len, "preserving allocation: the punch port itself");
+	else if (rp_side_classify(ni) == RP_SIDE_PREDICTABLE)
+		snprintf(buf, len, "sequential allocation: the next ports predicted");
+	else if (rp_kit_block_size(ni))
+		snprintf(buf, len, "%s allocation in a block of %u ports", al, rp_kit_block_size(ni));
+	else
+		snprintf(buf, len, "%s allocation: a new unknown port per destination", al);
+}
+
 uint32_t rp_side_pub_addr(const struct rp_natinfo *ni)
 {
 	return ni->behind_nat ? ni->mapped_addr : ni->local_addr;
@@ -195,6 +219,7 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 		struct rp_side_plan *sp = &out->side[i];
 		c.kind[i] = rp_side_classify(c.ni[i]);
 		sp->kind = c.kind[i];
+		rp_kit_kind_why(c.ni[i], sp->kind_why, sizeof(sp->kind_why));
 		sp->local_port = c.ni[i]->local_port;
 		sp->remote_addr = rp_side_pub_addr(c.ni[1 - i]);
 		sp->rate_pps = p->rate_pps;
@@ -315,6 +340,8 @@ static struct json_object *side_json(const struct rp_side_plan *sp, int i)
 		return NULL;
 	json_object_object_add(s, "side", json_object_new_string(i ? "b" : "a"));
 	json_object_object_add(s, "kind", json_object_new_string(rp_side_kind_str(sp->kind)));
+	if (sp->kind_why[0])
+		json_object_object_add(s, "kind_why", json_object_new_string(sp->kind_why));
 	json_object_object_add(s, "action", json_object_new_string(rp_action_str(sp->action)));
 	json_object_object_add(s, "prime", json_object_new_boolean(sp->prime));
 	json_object_object_add(s, "ttl", json_object_new_int(sp->ttl));

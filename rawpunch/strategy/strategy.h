@@ -72,6 +72,7 @@ struct rp_plan_params {
 
 struct rp_side_plan {
 	enum rp_side_kind kind;
+	char kind_why[100];       /* why the side is of that kind (its mapping and allocation, in words) */
 	enum rp_action action;
 	bool prime;               /* first send one SYN with ttl (low) to open the own mapping */
 	uint8_t ttl;              /* TTL for prime / OPEN_MANY SYNs; 0 = normal */
@@ -233,7 +234,7 @@ int rp_exec_default(const struct rp_plan *pl, int me, const struct rp_natinfo *s
 int rp_lockstep_targets(const struct rp_natinfo *peer, unsigned n, int me, uint16_t *out);
 
 /* The plan as JSON (the --report's "plan"): method, reason, p_success (4 decimals), rounds, hard_side
- * ("a", "b" or null), sides: [{side, kind, action, prime, ttl, local_port, remote, (OPEN_MANY: n_local),
+ * ("a", "b" or null), sides: [{side, kind, kind_why, action, prime, ttl, local_port, remote, (OPEN_MANY: n_local),
  * (PROBE_RANDOM: n_probes, port_lo, port_hi | OPEN_PAIRS: port_lo, port_hi | else: n_remote, remote_lo,
  * remote_hi), (with a low ttl: ttl_how), rate_pps,
  * start_ms, repeat_ms, duration_ms}, ...] (empty for a refusal). New reference, or NULL on ENOMEM. */

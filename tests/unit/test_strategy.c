@@ -459,6 +459,62 @@ static void test_block_pairs(void **state)
 	free(pl);
 }
 
+/* Address-dependent mapping: one external port per peer address, unknown until used. Preserving
+ * allocation makes it easy again (the punch port itself); otherwise it is hard and the plan says why. */
+static void test_address_dependent(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char why[100];
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	a.mapping = RP_MAP_AD;                       /* the lab's address-dependent: a hash, random */
+	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_HARD);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_string_equal(why, "address-dependent mapping, random allocation: one port per peer address, unknown until used");
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BIRTHDAY);      /* k fresh ports: k ports towards the peer */
+	assert_int_equal(pl->hard_side, 0);
+	assert_string_equal(pl->side[0].kind_why, why);
+	struct json_object *o = rp_plan_to_json(pl), *sides;
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_string_equal(js(json_object_array_get_idx(sides, 0), "kind_why"), why);
+	assert_string_equal(js(json_object_array_get_idx(sides, 1), "kind_why"),
+			    "endpoint-independent mapping: the port STUN saw serves every peer");
+	json_object_put(o);
+	/* the hash's range known (20000..29999): the probes stay in it */
+	a.has_range = true;
+	a.range_lo = 20000;
+	a.range_hi = 29999;
+	a.range_confidence = 0.95;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].port_lo, 20000);
+	assert_int_equal(pl->side[1].port_hi, 29999);
+	/* address-dependent and preserving: easy, simultaneous open to the punch port */
+	a.alloc = RP_ALLOC_PRESERVING;
+	a.mapped_port = 40000;
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_EASY);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), SIMOPEN);
+	assert_int_equal(pl->side[1].remote_ports[0], 40000);
+	assert_non_null(strstr(pl->side[0].kind_why, "address-dependent mapping, but preserving"));
+	/* address-dependent and sequential: the peer's address takes the counter's next port */
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	a.mapping = RP_MAP_AD;
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_PREDICTABLE);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_non_null(strstr(why, "counter's next"));
+	/* the others' words */
+	mk(&a, BLOCK, RP_FILTER_RST, "198.18.1.2", 40000);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_string_equal(why, "random allocation in a block of 256 ports");
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_string_equal(why, "random allocation: a new unknown port per destination");
+	free(pl);
+}
+
 /* The low TTL of primes and mappings: this side's nat_ttl as measured; a fallback one weighed against
  * where the peer's NAT is. */
 static void test_low_ttl(void **state)
@@ -646,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_plan_json),
 		cmocka_unit_test(test_birthday_block),
 		cmocka_unit_test(test_block_pairs),
+		cmocka_unit_test(test_address_dependent),
 		cmocka_unit_test(test_low_ttl),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_names_from_table),
