@@ -3,11 +3,16 @@
  * port blocks: RFC 7422 carrier NATs, the probe's range): neither end's next port is known, but each
  * lies in a block of Ba (Bb) ports instead of 64512. Both sides open k mappings with low-TTL SYNs
  * (they die before the peer's NAT): the i-th from the i-th of k fresh local ports to a random port of
- * the peer's block; then both send full-TTL SYNs along the very same tuples. A's i-th and b's j-th
+ * the peer's block; then side a sends full-TTL SYNs along the very same tuples. A's i-th and b's j-th
  * meet when a's NAT gave a's i-th mapping the port b's j-th aimed at and b's NAT gave b's j-th the
  * port a's i-th aimed at: each of the k^2 pairs with P 1 / (Ba * Bb), so P = 1 - (1 - 1/(Ba Bb))^(k^2)
  * (about k^2 / (Ba Bb) hits expected). k is the fewest reaching target_p; above RP_BLOCKPAIR_MAX_K the
- * plan is a refusal with the odds (256 x 256 blocks: k = 550 for 0.99). */
+ * plan is a refusal with the odds (256 x 256 blocks: k = 550 for 0.99).
+ * Only side a sends the full-TTL pass: with P 0.99 a few pairs meet (k^2 / (Ba Bb) ~ 4.6 expected), and
+ * if both sides sent SYNs each could take a different pair for its flow first (seen in the lab: a
+ * handshake that never completes, or a reset after the handoff). So b answers: the first of a's SYNs
+ * that reaches it through one of its mappings defines the flow, its SYN-ACK goes back along that
+ * pair (a's mapping i exists), and a's other hits arrive at b as late SYNs and are ignored. */
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -57,10 +62,10 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 		sp->n_local = k;
 		rp_kit_block(c->ni[1 - i], &sp->port_lo, &sp->port_hi);
 		sp->ttl = c->low_ttl[i];
-		/* the full-TTL pass: after both sides' mappings exist (same k, same rate, clocks within
-		 * the margin); again every repeat_ms against loss (the same tuples) */
+		/* a's full-TTL pass: after both sides' mappings exist (same k, same rate, clocks within
+		 * the margin); again every repeat_ms against loss (the same tuples). b listens as long */
 		sp->start_ms = open_ms + c->margin_ms;
-		sp->repeat_ms = c->repeat_ms;
+		sp->repeat_ms = i == 0 ? c->repeat_ms : 0;
 		sp->duration_ms = rp_kit_ms_for(k, sp->rate_pps) + 3 * c->repeat_ms;
 	}
 	/* and only if both sides' next flows stay in their blocks, as the probe believes */
@@ -78,12 +83,12 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 	}
 	snprintf(out->reason, sizeof(out->reason),
 		 "port blocks %u x %u: each side opens %u mappings (TTL %u/%u) to random ports of the other's "
-		 "block, then the same tuples at full TTL: P = %.4f", n[0] % 65536, n[1] % 65536, k % 2048,
+		 "block, then a SYNs the same tuples: P = %.4f", n[0] % 65536, n[1] % 65536, k % 2048,
 		 (unsigned)out->side[0].ttl, (unsigned)out->side[1].ttl, out->p_success);
 	return 0;
 }
 
-/* The low-TTL pairs at T, then the same tuples at full TTL from start_ms, repeated. */
+/* The low-TTL pairs at T; side a then the same tuples at full TTL from start_ms, repeated. */
 static int exec(const struct rp_plan *pl, int me, const struct rp_natinfo *self, const struct rp_natinfo *peer,
 		struct rp_exec *x)
 {
@@ -99,8 +104,9 @@ static int exec(const struct rp_plan *pl, int me, const struct rp_natinfo *self,
 	x->ph[x->n++] = (struct rp_phase){ .name = "open", .prime = true, .ttl = x->low_ttl, .src = RP_SRC_FRESH,
 					   .n_src = sp->n_local, .dst = RP_DST_RANDOM, .n_dst = sp->n_local,
 					   .dst_lo = sp->port_lo, .dst_hi = sp->port_hi, .zip = true };
-	x->ph[x->n++] = (struct rp_phase){ .name = "burst", .again = true, .at_ms = sp->start_ms,
-					   .repeat_ms = sp->repeat_ms, .until_ms = x->end_ms };
+	if (me == 0)   /* only a sends the full pass: b's answer chooses the pair (see the top) */
+		x->ph[x->n++] = (struct rp_phase){ .name = "burst", .again = true, .at_ms = sp->start_ms,
+						   .repeat_ms = sp->repeat_ms, .until_ms = x->end_ms };
 	return 0;
 }
 
