@@ -9,8 +9,8 @@
  * (about k^2 / (Ba Bb) hits expected). k is the fewest reaching target_p; above RP_BLOCKPAIR_MAX_K the
  * plan is a refusal with the odds (256 x 256 blocks: k = 550 for 0.99).
  * Only side a sends the full-TTL pass: with P 0.99 a few pairs meet (k^2 / (Ba Bb) ~ 4.6 expected), and
- * if both sides sent SYNs each could take a different pair for its flow first (seen in the lab: a
- * handshake that never completes, or a reset after the handoff). So b answers: the first of a's SYNs
+ * if both sides sent SYNs each could take a different pair for its flow first (seen once in the lab: a
+ * handshake that never completed, the round missed). So b answers: the first of a's SYNs
  * that reaches it through one of its mappings defines the flow, its SYN-ACK goes back along that
  * pair (a's mapping i exists), and a's other hits arrive at b as late SYNs and are ignored. */
 #include <errno.h>
