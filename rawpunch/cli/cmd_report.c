@@ -185,7 +185,10 @@ static void print_report(const char *path, struct json_object *r)
 	if (side)
 		printf("%.*s (plan side %s, %s): %s NAT, action %s\n", (int)nl, name, me, jstr(side, "kind"), alloc,
 		       jstr(side, "action"));
-	else
+	if (side && jget(side, "kind_why"))
+		printf("   %s%s%s\n", jstr(side, "kind_why"), jget(side, "ttl_how") ? "; low TTL: " : "",
+		       jget(side, "ttl_how") ? jstr(side, "ttl_how") : "");
+	if (!side)
 		printf("%.*s (no plan: the attempt stopped before the two sides agreed on one): %s NAT\n", (int)nl,
 		       name, alloc);
 	free(dup);

@@ -31,6 +31,7 @@ struct phase {
 	uint64_t repeat_ns;          /* 0: once */
 	uint64_t until_ns;           /* repeats start before this */
 	uint16_t *own_sports, *own_dports;   /* port lists made for this round (fresh / random), freed with it */
+	struct rp_portpair *own_pairs;       /* zip: the i-th source with the i-th destination, freed with it */
 };
 
 struct sender {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The punch executor's sending side (punch_impl.h): the round's phases, as a strategy gave them
  * (strategy.h's rp_exec), become SYN templates and port sets (fresh local ports picked and guarded,
- * random ports drawn), and one thread sends them through the burst engine (burst.h, libnet raw IPv4
+ * random ports drawn, zipped into pairs, or a previous phase's pairs sent again), and one thread sends them through the burst engine (burst.h, libnet raw IPv4
  * engine so the packets pass the host's routing and show in --pcap), paced at the plan's rate. */
 #include <errno.h>
 #include <sodium.h>
@@ -181,6 +181,23 @@ static void list_span(const struct rp_portlist *l, uint32_t *n, uint16_t *lo, ui
 	}
 }
 
+/* The phase's i-th source with its i-th destination (destinations reused in turn when fewer). */
+static int zip_pairs(struct phase *ph)
+{
+	const struct rp_portlist *sl = &ph->set.sports, *dl = &ph->set.dports;
+	uint32_t ns = sl->list ? sl->n : (uint32_t)sl->hi - sl->lo + 1, nd = dl->list ? dl->n : (uint32_t)dl->hi - dl->lo + 1;
+	if (!ns || !nd)
+		return -EINVAL;
+	ph->own_pairs = malloc(ns * sizeof(*ph->own_pairs));
+	if (!ph->own_pairs)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < ns; i++)
+		ph->own_pairs[i] = (struct rp_portpair){ rp_portlist_at(sl, i), rp_portlist_at(dl, i % nd) };
+	ph->set.pairs = ph->own_pairs;
+	ph->set.n_pairs = ns;
+	return 0;
+}
+
 struct sender *rp_punch_sender_new(struct rp_punch *p)
 {
 	struct sender *s = calloc(1, sizeof(*s));
@@ -218,7 +235,12 @@ int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
 		ph->repeat_ns = (uint64_t)xp->repeat_ms * 1000000ull;
 		ph->until_ns = p->t0 + (uint64_t)xp->until_ms * 1000000ull;
 		ph->set.repeat = 1;
-		if (xp->src == RP_SRC_FRESH) {
+		if (xp->again) {
+			/* the previous phase's tuples as drawn: its lists and pairs, borrowed (freed with it) */
+			if (!k)
+				return -EINVAL;
+			ph->set = s->ph[k - 1].set;
+		} else if (xp->src == RP_SRC_FRESH) {
 			unsigned got;
 			ph->own_sports = malloc((xp->n_src ? xp->n_src : 1) * sizeof(uint16_t));
 			if (!ph->own_sports)
@@ -235,15 +257,17 @@ int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
 		} else {
 			ph->set.sports = (struct rp_portlist){ .lo = p->punch_port, .hi = p->punch_port };
 		}
-		if (xp->dst == RP_DST_RANDOM) {
+		if (!xp->again && xp->dst == RP_DST_RANDOM) {
 			unsigned got;
 			r = random_ports(xp->n_dst, xp->dst_lo, xp->dst_hi, &ph->own_dports, &got);
 			if (r)
 				return r;
 			ph->set.dports = (struct rp_portlist){ .list = ph->own_dports, .n = got };
-		} else {
+		} else if (!xp->again) {
 			ph->set.dports = (struct rp_portlist){ .list = xp->dports, .n = xp->n_dst };
 		}
+		if (xp->zip && !xp->again && (r = zip_pairs(ph)))
+			return r;
 		r = make_tmpl(p, &ph->tmpl, p->punch_port, ph->ttl);
 		if (r)
 			return r;
@@ -273,6 +297,7 @@ void rp_punch_sender_free(struct sender *s)
 	for (unsigned k = 0; k < RP_EXEC_MAX_PHASES; k++) {
 		free(s->ph[k].own_sports);
 		free(s->ph[k].own_dports);
+		free(s->ph[k].own_pairs);
 	}
 	free(s);
 }

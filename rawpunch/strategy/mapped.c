@@ -61,7 +61,7 @@ static int exec(const struct rp_plan *pl, int me, const struct rp_natinfo *self,
 	memset(x, 0, offsetof(struct rp_exec, ports));
 	x->action = RP_ACT_NONE;
 	x->rate_pps = sp->rate_pps ? sp->rate_pps : RP_DEF_RATE;
-	x->low_ttl = rp_kit_low_ttl(self);
+	x->low_ttl = rp_kit_low_ttl(self, peer, NULL, 0);
 	x->end_ms = sp->start_ms + sp->duration_ms;
 	return 0;
 }

@@ -89,7 +89,7 @@ static int plan_one_sided(const struct rp_plan_ctx *c, struct rp_plan *out)
 	 * its full SYN follows the burst so it meets an open conntrack entry on the easy NAT */
 	ps->action = RP_ACT_CONNECT;
 	ps->prime = true;
-	ps->ttl = rp_kit_low_ttl(pn);
+	ps->ttl = c->low_ttl[pi];
 	ps->remote_ports[0] = rp_kit_easy_port(c->ni[ei]);
 	ps->n_remote = 1;
 	ps->start_ms = c->margin_ms + burst + c->margin_ms;
@@ -116,6 +116,7 @@ static int plan_lockstep(const struct rp_plan_ctx *c, struct rp_plan *out)
 	for (int i = 0; i < 2; i++) {
 		struct rp_side_plan *sp = &out->side[i];
 		const struct rp_natinfo *o = c->ni[1 - i];
+		sp->ttl = c->low_ttl[i];       /* every target is primed first (exec) */
 		/* lockstep: the i-th SYN of each side (which takes its own i-th predicted port)
 		 * targets the other's i-th predicted port, so the pairs match up */
 		sp->action = RP_ACT_CONNECT;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Strategy "impossible": the refusal, last in the registry, so it takes every pair no other entry
- * plans for (hard x predictable, hard x hard). Neither end has a port the other can aim at: a hard
+ * plans for (hard x predictable, hard x hard without known port blocks on both sides, or blocks
+ * too large for block-pairs: that one refuses itself, with its odds). Neither end has a port the other can aim at: a hard
  * side picks a new random port per destination, and a sequential one a new port per destination too,
  * so no probe of one side meets a mapping of the other except by a ~2^32 (or k/64512 per round)
  * chance. The plan has no rounds; its odds and hint say why a relay (TURN) is the way through. */

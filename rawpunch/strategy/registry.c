@@ -11,6 +11,7 @@
 	X(simopen)   /* simopen.c:  easy x easy */                                                           \
 	X(predict)   /* predict.c:  easy x predictable, predictable x predictable (lockstep) */              \
 	X(birthday)  /* birthday.c: easy x hard */                                                           \
+	X(blockpair) /* blockpair.c: hard x hard (or predictable) with both sides in known port blocks */    \
 	X(refuse)    /* refuse.c:   everything else; keep it last */
 
 #define DECLARE(x) extern const struct rp_strategy rp_strategy_##x;

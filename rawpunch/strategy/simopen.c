@@ -29,7 +29,7 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 		/* a NAT that answers a SYN it has no mapping for (RST, ICMP) would kill the peer's
 		 * attempt if the peer's SYN came first: open our own mapping with a low-TTL SYN at T */
 		sp->prime = rp_kit_answers_unsolicited(c->ni[i]);
-		sp->ttl = sp->prime ? rp_kit_low_ttl(c->ni[i]) : 0;
+		sp->ttl = sp->prime ? c->low_ttl[i] : 0;
 		sp->start_ms = sp->prime || rp_kit_answers_unsolicited(c->ni[1 - i]) ? c->margin_ms : 0;
 		sp->repeat_ms = c->repeat_ms;
 		sp->duration_ms = 10u * c->repeat_ms > 5000 ? 10u * c->repeat_ms : 5000;

@@ -38,6 +38,7 @@ const char *rp_action_str(enum rp_action a)
 	case RP_ACT_CONNECT: return "connect";
 	case RP_ACT_OPEN_MANY: return "open-many";
 	case RP_ACT_PROBE_RANDOM: return "probe-random";
+	case RP_ACT_OPEN_PAIRS: return "open-pairs";
 	default: return "none";
 	}
 }
@@ -49,6 +50,30 @@ enum rp_side_kind rp_side_classify(const struct rp_natinfo *ni)
 	if (ni->alloc == RP_ALLOC_SEQUENTIAL && ni->has_delta && ni->delta != 0 && ni->n_predicted > 0)
 		return RP_SIDE_PREDICTABLE;
 	return RP_SIDE_HARD;
+}
+
+void rp_kit_kind_why(const struct rp_natinfo *ni, char *buf, size_t len)
+{
+	const char *al = rp_alloc_str(ni->alloc);
+	if (!ni->behind_nat)
+		snprintf(buf, len, "not behind NAT: the punch port itself");
+	else if (ni->mapping == RP_MAP_EI)
+		snprintf(buf, len, "endpoint-independent mapping: the port STUN saw serves every peer");
+	else if (ni->mapping == RP_MAP_AD && ni->alloc == RP_ALLOC_PRESERVING)
+		snprintf(buf, len, "address-dependent mapping, but preserving: the punch port itself");
+	else if (ni->mapping == RP_MAP_AD && rp_side_classify(ni) == RP_SIDE_PREDICTABLE)
+		snprintf(buf, len, "address-dependent mapping: a new port for the peer's address, the counter's next");
+	else if (ni->mapping == RP_MAP_AD)
+		snprintf(buf, len, "address-dependent mapping, %s allocation: one port per peer address, unknown "
+			 "until used", al);
+	else if (ni->alloc == RP_ALLOC_PRESERVING)
+		snprintf(buf, len, "preserving allocation: the punch port itself");
+	else if (rp_side_classify(ni) == RP_SIDE_PREDICTABLE)
+		snprintf(buf, len, "sequential allocation: the next ports predicted");
+	else if (rp_kit_block_size(ni))
+		snprintf(buf, len, "%s allocation in a block of %u ports", al, rp_kit_block_size(ni));
+	else
+		snprintf(buf, len, "%s allocation: a new unknown port per destination", al);
 }
 
 uint32_t rp_side_pub_addr(const struct rp_natinfo *ni)
@@ -67,9 +92,59 @@ uint16_t rp_kit_easy_port(const struct rp_natinfo *ni)
 	return ni->local_port;    /* port preserving */
 }
 
-uint8_t rp_kit_low_ttl(const struct rp_natinfo *ni)
+unsigned rp_kit_peer_nat_hop(const struct rp_natinfo *self, const struct rp_natinfo *peer)
 {
-	return ni->nat_ttl ? ni->nat_ttl : RP_DEF_LOW_TTL;
+	unsigned peer_ttl = peer->nat_ttl ? peer->nat_ttl : RP_DEF_LOW_TTL;
+	if (!self->server_hops || !peer->server_hops || peer->server_hops < peer_ttl)
+		return 0;
+	return (unsigned)self->server_hops - 1 + (peer->server_hops - peer_ttl);
+}
+
+uint8_t rp_kit_low_ttl(const struct rp_natinfo *self, const struct rp_natinfo *peer, char *how, size_t hlen)
+{
+	char scratch[2];
+	unsigned d;
+	if (!how) {
+		how = scratch;
+		hlen = sizeof(scratch);
+	}
+	if (!self->nat_ttl) {
+		snprintf(how, hlen, "nat_ttl unknown: default %u", RP_DEF_LOW_TTL);
+		return RP_DEF_LOW_TTL;
+	}
+	if (self->nat_ttl_method != RP_TTL_FALLBACK) {
+		snprintf(how, hlen, "nat_ttl %u (%s)", self->nat_ttl,
+			 self->nat_ttl_method == RP_TTL_UNKNOWN ? "method not given" : rp_ttl_method_str(self->nat_ttl_method));
+		return self->nat_ttl;
+	}
+	d = peer ? rp_kit_peer_nat_hop(self, peer) : 0;
+	if (!d) {
+		snprintf(how, hlen, "nat_ttl %u (fallback; the peer's distance unknown)", self->nat_ttl);
+		return self->nat_ttl;
+	}
+	if (self->nat_ttl < d) {
+		snprintf(how, hlen, "nat_ttl %u (fallback), short of the peer's NAT (~hop %u)", self->nat_ttl, d);
+		return self->nat_ttl;
+	}
+	uint8_t t = d > 1 ? (uint8_t)(d - 1) : 1;
+	snprintf(how, hlen, "fallback nat_ttl %u would reach the peer's NAT (~hop %u): %u", self->nat_ttl, d, t);
+	return t;
+}
+
+bool rp_kit_block(const struct rp_natinfo *ni, uint16_t *lo, uint16_t *hi)
+{
+	if (!ni->behind_nat || !ni->has_range || !ni->range_lo || ni->range_lo > ni->range_hi ||
+	    ni->range_confidence < RP_KIT_RANGE_CONF || (unsigned)ni->range_hi - ni->range_lo + 1 >= RP_BIRTHDAY_N)
+		return false;
+	*lo = ni->range_lo;
+	*hi = ni->range_hi;
+	return true;
+}
+
+unsigned rp_kit_block_size(const struct rp_natinfo *ni)
+{
+	uint16_t lo, hi;
+	return rp_kit_block(ni, &lo, &hi) ? (unsigned)hi - lo + 1 : 0;
 }
 
 bool rp_kit_answers_unsolicited(const struct rp_natinfo *ni)
@@ -144,9 +219,11 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 		struct rp_side_plan *sp = &out->side[i];
 		c.kind[i] = rp_side_classify(c.ni[i]);
 		sp->kind = c.kind[i];
+		rp_kit_kind_why(c.ni[i], sp->kind_why, sizeof(sp->kind_why));
 		sp->local_port = c.ni[i]->local_port;
 		sp->remote_addr = rp_side_pub_addr(c.ni[1 - i]);
 		sp->rate_pps = p->rate_pps;
+		c.low_ttl[i] = rp_kit_low_ttl(c.ni[i], c.ni[1 - i], c.ttl_how[i], sizeof(c.ttl_how[i]));
 	}
 	/* an easy side must say which port the peer aims at; a predictable one must have predictions
 	 * (rp_side_classify guarantees that) */
@@ -156,7 +233,12 @@ int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const s
 	out->strategy = rp_strategy_for(a, b);
 	if (!out->strategy)
 		return -EINVAL;
-	return out->strategy->plan(&c, out);
+	int r = out->strategy->plan(&c, out);
+	/* how a side's low TTL was chosen, where it sends one */
+	for (int i = 0; i < 2 && !r; i++)
+		if (out->side[i].ttl == c.low_ttl[i])
+			snprintf(out->side[i].ttl_how, sizeof(out->side[i].ttl_how), "%s", c.ttl_how[i]);
+	return r;
 }
 
 const char *rp_plan_name(const struct rp_plan *pl)
@@ -195,14 +277,13 @@ int rp_exec_default(const struct rp_plan *pl, int me, const struct rp_natinfo *s
 {
 	const struct rp_side_plan *sp;
 	struct rp_phase *ph;
-	(void)peer;
 	if (!pl || !self || !x || (me != 0 && me != 1))
 		return -EINVAL;
 	sp = &pl->side[me];
 	memset(x, 0, offsetof(struct rp_exec, ports));
 	x->action = sp->action;
 	x->rate_pps = sp->rate_pps ? sp->rate_pps : RP_DEF_RATE;
-	x->low_ttl = sp->ttl ? sp->ttl : rp_kit_low_ttl(self);
+	x->low_ttl = sp->ttl ? sp->ttl : rp_kit_low_ttl(self, peer, NULL, 0);
 	x->end_ms = sp->start_ms + sp->duration_ms;
 	if (sp->action != RP_ACT_CONNECT && sp->action != RP_ACT_OPEN_MANY && sp->action != RP_ACT_PROBE_RANDOM)
 		return -EINVAL;
@@ -259,15 +340,22 @@ static struct json_object *side_json(const struct rp_side_plan *sp, int i)
 		return NULL;
 	json_object_object_add(s, "side", json_object_new_string(i ? "b" : "a"));
 	json_object_object_add(s, "kind", json_object_new_string(rp_side_kind_str(sp->kind)));
+	if (sp->kind_why[0])
+		json_object_object_add(s, "kind_why", json_object_new_string(sp->kind_why));
 	json_object_object_add(s, "action", json_object_new_string(rp_action_str(sp->action)));
 	json_object_object_add(s, "prime", json_object_new_boolean(sp->prime));
 	json_object_object_add(s, "ttl", json_object_new_int(sp->ttl));
+	if (sp->ttl && sp->ttl_how[0])
+		json_object_object_add(s, "ttl_how", json_object_new_string(sp->ttl_how));
 	json_object_object_add(s, "local_port", json_object_new_int(sp->local_port));
 	json_object_object_add(s, "remote", json_object_new_string(rp_ip_str(sp->remote_addr, a)));
 	if (sp->action == RP_ACT_OPEN_MANY)
 		json_object_object_add(s, "n_local", json_object_new_int((int)sp->n_local));
-	if (sp->action == RP_ACT_PROBE_RANDOM) {
-		json_object_object_add(s, "n_probes", json_object_new_int((int)sp->n_probes));
+	if (sp->action == RP_ACT_OPEN_PAIRS)
+		json_object_object_add(s, "n_local", json_object_new_int((int)sp->n_local));
+	if (sp->action == RP_ACT_PROBE_RANDOM || sp->action == RP_ACT_OPEN_PAIRS) {
+		if (sp->action == RP_ACT_PROBE_RANDOM)
+			json_object_object_add(s, "n_probes", json_object_new_int((int)sp->n_probes));
 		json_object_object_add(s, "port_lo", json_object_new_int(sp->port_lo));
 		json_object_object_add(s, "port_hi", json_object_new_int(sp->port_hi));
 	} else {

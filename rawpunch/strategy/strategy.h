@@ -24,7 +24,12 @@
  *   birthday.c  easy x hard: the hard side opens k mappings with low-TTL SYNs (nat_ttl) from k local
  *               ports to the easy side's port, the easy side probes m random ports of the hard NAT.
  *               P = 1 - (1 - k/N)^m, N = 64512 (ports 1024..65535).
- *   refuse.c    everything else (hard x predictable, hard x hard): impossible without a relay (none
+ *   blockpair.c hard x hard (or hard x predictable) when both sides allocate inside known blocks
+ *               (range): both open k mappings with low TTL from k fresh ports, the i-th to a random
+ *               port of the peer's block, then send the same tuples at full TTL; a pair meets when
+ *               both ends' ports match: expected hits k^2 / (Ba * Bb). k from target_p (at most
+ *               RP_BLOCKPAIR_MAX_K), else a refusal with the odds.
+ *   refuse.c    everything else (hard x predictable, hard x hard without blocks): impossible without a relay (none
  *               is available): both ends pick a new unknown port per destination; the reason and
  *               the odds say so. A refusal is a plan with rounds == 0 (rp_plan_refused).
  *
@@ -49,10 +54,13 @@ enum rp_action {
 	RP_ACT_CONNECT,           /* SYNs from local_port to each of remote_ports[] (paced), repeated */
 	RP_ACT_OPEN_MANY,         /* n_local SYNs from n_local fresh local ports with ttl to remote_ports[0] */
 	RP_ACT_PROBE_RANDOM,      /* n_probes SYNs from local_port to random ports in [port_lo, port_hi] */
+	RP_ACT_OPEN_PAIRS,        /* n_local SYNs with ttl, the i-th from the i-th fresh local port to a random
+	                           * port of [port_lo, port_hi]; then the same tuples again at full TTL */
 };
 
 #define RP_PLAN_MAX_PORTS 2048
 #define RP_BIRTHDAY_N 64512u     /* 65535 - 1024 + 1 */
+#define RP_BLOCKPAIR_MAX_K 1024u /* blockpair.c: most mappings per side */
 
 struct rp_plan_params {
 	double rtt_ms;            /* path RTT estimate (relay RTT is an upper bound); 0 = unknown (100) */
@@ -66,9 +74,11 @@ struct rp_plan_params {
 
 struct rp_side_plan {
 	enum rp_side_kind kind;
+	char kind_why[100];       /* why the side is of that kind (its mapping and allocation, in words) */
 	enum rp_action action;
 	bool prime;               /* first send one SYN with ttl (low) to open the own mapping */
 	uint8_t ttl;              /* TTL for prime / OPEN_MANY SYNs; 0 = normal */
+	char ttl_how[80];         /* how ttl was chosen (rp_kit_low_ttl: nat_ttl and its method, ...) */
 	uint16_t local_port;      /* punch port (CONNECT, PROBE_RANDOM) */
 	unsigned n_local;         /* OPEN_MANY: how many local ports */
 	uint32_t remote_addr;     /* peer's public address, network order */
@@ -116,6 +126,10 @@ struct rp_phase {
 	uint32_t at_ms;           /* first pass at T + at_ms (and not before the previous phase ended) */
 	uint32_t repeat_ms;       /* again every repeat_ms (0: once) ... */
 	uint32_t until_ms;        /* ... while the next pass would start before T + until_ms */
+	bool zip;                 /* the i-th source with the i-th destination only (destinations reused in
+	                           * turn when fewer), not every source x every destination */
+	bool again;               /* the previous phase's (source, destination) pairs again, as it drew them
+	                           * (its fresh ports, its random ports); src and dst are then ignored */
 };
 
 struct rp_exec {
@@ -140,6 +154,8 @@ struct rp_plan_ctx {
 	unsigned round;           /* 0-based; re-planned for every round with fresh natinfos */
 	uint32_t margin_ms;       /* start margin: covers the clocks' disagreement (both fire at T by their own clocks) */
 	uint32_t repeat_ms;       /* a re-send interval: the RTT, at least 200 ms */
+	uint8_t low_ttl[2];       /* each side's TTL for primes and low-TTL mappings (kit.h rp_kit_low_ttl) */
+	char ttl_how[2][80];      /* and how it was chosen (the planner copies it to the side's ttl_how) */
 };
 
 struct rp_strategy {
@@ -176,7 +192,8 @@ const struct rp_strategy *rp_strategy_for(const struct rp_natinfo *a, const stru
 
 enum rp_side_kind rp_side_classify(const struct rp_natinfo *ni);
 const char *rp_side_kind_str(enum rp_side_kind k);   /* "easy", "predictable", "hard" */
-const char *rp_action_str(enum rp_action a);         /* "none", "connect", "open-many", "probe-random" */
+const char *rp_action_str(enum rp_action a);         /* "none", "connect", "open-many", "probe-random",
+                                                      * "open-pairs" */
 /* The public address a natinfo announces (mapped address behind a NAT, else the local one). */
 uint32_t rp_side_pub_addr(const struct rp_natinfo *ni);
 
@@ -191,7 +208,7 @@ unsigned rp_birthday_probes(unsigned k, unsigned n, double p);
  * 0: read reason. */
 int rp_plan_make(const struct rp_natinfo *a, const struct rp_natinfo *b, const struct rp_plan_params *pp,
 		 unsigned round, struct rp_plan *out);
-/* The strategy's name ("simultaneous-open", "predicted-burst", "birthday", "impossible"), "none"
+/* The strategy's name ("simultaneous-open", "predicted-burst", "birthday", "block-pairs", "impossible"), "none"
  * for a plan without one. */
 const char *rp_plan_name(const struct rp_plan *pl);
 /* A plan without rounds: no direct connection is possible (see reason, rp_plan_refusal). */
@@ -219,8 +236,9 @@ int rp_exec_default(const struct rp_plan *pl, int me, const struct rp_natinfo *s
 int rp_lockstep_targets(const struct rp_natinfo *peer, unsigned n, int me, uint16_t *out);
 
 /* The plan as JSON (the --report's "plan"): method, reason, p_success (4 decimals), rounds, hard_side
- * ("a", "b" or null), sides: [{side, kind, action, prime, ttl, local_port, remote, (OPEN_MANY: n_local),
- * (PROBE_RANDOM: n_probes, port_lo, port_hi | else: n_remote, remote_lo, remote_hi), rate_pps,
+ * ("a", "b" or null), sides: [{side, kind, kind_why, action, prime, ttl, local_port, remote, (OPEN_MANY: n_local),
+ * (PROBE_RANDOM: n_probes, port_lo, port_hi | OPEN_PAIRS: port_lo, port_hi | else: n_remote, remote_lo,
+ * remote_hi), (with a low ttl: ttl_how), rate_pps,
  * start_ms, repeat_ms, duration_ms}, ...] (empty for a refusal). New reference, or NULL on ENOMEM. */
 struct json_object;
 struct json_object *rp_plan_to_json(const struct rp_plan *pl);

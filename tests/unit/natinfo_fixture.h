@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* For unit tests: a natinfo as the probe reports it for each lab NAT profile (tools/natlab: preserve,
- * sequential, random), with the filtering and the public address given. Header-only. */
+ * sequential, random, block: random inside a 256-port block), with the filtering and the public
+ * address given. Header-only. */
 #ifndef RP_TEST_NATINFO_FIXTURE_H
 #define RP_TEST_NATINFO_FIXTURE_H
 #include <arpa/inet.h>
@@ -8,9 +9,10 @@
 
 #include "rawpunch/probe/natinfo.h"
 
-/* an easy, a predictable and a hard side; MAPPED: a random NAT that granted a port mapping (PCP) for
- * the punch port, seen through it (rawpunch/punch/pmhold.h: rp_natinfo_through_mapping) */
-enum prof { PRESERVE, SEQUENTIAL, RANDOM, MAPPED };
+/* an easy, a predictable and two hard sides (BLOCK with its port block known); MAPPED: a random NAT
+ * that granted a port mapping (PCP) for the punch port, seen through it (rawpunch/punch/pmhold.h:
+ * rp_natinfo_through_mapping) */
+enum prof { PRESERVE, SEQUENTIAL, RANDOM, MAPPED, BLOCK };
 
 static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, const char *pub, uint16_t lport)
 {
@@ -56,6 +58,15 @@ static inline void mk(struct rp_natinfo *ni, enum prof p, enum rp_filter f, cons
 		ni->mapped_port = ni->pm_port;
 		ni->mapping = RP_MAP_EI;
 		ni->filtering = RP_FILTER_OPEN;
+		break;
+	case BLOCK:   /* the lab's block: random in an aligned block (a at 52224, b at 33792) */
+		ni->mapping = RP_MAP_APD;
+		ni->alloc = RP_ALLOC_RANDOM;
+		ni->has_range = true;
+		ni->range_lo = lport == 40000 ? 52224 : 33792;
+		ni->range_hi = (uint16_t)(ni->range_lo + 255);
+		ni->range_confidence = 1.0;
+		ni->mapped_port = (uint16_t)(ni->range_lo + 17);
 		break;
 	}
 }

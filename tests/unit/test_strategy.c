@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 
+#include "rawpunch/strategy/kit.h"
 #include "rawpunch/strategy/strategy.h"
 #include "tests/unit/natinfo_fixture.h"
 
@@ -22,6 +23,7 @@
 #define BIRTHDAY "birthday"
 #define IMPOSSIBLE "impossible"
 #define MAPPED_S "mapped"
+#define BLOCKPAIRS "block-pairs"
 
 static void test_birthday_math(void **state)
 {
@@ -337,22 +339,271 @@ static void test_plan_json(void **state)
 }
 
 /* The registry: which entry takes which pair of side classes. */
+/* Birthday against a hard side whose ports stay in a known block: the probes go only there. */
+static void test_birthday_block(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BIRTHDAY);
+	assert_int_equal(pl->hard_side, 1);
+	assert_int_equal(pl->side[1].action, RP_ACT_OPEN_MANY);
+	assert_int_equal(pl->side[1].n_local, 128);              /* half the block */
+	assert_int_equal(pl->side[0].action, RP_ACT_PROBE_RANDOM);
+	assert_int_equal(pl->side[0].port_lo, 33792);
+	assert_int_equal(pl->side[0].port_hi, 33792 + 255);
+	assert_int_equal(pl->side[0].n_probes, 7);               /* 1 - 0.5^7 = 0.992 */
+	assert_true(fabs(pl->p_success - rp_birthday_p(128, 7, 256)) < 1e-9);
+	assert_true(pl->p_success >= 0.99);
+	assert_non_null(strstr(pl->reason, "block of 256 ports (33792-34047)"));
+	/* the range's confidence weighs the odds */
+	b.range_confidence = 0.9;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_true(fabs(pl->p_success - 0.9 * rp_birthday_p(128, 7, 256)) < 1e-9);
+	/* a range not believed is no block: the whole port space, as before */
+	b.range_confidence = 0.3;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[0].port_lo, 1024);
+	assert_int_equal(pl->side[0].port_hi, 65535);
+	assert_int_equal(pl->side[1].n_local, 256);
+	/* a big block (4096): k is capped by max_open, m from the block's size */
+	b.range_confidence = 1;
+	b.range_hi = (uint16_t)(b.range_lo + 4095);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].n_local, 256);
+	assert_int_equal(pl->side[0].n_probes, rp_birthday_probes(256, 4096, 0.99));
+	assert_true(pl->side[0].n_probes < 80);
+	/* a tiny block: never more probes than its ports */
+	b.range_hi = (uint16_t)(b.range_lo + 3);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].n_local, 2);
+	assert_true(pl->side[0].n_probes <= 4);
+	free(pl);
+}
+
+/* hard x hard with both sides' port blocks known: k pairs per side, k from the target */
+static void test_block_pairs(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char odds[200], hint[300];
+	mk(&a, BLOCK, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_DROP, "198.18.2.2", 41000);
+	a.nat_ttl = 3;
+	a.nat_ttl_method = RP_TTL_HOPS;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BLOCKPAIRS);
+	assert_false(rp_plan_refused(pl));
+	/* 256 x 256: 550 pairs give 1 - (1 - 1/65536)^(550^2) >= 0.99, 549 do not */
+	assert_int_equal(pl->side[0].n_local, 550);
+	assert_int_equal(pl->side[1].n_local, 550);
+	assert_true(pl->p_success >= 0.99);
+	assert_true(rp_birthday_p(1, 549 * 549, 65536) < 0.99);
+	for (int i = 0; i < 2; i++) {
+		const struct rp_side_plan *sp = &pl->side[i];
+		const struct rp_natinfo *peer = i ? &a : &b;
+		assert_int_equal(sp->action, RP_ACT_OPEN_PAIRS);
+		assert_int_equal(sp->port_lo, peer->range_lo);     /* aims at the peer's block */
+		assert_int_equal(sp->port_hi, peer->range_hi);
+		/* the full-TTL pass (a's) after every mapping is open; b listens as long */
+		assert_true(sp->start_ms >= 550 * 1000 / sp->rate_pps);
+		assert_int_equal(sp->repeat_ms > 0, i == 0);
+	}
+	assert_int_equal(pl->side[0].ttl, 3);                  /* each side's own nat_ttl */
+	assert_int_equal(pl->side[1].ttl, 2);
+	assert_non_null(strstr(pl->reason, "port blocks 256 x 256"));
+	struct json_object *o = rp_plan_to_json(pl), *sides;
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_string_equal(js(json_object_array_get_idx(sides, 0), "action"), "open-pairs");
+	json_object_put(o);
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_string_equal(odds, "");
+	rp_plan_miss_hint(pl, hint, sizeof(hint));
+	assert_non_null(strstr(hint, "P=0.99"));
+	/* a lower target, fewer pairs: 0.5 needs sqrt(ln 2 * 65536) ~ 214 */
+	struct rp_plan_params pp = { .target_p = 0.5 };
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[0].n_local, 214);
+	/* blocks of 4096 x 4096: 0.99 needs ~8800 pairs, more than the cap: a refusal with the odds */
+	a.range_hi = (uint16_t)(a.range_lo + 4095);
+	b.range_hi = (uint16_t)(b.range_lo + 4095);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BLOCKPAIRS);
+	assert_true(rp_plan_refused(pl));
+	assert_non_null(strstr(pl->reason, "relay"));
+	assert_true(pl->p_success > 0.05 && pl->p_success < 0.07);   /* 1 - exp(-1024^2 / 4096^2) */
+	rp_plan_refusal(pl, odds, sizeof(odds), hint, sizeof(hint));
+	assert_non_null(strstr(odds, "1024 mappings per side give P 0.061"));
+	assert_non_null(strstr(hint, "relay"));
+	/* a block x a sequential side with its block known (block-seq): pairs too */
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_RST, "198.18.2.2", 41000);
+	a.has_range = true;
+	a.range_lo = 20480;
+	a.range_hi = 20480 + 255;
+	a.range_confidence = 1;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BLOCKPAIRS);
+	assert_int_equal(pl->hard_side, 1);
+	/* two sequential sides in blocks stay with the lockstep */
+	mk(&b, SEQUENTIAL, RP_FILTER_RST, "198.18.2.2", 41000);
+	b.has_range = true;
+	b.range_lo = 30000;
+	b.range_hi = 30255;
+	b.range_confidence = 1;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), PREDICT);
+	free(pl);
+}
+
+/* Address-dependent mapping: one external port per peer address, unknown until used. Preserving
+ * allocation makes it easy again (the punch port itself); otherwise it is hard and the plan says why. */
+static void test_address_dependent(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char why[100];
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	a.mapping = RP_MAP_AD;                       /* the lab's address-dependent: a hash, random */
+	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_HARD);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_string_equal(why, "address-dependent mapping, random allocation: one port per peer address, unknown until used");
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), BIRTHDAY);      /* k fresh ports: k ports towards the peer */
+	assert_int_equal(pl->hard_side, 0);
+	assert_string_equal(pl->side[0].kind_why, why);
+	struct json_object *o = rp_plan_to_json(pl), *sides;
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	assert_string_equal(js(json_object_array_get_idx(sides, 0), "kind_why"), why);
+	assert_string_equal(js(json_object_array_get_idx(sides, 1), "kind_why"),
+			    "endpoint-independent mapping: the port STUN saw serves every peer");
+	json_object_put(o);
+	/* the hash's range known (20000..29999): the probes stay in it */
+	a.has_range = true;
+	a.range_lo = 20000;
+	a.range_hi = 29999;
+	a.range_confidence = 0.95;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].port_lo, 20000);
+	assert_int_equal(pl->side[1].port_hi, 29999);
+	/* address-dependent and preserving: easy, simultaneous open to the punch port */
+	a.alloc = RP_ALLOC_PRESERVING;
+	a.mapped_port = 40000;
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_EASY);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_string_equal(rp_plan_name(pl), SIMOPEN);
+	assert_int_equal(pl->side[1].remote_ports[0], 40000);
+	assert_non_null(strstr(pl->side[0].kind_why, "address-dependent mapping, but preserving"));
+	/* address-dependent and sequential: the peer's address takes the counter's next port */
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	a.mapping = RP_MAP_AD;
+	assert_int_equal(rp_side_classify(&a), RP_SIDE_PREDICTABLE);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_non_null(strstr(why, "counter's next"));
+	/* the others' words */
+	mk(&a, BLOCK, RP_FILTER_RST, "198.18.1.2", 40000);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_string_equal(why, "random allocation in a block of 256 ports");
+	mk(&a, RANDOM, RP_FILTER_RST, "198.18.1.2", 40000);
+	rp_kit_kind_why(&a, why, sizeof(why));
+	assert_string_equal(why, "random allocation: a new unknown port per destination");
+	free(pl);
+}
+
+/* The low TTL of primes and mappings: this side's nat_ttl as measured; a fallback one weighed against
+ * where the peer's NAT is. */
+static void test_low_ttl(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	char how[80];
+	/* a home NAT behind a carrier NAT: nat_ttl 3 confirmed is used as is (not the default 2) */
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
+	a.nat_ttl = 3;
+	a.nat_ttl_method = RP_TTL_CONFIRMED;
+	a.server_hops = 5;
+	b.server_hops = 3;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 3);
+	assert_string_equal(how, "nat_ttl 3 (confirmed)");
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_true(pl->side[0].prime);
+	assert_int_equal(pl->side[0].ttl, 3);
+	assert_string_equal(pl->side[0].ttl_how, "nat_ttl 3 (confirmed)");
+	struct json_object *o = rp_plan_to_json(pl), *sides, *s0;
+	assert_true(json_object_object_get_ex(o, "sides", &sides));
+	s0 = json_object_array_get_idx(sides, 0);
+	assert_string_equal(js(s0, "ttl_how"), "nat_ttl 3 (confirmed)");
+	json_object_put(o);
+	/* the same from the hops */
+	a.nat_ttl_method = RP_TTL_HOPS;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 3);
+	assert_string_equal(how, "nat_ttl 3 (hops)");
+	/* the peer's outermost NAT: our last router before the server (hop 4) + b's hops from its NAT
+	 * to there (3 - 2): hop 5 from a; from b: 2 + (5 - 3) = 4 */
+	assert_int_equal(rp_kit_peer_nat_hop(&a, &b), 5);
+	b.nat_ttl = 2;
+	assert_int_equal(rp_kit_peer_nat_hop(&b, &a), 4);
+	/* fallback 4 (the first public hop past both NATs) dies at hop 4, short of b's NAT at 5: kept */
+	a.nat_ttl = 4;
+	a.nat_ttl_method = RP_TTL_FALLBACK;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 4);
+	assert_non_null(strstr(how, "fallback"));
+	assert_non_null(strstr(how, "hop 5"));
+	/* a fallback that would reach the peer's NAT is lowered to the hop before it */
+	a.nat_ttl = 6;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 4);
+	assert_non_null(strstr(how, "would reach"));
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[0].ttl, 4);
+	assert_non_null(strstr(pl->side[0].ttl_how, "would reach the peer's NAT (~hop 5): 4"));
+	/* the peer's distance unknown: the fallback as is, and said so */
+	b.server_hops = 0;
+	assert_int_equal(rp_kit_peer_nat_hop(&a, &b), 0);
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 6);
+	assert_non_null(strstr(how, "distance unknown"));
+	/* no nat_ttl: the default 2; an older peer's nat_ttl without a method: as is */
+	a.nat_ttl = 0;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, NULL, 0), 2);
+	a.nat_ttl = 3;
+	a.nat_ttl_method = RP_TTL_UNKNOWN;
+	assert_int_equal(rp_kit_low_ttl(&a, &b, how, sizeof(how)), 3);
+	/* the birthday's mappings take the hard side's TTL */
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	b.nat_ttl = 3;
+	b.nat_ttl_method = RP_TTL_HOPS;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(pl->side[1].action, RP_ACT_OPEN_MANY);
+	assert_int_equal(pl->side[1].ttl, 3);
+	assert_string_equal(pl->side[1].ttl_how, "nat_ttl 3 (hops)");
+	free(pl);
+}
+
 static void test_registry(void **state)
 {
 	(void)state;
-	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM hard */
-	/* MAPPED: a hard NAT that granted a port mapping (easy through it): "mapped" takes every pair with it */
-	static const char *const want[4][4] = {
-		/*              b easy      b predictable  b hard      b mapped */
-		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY,   MAPPED_S },
-		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE, MAPPED_S },
-		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE, MAPPED_S },
-		/* a mapd */  { MAPPED_S,   MAPPED_S,      MAPPED_S,   MAPPED_S },
+	/* one natinfo per class: PRESERVE is easy, SEQUENTIAL predictable, RANDOM and BLOCK hard (BLOCK
+	 * with its port block known); MAPPED: a hard NAT that granted a port mapping (easy through it):
+	 * "mapped" takes every pair with it */
+	static const char *const want[5][5] = {
+		/*              b easy      b predictable  b hard      b mapped  b block */
+		/* a easy */  { SIMOPEN,    PREDICT,       BIRTHDAY,   MAPPED_S, BIRTHDAY },
+		/* a pred */  { PREDICT,    PREDICT,       IMPOSSIBLE, MAPPED_S, IMPOSSIBLE },
+		/* a hard */  { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE, MAPPED_S, IMPOSSIBLE },
+		/* a mapd */  { MAPPED_S,   MAPPED_S,      MAPPED_S,   MAPPED_S, MAPPED_S },
+		/* a block */ { BIRTHDAY,   IMPOSSIBLE,    IMPOSSIBLE, MAPPED_S, BLOCKPAIRS },
 	};
 	unsigned n = 0, chosen[16] = { 0 };
 	while (rp_strategies[n])
 		n++;
-	assert_int_equal(n, 5);
+	assert_int_equal(n, 6);
 	/* names are unique and found by name */
 	for (unsigned i = 0; i < n; i++) {
 		assert_non_null(rp_strategies[i]->name);
@@ -365,8 +616,8 @@ static void test_registry(void **state)
 	assert_null(rp_strategy_find("none"));
 	assert_null(rp_strategy_find(NULL));
 	assert_string_equal(rp_strategy_name(NULL), "none");
-	for (int pa = PRESERVE; pa <= MAPPED; pa++)
-		for (int pb = PRESERVE; pb <= MAPPED; pb++) {
+	for (int pa = PRESERVE; pa <= BLOCK; pa++)
+		for (int pb = PRESERVE; pb <= BLOCK; pb++) {
 			struct rp_natinfo a, b;
 			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
 			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
@@ -456,8 +707,8 @@ static void test_names_from_table(void **state)
 	struct rp_natinfo a, b;
 	struct rp_plan *pl = malloc(sizeof(*pl));
 	char hint[300], odds[200];
-	for (int pa = PRESERVE; pa <= RANDOM; pa++)
-		for (int pb = PRESERVE; pb <= RANDOM; pb++) {
+	for (int pa = PRESERVE; pa <= BLOCK; pa++)
+		for (int pb = PRESERVE; pb <= BLOCK; pb++) {
 			mk(&a, (enum prof)pa, RP_FILTER_RST, "198.18.1.2", 40000);
 			mk(&b, (enum prof)pb, RP_FILTER_RST, "198.18.2.2", 41000);
 			assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
@@ -507,6 +758,10 @@ int main(void)
 		cmocka_unit_test(test_params_and_errors),
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
+		cmocka_unit_test(test_birthday_block),
+		cmocka_unit_test(test_block_pairs),
+		cmocka_unit_test(test_address_dependent),
+		cmocka_unit_test(test_low_ttl),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_mapped),
 		cmocka_unit_test(test_names_from_table),

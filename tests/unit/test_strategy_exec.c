@@ -127,6 +127,58 @@ static bool lockstep_meets(const uint16_t *ta, const uint16_t *tb, unsigned n, u
 	return false;
 }
 
+/* block-pairs: each side's low-TTL pairs (fresh port i -> random port of the peer's block), then the
+ * same tuples again at full TTL */
+static void test_block_pairs_exec(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	struct rp_exec *x = malloc(sizeof(*x));
+	mk(&a, BLOCK, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, BLOCK, RP_FILTER_RST, "198.18.2.2", 41000);
+	b.nat_ttl = 3;
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	for (int me = 0; me < 2; me++) {
+		const struct rp_natinfo *self = me ? &b : &a, *peer = me ? &a : &b;
+		assert_int_equal(rp_plan_exec(pl, me, self, peer, x), 0);
+		assert_int_equal(x->action, RP_ACT_OPEN_PAIRS);
+		assert_int_equal(x->n, me == 0 ? 2 : 1);      /* only a sends the full pass */
+		assert_int_equal(x->low_ttl, me ? 3 : 2);
+		const struct rp_phase *o = &x->ph[0], *f = &x->ph[1];
+		assert_int_equal(x->end_ms, pl->side[me].start_ms + pl->side[me].duration_ms);
+		assert_string_equal(o->name, "open");
+		assert_true(o->prime);
+		assert_int_equal(o->ttl, x->low_ttl);
+		assert_int_equal(o->src, RP_SRC_FRESH);
+		assert_int_equal(o->n_src, 550);
+		assert_int_equal(o->dst, RP_DST_RANDOM);
+		assert_int_equal(o->n_dst, 550);
+		assert_int_equal(o->dst_lo, peer->range_lo);
+		assert_int_equal(o->dst_hi, peer->range_hi);
+		assert_true(o->zip);
+		assert_false(o->again);
+		assert_int_equal(o->at_ms, 0);
+		if (me == 1)
+			continue;                              /* b answers a's SYNs: one pair chosen, by b */
+		assert_string_equal(f->name, "burst");
+		assert_true(f->again);                         /* the very tuples of "open" */
+		assert_false(f->prime);
+		assert_int_equal(f->ttl, 0);                   /* full TTL */
+		assert_int_equal(f->at_ms, pl->side[me].start_ms);
+		assert_true(f->at_ms >= 550 * 1000 / x->rate_pps);   /* after every mapping is open */
+		assert_int_equal(f->repeat_ms, pl->side[me].repeat_ms);
+		assert_int_equal(f->until_ms, x->end_ms);
+	}
+	/* a refusal has no phases */
+	a.range_hi = (uint16_t)(a.range_lo + 4095);
+	b.range_hi = (uint16_t)(b.range_lo + 4095);
+	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), -EINVAL);
+	free(x);
+	free(pl);
+}
+
 static void test_lockstep(void **state)
 {
 	(void)state;
@@ -176,6 +228,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exec),
 		cmocka_unit_test(test_lockstep),
+		cmocka_unit_test(test_block_pairs_exec),
 	};
 	return cmocka_run_group_tests_name("strategy_exec", tests, NULL, NULL);
 }

@@ -13,7 +13,8 @@ command -v jq >/dev/null || { echo "matrix-readme: jq not found" >&2; exit 1; }
 
 for d in "$@"; do cat "$d/results.jsonl"; done | jq -rs '
 	def key: "\(.method)|\(.nat_a)|\(.nat_b)|\(.filter)|\(.rtt_ms)";
-	def rank(p): {"preserve": 0, "sequential": 1, "sequential-noise": 2, "random": 3}[p];
+	def rank(p): {"preserve": 0, "sequential": 1, "sequential-noise": 2, "random": 3, "block": 4, "block-seq": 5,
+		"sequential:2": 6, "address-dependent": 7, "preserve+cgn:random": 8, "preserve+cgn:block": 9}[p] // 99;
 	def cellstr:
 		if . == null then "–"
 		else "\(.successes)/\(.attempts)" +
