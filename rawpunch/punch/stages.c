@@ -28,6 +28,10 @@
 #define RELAY_TIMEOUT_MS 3000      /* each TURN request; the accepting side waits 4x that for the attempt */
 
 struct net {
+	int hold_fd;                   /* a socket bound to the punch port: no connect() of ours or of
+	                                  anyone on this host is given that port meanwhile (autobind skips
+	                                  bound ports), e.g. the TURN or portmap connections; -1 none */
+	uint16_t held_port;
 	uint8_t run_key[RP_PUNCH_KEYLEN];   /* the punch key mixed with this run's nonce (JOIN) */
 	bool have_run_key;
 	const struct rp_punch_run_opts *o;
@@ -86,10 +90,33 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 	return 0;
 }
 
+/* Keep port bound while the run needs it (SO_REUSEADDR + SO_REUSEPORT, as the STUN client and the
+ * handoff bind it too; never listening): best effort. */
+static void hold_port(struct net *n, uint16_t port)
+{
+	static const int one = 1;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+	if (n->held_port == port && n->hold_fd >= 0)
+		return;
+	if (n->hold_fd >= 0)
+		close(n->hold_fd);
+	n->hold_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	n->held_port = port;
+	if (n->hold_fd >= 0 && (setsockopt(n->hold_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+				setsockopt(n->hold_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+				bind(n->hold_fd, (struct sockaddr *)&sin, sizeof(sin)))) {
+		close(n->hold_fd);
+		n->hold_fd = -1;
+	}
+}
+
 static int net_free_port(void *arg, uint16_t *port)
 {
-	(void)arg;
-	return rp_free_port(0, port);
+	struct net *n = arg;
+	int r = rp_free_port(0, port);
+	if (!r)
+		hold_port(n, *port);
+	return r;
 }
 
 static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why, size_t wlen)
@@ -98,6 +125,7 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 	const struct rp_punch_run_opts *o = n->o;
 	char a[INET_ADDRSTRLEN];
 	bool server = !o->offer && !o->answer_to && n->rv_addr.sin_addr.s_addr != 0;
+	hold_port(n, port);             /* a --local-port too */
 	struct rp_probe_opts po = {
 		.stun = o->stun,
 		.local_port = port,
@@ -526,6 +554,9 @@ static void net_close(void *arg)
 	if (n->pcap_file)              /* the run ended before the punch: nothing was dumped */
 		fclose(n->pcap_file);
 	n->pcap_file = NULL;
+	if (n->hold_fd >= 0)
+		close(n->hold_fd);
+	n->hold_fd = -1;
 }
 
 static const struct rp_punch_ops net_ops = {
@@ -550,7 +581,7 @@ static const struct rp_punch_ops net_ops = {
 
 int rp_punch_run(const struct rp_punch_run_opts *o, rp_punch_event_fn cb, void *cb_arg, struct rp_punch_result *res)
 {
-	struct net n = { .o = o, .pcap_file = o ? o->pcap_file : NULL };
+	struct net n = { .o = o, .pcap_file = o ? o->pcap_file : NULL, .hold_fd = -1 };
 	if (o && (!o->key || !o->session || !o->secret || !o->secret_len)) {
 		if (n.pcap_file)
 			fclose(n.pcap_file);

@@ -68,7 +68,7 @@ grep -q ESTABLISHED "$T/3.err" || fail "RST case: no connection"
 kill -INT "$cpid"
 set +e; wait "$cpid"; rc=$?; set -e
 exec 9>&-
-[ "$rc" -eq 1 ] || fail "SIGINT: exit status $rc, want 1"
+[ "$rc" -eq 130 ] || fail "SIGINT: exit status $rc, want 130"
 grep -q 'tx R' "$T/3.err" || fail "no RST crafted on SIGINT"
 
 sleep 0.5
