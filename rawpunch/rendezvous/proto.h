@@ -60,6 +60,7 @@ struct json_object;
 #define RV_NONCE_LEN 16u          /* per-join peer nonce */
 #define RV_BOX_MAX 12000u         /* largest plaintext a box carries (fits a frame after base64) */
 #define RV_DEFAULT_PORT 7777
+#define RV_MEMBERS_MAX 4          /* connections that may wait under one id; the next gets "full" */
 #define RV_SECRET_MIN 16u         /* the CLI refuses shorter secret files (offline search on the id) */
 #define RV_SECRET_BITS 96u        /* ... and those whose estimated entropy (rv_secret_bits) is lower */
 #define RV_KDF_OPSLIMIT 2ull      /* Argon2id passes */
