@@ -187,6 +187,7 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 		rv_close(c);
 		if (r == -EACCES) {
 			rp_err("rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
+			rp_hint("no box under this session's id authenticated before --timeout ran out");
 			return 1;
 		}
 		if (r == -ETIMEDOUT) {
@@ -195,7 +196,8 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 			return 1;
 		}
 		if (r == -EBUSY) {
-			rp_err("rendezvous: session is full (two peers are already in it) or the server is busy");
+			rp_err("rendezvous: session is full (%d connections already wait under its id) or the server is busy",
+			       RV_MEMBERS_MAX);
 			return 1;
 		}
 		if (r == -ERANGE) {
@@ -216,6 +218,7 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 	json_object_object_add(o, "relay_rtt_ns", json_object_new_int64(res.relay_rtt_ns));
 	json_object_object_add(o, "clock_err_ns", json_object_new_int64(res.clock_err_ns));
 	json_object_object_add(o, "clock_bound_ns", json_object_new_int64(res.clock_bound_ns));
+	json_object_object_add(o, "bad_boxes", json_object_new_int((int)res.bad_boxes));
 	json_object_object_add(o, "peer", rp_natinfo_to_json(&res.peer));
 	for (unsigned i = 0; i < res.n_peer_cand; i++)
 		json_object_array_add(pc, json_object_new_int(res.peer_cand[i]));

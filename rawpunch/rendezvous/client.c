@@ -27,6 +27,10 @@ struct rv_client {
 	bool joined;
 	int64_t offset_ns, rtt_ns, clock_err_ns;
 	bool synced;
+	unsigned bad_boxes;            /* fwd boxes that did not open under kbox (skipped) */
+	unsigned good_boxes;           /* ... that did */
+	int64_t peer_m;                /* the server's member number of the sender of the last box accepted */
+	bool have_peer_m;
 	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
 };
 
@@ -280,24 +284,44 @@ static int send_box(struct rv_client *c, const char *type, const struct json_obj
 	return send_json(c, f, deadline);
 }
 
-/* Next sealed message from the peer. Server frames other than fwd: gone -> -EPIPE; wait/paired
- * skipped. Authentication failures -EACCES. Boxes that authenticate but rv_msg_check refuses (replays,
- * boxes addressed to another run's nonce, a stale hello) are skipped: only a key holder made them, so
- * they are old traffic a server replays or our peer's answer to a superseded hello; dropping them
- * gives a server no power it lacks (it can drop anything). */
-static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object **obj, const char **type)
+#define RB_NEWCOMER 1
+#define HELLO_RESENDS (2 * RV_MEMBERS_MAX)   /* recv_box: the server says another member joined the session */
+
+/* Next sealed message from the peer. Server frames other than fwd: "paired" (another member joined)
+ * returns RB_NEWCOMER when newcomer is asked for, else is skipped like "wait"; "gone" is -EPIPE when
+ * it names the member whose box we accepted last (or names none: a server that does not number
+ * members), else skipped: a squatter leaving is not our peer leaving.
+ * Boxes are skipped, never fatal, when
+ *   - they do not authenticate (counted in bad_boxes): the server forwards every member's boxes to
+ *     every other member, and anyone who saw the id may be a member (proto.h); only at the deadline,
+ *     if nothing authentic ever came, is that reported: -EACCES (a wrong key, or only intruders);
+ *   - they authenticate but rv_msg_check refuses them (replays, boxes addressed to another run's
+ *     nonce, a stale hello): only a key holder made them, so they are old traffic a server replays or
+ *     our peer's answer to a superseded hello; dropping them gives a server no power it lacks. */
+static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object **obj, const char **type,
+		    bool newcomer)
 {
 	for (;;) {
-		struct json_object *o, *jb;
+		struct json_object *o, *jb, *jm;
 		const char *t;
 		uint8_t *pt;
 		size_t pl;
 		int r = recv_json(c, deadline, &o, &t);
+		if (r == -ETIMEDOUT && c->bad_boxes && !c->good_boxes)
+			return -EACCES;
 		if (r)
 			return r;
+		bool has_m = json_object_object_get_ex(o, "m", &jm) && json_object_is_type(jm, json_type_int);
+		int64_t m = has_m ? json_object_get_int64(jm) : 0;
 		if (!strcmp(t, "gone")) {
 			json_object_put(o);
-			return -EPIPE;
+			if (!has_m || (c->have_peer_m && m == c->peer_m))
+				return -EPIPE;
+			continue;
+		}
+		if (!strcmp(t, "paired") && newcomer) {
+			json_object_put(o);
+			return RB_NEWCOMER;
 		}
 		if (strcmp(t, "fwd")) {
 			json_object_put(o);
@@ -309,13 +333,22 @@ static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object *
 		}
 		r = rv_box_open(&c->keys, json_object_get_string(jb), &pt, &pl);
 		json_object_put(o);
+		if (r == -EBADMSG) {
+			c->bad_boxes++;
+			continue;
+		}
 		if (r)
-			return r == -EBADMSG ? -EACCES : r;
+			return r;
+		c->good_boxes++;
 		r = rv_msg_check(&c->ps, pt, pl, obj, type);
 		sodium_memzero(pt, pl);
 		free(pt);
 		if (r == -EPERM || r == -EALREADY)
 			continue;
+		if (r == 0) {
+			c->have_peer_m = has_m;
+			c->peer_m = m;
+		}
 		return r;
 	}
 }
@@ -361,22 +394,42 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	return 0;
 }
 
-/* Paired: hello both ways, then natinfo, candidates, clocks and the start. */
+/* The next accepted box during the join. A member that joins after our hello went out (the server
+ * says "paired" again) has not seen it: say it again, for at most HELLO_RESENDS newcomers in all
+ * (the server admits RV_MEMBERS_MAX members at once; squatters coming and going get no more). */
+static int join_recv(struct rv_client *c, uint64_t deadline, unsigned *hellos, struct json_object **o,
+		     const char **t)
+{
+	int r;
+	while ((r = recv_box(c, deadline, o, t, true)) == RB_NEWCOMER)
+		if (++*hellos <= HELLO_RESENDS && (r = send_box(c, "hello", NULL, deadline)))
+			return r;
+	return r;
+}
+
+/* Paired: hello both ways, then natinfo, candidates, clocks and the start. Boxes from other members
+ * that do not authenticate are skipped (recv_box): the exchange goes on with the one that does. */
 int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res,
 		       uint64_t deadline)
 {
-	struct json_object *o, *info = NULL;
+	struct json_object *info = NULL;
 	const char *t;
+	unsigned hellos = 0;
 	int r;
-	/* 2. hello both ways: learn the peer's fresh nonce */
+	/* 2. hello both ways: learn the peer's fresh nonce. The first box accepted may also be the
+	 * peer's info, if the peer saw our hello but we missed its own (it was sent before we joined,
+	 * and the peer's hello resends for newcomers ran out): it names the peer as well. */
 	if ((r = send_box(c, "hello", NULL, deadline)))
 		return r;
-	if ((r = recv_box(c, deadline, &o, &t)))
+	if ((r = join_recv(c, deadline, &hellos, &info, &t)))
 		return r == -EPROTO ? -EACCES : r;
-	bool hello = !strcmp(t, "hello");
-	json_object_put(o);
-	if (!hello)
+	if (!strcmp(t, "hello")) {
+		json_object_put(info);
+		info = NULL;
+	} else if (strcmp(t, "info")) {
+		json_object_put(info);
 		return -EPROTO;
+	}
 	/* 3. info: natinfo, candidates, clock, proposed start (server clock) */
 	uint64_t lead_ns = (uint64_t)(req->lead_ms ? req->lead_ms : 500) * 1000000u;
 	if ((uint64_t)c->rtt_ns * 4 > lead_ns)
@@ -388,6 +441,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		json_object_put(mi);
 		json_object_put(cand);
 		json_object_put(ni);
+		json_object_put(info);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < req->n_cand; i++)
@@ -399,20 +453,27 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	json_object_object_add(mi, "err", json_object_new_int64(c->clock_err_ns));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
-	 * newest hello name the peer): address the info again, to the real peer. The real peer skips
-	 * the info we addressed to the replayed nonce. */
-	for (int resent = 0;; resent++) {
-		if ((r = send_box(c, "info", mi, deadline))) {
+	 * newest hello name the peer): address the info again, to the real peer (at most 8 times; later
+	 * hellos are only skipped and the deadline ends the wait). The real peer skips the info we
+	 * addressed to the replayed nonce. */
+	if ((r = send_box(c, "info", mi, deadline))) {
+		json_object_put(mi);
+		json_object_put(info);
+		return r;
+	}
+	for (int resent = 0; !info;) {
+		if ((r = join_recv(c, deadline, &hellos, &info, &t))) {
 			json_object_put(mi);
 			return r;
 		}
-		if ((r = recv_box(c, deadline, &info, &t))) {
-			json_object_put(mi);
-			return r;
-		}
-		if (strcmp(t, "hello") || resent >= 8)
+		if (strcmp(t, "hello"))
 			break;
 		json_object_put(info);
+		info = NULL;
+		if (++resent <= 8 && (r = send_box(c, "info", mi, deadline))) {
+			json_object_put(mi);
+			return r;
+		}
 	}
 	json_object_put(mi);
 	int64_t peer_start = 0;
@@ -457,6 +518,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	res->clock_err_ns = c->clock_err_ns + peer_err;
 	res->clock_bound_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
 	res->initiator = memcmp(c->ps.mine, c->ps.theirs, RV_NONCE_LEN) < 0;
+	res->bad_boxes = c->bad_boxes;
 	return 0;
 }
 
@@ -498,8 +560,13 @@ int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const
 {
 	if (!c || !c->joined)
 		return -ENOTCONN;
-	int r = recv_box(c, rp_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type);
+	int r = recv_box(c, rp_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type, false);
 	return r == -EBADMSG ? -EACCES : r;
+}
+
+unsigned rv_bad_boxes(const struct rv_client *c)
+{
+	return c ? c->bad_boxes : 0;
 }
 
 int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int timeout_ms, enum rp_filter *out)
