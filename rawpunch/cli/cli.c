@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/base/privs.h"
 #include "rawpunch/rendezvous/proto.h"
 
 #include <arpa/inet.h>
@@ -95,4 +96,22 @@ void rp_secret_free(uint8_t *s, size_t len)
 		return;
 	sodium_memzero(s, len);
 	free(s);
+}
+
+int rp_user_check(const char *cmd, const char *user, uid_t *uid, gid_t *gid)
+{
+	uid_t u;
+	gid_t g;
+	int r = rp_privs_target(user, &u, &g, NULL, 0);
+	if (r == -ENOENT)
+		return rp_usage_err(cmd, "--user: no such user '%s'", user);
+	if (r == -EPERM)
+		return rp_usage_err(cmd, "--user %s: only root can become another user", user);
+	if (r)
+		return rp_err_errno(r, "--user");
+	if (uid)
+		*uid = u;
+	if (gid)
+		*gid = g;
+	return 0;
 }

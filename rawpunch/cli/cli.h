@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "rawpunch/base/parse.h"   /* the argument parsers every command uses */
 
 struct rp_cmd {
@@ -35,6 +36,10 @@ void rp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * 0 with *out (free with rp_secret_free) and *len, or the exit status. */
 int rp_secret_read(const char *cmd, const char *path, uint8_t **out, size_t *len);
 void rp_secret_free(uint8_t *s, size_t len);
+
+/* Check --user USER of command cmd before anything is opened (rp_privs_target): 0 with *uid, *gid
+ * (either may be NULL), or the exit status after the message (no such user, not root). */
+int rp_user_check(const char *cmd, const char *user, uid_t *uid, gid_t *gid);
 
 /* Message for a -errno from a library call, with a hint for the usual privilege problems. */
 int rp_err_errno(int neg_errno, const char *what);

@@ -339,13 +339,9 @@ int cmd_watch(int argc, char **argv)
 	/* who we become once the capture is open: known (or refused) before anything is opened */
 	uid_t uid;
 	gid_t gid;
-	int r = rp_privs_target(user, &uid, &gid, NULL, 0);
-	if (r == -ENOENT)
-		return rp_usage_err("watch", "--user: no such user '%s'", user);
-	if (r == -EPERM)
-		return rp_usage_err("watch", "--user %s: only root can become another user", user);
+	int r = rp_user_check("watch", user, &uid, &gid);
 	if (r)
-		return rp_err_errno(r, "--user");
+		return r;
 	if (write_path) {
 		if (co.read_path && !strcmp(co.read_path, write_path))
 			return rp_usage_err("watch", "--write would overwrite the --read file %s", write_path);
