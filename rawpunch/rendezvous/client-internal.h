@@ -11,4 +11,12 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 /* After the pairing: hello both ways, then the info exchange; fills res (zeroed by the caller). */
 int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res, uint64_t deadline);
 
+/* The fuzzer (tools/fuzz/fuzz_rvclient.c): a client over an already connected stream fd, with keys k
+ * and a fresh peer state, clock offset 0, not yet joined (rv_join_finish_ may run; NULL: ENOMEM), and
+ * its nonce (what the peer's boxes must be addressed to). */
+struct rv_client *rv_client_adopt_(int fd, const struct rv_keys *k);
+const uint8_t *rv_client_nonce_(const struct rv_client *c);
+/* Mark c joined (rv_send / rv_recv allowed). */
+void rv_client_set_joined_(struct rv_client *c);
+
 #endif

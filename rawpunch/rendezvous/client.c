@@ -94,6 +94,28 @@ int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_clien
 	return 0;
 }
 
+struct rv_client *rv_client_adopt_(int fd, const struct rv_keys *k)
+{
+	struct rv_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->keys = *k;
+	rv_peerstate_init(&c->ps);
+	c->synced = true;
+	return c;
+}
+
+const uint8_t *rv_client_nonce_(const struct rv_client *c)
+{
+	return c->ps.mine;
+}
+
+void rv_client_set_joined_(struct rv_client *c)
+{
+	c->joined = true;
+}
+
 void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop)
 {
 	if (c)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/rendezvous/offer.h"
+#include "rawpunch/rendezvous/offer-internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -212,7 +213,14 @@ int rp_offer_decode(const char *text, const uint8_t *secret, size_t secret_len, 
 	sodium_memzero(key, sizeof(key));
 	if (r)
 		return -EBADMSG;
-	struct rbuf rb = { blob, (size_t)ml, 0, false };
+	r = rp_offer_blob_parse_(blob, (size_t)ml, kind, o);
+	sodium_memzero(blob, sizeof(blob));
+	return r;
+}
+
+int rp_offer_blob_parse_(const uint8_t *blob, size_t n, enum rp_offer_kind kind, struct rp_offer *o)
+{
+	struct rbuf rb = { blob, n, 0, false };
 	struct rp_offer x;
 	struct rp_natinfo *ni = &x.ni;
 	memset(&x, 0, sizeof(x));
