@@ -20,7 +20,7 @@ page=$(MANPATH="$D/usr/local/share/man" MANWIDTH=120 man rawpunch 2>"$D/man.err"
 for c in "${cmds[@]}"; do
 	C=$(tr a-z A-Z <<<"$c")
 	grep -q "^RAWPUNCH $C\$" <<<"$page" || fail "man page has no section for $c"
-	first=$("$bin" "$c" --help | head -1 | sed 's/^ *//')
+	first=$("$bin" "$c" --help | sed -n '1s/^ *//p')
 	grep -qF -- "$first" <<<"$page" || fail "man page section $c lacks its --help text ('$first')"
 done
 ok "man rawpunch: ${#cmds[@]} command sections, each with its --help text"
