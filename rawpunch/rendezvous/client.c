@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* Rendezvous client (client.h): connecting, the clock samples, the join (its two halves for multi.c),
+ * sealed messages to and from the peer among the other members of the session; the filter-probe
+ * request is in client-fprobe.c. */
 #include "rawpunch/rendezvous/client.h"
 
 #include <errno.h>
@@ -136,7 +139,7 @@ void rv_close(struct rv_client *c)
 	free(c);
 }
 
-static int send_json(struct rv_client *c, struct json_object *o, uint64_t deadline_ms)
+int rvc_send_json(struct rv_client *c, struct json_object *o, uint64_t deadline_ms)
 {
 	uint8_t *f;
 	size_t n, off = 0;
@@ -182,8 +185,7 @@ static int server_error(struct json_object *o)
 	return -EPROTO;
 }
 
-/* Next frame from the server as a JSON object (caller puts it). Error frames become -errno. */
-static int recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
 {
 	for (;;) {
 		const uint8_t *body;
@@ -239,7 +241,7 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 		t1s[i] = rp_real_ns() + (uint64_t)i;   /* distinct even within one clock tick */
 		json_object_object_add(o, "t", json_object_new_string("time"));
 		json_object_object_add(o, "t1", json_object_new_int64((int64_t)t1s[i]));
-		if ((e = send_json(c, o, deadline)))
+		if ((e = rvc_send_json(c, o, deadline)))
 			return e;
 	}
 	for (int i = 0; i < rounds; i++) {
@@ -247,7 +249,7 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 		const char *t;
 		uint64_t t2, t3, t4;
 		/* unrelated frames (a peer's box) are not expected before a join */
-		if ((e = recv_json(c, deadline, &r, &t)))
+		if ((e = rvc_recv_json(c, deadline, &r, &t)))
 			return e;
 		t4 = rp_real_ns();
 		if (strcmp(t, "time") || !json_object_object_get_ex(r, "t1", &j) ||
@@ -303,7 +305,7 @@ static int send_box(struct rv_client *c, const char *type, const struct json_obj
 	json_object_object_add(f, "t", json_object_new_string("fwd"));
 	json_object_object_add(f, "box", json_object_new_string(b64));
 	free(b64);
-	return send_json(c, f, deadline);
+	return rvc_send_json(c, f, deadline);
 }
 
 #define RB_NEWCOMER 1
@@ -328,7 +330,7 @@ static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object *
 		const char *t;
 		uint8_t *pt;
 		size_t pl;
-		int r = recv_json(c, deadline, &o, &t);
+		int r = rvc_recv_json(c, deadline, &o, &t);
 		if (r == -ETIMEDOUT && c->bad_boxes && !c->good_boxes)
 			return -EACCES;
 		if (r)
@@ -402,10 +404,10 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	json_object_object_add(o, "t", json_object_new_string("join"));
 	json_object_object_add(o, "v", json_object_new_int(1));
 	json_object_object_add(o, "id", json_object_new_string(c->keys.id_hex));
-	if ((r = send_json(c, o, deadline)))
+	if ((r = rvc_send_json(c, o, deadline)))
 		return r;
 	for (;;) {
-		if ((r = recv_json(c, deadline, &o, &t)))
+		if ((r = rvc_recv_json(c, deadline, &o, &t)))
 			return r;
 		bool paired = !strcmp(t, "paired");
 		json_object_put(o);
@@ -589,44 +591,4 @@ int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const
 unsigned rv_bad_boxes(const struct rv_client *c)
 {
 	return c ? c->bad_boxes : 0;
-}
-
-int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int timeout_ms, enum rp_filter *out)
-{
-	struct rv_client *c;
-	struct json_object *o, *jr;
-	const char *t;
-	int r;
-	if (!server || !out || public_port == 0 || timeout_ms < 100 || timeout_ms > 5000)
-		return -EINVAL;
-	if ((r = rv_connect(server, 3000, &c)))
-		return r;
-	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout_ms + 2000u;
-	o = json_object_new_object();
-	if (!o) {
-		rv_close(c);
-		return -ENOMEM;
-	}
-	json_object_object_add(o, "t", json_object_new_string("fprobe"));
-	json_object_object_add(o, "port", json_object_new_int(public_port));
-	json_object_object_add(o, "ms", json_object_new_int(timeout_ms));
-	if ((r = send_json(c, o, deadline)) || (r = recv_json(c, deadline, &o, &t))) {
-		rv_close(c);
-		return r;
-	}
-	rv_close(c);
-	r = -EPROTO;
-	if (!strcmp(t, "fprobe") && json_object_object_get_ex(o, "result", &jr) &&
-	    json_object_is_type(jr, json_type_string)) {
-		const char *s = json_object_get_string(jr);
-		if (strcmp(s, "unknown") && rp_filter_parse(s, out) == 0)
-			r = 0;
-	}
-	json_object_put(o);
-	return r;
-}
-
-int rv_filter_probe_cb(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out)
-{
-	return rv_filter_probe(arg, public_port, timeout_ms, out);
 }
