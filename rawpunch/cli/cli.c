@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/base/privs.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/jsonnum.h"
 #include "rawpunch/base/trace.h"

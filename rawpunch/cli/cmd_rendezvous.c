@@ -11,6 +11,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 
+#include "rawpunch/base/privs.h"
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/base/io.h"
 #include "rawpunch/probe/natinfo.h"
@@ -30,18 +31,27 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rawpunch rendezvous --listen ADDR[:PORT] [--max-sessions N] [--idle-timeout S]\n"
-		"                           [--session-ttl S] [--max-per-addr N] [--probe-allow-private] [-v]\n"
+		"                           [--session-ttl S] [--paired-ttl S] [--max-per-addr N]\n"
+		"                           [--probe-allow-private] [--user USER] [-v]\n"
 		"       rawpunch rendezvous --join HOST[:PORT] --session NAME --secret-file FILE\n"
 		"                           [--natinfo FILE.json] [--cand PORTS] [--timeout S] [--wait-start]\n"
 		"       rawpunch rendezvous --filter-probe HOST[:PORT] --port P [--timeout-ms MS]\n"
 		"\n"
-		"Server: pairs two peers per session and forwards their sealed messages; it never sees the\n"
+		"Server: lets up to %d connections wait under one session id and forwards each one's sealed\n"
+		"messages to the others (the peers skip what does not authenticate); it never sees the\n"
 		"secret, the session name or what the peers exchange (see rawpunch/rendezvous/proto.h). Also answers\n"
 		"clock samples and filter probes (it connects back to the requester's own address only).\n"
+		"It needs no privilege at all: run it as a plain user (any port >= 1024 binds without a\n"
+		"capability; no setcap needed). Started as root, or with file capabilities, it gives up every\n"
+		"capability and, as root, becomes --user right after the listening socket is open, before it\n"
+		"reads a byte from the network (a failure to do so is fatal). Every client is held to a\n"
+		"message rate and a share of each round, its session members to a lifetime and a forwarding\n"
+		"quota, and connections to what RLIMIT_NOFILE allows (see README, security).\n"
 		"  --listen ADDR[:PORT]   address to listen on (port %d by default)\n"
 		"  --max-sessions N       sessions at once (default 4096)\n"
 		"  --idle-timeout S       close connections silent for S seconds (default 60)\n"
 		"  --session-ttl S        an unpaired session expires after S seconds (default 300)\n"
+		"  --paired-ttl S         a paired member is let go S seconds after it met company (default 120)\n"
 		"  --max-per-addr N       connections at once from one client address (default 64); sessions\n"
 		"                         opened from one address: N/2 (default 32). Many users behind one\n"
 		"                         NAT share an address: keep it generous\n"
@@ -50,6 +60,8 @@ static void usage(FILE *f)
 		"                         server's own addresses are never probed: behind a reverse proxy or\n"
 		"                         docker-proxy every client looks like one, and the probe would scan\n"
 		"                         the proxy host\n"
+		"  --user USER            the user to run as once listening (as root; default: the invoking\n"
+		"                         user from SUDO_UID, else nobody; 'root' keeps uid 0 without capabilities)\n"
 		"  -v                     log events on stderr\n"
 		"Client (for scripts and tests; 'rawpunch punch' uses the same library):\n"
 		"  --join SERVER          join a session; prints the peer's natinfo, candidates, the agreed\n"
@@ -63,7 +75,7 @@ static void usage(FILE *f)
 		"  --wait-start           sleep until the agreed start and add \"fired_ns\" (CLOCK_REALTIME)\n"
 		"  --filter-probe SERVER  ask SERVER to connect to this host's public address at --port P and\n"
 		"                         print what came back: rst, drop, icmp or open\n",
-		RV_DEFAULT_PORT);
+		RV_MEMBERS_MAX, RV_DEFAULT_PORT);
 }
 
 static void log_line(void *arg, const char *line)
@@ -74,14 +86,22 @@ static void log_line(void *arg, const char *line)
 	fprintf(stderr, "%lld.%03ld %s\n", (long long)ts.tv_sec, ts.tv_nsec / 1000000, line);
 }
 
-static int run_server(const struct sockaddr_in *addr, unsigned long max_sessions, unsigned long idle,
-		      unsigned long ttl, unsigned long per_addr, bool allow_private, bool verbose)
+struct server_opts {
+	unsigned long max_sessions, idle, ttl, paired_ttl, per_addr;
+	bool allow_private, verbose;
+	const char *user;
+};
+
+static int run_server(const struct sockaddr_in *addr, const struct server_opts *so)
 {
+	unsigned long max_sessions = so->max_sessions, per_addr = so->per_addr;
+	bool verbose = so->verbose;
 	struct rv_server_cfg cfg = { .listen = *addr, .max_sessions = (unsigned)max_sessions,
-				     .idle_timeout_s = (unsigned)idle, .session_ttl_s = (unsigned)ttl,
+				     .idle_timeout_s = (unsigned)so->idle, .session_ttl_s = (unsigned)so->ttl,
+				     .paired_ttl_s = (unsigned)so->paired_ttl,
 				     .max_conns_per_addr = (unsigned)per_addr,
 				     .max_sessions_per_addr = per_addr ? (unsigned)(per_addr > 1 ? per_addr / 2 : 1) : 0,
-				     .probe_allow_private = allow_private };
+				     .probe_allow_private = so->allow_private };
 	struct rv_server *s;
 	struct sigaction sa = { .sa_handler = on_signal };
 	char ip[INET_ADDRSTRLEN];
@@ -97,14 +117,22 @@ static int run_server(const struct sockaddr_in *addr, unsigned long max_sessions
 		rp_hint("is %s:%u one of this host's addresses, and free?", ip, (unsigned)ntohs(addr->sin_port));
 		return 1;
 	}
+	/* listening: nothing privileged is left to do. Give it all up before the first byte from the
+	 * network is parsed (the filter probe is a plain non-blocking connect: no privilege either) */
+	if ((r = rp_privs_enter(so->user, 0))) {
+		rv_server_close(s);
+		return rp_err_errno(r, "rendezvous: dropping privileges");
+	}
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	rv_server_addr(s, &bound);
 	inet_ntop(AF_INET, &bound.sin_addr, ip, sizeof(ip));
-	printf("rawpunch rendezvous: listening on %s:%u (max %lu sessions)\n", ip, (unsigned)ntohs(bound.sin_port),
-	       max_sessions ? max_sessions : 4096ul);
+	struct rv_server_stats st0;
+	rv_server_stats(s, &st0);
+	printf("rawpunch rendezvous: listening on %s:%u (max %lu sessions, %u connections)\n", ip,
+	       (unsigned)ntohs(bound.sin_port), max_sessions ? max_sessions : 4096ul, (unsigned)st0.max_conns);
 	fflush(stdout);
 	r = rv_server_run(s, &stop_flag);
 	if (verbose) {
@@ -164,6 +192,7 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 		rv_close(c);
 		if (r == -EACCES) {
 			rp_err("rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
+			rp_hint("no box under this session's id authenticated before --timeout ran out");
 			return 1;
 		}
 		if (r == -ETIMEDOUT) {
@@ -172,7 +201,8 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 			return 1;
 		}
 		if (r == -EBUSY) {
-			rp_err("rendezvous: session is full (two peers are already in it) or the server is busy");
+			rp_err("rendezvous: session is full (%d connections already wait under its id) or the server is busy",
+			       RV_MEMBERS_MAX);
 			return 1;
 		}
 		if (r == -ERANGE) {
@@ -193,6 +223,7 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 	json_object_object_add(o, "relay_rtt_ns", json_object_new_int64(res.relay_rtt_ns));
 	json_object_object_add(o, "clock_err_ns", json_object_new_int64(res.clock_err_ns));
 	json_object_object_add(o, "clock_bound_ns", json_object_new_int64(res.clock_bound_ns));
+	json_object_object_add(o, "bad_boxes", json_object_new_int((int)res.bad_boxes));
 	json_object_object_add(o, "peer", rp_natinfo_to_json(&res.peer));
 	for (unsigned i = 0; i < res.n_peer_cand; i++)
 		json_object_array_add(pc, json_object_new_int(res.peer_cand[i]));
@@ -231,14 +262,16 @@ int cmd_rendezvous(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 'M' },
 		{ "max-per-addr", required_argument, NULL, 'A' },
 		{ "probe-allow-private", no_argument, NULL, 'P' },
+		{ "paired-ttl", required_argument, NULL, 'R' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	const char *listen_s = NULL, *join_s = NULL, *probe_s = NULL, *session = NULL, *secret = NULL;
 	const char *natinfo = NULL, *cand = NULL;
-	unsigned long max_sessions = 0, idle = 0, ttl = 0, timeout = 30, port = 0, tmo_ms = 1500;
-	unsigned long per_addr = 0;
-	bool verbose = false, wait_start = false, allow_private = false;
+	unsigned long timeout = 30, port = 0, tmo_ms = 1500;
+	struct server_opts so = { 0 };
+	bool wait_start = false, have_user = false;
 	struct sockaddr_in addr;
 	int c;
 	optind = 1;
@@ -253,22 +286,27 @@ int cmd_rendezvous(int argc, char **argv)
 		case 'n': natinfo = optarg; break;
 		case 'c': cand = optarg; break;
 		case 'w': wait_start = true; break;
-		case 'v': verbose = true; break;
-		case 'P': allow_private = true; break;
+		case 'v': so.verbose = true; break;
+		case 'P': so.allow_private = true; break;
+		case 'u': so.user = optarg; have_user = true; break;
+		case 'R':
+			if (rp_parse_ulong(optarg, 1, 86400, &so.paired_ttl))
+				return rp_usage_err("rendezvous", "--paired-ttl: want 1..86400 seconds, got '%s'", optarg);
+			break;
 		case 'A':
-			if (rp_parse_ulong(optarg, 1, 1000000, &per_addr))
+			if (rp_parse_ulong(optarg, 1, 1000000, &so.per_addr))
 				return rp_usage_err("rendezvous", "--max-per-addr: want 1..1000000, got '%s'", optarg);
 			break;
 		case 'm':
-			if (rp_parse_ulong(optarg, 1, 1000000, &max_sessions))
+			if (rp_parse_ulong(optarg, 1, 1000000, &so.max_sessions))
 				return rp_usage_err("rendezvous", "--max-sessions: want 1..1000000, got '%s'", optarg);
 			break;
 		case 'i':
-			if (rp_parse_ulong(optarg, 1, 86400, &idle))
+			if (rp_parse_ulong(optarg, 1, 86400, &so.idle))
 				return rp_usage_err("rendezvous", "--idle-timeout: want 1..86400 seconds, got '%s'", optarg);
 			break;
 		case 'T':
-			if (rp_parse_ulong(optarg, 1, 86400, &ttl))
+			if (rp_parse_ulong(optarg, 1, 86400, &so.ttl))
 				return rp_usage_err("rendezvous", "--session-ttl: want 1..86400 seconds, got '%s'", optarg);
 			break;
 		case 't':
@@ -294,16 +332,22 @@ int cmd_rendezvous(int argc, char **argv)
 		return rp_usage_err("rendezvous", "unexpected argument '%s'", argv[optind]);
 	if (!!listen_s + !!join_s + !!probe_s != 1)
 		return rp_usage_err("rendezvous", "give exactly one of --listen, --join, --filter-probe");
-	if (!listen_s && (per_addr || allow_private || max_sessions || idle || ttl))
-		return rp_usage_err("rendezvous", "--max-sessions, --idle-timeout, --session-ttl, --max-per-addr and "
-				    "--probe-allow-private are server options (--listen)");
+	if (!listen_s && (so.per_addr || so.allow_private || so.max_sessions || so.idle || so.ttl || so.paired_ttl ||
+			  have_user))
+		return rp_usage_err("rendezvous", "--max-sessions, --idle-timeout, --session-ttl, --paired-ttl, "
+				    "--max-per-addr, --probe-allow-private and --user are server options (--listen)");
 	if (listen_s) {
 		if (session || secret || natinfo || cand || port || wait_start)
 			return rp_usage_err("rendezvous", "--listen takes no client options");
 
 		if (rp_parse_hostport(listen_s, RV_DEFAULT_PORT, &addr))
 			return rp_usage_err("rendezvous", "--listen: want ADDR[:PORT], got '%s'", listen_s);
-		return run_server(&addr, max_sessions, idle, ttl, per_addr, allow_private, verbose);
+		uid_t ruid;
+		gid_t rgid;
+		int r = rp_cli_user("rendezvous", so.user, &ruid, &rgid);
+		if (r)
+			return r;
+		return run_server(&addr, &so);
 	}
 	if (probe_s) {
 		enum rp_filter f;

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: MIT */
+/* Rendezvous client (client.h): connecting, the clock samples, the join (its two halves for multi.c),
+ * sealed messages to and from the peer among the other members of the session; the filter-probe
+ * request is in client-fprobe.c. */
 #include "rawpunch/rendezvous/client.h"
 
 #include <arpa/inet.h>
@@ -30,6 +33,10 @@ struct rv_client {
 	int64_t offset_ns, rtt_ns, clock_err_ns;
 	int64_t clock_sync_ns;         /* how long the join's clock sync took */
 	bool synced;
+	unsigned bad_boxes;            /* fwd boxes that did not open under kbox (skipped) */
+	unsigned good_boxes;           /* ... that did */
+	int64_t peer_m;                /* the server's member number of the sender of the last box accepted */
+	bool have_peer_m;
 	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
 };
 
@@ -93,6 +100,28 @@ int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_clien
 	return 0;
 }
 
+struct rv_client *rv_client_adopt_(int fd, const struct rv_keys *k)
+{
+	struct rv_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->keys = *k;
+	rv_peerstate_init(&c->ps);
+	c->synced = true;
+	return c;
+}
+
+const uint8_t *rv_client_nonce_(const struct rv_client *c)
+{
+	return c->ps.mine;
+}
+
+void rv_client_set_joined_(struct rv_client *c)
+{
+	c->joined = true;
+}
+
 void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop)
 {
 	if (c)
@@ -113,7 +142,7 @@ void rv_close(struct rv_client *c)
 	free(c);
 }
 
-static int send_json(struct rv_client *c, struct json_object *o, uint64_t deadline_ms)
+int rvc_send_json(struct rv_client *c, struct json_object *o, uint64_t deadline_ms)
 {
 	uint8_t *f;
 	size_t n, off = 0;
@@ -159,8 +188,7 @@ static int server_error(struct json_object *o)
 	return -EPROTO;
 }
 
-/* Next frame from the server as a JSON object (caller puts it). Error frames become -errno. */
-static int recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
 {
 	for (;;) {
 		const uint8_t *body;
@@ -216,7 +244,7 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 		t1s[i] = rp_real_ns() + (uint64_t)i;   /* distinct even within one clock tick */
 		json_object_object_add(o, "t", json_object_new_string("time"));
 		json_object_object_add(o, "t1", json_object_new_int64((int64_t)t1s[i]));
-		if ((e = send_json(c, o, deadline)))
+		if ((e = rvc_send_json(c, o, deadline)))
 			return e;
 	}
 	for (int i = 0; i < rounds; i++) {
@@ -224,7 +252,7 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 		const char *t;
 		uint64_t t2, t3, t4;
 		/* unrelated frames (a peer's box) are not expected before a join */
-		if ((e = recv_json(c, deadline, &r, &t)))
+		if ((e = rvc_recv_json(c, deadline, &r, &t)))
 			return e;
 		t4 = rp_real_ns();
 		if (strcmp(t, "time") || !json_object_object_get_ex(r, "t1", &j) ||
@@ -280,27 +308,47 @@ static int send_box(struct rv_client *c, const char *type, const struct json_obj
 	json_object_object_add(f, "t", json_object_new_string("fwd"));
 	json_object_object_add(f, "box", json_object_new_string(b64));
 	free(b64);
-	return send_json(c, f, deadline);
+	return rvc_send_json(c, f, deadline);
 }
 
-/* Next sealed message from the peer. Server frames other than fwd: gone -> -EPIPE; wait/paired
- * skipped. Authentication failures -EACCES. Boxes that authenticate but rv_msg_check refuses (replays,
- * boxes addressed to another run's nonce, a stale hello) are skipped: only a key holder made them, so
- * they are old traffic a server replays or our peer's answer to a superseded hello; dropping them
- * gives a server no power it lacks (it can drop anything). */
-static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object **obj, const char **type)
+#define RB_NEWCOMER 1
+#define HELLO_RESENDS (2 * RV_MEMBERS_MAX)   /* recv_box: the server says another member joined the session */
+
+/* Next sealed message from the peer. Server frames other than fwd: "paired" (another member joined)
+ * returns RB_NEWCOMER when newcomer is asked for, else is skipped like "wait"; "gone" is -EPIPE when
+ * it names the member whose box we accepted last (or names none: a server that does not number
+ * members), else skipped: a squatter leaving is not our peer leaving.
+ * Boxes are skipped, never fatal, when
+ *   - they do not authenticate (counted in bad_boxes): the server forwards every member's boxes to
+ *     every other member, and anyone who saw the id may be a member (proto.h); only at the deadline,
+ *     if nothing authentic ever came, is that reported: -EACCES (a wrong key, or only intruders);
+ *   - they authenticate but rv_msg_check refuses them (replays, boxes addressed to another run's
+ *     nonce, a stale hello): only a key holder made them, so they are old traffic a server replays or
+ *     our peer's answer to a superseded hello; dropping them gives a server no power it lacks. */
+static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object **obj, const char **type,
+		    bool newcomer)
 {
 	for (;;) {
-		struct json_object *o, *jb;
+		struct json_object *o, *jb, *jm;
 		const char *t;
 		uint8_t *pt;
 		size_t pl;
-		int r = recv_json(c, deadline, &o, &t);
+		int r = rvc_recv_json(c, deadline, &o, &t);
+		if (r == -ETIMEDOUT && c->bad_boxes && !c->good_boxes)
+			return -EACCES;
 		if (r)
 			return r;
+		bool has_m = json_object_object_get_ex(o, "m", &jm) && json_object_is_type(jm, json_type_int);
+		int64_t m = has_m ? json_object_get_int64(jm) : 0;
 		if (!strcmp(t, "gone")) {
 			json_object_put(o);
-			return -EPIPE;
+			if (!has_m || (c->have_peer_m && m == c->peer_m))
+				return -EPIPE;
+			continue;
+		}
+		if (!strcmp(t, "paired") && newcomer) {
+			json_object_put(o);
+			return RB_NEWCOMER;
 		}
 		if (strcmp(t, "fwd")) {
 			json_object_put(o);
@@ -312,13 +360,22 @@ static int recv_box(struct rv_client *c, uint64_t deadline, struct json_object *
 		}
 		r = rv_box_open(&c->keys, json_object_get_string(jb), &pt, &pl);
 		json_object_put(o);
+		if (r == -EBADMSG) {
+			c->bad_boxes++;
+			continue;
+		}
 		if (r)
-			return r == -EBADMSG ? -EACCES : r;
+			return r;
+		c->good_boxes++;
 		r = rv_msg_check(&c->ps, pt, pl, obj, type);
 		sodium_memzero(pt, pl);
 		free(pt);
 		if (r == -EPERM || r == -EALREADY)
 			continue;
+		if (r == 0) {
+			c->have_peer_m = has_m;
+			c->peer_m = m;
+		}
 		return r;
 	}
 }
@@ -354,10 +411,10 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	json_object_object_add(o, "t", json_object_new_string("join"));
 	json_object_object_add(o, "v", json_object_new_int(1));
 	json_object_object_add(o, "id", json_object_new_string(c->keys.id_hex));
-	if ((r = send_json(c, o, deadline)))
+	if ((r = rvc_send_json(c, o, deadline)))
 		return r;
 	for (;;) {
-		if ((r = recv_json(c, deadline, &o, &t)))
+		if ((r = rvc_recv_json(c, deadline, &o, &t)))
 			return r;
 		bool paired = !strcmp(t, "paired");
 		json_object_put(o);
@@ -387,34 +444,59 @@ static int parse_relayed(const char *s, struct sockaddr_in *out)
 	return 0;
 }
 
-/* Paired: hello both ways, then natinfo, candidates, clocks and the start. */
+/* The next accepted box during the join. A member that joins after our hello went out (the server
+ * says "paired" again) has not seen it: say it again, for at most HELLO_RESENDS newcomers in all
+ * (the server admits RV_MEMBERS_MAX members at once; squatters coming and going get no more). */
+static int join_recv(struct rv_client *c, uint64_t deadline, unsigned *hellos, struct json_object **o,
+		     const char **t)
+{
+	int r;
+	while ((r = recv_box(c, deadline, o, t, true)) == RB_NEWCOMER)
+		if (++*hellos <= HELLO_RESENDS && (r = send_box(c, "hello", NULL, deadline)))
+			return r;
+	return r;
+}
+
+/* Paired: hello both ways, then natinfo, candidates, clocks and the start. Boxes from other members
+ * that do not authenticate are skipped (recv_box): the exchange goes on with the one that does. */
 int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res,
 		       uint64_t deadline)
 {
-	struct json_object *o, *info = NULL;
+	struct json_object *info = NULL;
 	const char *t;
+	unsigned hellos = 0;
 	int r;
-	/* 2. hello both ways: learn the peer's fresh nonce; the hello carries this side's RTT to the
-	 * server and clock error, so that each side can size the lead from both before proposing */
+	/* 2. hello both ways: learn the peer's fresh nonce. The first box accepted may also be the
+	 * peer's info, if the peer saw our hello but we missed its own (it was sent before we joined,
+	 * and the peer's hello resends for newcomers ran out): it names the peer as well. */
+	/* The hello carries this side's RTT to the server and clock error, so that each side can size
+	 * the lead from both before proposing. */
 	struct json_object *hi = json_object_new_object();
 	if (!hi)
 		return -ENOMEM;
 	json_object_object_add(hi, "rtt", json_object_new_int64(c->rtt_ns));
 	json_object_object_add(hi, "err", json_object_new_int64(c->clock_err_ns));
 	r = send_box(c, "hello", hi, deadline);
-	json_object_put(hi);
-	if (r)
+	if (r) {
+		json_object_put(hi);
 		return r;
-	if ((r = recv_box(c, deadline, &o, &t)))
+	}
+	if ((r = join_recv(c, deadline, &hellos, &info, &t))) {
+		json_object_put(hi);
 		return r == -EPROTO ? -EACCES : r;
-	bool hello = !strcmp(t, "hello");
+	}
+	json_object_put(hi);
 	int64_t hello_rtt = -1, hello_err = -1;
-	if (hello && (get_i64(o, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX ||
-		      get_i64(o, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2))
-		hello_rtt = hello_err = -1;   /* absent or out of range: rv_lead_auto_ns assumes */
-	json_object_put(o);
-	if (!hello)
+	if (!strcmp(t, "hello")) {
+		if (get_i64(info, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX ||
+		    get_i64(info, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2)
+			hello_rtt = hello_err = -1;   /* absent or out of range: rv_lead_auto_ns assumes */
+		json_object_put(info);
+		info = NULL;
+	} else if (strcmp(t, "info")) {
+		json_object_put(info);
 		return -EPROTO;
+	}
 	/* 3. info: natinfo, candidates, clock, proposed start (server clock) */
 	uint64_t lead_ns;
 	if (req->lead_auto) {
@@ -432,6 +514,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		json_object_put(mi);
 		json_object_put(cand);
 		json_object_put(ni);
+		json_object_put(info);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < req->n_cand; i++)
@@ -449,20 +532,27 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		json_object_object_add(mi, "relay", json_object_new_string(ra));
 	}
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
-	 * newest hello name the peer): address the info again, to the real peer. The real peer skips
-	 * the info we addressed to the replayed nonce. */
-	for (int resent = 0;; resent++) {
-		if ((r = send_box(c, "info", mi, deadline))) {
+	 * newest hello name the peer): address the info again, to the real peer (at most 8 times; later
+	 * hellos are only skipped and the deadline ends the wait). The real peer skips the info we
+	 * addressed to the replayed nonce. */
+	if ((r = send_box(c, "info", mi, deadline))) {
+		json_object_put(mi);
+		json_object_put(info);
+		return r;
+	}
+	for (int resent = 0; !info;) {
+		if ((r = join_recv(c, deadline, &hellos, &info, &t))) {
 			json_object_put(mi);
 			return r;
 		}
-		if ((r = recv_box(c, deadline, &info, &t))) {
-			json_object_put(mi);
-			return r;
-		}
-		if (strcmp(t, "hello") || resent >= 8)
+		if (strcmp(t, "hello"))
 			break;
 		json_object_put(info);
+		info = NULL;
+		if (++resent <= 8 && (r = send_box(c, "info", mi, deadline))) {
+			json_object_put(mi);
+			return r;
+		}
 	}
 	json_object_put(mi);
 	int64_t peer_start = 0;
@@ -525,6 +615,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		crypto_generichash_update(&hs, second, RV_NONCE_LEN);
 		crypto_generichash_final(&hs, res->run_nonce, sizeof(res->run_nonce));
 	}
+	res->bad_boxes = c->bad_boxes;
 	return 0;
 }
 
@@ -583,70 +674,11 @@ int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const
 {
 	if (!c || !c->joined)
 		return -ENOTCONN;
-	int r = recv_box(c, rp_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type);
+	int r = recv_box(c, rp_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), obj, type, false);
 	return r == -EBADMSG ? -EACCES : r;
 }
 
-/* The filter probe, from the server's port sport (0: one of its choosing). A server that does not
- * know "sport" ignores it and does not echo it: -EOPNOTSUPP. */
-static int fprobe(const struct sockaddr_in *server, uint16_t public_port, uint16_t sport, int timeout_ms,
-		  enum rp_filter *out)
+unsigned rv_bad_boxes(const struct rv_client *c)
 {
-	struct rv_client *c;
-	struct json_object *o, *jr;
-	const char *t;
-	int r;
-	if (!server || !out || public_port == 0 || timeout_ms < 100 || timeout_ms > 5000 || (sport && sport < 1024))
-		return -EINVAL;
-	if ((r = rv_connect(server, 3000, &c)))
-		return r;
-	uint64_t deadline = rp_mono_ms() + (uint64_t)timeout_ms + 2000u;
-	o = json_object_new_object();
-	if (!o) {
-		rv_close(c);
-		return -ENOMEM;
-	}
-	json_object_object_add(o, "t", json_object_new_string("fprobe"));
-	json_object_object_add(o, "port", json_object_new_int(public_port));
-	json_object_object_add(o, "ms", json_object_new_int(timeout_ms));
-	if (sport)
-		json_object_object_add(o, "sport", json_object_new_int(sport));
-	if ((r = send_json(c, o, deadline)) || (r = recv_json(c, deadline, &o, &t))) {
-		rv_close(c);
-		return r;
-	}
-	rv_close(c);
-	r = -EPROTO;
-	if (!strcmp(t, "fprobe") && json_object_object_get_ex(o, "result", &jr) &&
-	    json_object_is_type(jr, json_type_string)) {
-		const char *s = json_object_get_string(jr);
-		if (strcmp(s, "unknown") && rp_filter_parse(s, out) == 0)
-			r = 0;
-		if (sport && (!json_object_object_get_ex(o, "sport", &jr) || !json_object_is_type(jr, json_type_int) ||
-			      json_object_get_int64(jr) != sport))
-			r = -EOPNOTSUPP;
-	}
-	json_object_put(o);
-	return r;
-}
-
-int rv_filter_probe(const struct sockaddr_in *server, uint16_t public_port, int timeout_ms, enum rp_filter *out)
-{
-	return fprobe(server, public_port, 0, timeout_ms, out);
-}
-
-int rv_connect_back(const struct sockaddr_in *server, uint16_t public_port, uint16_t server_port, int timeout_ms,
-		    enum rp_filter *out)
-{
-	return server_port ? fprobe(server, public_port, server_port, timeout_ms, out) : -EINVAL;
-}
-
-int rv_connect_back_cb(void *arg, uint16_t public_port, uint16_t server_port, int timeout_ms, enum rp_filter *out)
-{
-	return rv_connect_back(arg, public_port, server_port, timeout_ms, out);
-}
-
-int rv_filter_probe_cb(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out)
-{
-	return rv_filter_probe(arg, public_port, timeout_ms, out);
+	return c ? c->bad_boxes : 0;
 }

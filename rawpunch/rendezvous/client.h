@@ -68,6 +68,8 @@ struct rv_join_res {
 	int64_t clock_err_ns;           /* the start-time disagreement: both sides' estimate uncertainty
 	                                   (rv_clock_estimate's err_ns, this side's + the peer's) */
 	int64_t clock_bound_ns;         /* its hard bound whatever the path asymmetry: (rtt + peer_rtt) / 2 */
+	unsigned bad_boxes;             /* boxes skipped because they did not authenticate (other members
+	                                   of the session: squatters, forgers) */
 	uint8_t run_nonce[16];          /* BLAKE2b-128 of both sides' fresh per-join nonces, the same on both
 	                                   sides and new every run (mixed into the punch ISNs) */
 	struct sockaddr_in peer_relayed;/* the peer's TURN relayed address (sin_addr 0: it has none) */
@@ -90,16 +92,22 @@ int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_clien
 /* Measure the offset to the server's clock: rounds samples (1..64) sent at once, the min-RTT one kept
  * (rv_clock_estimate). -ERANGE: the server's clock is more than RV_CLOCK_OFFSET_MAX away. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
-/* Join: clock sync, join by id, hello, info exchange. 0, -ETIMEDOUT (no peer came), -EBUSY (session
- * already has two peers), -EACCES (the peer's boxes do not authenticate: wrong secret or a forger),
- * -ERANGE (the server clock or the agreed start further than 60 s away), -EPROTO, -errno. */
+/* Join: clock sync, join by id, hello, info exchange. Boxes that do not authenticate (anyone who saw
+ * the id may wait under it too: proto.h) are skipped and counted, never fatal: the exchange goes on
+ * with the member whose boxes do. 0, -ETIMEDOUT (no peer came), -EBUSY (the session has its
+ * RV_MEMBERS_MAX members, or the server is busy), -EACCES (at the deadline: boxes came but none
+ * authenticated: a wrong box key, or only intruders), -ERANGE (the server clock or the agreed start
+ * further than 60 s away), -EPROTO, -errno. */
 int rv_join(struct rv_client *c, const struct rv_join_req *req, struct rv_join_res *res);
 /* After a join: send a sealed message of type (1..31 chars) with obj's members (may be NULL). */
 int rv_send(struct rv_client *c, const char *type, const struct json_object *obj);
-/* Receive the next sealed message: a box that fails authentication is -EACCES; one that
- * authenticates but is a replay or addressed to another run's nonce is skipped (rawpunch/rendezvous/proto.h).
- * *obj is a new reference the caller puts; *type points into it. -ETIMEDOUT, -EPIPE (peer gone). */
+/* Receive the next sealed message: a box that fails authentication is skipped and counted
+ * (rv_bad_boxes), one that authenticates but is a replay or addressed to another run's nonce is
+ * skipped (rawpunch/rendezvous/proto.h). *obj is a new reference the caller puts; *type points into
+ * it. -ETIMEDOUT, -EPIPE (the peer left: the server's "gone" for the member whose box we accepted). */
 int rv_recv(struct rv_client *c, int timeout_ms, struct json_object **obj, const char **type);
+/* Boxes skipped so far because they did not authenticate. */
+unsigned rv_bad_boxes(const struct rv_client *c);
 /* Make every later wait of c (join, recv, send) end with -EINTR once *stop is non-zero: set it from a
  * signal handler installed without SA_RESTART, so Ctrl-C does not wait out a 30 s join. NULL: off. */
 void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop);

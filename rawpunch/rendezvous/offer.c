@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Serverless offer/answer texts: a sealed compact blob (see offer.h). */
 #include "rawpunch/rendezvous/offer.h"
+#include "rawpunch/rendezvous/offer-internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -170,7 +171,14 @@ int rp_offer_decode(const char *text, const uint8_t *secret, size_t secret_len, 
 	sodium_memzero(key, sizeof(key));
 	if (r)
 		return -EBADMSG;
-	struct us_cur rb = us_cur_make(blob, (size_t)ml);
+	r = rp_offer_blob_parse_(blob, (size_t)ml, kind, o);
+	sodium_memzero(blob, sizeof(blob));
+	return r;
+}
+
+int rp_offer_blob_parse_(const uint8_t *blob, size_t n, enum rp_offer_kind kind, struct rp_offer *o)
+{
+	struct us_cur rb = us_cur_make(blob, n);
 	struct rp_offer x;
 	struct rp_natinfo *ni = &x.ni;
 	memset(&x, 0, sizeof(x));

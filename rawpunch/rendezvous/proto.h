@@ -12,8 +12,13 @@
  *   id     = BLAKE2b-128(key = master, "id")   -> 32 hex chars: the only thing the server matches on
  *   kbox   = crypto_kdf_derive_from_key(1, "rawpunch", master)                  (XChaCha20-Poly1305 key)
  *   kpunch = crypto_kdf_derive_from_key(2, "rawpunch", master)       (the punch's ISN key, 16 bytes)
- * The server pairs the first two connections that join with the same id and forwards their "fwd" boxes
- * verbatim. It cannot invert id to the secret: the secret should be random (`rawpunch secret FILE`
+ * The server lets up to RV_MEMBERS_MAX connections wait under one id and forwards each member's "fwd"
+ * boxes verbatim to every other member (tagged with the sender's member number "m"); the server
+ * cannot tell a peer from anyone else who learnt the id, so it does not try: the peers do. A box
+ * that does not open under kbox is skipped and counted by the client (never fatal: otherwise one
+ * garbage box from an intruder would end the real peer's join); only if nothing authentic came by
+ * the join's deadline is that reported, as -EACCES (a wrong key, or only intruders).
+ * It cannot invert id to the secret: the secret should be random (`rawpunch secret FILE`
  * makes one; the CLI refuses files under RV_SECRET_MIN bytes or RV_SECRET_BITS estimated bits), and the
  * memory-hard KDF makes each offline guess cost RV_KDF_MEMLIMIT of memory, so it cannot compute kbox
  * and cannot open, forge or alter a box. Each box is
@@ -31,8 +36,10 @@
  * real one is superseded by it). The first accepted box with "to" == our nonce pins "from" for good;
  * after that, hellos and other senders are refused.
  * What the server (or anyone on the path) can still do: see id, timing and sizes; drop, delay or
- * close; occupy one of the two slots of an id it has seen (denial of service, detected by the peer as
- * a failed hello); replay an old hello (superseded by the real peer's hello; "info" and everything
+ * close; join an id it has seen (an intruder's boxes are skipped; filling all RV_MEMBERS_MAX slots
+ * before the peers come denies the session, "full", until the intruders' connections expire: an
+ * unpaired member after the server's session TTL, a paired one after its paired TTL, 120 s by
+ * default); replay an old hello (superseded by the real peer's hello; "info" and everything
  * after it must carry our fresh nonce, so nothing from an old run is ever accepted); answer clock samples
  * falsely (the "time" exchange is plain, so a lying server can skew the two peers' start apart, which
  * only degrades the punch). It cannot learn the natinfo exchanged, the start time or the candidate
@@ -40,8 +47,12 @@
  *
  * Server messages (plain JSON, not sealed): client -> server
  *   {"t":"time","t1":ns}                  NTP-style sample, answered {"t":"time","t1","t2","t3"}
- *   {"t":"join","v":1,"id":"<32 hex>"}     answered {"t":"wait"} then {"t":"paired"} (or an error)
- *   {"t":"fwd","box":"<base64>"}          forwarded to the paired peer as {"t":"fwd","box":...}
+ *   {"t":"join","v":1,"id":"<32 hex>"}     answered {"t":"wait"} (alone) then {"t":"paired"} when a
+ *                                         second member comes, and again {"t":"paired","m":N} for
+ *                                         each later newcomer N (say hello again); "full" past
+ *                                         RV_MEMBERS_MAX members
+ *   {"t":"fwd","box":"<base64>"}          forwarded to every other member as
+ *                                         {"t":"fwd","box":...,"m":N}, N the sender's member number
  *   {"t":"fprobe","port":P,"ms":T}        filter probe of the requester's own address; answered
  *                                         {"t":"fprobe","port":P,"result":"rst|drop|icmp|open",
  *                                          "sport":S} (S: the server's source port of the probe)
@@ -49,7 +60,11 @@
  *                                         confirmation: the other half of a simultaneous open);
  *                                         servers without it ignore it and send no "sport" back
  *   {"t":"bye"}
- * server -> client also: {"t":"gone"} (the peer left) and {"t":"error","code":C,"msg":M}. */
+ * server -> client also: {"t":"gone","m":N} (member N left: the peer, if N sent the boxes we
+ * accepted) and {"t":"error","code":C,"msg":M}: codes oversize, malformed, bad-request, version,
+ * unknown-type, unpaired, already, full, busy, rate, forbidden, idle, slow, expired, quota, internal.
+ * Server limits (server.h): a message rate per connection (over it, the connection is simply read
+ * later), a lifetime per member after pairing, a forwarding quota per member ("quota", then close). */
 #ifndef RP_RVPROTO_H
 #define RP_RVPROTO_H
 #include <stddef.h>
@@ -64,6 +79,7 @@ struct json_object;
 #define RV_NONCE_LEN 16u          /* per-join peer nonce */
 #define RV_BOX_MAX 12000u         /* largest plaintext a box carries (fits a frame after base64) */
 #define RV_DEFAULT_PORT 7777
+#define RV_MEMBERS_MAX 4          /* connections that may wait under one id; the next gets "full" */
 #define RV_SECRET_MIN 16u         /* the CLI refuses shorter secret files (offline search on the id) */
 #define RV_SECRET_BITS 96u        /* ... and those whose estimated entropy (rv_secret_bits) is lower */
 #define RV_KDF_OPSLIMIT 2ull      /* Argon2id passes */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Rendezvous server connections (see server-internal.h): creating and freeing them, their epoll
- * interest, the bounded output queue and its flushing, JSON and error frames, the exact
- * per-address connection and session counts, and the event lines given to cfg.log. */
+ * interest and parking, the listener's pause, the bounded output queue and its flushing, JSON and
+ * error frames, the exact per-address connection and session counts, and the event lines given to
+ * cfg.log. */
 #include "rawpunch/rendezvous/server-internal.h"
 
 #include <arpa/inet.h>
@@ -74,14 +75,53 @@ void rvs_addr_put(struct rv_server *s, uint32_t addr, bool conn, bool sess)
 	}
 }
 
-static void ep_update(struct rv_server *s, struct conn *c)
+void rvs_ep_update(struct rv_server *s, struct conn *c)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	uint32_t want;
 	if (c->kind == C_PROBE)
-		ev.events = EPOLLOUT;
-	else if (c->want_out)
-		ev.events |= EPOLLOUT;
-	epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+		want = EPOLLOUT;
+	else
+		want = (c->parked && !c->closing ? 0 : EPOLLIN | EPOLLRDHUP) | (c->want_out ? EPOLLOUT : 0);
+	if (want == c->ep_events)
+		return;
+	struct epoll_event ev = { .events = want, .data.ptr = c };
+	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+		c->ep_events = want;
+}
+
+void rvs_park(struct rv_server *s, struct conn *c, uint64_t ready_ms)
+{
+	c->ready_ms = ready_ms;
+	if (c->parked)
+		return;
+	c->parked = true;
+	c->pnext = s->parked;
+	if (s->parked)
+		s->parked->pprev = &c->pnext;
+	c->pprev = &s->parked;
+	s->parked = c;
+}
+
+void rvs_unpark(struct rv_server *s, struct conn *c)
+{
+	(void)s;
+	if (!c->parked)
+		return;
+	*c->pprev = c->pnext;
+	if (c->pnext)
+		c->pnext->pprev = c->pprev;
+	c->parked = false;
+	c->pnext = NULL;
+	c->pprev = NULL;
+}
+
+void rvs_listen_resume(struct rv_server *s)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->listen };
+	if (!s->listen_paused)
+		return;
+	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, s->lfd, &ev) == 0)
+		s->listen_paused = false;
 }
 
 void rvs_flush(struct rv_server *s, struct conn *c)
@@ -107,11 +147,8 @@ void rvs_flush(struct rv_server *s, struct conn *c)
 		shutdown(c->fd, SHUT_WR);         /* error sent: FIN, then wait for the peer to close */
 		c->wr_shut = true;
 	}
-	bool want = c->wlen > 0;
-	if (want != c->want_out || c->closing) {
-		c->want_out = want;
-		ep_update(s, c);
-	}
+	c->want_out = c->wlen > 0;
+	rvs_ep_update(s, c);
 }
 
 /* Queue one JSON frame; the object is consumed. false if the connection had to be cut off. */
@@ -133,7 +170,7 @@ bool rvs_queue_json(struct rv_server *s, struct conn *c, struct json_object *o)
 		c->closing = true;             /* it does not read: cut it off */
 		c->close_at_ms = 0;
 		c->wlen = c->woff = 0;
-		ep_update(s, c);
+		rvs_ep_update(s, c);
 		return false;
 	}
 	memcpy(c->wbuf + c->wlen, f, n);
@@ -165,7 +202,7 @@ void rvs_send_error(struct rv_server *s, struct conn *c, const char *code, const
 	rvs_queue_json(s, c, o);
 	if (fatal && !c->closing) {
 		c->closing = true;
-		c->close_at_ms = rp_mono_ms() + CLOSE_LINGER_MS;
+		c->close_at_ms = rvs_now(s) + CLOSE_LINGER_MS;
 		rvs_flush(s, c);
 	}
 }
@@ -185,10 +222,14 @@ void rvs_conn_free(struct rv_server *s, struct conn *c)
 			c->owner->probe = NULL;
 		s->n_probes--;
 	}
-	if (c->kind == C_CLIENT)
+	if (c->kind == C_CLIENT) {
 		rvs_addr_put(s, c->peer.sin_addr.s_addr, true, false);
+		s->n_clients--;
+	}
+	rvs_unpark(s, c);
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
+	rvs_listen_resume(s);                     /* a descriptor is free again */
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -218,8 +259,9 @@ struct conn *rvs_conn_new(struct rv_server *s, enum ckind kind, int fd)
 	}
 	c->kind = kind;
 	c->fd = fd;
-	c->last_rx_ms = rp_mono_ms();
-	struct epoll_event ev = { .events = kind == C_PROBE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP, .data.ptr = c };
+	c->last_rx_ms = rvs_now(s);
+	c->ep_events = kind == C_PROBE ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
+	struct epoll_event ev = { .events = c->ep_events, .data.ptr = c };
 	if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		free(c->rbuf);
 		free(c->wbuf);

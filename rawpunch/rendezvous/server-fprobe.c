@@ -17,36 +17,31 @@
 #define PROBE_MIN_MS 100
 #define PROBE_MAX_MS 5000
 #define PROBE_DEFAULT_MS 1500
-#define PROBE_GLOBAL_MAX 128
 
+/* The per-address probe bucket: RL_SLOTS slots, 8 tried per address; a new address takes the least
+ * recently used of them (a full bucket: forgetting an address only ever gives it its burst back). */
 static bool rl_take(struct rv_server *s, uint32_t addr)
 {
-	uint64_t now = rp_mono_ms();
+	uint64_t now = rvs_now(s);
 	struct ratelimit *slot = NULL, *oldest = NULL;
 	unsigned h = (addr * 2654435761u) % RL_SLOTS;
+	if (!now)
+		now = 1;                               /* last_ms 0 marks a free slot */
 	for (unsigned i = 0; i < 8; i++) {
 		struct ratelimit *r = &s->rl[(h + i) % RL_SLOTS];
-		if (r->last_ms && r->addr == addr) {
+		if (r->tb.last_ms && r->addr == addr) {
 			slot = r;
 			break;
 		}
-		if (!oldest || r->last_ms < oldest->last_ms)
+		if (!oldest || r->tb.last_ms < oldest->tb.last_ms)
 			oldest = r;
 	}
 	if (!slot) {
 		slot = oldest;
 		slot->addr = addr;
-		slot->tokens = s->cfg.probe_burst;
-		slot->last_ms = now;
+		rp_tb_init(&slot->tb, s->cfg.probe_burst, now);
 	}
-	slot->tokens += (double)(now - slot->last_ms) * s->cfg.probe_per_min / 60000.0;
-	if (slot->tokens > s->cfg.probe_burst)
-		slot->tokens = s->cfg.probe_burst;
-	slot->last_ms = now ? now : 1;
-	if (slot->tokens < 1.0)
-		return false;
-	slot->tokens -= 1.0;
-	return true;
+	return rp_tb_take(&slot->tb, s->cfg.probe_burst, s->cfg.probe_per_min, now);
 }
 
 int rv_probe_target_ok(uint32_t addr_net, int allow_private)
@@ -174,7 +169,7 @@ void rvs_handle_fprobe(struct rv_server *s, struct conn *c, struct json_object *
 			   "link-local, private, multicast or the server's own: behind a proxy?)", false);
 		return;
 	}
-	if (s->n_probes >= PROBE_GLOBAL_MAX || !rl_take(s, c->peer.sin_addr.s_addr)) {
+	if (s->n_probes >= s->max_probes || !rl_take(s, c->peer.sin_addr.s_addr)) {
 		rvs_send_error(s, c, "rate", "filter-probe rate limit: try again later", false);
 		return;
 	}
@@ -205,7 +200,7 @@ void rvs_handle_fprobe(struct rv_server *s, struct conn *c, struct json_object *
 	p->peer = dst;
 	p->owner = c;
 	p->probe_port = (uint16_t)port;
-	p->probe_deadline_ms = rp_mono_ms() + (uint64_t)ms;
+	p->probe_deadline_ms = rvs_now(s) + (uint64_t)ms;
 	c->probe = p;
 	s->n_probes++;
 	s->st.probes++;

@@ -31,12 +31,32 @@ void rvs_sess_remove(struct rv_server *s, struct session *x)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = x->hnext;
-	for (int i = 0; i < 2; i++)
-		if (x->peer[i])
-			x->peer[i]->sess = NULL;
+	for (int i = 0; i < RV_MEMBERS_MAX; i++)
+		if (x->member[i])
+			x->member[i]->sess = NULL;
 	s->st.sessions_now--;
 	rvs_addr_put(s, x->owner_addr, false, true);
 	free(x);
+}
+
+/* {"t":T,"m":no} (m left out when 0) to every member of x but skip. */
+static void tell_members(struct rv_server *s, struct session *x, const struct conn *skip, const char *type,
+			 uint32_t no, struct json_object *box)
+{
+	for (int i = 0; i < RV_MEMBERS_MAX; i++) {
+		struct conn *m = x->member[i];
+		if (!m || m == skip || m->closing)
+			continue;
+		struct json_object *o = json_object_new_object();
+		if (o) {
+			json_object_object_add(o, "t", json_object_new_string(type));
+			if (box)
+				json_object_object_add(o, "box", json_object_get(box));
+			if (no)
+				json_object_object_add(o, "m", json_object_new_int64(no));
+		}
+		rvs_queue_json(s, m, o);
+	}
 }
 
 void rvs_leave_session(struct rv_server *s, struct conn *c, bool notify)
@@ -44,12 +64,15 @@ void rvs_leave_session(struct rv_server *s, struct conn *c, bool notify)
 	struct session *x = c->sess;
 	if (!x)
 		return;
-	for (int i = 0; i < 2; i++) {
-		struct conn *o = x->peer[i];
-		if (o && o != c && notify)
-			rvs_send_type(s, o, "gone");
-	}
-	rvs_sess_remove(s, x);
+	for (int i = 0; i < RV_MEMBERS_MAX; i++)
+		if (x->member[i] == c)
+			x->member[i] = NULL;
+	x->n_members--;
+	c->sess = NULL;
+	if (notify)
+		tell_members(s, x, c, "gone", c->member_no, NULL);
+	if (!x->n_members)
+		rvs_sess_remove(s, x);
 }
 
 void rvs_handle_join(struct rv_server *s, struct conn *c, struct json_object *o)
@@ -71,6 +94,7 @@ void rvs_handle_join(struct rv_server *s, struct conn *c, struct json_object *o)
 		rvs_send_error(s, c, "already", "this connection already joined a session", false);
 		return;
 	}
+	uint64_t now = rvs_now(s);
 	struct session *x = sess_find(s, id);
 	if (!x) {
 		if (s->st.sessions_now >= s->cfg.max_sessions) {
@@ -91,49 +115,64 @@ void rvs_handle_join(struct rv_server *s, struct conn *c, struct json_object *o)
 		ac->sessions++;
 		x->owner_addr = c->peer.sin_addr.s_addr;
 		memcpy(x->id, id, sizeof(x->id));
-		x->created_ms = rp_mono_ms();
+		x->created_ms = now;
 		unsigned h = id_hash(id);
 		x->hnext = s->buckets[h];
 		s->buckets[h] = x;
 		s->st.sessions_now++;
 	}
-	if (x->peer[0] && x->peer[1]) {
-		rvs_send_error(s, c, "full", "session already has two peers", true);
+	if (x->n_members >= RV_MEMBERS_MAX) {
+		rvs_send_error(s, c, "full", "session already has its maximum of members", true);
 		return;
 	}
-	x->peer[x->peer[0] ? 1 : 0] = c;
+	for (int i = 0; i < RV_MEMBERS_MAX; i++)
+		if (!x->member[i]) {
+			x->member[i] = c;
+			break;
+		}
+	x->n_members++;
 	c->sess = x;
-	if (x->peer[0] && x->peer[1]) {
-		s->st.pairs++;
-		rvs_logf(s, "paired %.8s… %s", id, rvs_peer_str(c, who, sizeof(who)));
-		rvs_send_type(s, x->peer[0], "paired");
-		rvs_send_type(s, x->peer[1], "paired");
-	} else {
+	c->member_no = ++x->next_no;
+	c->joined_ms = now;
+	c->paired_ms = 0;
+	if (x->n_members == 1) {
 		rvs_logf(s, "join %.8s… %s", id, rvs_peer_str(c, who, sizeof(who)));
 		rvs_send_type(s, c, "wait");
+		return;
 	}
+	/* company: the newcomer is paired, and every member already there hears of it (a waiting one
+	 * for the first time; one already paired so that it says hello again, for the newcomer) */
+	if (x->n_members == 2)
+		s->st.pairs++;
+	rvs_logf(s, "paired %.8s… %s (%u members)", id, rvs_peer_str(c, who, sizeof(who)), x->n_members);
+	for (int i = 0; i < RV_MEMBERS_MAX; i++)
+		if (x->member[i] && !x->member[i]->paired_ms)
+			x->member[i]->paired_ms = now;
+	tell_members(s, x, c, "paired", c->member_no, NULL);
+	rvs_send_type(s, c, "paired");
 }
 
 void rvs_handle_fwd(struct rv_server *s, struct conn *c, struct json_object *o)
 {
-	struct json_object *jb, *out;
+	struct json_object *jb;
 	struct session *x = c->sess;
-	struct conn *other;
 	if (!json_object_object_get_ex(o, "box", &jb) || !json_object_is_type(jb, json_type_string) ||
 	    json_object_get_string_len(jb) == 0) {
 		rvs_send_error(s, c, "bad-request", "fwd needs a \"box\" string", false);
 		return;
 	}
-	if (!x || !x->peer[0] || !x->peer[1]) {
+	if (!x || x->n_members < 2) {
 		rvs_send_error(s, c, "unpaired", "no peer to forward to yet", false);
 		return;
 	}
-	other = x->peer[0] == c ? x->peer[1] : x->peer[0];
-	out = json_object_new_object();
-	if (out) {
-		json_object_object_add(out, "t", json_object_new_string("fwd"));
-		json_object_object_add(out, "box", json_object_get(jb));
+	size_t len = (size_t)json_object_get_string_len(jb);
+	if (!rv_fwd_quota_ok(c->fwd_msgs, c->fwd_bytes, len, s->cfg.fwd_max_msgs, s->cfg.fwd_max_bytes)) {
+		rvs_leave_session(s, c, true);
+		rvs_send_error(s, c, "quota", "forwarding quota of this session used up", true);
+		return;
 	}
-	rvs_queue_json(s, other, out);
+	c->fwd_msgs++;
+	c->fwd_bytes += len;
+	/* to every other member: the peers themselves tell their partner's boxes from an intruder's */
+	tell_members(s, x, c, "fwd", c->member_no, jb);
 }
-

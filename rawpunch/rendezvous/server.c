@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -63,57 +64,72 @@ static void handle_frame(struct rv_server *s, struct conn *c, const uint8_t *bod
 	json_object_put(o);
 }
 
-static void client_read(struct rv_server *s, struct conn *c)
+/* A connection's input for one round: the frames already buffered, then at most one recv, within
+ * ROUND_FRAMES frames and the connection's message rate. Whatever is left waits, parked, for the
+ * next round (budget spent) or for the bucket to refill (rate): so one client pipelining requests
+ * as fast as it can gets its share of each round and its rate, never the whole server. false: c was
+ * freed. The caller updates c's epoll interest (rvs_ep_update). */
+static bool client_input(struct rv_server *s, struct conn *c)
 {
+	unsigned frames = 0;
+	bool received = false;
 	for (;;) {
-		if (c->closing)
-			return;
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_CAP - c->rlen, MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-			rvs_conn_free(s, c);
-			return;
-		}
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		uint64_t now = rp_mono_ms(), t2 = rp_real_ns();
-		if (c->rlen == 0)
-			c->frame_start_ms = now;
-		c->rlen += (size_t)n;
-		c->last_rx_ms = now;
 		size_t off = 0;
-		for (;;) {
+		uint64_t now = rvs_now(s);
+		while (!c->closing && !c->parked) {
 			const uint8_t *body;
 			size_t blen;
 			long fl = rv_frame_scan(c->rbuf + off, c->rlen - off, &body, &blen);
 			if (fl < 0) {
 				c->rlen = 0;
 				rvs_send_error(s, c, "oversize", "frame length is 0 or above 16384", true);
-				return;
+				return true;
 			}
 			if (fl == 0)
 				break;
-			handle_frame(s, c, body, blen, t2);
+			if (frames >= ROUND_FRAMES) {
+				rvs_park(s, c, now);
+				break;
+			}
+			if (!rp_tb_take(&c->tb, s->cfg.msg_burst, s->cfg.msg_per_s * 60u, now)) {
+				s->st.throttled++;
+				rvs_park(s, c, now + rp_tb_wait_ms(&c->tb, s->cfg.msg_burst, s->cfg.msg_per_s * 60u, now));
+				break;
+			}
+			handle_frame(s, c, body, blen, rp_real_ns());
 			off += (size_t)fl;
-			if (c->closing)
-				return;
+			frames++;
 		}
+		if (c->closing)
+			return true;
 		if (off) {
 			memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 			c->rlen -= off;
 			c->frame_start_ms = now;
 		}
+		if (c->parked || received)
+			return true;   /* more in the socket: level-triggered epoll reports it next round */
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF_CAP - c->rlen, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			rvs_conn_free(s, c);
+			return false;
+		}
+		if (n < 0)
+			return true;
+		received = true;
+		if (c->rlen == 0)
+			c->frame_start_ms = now;
+		c->rlen += (size_t)n;
+		c->last_rx_ms = now;
 	}
 }
 
 /* A connection being closed: discard what it still sends (so close() does not reset the error
- * frame away) until it closes its side or the linger time runs out. */
+ * frame away) until it closes its side or the linger time runs out; ROUND_DRAIN reads a round. */
 static void drain(struct rv_server *s, struct conn *c)
 {
 	uint8_t junk[4096];
-	for (;;) {
+	for (int i = 0; i < ROUND_DRAIN; i++) {
 		ssize_t n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
 		if (n > 0)
 			continue;
@@ -125,50 +141,81 @@ static void drain(struct rv_server *s, struct conn *c)
 	}
 }
 
-static void accept_all(struct rv_server *s)
+struct conn *rvs_client_add(struct rv_server *s, int fd, const struct sockaddr_in *peer)
 {
-	for (;;) {
+	char ip[INET_ADDRSTRLEN];
+	if (s->n_clients >= s->cfg.max_conns) {
+		close(fd);
+		s->st.errors++;
+		inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
+		rvs_logf(s, "refused %s:%u: connection limit (%u, within the fd limit)", ip,
+			 (unsigned)ntohs(peer->sin_port), s->cfg.max_conns);
+		return NULL;
+	}
+	struct addrcount *ac = rvs_addr_get(s, peer->sin_addr.s_addr, true);
+	if (!ac || ac->conns >= s->cfg.max_conns_per_addr) {
+		close(fd);
+		s->st.errors++;
+		inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof(ip));
+		rvs_logf(s, "refused %s:%u: %s", ip, (unsigned)ntohs(peer->sin_port),
+			 ac ? "per-address connection limit (--max-per-addr)" : "out of memory");
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct conn *c = rvs_conn_new(s, C_CLIENT, fd);
+	if (!c) {
+		close(fd);
+		if (!ac->conns && !ac->sessions)
+			rvs_addr_put(s, peer->sin_addr.s_addr, false, false);
+		return NULL;
+	}
+	ac->conns++;
+	s->n_clients++;
+	c->peer = *peer;
+	socklen_t al = sizeof(c->local);
+	getsockname(fd, (struct sockaddr *)&c->local, &al);
+	rp_tb_init(&c->tb, s->cfg.msg_burst, rvs_now(s));
+	s->st.conns++;
+	char who[32];
+	rvs_logf(s, "accept %s", rvs_peer_str(c, who, sizeof(who)));
+	return c;
+}
+
+static void listen_pause(struct rv_server *s, int err)
+{
+	struct epoll_event ev = { .events = 0, .data.ptr = &s->listen };
+	if (!s->listen_paused) {
+		epoll_ctl(s->ep, EPOLL_CTL_MOD, s->lfd, &ev);
+		s->listen_paused = true;
+		s->st.listen_pauses++;
+		rvs_logf(s, "accept: %s: listener paused until a descriptor is free",
+			 err == EMFILE ? "out of descriptors (RLIMIT_NOFILE)" : err == ENFILE ?
+			 "out of descriptors (system-wide)" : "out of memory");
+	}
+	s->listen_retry_ms = rvs_now(s) + LISTEN_RETRY_MS;
+}
+
+static void accept_some(struct rv_server *s)
+{
+	for (int i = 0; i < ROUND_ACCEPTS && !s->listen_paused; i++) {
 		struct sockaddr_in a;
 		socklen_t al = sizeof(a);
 		int fd = accept4(s->lfd, (struct sockaddr *)&a, &al, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* out of descriptors or buffers: the connection stays queued and the level-triggered
+			 * listener would wake us at once, again and again: stop listening until one is freed */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				listen_pause(s, errno);
 			return;
-		if (s->st.conns_now >= s->cfg.max_conns) {
-			close(fd);
-			continue;
 		}
-		struct addrcount *ac = rvs_addr_get(s, a.sin_addr.s_addr, true);
-		if (!ac || ac->conns >= s->cfg.max_conns_per_addr) {
-			char ip[INET_ADDRSTRLEN];
-			close(fd);
-			s->st.errors++;
-			inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
-			rvs_logf(s, "refused %s:%u: %s", ip, (unsigned)ntohs(a.sin_port),
-			      ac ? "per-address connection limit (--max-per-addr)" : "out of memory");
-			continue;
-		}
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		struct conn *c = rvs_conn_new(s, C_CLIENT, fd);
-		if (!c) {
-			close(fd);
-			if (!ac->conns && !ac->sessions)
-				rvs_addr_put(s, a.sin_addr.s_addr, false, false);
-			continue;
-		}
-		ac->conns++;
-		c->peer = a;
-		al = sizeof(c->local);
-		getsockname(fd, (struct sockaddr *)&c->local, &al);
-		s->st.conns++;
-		char who[32];
-		rvs_logf(s, "accept %s", rvs_peer_str(c, who, sizeof(who)));
+		rvs_client_add(s, fd, &a);
 	}
 }
 
 static void sweep(struct rv_server *s)
 {
-	uint64_t now = rp_mono_ms();
+	uint64_t now = rvs_now(s);
 	struct conn *c = s->conns, *nx;
 	for (; c; c = nx) {
 		nx = c->next;
@@ -184,14 +231,34 @@ static void sweep(struct rv_server *s)
 		}
 		if (now - c->last_rx_ms > (uint64_t)s->cfg.idle_timeout_s * 1000u) {
 			rvs_send_error(s, c, "idle", "idle timeout", true);
-		} else if (c->rlen && now - c->frame_start_ms > FRAME_DEADLINE_MS) {
+		} else if (c->rlen && !c->parked && now - c->frame_start_ms > FRAME_DEADLINE_MS) {
 			rvs_send_error(s, c, "slow", "incomplete frame for too long", true);
-		} else if (c->sess && !(c->sess->peer[0] && c->sess->peer[1]) &&
-			   now - c->sess->created_ms > (uint64_t)s->cfg.session_ttl_s * 1000u) {
+		} else if (c->sess && !c->paired_ms && now - c->joined_ms > (uint64_t)s->cfg.session_ttl_s * 1000u) {
 			rvs_leave_session(s, c, false);
 			rvs_send_error(s, c, "expired", "no peer joined in time", true);
+		} else if (c->sess && c->paired_ms && now - c->paired_ms > (uint64_t)s->cfg.paired_ttl_s * 1000u) {
+			rvs_leave_session(s, c, true);
+			rvs_send_error(s, c, "expired", "session lifetime over (--paired-ttl)", true);
 		}
 	}
+}
+
+void rv_server_fd_budget(unsigned long nofile, unsigned want_conns, unsigned *conns, unsigned *probes)
+{
+	unsigned long avail = nofile > RV_FD_RESERVE ? nofile - RV_FD_RESERVE : 0;
+	unsigned long p = avail / 8;
+	if (p > PROBE_GLOBAL_MAX)
+		p = PROBE_GLOBAL_MAX;
+	unsigned long n = avail - p;
+	if (n > want_conns)
+		n = want_conns;
+	*conns = n ? (unsigned)n : 1;
+	*probes = (unsigned)p;
+}
+
+bool rv_fwd_quota_ok(unsigned msgs, uint64_t bytes, size_t len, unsigned max_msgs, unsigned max_bytes)
+{
+	return msgs < max_msgs && bytes <= max_bytes && len <= max_bytes - bytes;
 }
 
 int rv_server_open(const struct rv_server_cfg *cfg, struct rv_server **out)
@@ -217,6 +284,22 @@ int rv_server_open(const struct rv_server_cfg *cfg, struct rv_server **out)
 		s->cfg.max_conns_per_addr = 64;
 	if (!s->cfg.max_sessions_per_addr)
 		s->cfg.max_sessions_per_addr = 32;
+	if (!s->cfg.paired_ttl_s)
+		s->cfg.paired_ttl_s = 120;
+	if (!s->cfg.msg_burst)
+		s->cfg.msg_burst = 32;
+	if (!s->cfg.msg_per_s)
+		s->cfg.msg_per_s = 20;
+	if (!s->cfg.fwd_max_msgs)
+		s->cfg.fwd_max_msgs = 2000;
+	if (!s->cfg.fwd_max_bytes)
+		s->cfg.fwd_max_bytes = 256u << 10;
+	struct rlimit rl;
+	unsigned long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ?
+			       (unsigned long)rl.rlim_cur : 1048576ul;
+	rv_server_fd_budget(nofile, s->cfg.max_conns, &s->cfg.max_conns, &s->max_probes);
+	s->st.max_conns = s->cfg.max_conns;
+	s->st.max_probes = s->max_probes;
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->ep < 0 || s->lfd < 0)
@@ -247,43 +330,91 @@ void rv_server_addr(const struct rv_server *s, struct sockaddr_in *out)
 	getsockname(s->lfd, (struct sockaddr *)out, &l);
 }
 
-int rv_server_run(struct rv_server *s, volatile sig_atomic_t *stop)
+uint64_t rvs_now(const struct rv_server *s)
+{
+	return rp_mono_ms() + s->skew_ms;
+}
+
+/* The parked connections whose time has come get their round (each at most one per step; a
+ * connection parks itself again at the head, behind the iterator). */
+static void run_parked(struct rv_server *s)
+{
+	uint64_t now = rvs_now(s);
+	for (struct conn *c = s->parked, *nx; c; c = nx) {
+		nx = c->pnext;
+		if (c->ready_ms > now)
+			continue;
+		rvs_unpark(s, c);
+		if (client_input(s, c))
+			rvs_ep_update(s, c);
+	}
+}
+
+/* How long the next epoll_wait may sleep: not past a parked connection's turn or a paused
+ * listener's retry. */
+static int wait_ms(const struct rv_server *s, int timeout_ms)
+{
+	uint64_t now = rvs_now(s), until = now + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
+	for (const struct conn *c = s->parked; c; c = c->pnext)
+		if (c->ready_ms < until)
+			until = c->ready_ms;
+	if (s->listen_paused && s->listen_retry_ms < until)
+		until = s->listen_retry_ms;
+	return until > now ? (int)(until - now) : 0;
+}
+
+int rvs_step(struct rv_server *s, int timeout_ms)
 {
 	struct epoll_event evs[64];
-	uint64_t last_sweep = rp_mono_ms();
+	int n = epoll_wait(s->ep, evs, 64, wait_ms(s, timeout_ms));
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct conn *c = evs[i].data.ptr;
+		if (c->kind == C_LISTEN) {
+			accept_some(s);
+			continue;
+		}
+		/* handlers only ever free the connection they were called for, so the other
+		 * pointers of this batch stay valid */
+		if (c->kind == C_PROBE) {
+			rvs_probe_event(s, c);
+			continue;
+		}
+		if (evs[i].events & EPOLLOUT)
+			rvs_flush(s, c);
+		if (c->closing) {
+			drain(s, c);
+			continue;
+		}
+		if (c->parked) {
+			/* not read now (its interest is off); HUP or ERR: the peer is gone both ways and
+			 * can take no answer: free it rather than be woken for it again and again */
+			if (evs[i].events & (EPOLLHUP | EPOLLERR))
+				rvs_conn_free(s, c);
+			continue;
+		}
+		if ((evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && client_input(s, c))
+			rvs_ep_update(s, c);
+	}
+	run_parked(s);
+	uint64_t now = rvs_now(s);
+	if (s->listen_paused && now >= s->listen_retry_ms)
+		rvs_listen_resume(s);
+	if (now - s->last_sweep_ms >= 100) {
+		sweep(s);
+		s->last_sweep_ms = now;
+	}
+	return 0;
+}
+
+int rv_server_run(struct rv_server *s, volatile sig_atomic_t *stop)
+{
+	s->last_sweep_ms = rvs_now(s);
 	while (!stop || !*stop) {
-		int n = epoll_wait(s->ep, evs, 64, 100);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (int i = 0; i < n; i++) {
-			struct conn *c = evs[i].data.ptr;
-			if (c->kind == C_LISTEN) {
-				accept_all(s);
-				continue;
-			}
-			/* handlers only ever free the connection they were called for, so the other
-			 * pointers of this batch stay valid */
-			if (c->kind == C_PROBE) {
-				rvs_probe_event(s, c);
-				continue;
-			}
-			if (evs[i].events & EPOLLOUT)
-				rvs_flush(s, c);
-			if (c->closing) {
-				drain(s, c);
-				continue;
-			}
-			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				client_read(s, c);
-		}
-		uint64_t now = rp_mono_ms();
-		if (now - last_sweep >= 100) {
-			sweep(s);
-			last_sweep = now;
-		}
+		int r = rvs_step(s, 100);
+		if (r)
+			return r;
 	}
 	return 0;
 }
