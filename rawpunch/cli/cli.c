@@ -128,6 +128,7 @@ int rp_secret_read(const char *cmd, const char *path, uint8_t **out, size_t *len
 			       "passphrase)", cmd, path, bits, RV_SECRET_BITS);
 		rp_hint("whoever sees the session id, like the rendezvous server, can search a weak secret offline; "
 			"make a good one with 'rawpunch secret NEWFILE'");
+		rp_hint("head -c 32 /dev/urandom | base64 > NEWFILE");
 		return 2;
 	}
 	*out = b;

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "rawpunch/base/clock.h"
+#include "rawpunch/base/io.h"
 #include "rawpunch/base/privs.h"   /* RP_PRIV_NET */
 #include "rawpunch/base/trace.h"
 #include "rawpunch/cli/cli.h"
@@ -385,18 +386,8 @@ int cmd_punch(int argc, char **argv)
 	gid_t gid;
 	if ((r = rp_cli_user("punch", c.user, &uid, &gid)))
 		return r;
-	r = punch_read_secret(c.secret_file, &secret, &slen);
-	if (r)
-		return rp_usage_err("punch", "--secret-file %s: %s", c.secret_file,
-				    r == -EFBIG ? "larger than 4096 bytes" : strerror(-r));
-	if (slen < RV_SECRET_MIN) {
-		forget(&secret, slen);
-		rp_err("punch: --secret-file %s: %zu bytes; want at least %u random bytes (whoever sees the session "
-		       "id, like the rendezvous server, can search a short secret offline)", c.secret_file, slen,
-		       RV_SECRET_MIN);
-		rp_hint("head -c 32 /dev/urandom | base64 > %s", c.secret_file);
-		return 2;
-	}
+	if ((r = rp_secret_read("punch", c.secret_file, &secret, &slen)))
+		return r;
 	if (rp_punch_key_derive(secret, slen, c.session, key)) {
 		forget(&secret, slen);
 		return rp_err("cannot derive the punch key");
@@ -405,7 +396,10 @@ int cmd_punch(int argc, char **argv)
 	if (c.n_relay) {
 		uint8_t *rs_secret = NULL;
 		size_t rs_len = 0;
-		r = punch_read_secret(c.relay_secret_file, &rs_secret, &rs_len);
+		/* coturn's static-auth-secret as text: whatever it was configured with, no strength floor */
+		r = rp_io_read_file(c.relay_secret_file, 4096, &rs_secret, &rs_len);
+		if (!r && rs_len && rs_secret[rs_len - 1] == '\n')
+			rs_len--;
 		if (r) {
 			forget(&secret, slen);
 			return rp_usage_err("punch", "--relay-secret-file %s: %s", c.relay_secret_file,

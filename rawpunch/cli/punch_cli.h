@@ -43,8 +43,6 @@ struct punch_cfg {
 /* punch_opts.c */
 /* Parse argv into c. 0; -1 after --help (printed); or 2 after a usage error (printed). */
 int punch_parse(int argc, char **argv, struct punch_cfg *c);
-/* The secret file's bytes (one trailing newline dropped), at most 4096. 0, -EFBIG, -errno. */
-int punch_read_secret(const char *path, uint8_t **out, size_t *len);
 /* One line from fd, byte by byte so nothing after the newline is consumed (it is data for --stdio).
  * Length (newline and trailing whitespace stripped), -EMSGSIZE, -ENODATA at EOF, -EINTR once *stop. */
 int punch_read_line(int fd, char *buf, size_t cap, volatile sig_atomic_t *stop);

@@ -101,31 +101,6 @@ static void usage(FILE *f)
 		RV_DEFAULT_PORT, RP_PUNCH_MAX_ROUNDS);
 }
 
-int punch_read_secret(const char *path, uint8_t **out, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *b;
-	size_t n;
-	if (!f)
-		return -errno;
-	b = malloc(4097);
-	if (!b) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	n = fread(b, 1, 4097, f);
-	fclose(f);
-	if (n > 4096) {
-		free(b);
-		return -EFBIG;
-	}
-	if (n && b[n - 1] == '\n')
-		n--;
-	*out = b;
-	*len = n;
-	return 0;
-}
-
 int punch_read_line(int fd, char *buf, size_t cap, volatile sig_atomic_t *stop)
 {
 	size_t n = 0;

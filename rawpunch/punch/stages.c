@@ -216,7 +216,8 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 		snprintf(why, wlen, "rendezvous: no peer joined session '%s' within %d s", o->session,
 			 o->join_timeout_ms / 1000);
 	else if (r == -EBUSY)
-		snprintf(why, wlen, "rendezvous: session '%s' already has two peers", o->session);
+		snprintf(why, wlen, "rendezvous: session '%s' is full (%d connections already wait under its id) or the server is busy",
+			 o->session, RV_MEMBERS_MAX);
 	else if (r)
 		snprintf(why, wlen, "rendezvous: join failed: %s", strerror(-r));
 	if (r)
