@@ -13,6 +13,8 @@
 #   lab_state LAB KEY         a value the lab recorded at up (its profile file, as `natlab status` shows
 #                             it: nat_a, cgn_b, nat_a_blocks, cgn_a_hash_seed, ...)
 #   in_block PORT BLOCK       is PORT inside BLOCK ("LO-HI" or "ADDR:LO-HI")?
+#   wait_line FILE RE [SECS]  poll FILE (every 50 ms, 5 s by default) until grep finds the basic regex RE
+#                             in it; 1 if it never does (`wait_line F RE || fail ...` waits and asserts)
 #   fail MSG / ok MSG         test verdict lines
 NATLAB=${NATLAB:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/natlab}
 _NATLAB_LABS=()
@@ -120,4 +122,9 @@ stun_parse() {
 	echo "$mapped $other $origin"
 }
 
+wait_line() {
+	local f=$1 re=$2 i n=$(( ${3:-5} * 20 ))
+	for ((i = 0; i < n; i++)); do grep -qs -- "$re" "$f" && return 0; sleep 0.05; done
+	return 1
+}
 port_of() { echo "${1##*:}"; }

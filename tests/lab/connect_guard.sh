@@ -110,7 +110,7 @@ echo "ok unprivileged -> exit 1 with a capability hint"
 
 # ---- bad input: exit 2, nothing sent -------------------------------------------------------------
 A tshark -n -i eth0 -w "$T/bad.pcap" -q >/dev/null 2>"$T/tshark.log" & tpid=$!; pids+=("$tpid")
-for _ in $(seq 50); do grep -q "Capturing on" "$T/tshark.log" 2>/dev/null && break; sleep 0.1; done
+wait_line "$T/tshark.log" "Capturing on" || :
 for args in "" "--raw" "--raw $S_IP" "--raw $S_IP:0" "--raw $S_IP:70000" "--raw --local-port 0 $S_IP:7300" \
             "--raw --timeout x $S_IP:7300" "--raw --ttl 256 $S_IP:7300" "--raw --bogus $S_IP:7300" \
             "--raw --iface nosuchif0 $S_IP:7300" "--raw 0.0.0.0:7300" "--raw a:1 b:2" "--raw --timeout"; do

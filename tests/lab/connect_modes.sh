@@ -92,7 +92,7 @@ pids+=($!)
 wait_listen 7202
 ip netns exec "rp$LAB-a" "$RP" connect -L 127.0.0.1:6000 --max-clients 2 198.18.3.2:7202 2>"$tmp/fwd.err" &
 fwd=$!; pids+=("$fwd")
-for _ in $(seq 100); do grep -q "^forward: listening" "$tmp/fwd.err" 2>/dev/null && break; sleep 0.05; done
+wait_line "$tmp/fwd.err" "^forward: listening" || :
 grep -q "^forward: listening on 127.0.0.1:6000" "$tmp/fwd.err" || fail "-L did not start: $(cat "$tmp/fwd.err")"
 caps=$(status_field $fwd CapEff)
 [ "$caps" = 0000000000003000 ] || fail "-L: CapEff $caps while listening, want CAP_NET_RAW+CAP_NET_ADMIN only (3000)"
@@ -119,7 +119,7 @@ ok "-L: 2 clients at once, 2 MiB each echoed intact, from a-public ports $(awk '
 
 ip netns exec "rp$LAB-a" "$RP" connect -L 6001 198.18.3.2:7202 2>"$tmp/fwd2.err" &
 fwd=$!; pids+=("$fwd")
-for _ in $(seq 100); do grep -q "^forward: listening" "$tmp/fwd2.err" 2>/dev/null && break; sleep 0.05; done
+wait_line "$tmp/fwd2.err" "^forward: listening" || :
 kill -INT $fwd
 rc=0; wait_for $fwd 20 || rc=$?
 [ "$rc" = 130 ] || fail "-L: exit $rc on SIGINT (want 130): $(cat "$tmp/fwd2.err")"
@@ -135,8 +135,7 @@ caps=$(A "${NOCAP[@]}" grep CapEff /proc/self/status | awk '{print $2}')
 # nothing may leave a for --no-fallback or for usage errors
 ip netns exec "rp$LAB-a" dumpcap -q -i eth0 -f "host 198.18.3.2" -w "$tmp/quiet.pcapng" 2>"$tmp/dumpcap.err" &
 dc=$!; pids+=("$dc")
-for _ in $(seq 100); do grep -q "Capturing on" "$tmp/dumpcap.err" 2>/dev/null && break; sleep 0.05; done
-grep -q "Capturing on" "$tmp/dumpcap.err" || fail "dumpcap did not start"
+wait_line "$tmp/dumpcap.err" "Capturing on" || fail "dumpcap did not start"
 rc=0; A "${TO[@]}" "${NOCAP[@]}" "$RP" connect --no-fallback 198.18.3.2:7202 </dev/null 2>"$tmp/nofb.err" || rc=$?
 [ "$rc" = 1 ] || fail "--no-fallback without CAP_NET_ADMIN: exit $rc, want 1: $(cat "$tmp/nofb.err")"
 grep -q "refuses TCP_REPAIR (Operation not permitted)" "$tmp/nofb.err" || fail "--no-fallback: no clear EPERM: $(cat "$tmp/nofb.err")"
@@ -169,8 +168,7 @@ ip netns exec "rp$LAB-a" "$RP" connect --stdio --user nobody 198.18.3.2:7202 <"$
 up=$!; pids+=("$up")
 exec 7>"$tmp/fifo"
 printf 'ping\n' >&7
-for _ in $(seq 100); do grep -q '^ping$' "$tmp/out.u" 2>/dev/null && break; sleep 0.05; done
-grep -q '^ping$' "$tmp/out.u" || fail "--user: no echo: $(cat "$tmp/user.err")"
+wait_line "$tmp/out.u" '^ping$' || fail "--user: no echo: $(cat "$tmp/user.err")"
 uid=$(status_field $up Uid); caps=$(status_field $up CapEff); bnd=$(status_field $up CapBnd)
 exec 7>&-
 rc=0; wait_for $up 20 || rc=$?

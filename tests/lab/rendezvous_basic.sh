@@ -38,7 +38,7 @@ start_server() {   # start_server LAB [OPTS...]: rendezvous on s, wait for its s
 	# ip netns exec execs in place: $! is the server itself (for the SIGTERM check)
 	ip netns exec "rp$lab-s" "$RP" rendezvous --listen "$SRV" "$@" -v >"$T/srv-$lab.out" 2>"$T/srv-$lab.err" &
 	echo $! >"$T/srv-$lab.pid"
-	for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv-$lab.out" 2>/dev/null && return 0; sleep 0.1; done
+	wait_line "$T/srv-$lab.out" "listening on $SRV" && return 0
 	cat "$T/srv-$lab.err" >&2
 	fail "server did not start in lab $lab"
 }

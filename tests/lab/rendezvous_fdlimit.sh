@@ -8,26 +8,14 @@
 # with EMFILE would spin at 100 %); once a's connections close, a new client is served.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-B=${BUILD:-build}
-case $B in /*) ;; *) B=$PWD/$B ;; esac
-RP=${RAWPUNCH:-$B/rawpunch}
-LOAD=$B/rv-load
-[ -x "$RP" ] || fail "$RP not built (make)"
-[ -x "$LOAD" ] || fail "$LOAD not built (make)"
-L=$(unique_lab rvd)
-lab_up "$L"
-T=$(mktemp -d /tmp/rv-fd.XXXXXX)
-trap '_natlab_cleanup; rm -rf "$T"' EXIT     # after lab_up, which sets its own trap
-SRV=198.18.3.2:7777
-X() { local lab=$1 h=$2; shift 2; tools/natlab exec "$lab" "$h" -- "$@"; }
+source tests/lab/rendezvous_common.bash
+rv_lab rvd rv-fd
 
 # exec keeps the PID: $! is the server
 ip netns exec "rp$L-s" bash -c "ulimit -n 64 && exec \"\$0\" rendezvous --listen $SRV -v" "$RP" \
 	>"$T/srv.out" 2>"$T/srv.err" &
 spid=$!
-for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "listening on $SRV" "$T/srv.out" || fail "server did not start: $(cat "$T/srv.err")"
+wait_line "$T/srv.out" "listening on $SRV" || fail "server did not start: $(cat "$T/srv.err")"
 [ "$(awk '/Max open files/ { print $4 }' "/proc/$spid/limits")" = 64 ] || fail "server's fd limit is not 64"
 echo "$(cat "$T/srv.out")"
 

@@ -8,24 +8,12 @@
 # share, not the server. The same joins without the flood give the baseline. Prints both.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-B=${BUILD:-build}
-case $B in /*) ;; *) B=$PWD/$B ;; esac
-RP=${RAWPUNCH:-$B/rawpunch}
-LOAD=$B/rv-load
-[ -x "$RP" ] || fail "$RP not built (make)"
-[ -x "$LOAD" ] || fail "$LOAD not built (make)"
-L=$(unique_lab rvf)
-lab_up "$L"
-T=$(mktemp -d /tmp/rv-flood.XXXXXX)
-trap '_natlab_cleanup; rm -rf "$T"' EXIT     # after lab_up, which sets its own trap
-SRV=198.18.3.2:7777
-X() { local lab=$1 h=$2; shift 2; tools/natlab exec "$lab" "$h" -- "$@"; }
+source tests/lab/rendezvous_common.bash
+rv_lab rvf rv-flood
 
 ip netns exec "rp$L-s" "$RP" rendezvous --listen "$SRV" -v >"$T/srv.out" 2>"$T/srv.err" &
 spid=$!
-for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "listening on $SRV" "$T/srv.out" || fail "server did not start: $(cat "$T/srv.err")"
+wait_line "$T/srv.out" "listening on $SRV" || fail "server did not start: $(cat "$T/srv.err")"
 p99() { sed -n 's/.*p99 \([0-9.]*\) ms.*/\1/p' "$1"; }
 
 # baseline: the same joins on an idle server

@@ -40,8 +40,7 @@ start() {   # start NAME PORT [ENV=... ] -- CMD...: the server in s (with XARGS)
 	ip netns exec "rp$L-s" env "${envs[@]}" "$@" rendezvous --listen "198.18.3.2:$port" -v "${XARGS[@]}" \
 		>"$T/$name.out" 2>"$T/$name.err" &
 	PID=$!
-	for _ in $(seq 50); do grep -q "listening on" "$T/$name.out" 2>/dev/null && break; sleep 0.1; done
-	grep -q "listening on" "$T/$name.out" || fail "$name: server did not start: $(cat "$T/$name.err")"
+	wait_line "$T/$name.out" "listening on" || fail "$name: server did not start: $(cat "$T/$name.err")"
 }
 field() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 check() {   # check NAME UID: the running server's ids and capabilities

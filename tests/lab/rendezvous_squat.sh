@@ -8,25 +8,13 @@
 # first two and refuses the third ("full"), or a client for which one bad box is fatal, this fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tools/natlab-lib.sh
-B=${BUILD:-build}
-case $B in /*) ;; *) B=$PWD/$B ;; esac
-RP=${RAWPUNCH:-$B/rawpunch}
+source tests/lab/rendezvous_common.bash
 RPC=${RAWPUNCH_CLIENT:-$RP}     # the peers' binary (the server's by default)
-LOAD=$B/rv-load
-[ -x "$RP" ] || fail "$RP not built (make)"
-[ -x "$LOAD" ] || fail "$LOAD not built (make)"
-L=$(unique_lab rvq)
-lab_up "$L"
-T=$(mktemp -d /tmp/rv-squat.XXXXXX)
-trap '_natlab_cleanup; rm -rf "$T"' EXIT     # after lab_up, which sets its own trap
-SRV=198.18.3.2:7777
-X() { local lab=$1 h=$2; shift 2; tools/natlab exec "$lab" "$h" -- "$@"; }
+rv_lab rvq rv-squat
 
 ip netns exec "rp$L-s" "$RP" rendezvous --listen "$SRV" -v >"$T/srv.out" 2>"$T/srv.err" &
 spid=$!
-for _ in $(seq 50); do grep -q "listening on $SRV" "$T/srv.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "listening on $SRV" "$T/srv.out" || fail "server did not start: $(cat "$T/srv.err")"
+wait_line "$T/srv.out" "listening on $SRV" || fail "server did not start: $(cat "$T/srv.err")"
 head -c 32 /dev/urandom | base64 >"$T/secret"
 cat >"$T/ni-a.json" <<'J'
 {"local":"10.0.1.2:40001","mapped":"198.18.1.2:40001","behind_nat":true,"mapping":"endpoint-independent","allocation":"preserving","delta":null,"jitter":0.0,"predicted":[],"confidence":0.0,"filtering":"rst","nat_ttl":2}

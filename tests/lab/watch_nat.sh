@@ -27,8 +27,7 @@ SPORT=41000
 
 tools/natlab exec "$LAB" a -- "$RP" watch --json --port $SPORT --count 2 --timeout 20 >"$TMP/out" 2>"$TMP/err" &
 WPID=$!
-for _ in $(seq 100); do grep -qs '^watch: listening' "$TMP/err" && break; sleep 0.05; done
-grep -qs '^watch: listening' "$TMP/err" || fail "watch did not start: $(cat "$TMP/err")"
+wait_line "$TMP/err" '^watch: listening' || fail "watch did not start: $(cat "$TMP/err")"
 
 tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$BPUB" --sport $SPORT --dport 5000 --seq 111 --ttl 2
 tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$S" --sport $SPORT --dport 7000 --seq 222
@@ -52,7 +51,7 @@ ok "SYN-ACK from s through the NAT, TTL 62 after two routers"
 # --host narrows to one peer: the SYN-ACK from s is not reported when watching for b.
 tools/natlab exec "$LAB" a -- "$RP" watch --json --host "$BPUB" --timeout 3 >"$TMP/out2" 2>"$TMP/err2" &
 WPID=$!
-for _ in $(seq 100); do grep -qs '^watch: listening' "$TMP/err2" && break; sleep 0.05; done
+wait_line "$TMP/err2" '^watch: listening' || :
 tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$S" --sport $((SPORT + 1)) --dport 7000
 tools/natlab exec "$LAB" a -- python3 tests/lab/craftpkt.py "$BPUB" --sport $((SPORT + 2)) --dport 5000 --ttl 2
 wait "$WPID" || fail "watch --host exited $?"
