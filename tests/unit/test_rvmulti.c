@@ -22,39 +22,7 @@
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/rendezvous/server.h"
-
-struct srv {
-	struct rv_server *s;
-	struct sockaddr_in a;
-	volatile sig_atomic_t stop;
-	pthread_t th;
-};
-
-static void *srv_main(void *arg)
-{
-	struct srv *v = arg;
-	rv_server_run(v->s, &v->stop);
-	return NULL;
-}
-
-static void srv_start(struct srv *v)
-{
-	struct rv_server_cfg cfg = { .listen = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) } };
-	memset(v, 0, sizeof(*v));
-	assert_int_equal(rv_server_open(&cfg, &v->s), 0);
-	rv_server_addr(v->s, &v->a);
-	assert_int_equal(pthread_create(&v->th, NULL, srv_main, v), 0);
-}
-
-static void srv_stop(struct srv *v)
-{
-	if (!v->s)
-		return;
-	v->stop = 1;
-	pthread_join(v->th, NULL);
-	rv_server_close(v->s);
-	v->s = NULL;
-}
+#include "rv_server_fixture.h"
 
 /* a port nobody listens on: connect is refused at once */
 static struct sockaddr_in refused_addr(void)
@@ -176,8 +144,8 @@ static void test_meet_at_first(void **st)
 {
 	(void)st;
 	struct srv s1, s2;
-	srv_start(&s1);
-	srv_start(&s2);
+	srv_start_cfg(&s1, (struct rv_server_cfg){ 0 });
+	srv_start_cfg(&s2, (struct rv_server_cfg){ 0 });
 	struct sockaddr_in sv[2] = { s1.a, s2.a };
 	struct rv_keys k = keys("multi");
 	unsigned order[2];
@@ -193,7 +161,7 @@ static void test_first_refused(void **st)
 {
 	(void)st;
 	struct srv s2;
-	srv_start(&s2);
+	srv_start_cfg(&s2, (struct rv_server_cfg){ 0 });
 	struct rv_keys k = keys("multi");
 	struct sockaddr_in sv[2] = { refused_addr(), s2.a };
 	unsigned order[2];
@@ -218,7 +186,7 @@ static void test_first_silent(void **st)
 	struct srv s2;
 	struct sockaddr_in sil;
 	int l = silent_listener(&sil);
-	srv_start(&s2);
+	srv_start_cfg(&s2, (struct rv_server_cfg){ 0 });
 	struct rv_keys k = keys("multi");
 	struct sockaddr_in sv[2] = { sil, s2.a };
 	unsigned order[2];
@@ -254,8 +222,8 @@ static void test_first_dies_while_waiting(void **st)
 {
 	(void)st;
 	struct srv s1, s2;
-	srv_start(&s1);
-	srv_start(&s2);
+	srv_start_cfg(&s1, (struct rv_server_cfg){ 0 });
+	srv_start_cfg(&s2, (struct rv_server_cfg){ 0 });
 	struct rv_keys k = keys("multi");
 	struct sockaddr_in sv[2] = { s1.a, s2.a };
 	unsigned order[2];

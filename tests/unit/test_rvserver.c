@@ -23,6 +23,7 @@
 
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/rendezvous/server.h"
+#include "rv_server_fixture.h"
 
 static uint32_t ip(const char *s)
 {
@@ -57,48 +58,17 @@ static void test_probe_targets(void **st)
 
 /* ---- a live server on 127.0.0.1: every client shares one address */
 
-struct srv {
-	struct rv_server *s;
-	volatile sig_atomic_t stop;
-	pthread_t th;
-	struct sockaddr_in addr;
-};
-
-static void *run(void *arg)
-{
-	struct srv *v = arg;
-	rv_server_run(v->s, &v->stop);
-	return NULL;
-}
-
-static void srv_start_cfg(struct srv *v, struct rv_server_cfg cfg)
-{
-	cfg.listen.sin_family = AF_INET;
-	cfg.listen.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(rv_server_open(&cfg, &v->s), 0);
-	rv_server_addr(v->s, &v->addr);
-	v->stop = 0;
-	assert_int_equal(pthread_create(&v->th, NULL, run, v), 0);
-}
-
 static void srv_start(struct srv *v, unsigned conns, unsigned sessions)
 {
 	struct rv_server_cfg cfg = { .max_conns_per_addr = conns, .max_sessions_per_addr = sessions };
 	srv_start_cfg(v, cfg);
 }
 
-static void srv_stop(struct srv *v)
-{
-	v->stop = 1;
-	pthread_join(v->th, NULL);
-	rv_server_close(v->s);
-}
-
 static int dial(const struct srv *v)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
-	assert_int_equal(connect(fd, (const struct sockaddr *)&v->addr, sizeof(v->addr)), 0);
+	assert_int_equal(connect(fd, (const struct sockaddr *)&v->a, sizeof(v->a)), 0);
 	return fd;
 }
 
@@ -474,7 +444,7 @@ static void test_emfile_pause(void **st)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
 	for (int fd; nspare < 64 && (fd = dup(b.fd)) >= 0;)
 		spare[nspare++] = fd;
-	assert_int_equal(connect(b.fd, (const struct sockaddr *)&v.addr, sizeof(v.addr)), 0);
+	assert_int_equal(connect(b.fd, (const struct sockaddr *)&v.a, sizeof(v.a)), 0);
 	send_body(b.fd, "{\"t\":\"time\",\"t1\":2}");
 	usleep(200 * 1000);                                 /* accept failed by now */
 	clockid_t cid;

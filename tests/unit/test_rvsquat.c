@@ -23,38 +23,7 @@
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/rendezvous/server.h"
-
-struct srv {
-	struct rv_server *s;
-	struct sockaddr_in a;
-	volatile sig_atomic_t stop;
-	pthread_t th;
-};
-
-static void *srv_main(void *arg)
-{
-	struct srv *v = arg;
-	rv_server_run(v->s, &v->stop);
-	return NULL;
-}
-
-static void srv_start(struct srv *v)
-{
-	struct rv_server_cfg cfg = { 0 };
-	cfg.listen.sin_family = AF_INET;
-	cfg.listen.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(rv_server_open(&cfg, &v->s), 0);
-	rv_server_addr(v->s, &v->a);
-	v->stop = 0;
-	assert_int_equal(pthread_create(&v->th, NULL, srv_main, v), 0);
-}
-
-static void srv_stop(struct srv *v)
-{
-	v->stop = 1;
-	pthread_join(v->th, NULL);
-	rv_server_close(v->s);
-}
+#include "rv_server_fixture.h"
 
 static void send_body(int fd, const char *body)
 {
@@ -127,7 +96,7 @@ static void test_squatter_first(void **st)
 	struct srv v;
 	static struct squatter q;
 	static struct peer a, b;
-	srv_start(&v);
+	srv_start_cfg(&v, (struct rv_server_cfg){ 0 });
 	assert_int_equal(rv_keys_derive((const uint8_t *)"squat-secret-0123456789", 23, "squat", &a.k), 0);
 	b.k = a.k;
 	q.a = a.a = b.a = v.a;
@@ -158,7 +127,7 @@ static void test_only_forgeries_is_eacces_at_deadline(void **st)
 	(void)st;
 	struct srv v;
 	static struct peer a, f;
-	srv_start(&v);
+	srv_start_cfg(&v, (struct rv_server_cfg){ 0 });
 	assert_int_equal(rv_keys_derive((const uint8_t *)"squat-secret-0123456789", 23, "forge", &a.k), 0);
 	f.k = a.k;
 	memset(f.k.kbox, 0x5a, sizeof(f.k.kbox));   /* the id, not the key */
