@@ -46,7 +46,9 @@ CFLAGS ?= -O2 -g
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -MMD -MP -I. $(WARN) $(PKG_CFLAGS)
 # Port mapping clients (rawpunch/portmap/): libminiupnpc has a .pc file, libnatpmp (Debian) none.
 MINIUPNPC_LIBS := $(shell $(PKG_CONFIG) --libs miniupnpc 2>/dev/null || echo -lminiupnpc)
-LDLIBS_ALL := $(LIBNET_LIBS) $(PKG_LIBS) $(MINIUPNPC_LIBS) -lnatpmp -lpthread -lm
+# The secret-strength estimate (rendezvous/proto.c): zxcvbn-c ships no .pc file either.
+ZXCVBN_LIBS := $(shell $(PKG_CONFIG) --libs zxcvbn 2>/dev/null || echo -lzxcvbn)
+LDLIBS_ALL := $(LIBNET_LIBS) $(PKG_LIBS) $(MINIUPNPC_LIBS) -lnatpmp $(ZXCVBN_LIBS) -lpthread -lm
 
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 

@@ -162,7 +162,11 @@ static void test_secret_bits(void **state)
 	assert_true(rv_secret_bits((const uint8_t *)"password12345678", 16) < RV_SECRET_BITS);
 	assert_true(rv_secret_bits((const uint8_t *)"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 36) == 0);
 	assert_true(rv_secret_bits((const uint8_t *)"abababababababababababababababab", 32) < RV_SECRET_BITS);
-	assert_true(rv_secret_bits((const uint8_t *)"correct horse battery staple", 28) >= RV_SECRET_BITS);
+	/* four common words: long, but a dictionary attack needs far fewer than 2^96 guesses */
+	assert_true(rv_secret_bits((const uint8_t *)"correct horse battery staple", 28) < RV_SECRET_BITS);
+	assert_true(rv_secret_bits((const uint8_t *)"Tr0ub4dor&3Tr0ub4dor&3", 22) < RV_SECRET_BITS);
+	const char *hex = "26f7984ae63c890493da36a54a3e9407";             /* 16 random bytes, hex */
+	assert_true(rv_secret_bits((const uint8_t *)hex, strlen(hex)) >= RV_SECRET_BITS);
 	assert_int_equal(rv_secret_bits(NULL, 3), 0);
 }
 
