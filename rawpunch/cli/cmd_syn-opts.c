@@ -305,10 +305,14 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 	{
 		/* HOST alone (ports come from -p): resolve it through the host:port parser */
 		char tmp[300];
+		int r;
 		if (strchr(argv[optind], ':'))
 			return rp_usage_err(CMD, "HOST is an IPv4 address or name; give ports with -p");
 		if (snprintf(tmp, sizeof(tmp), "%s:1", argv[optind]) >= (int)sizeof(tmp) ||
-		    rp_parse_hostport(tmp, 0, &opt->dst))
+		    (r = rp_parse_hostport(tmp, 0, &opt->dst)) == -EINVAL)
+			return rp_usage_err(CMD, "HOST '%s' is neither a dotted-quad IPv4 address nor a host name",
+					    argv[optind]);
+		if (r)
 			return rp_usage_err(CMD, "cannot resolve '%s' to an IPv4 address", argv[optind]);
 	}
 	return 0;
