@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +42,21 @@ int rp_usage_err(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nhint: rawpunch %s --help\n", cmd);
 	return 2;
+}
+
+int rp_usage_getopt(const char *cmd, int c, char *const *argv)
+{
+	const char *arg = argv[optind - 1];
+	char name[3] = { '-', (char)optopt, 0 };
+	/* a long option is named as typed (up to '='); a short one by its letter (it may sit in a group) */
+	int n = !strncmp(arg, "--", 2) ? (int)strcspn(arg, "=") : 2;
+	if (strncmp(arg, "--", 2))
+		arg = optopt > 0 && optopt < 128 ? name : arg;
+	if (c == ':')
+		return rp_usage_err(cmd, "option '%.*s' needs a value", n, arg);
+	if (optopt && !strncmp(arg, "--", 2))   /* a known long option given "=VALUE" */
+		return rp_usage_err(cmd, "option '%.*s' takes no value", n, arg);
+	return rp_usage_err(cmd, "unknown option '%.*s'", n, arg);
 }
 
 void rp_hint(const char *fmt, ...)

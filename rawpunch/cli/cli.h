@@ -37,6 +37,10 @@ void rp_cli_note_signal(int sig);
 /* "rawpunch: <msg>\n" on stderr; returns 1 (or 2 for usage) so callers can `return rp_err(...)`. */
 int rp_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int rp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After getopt_long() returned c = '?' (an unknown option, or a value where none goes) or ':' (a
+ * missing value; optstring starting with ':', opterr = 0): the usage error naming the option as typed
+ * ("unknown option '--bogus'", "option '--plot' needs a value"); returns 2. */
+int rp_usage_getopt(const char *cmd, int c, char *const *argv);
 /* "hint: <msg>\n" on stderr */
 void rp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Read the shared secret of --secret-file for command cmd ("punch", "rendezvous"): the file's bytes,

@@ -215,10 +215,8 @@ int cmd_connect(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		case ':':
-			return rp_usage_err("connect", "%s needs a value", argv[optind - 1]);
 		default:
-			return rp_usage_err("connect", "unknown option '%s'", argv[optind - 1]);
+			return rp_usage_getopt("connect", opt, argv);
 		}
 	}
 	/* data modes: one of --stdio (default), --exec, -L, --raw */

@@ -222,7 +222,8 @@ int cmd_portmap(int argc, char **argv)
 	unsigned long v;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (rp_parse_ulong(optarg, 1, 65535, &v))
@@ -278,8 +279,7 @@ int cmd_portmap(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return rp_usage_getopt("portmap", c, argv);
 		}
 	}
 	if (optind < argc)

@@ -237,7 +237,8 @@ int cmd_probe(int argc, char **argv)
 	unsigned long v;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (rp_parse_hostport(optarg, 3478, &o.stun))
@@ -342,8 +343,7 @@ int cmd_probe(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return rp_usage_getopt("probe", c, argv);
 		}
 	}
 	if (optind < argc)

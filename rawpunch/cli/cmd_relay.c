@@ -146,8 +146,7 @@ static int parse_args(int argc, char **argv, struct relay_cfg *c)
 			break;
 		case 'q': c->quiet = true; break;
 		case 'h': usage(stdout); return -1;
-		case ':': return rp_usage_err("relay", "%s needs a value", argv[optind - 1]);
-		default: return rp_usage_err("relay", "unknown option '%s'", argv[optind - 1]);
+		default: return rp_usage_getopt("relay", opt, argv);
 		}
 	}
 	if (optind < argc)

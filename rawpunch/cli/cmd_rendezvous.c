@@ -276,7 +276,7 @@ int cmd_rendezvous(int argc, char **argv)
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': listen_s = optarg; break;
 		case 'j': join_s = optarg; break;
@@ -325,7 +325,7 @@ int cmd_rendezvous(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			return rp_usage_err("rendezvous", "unknown or incomplete option '%s'", argv[optind - 1]);
+			return rp_usage_getopt("rendezvous", c, argv);
 		}
 	}
 	if (optind < argc)

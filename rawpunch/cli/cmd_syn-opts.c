@@ -142,7 +142,8 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 				  .window = 64240, .wait_ms = 1000, .wscale = 7, .engine = RP_ENGINE_AFPACKET,
 				  .ipid_mode = RP_IPID_RANDOM };
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:c:qvw:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":p:c:qvw:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			opt->n_d = rp_parse_ports(optarg, opt->dports, 65536);
@@ -281,7 +282,7 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 			usage(stdout);
 			return -1;
 		default:
-			return rp_usage_err(CMD, "unknown option");
+			return rp_usage_getopt(CMD, c, argv);
 		}
 	}
 	if (optind >= argc)

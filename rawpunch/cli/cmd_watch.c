@@ -324,10 +324,8 @@ int cmd_watch(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		case ':':
-			return rp_usage_err("watch", "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return rp_usage_err("watch", "unknown option '%s'", argv[optind - 1]);
+			return rp_usage_getopt("watch", c, argv);
 		}
 	}
 	if (optind < argc)
