@@ -142,6 +142,7 @@ int cmd_connect(int argc, char **argv)
 	int opt, r;
 
 	memset(&c, 0, sizeof(c));
+	c.hold_fd = -1;
 	pthread_mutex_init(&c.mu, NULL);
 	struct rp_session_opts *o = &c.o;
 	optind = 1;
@@ -266,6 +267,14 @@ int cmd_connect(int argc, char **argv)
 	gid_t gid;
 	if ((r = rp_cli_user("connect", user, &uid, &gid)))
 		return r;
+	/* --local-port: free, and bindable after the drop (the handoff binds it then), checked and held
+	 * now: a port in use once made the handshake on the wire and then failed the handoff */
+	if (o->lport) {
+		struct rp_route rt;
+		if ((c.hold_fd = rp_cli_local_port("connect", rp_route_get(dst.sin_addr.s_addr, &rt) ? 0 : rt.src,
+						   o->lport)) < 0)
+			return 2;
+	}
 	if (pcap_path && !(o->pcap_file = rp_cli_out("connect", "--pcap", pcap_path, uid, gid)))
 		return 2;
 

@@ -11,6 +11,8 @@ struct conn {
 	struct rp_session_opts o;    /* template; lport 0 for -L; o.stop is the command's stop flag */
 	const char *target;          /* HOST:PORT as given */
 	int repair_errno;            /* from connect_repair_probe(): 0 = the raw handshake + TCP_REPAIR path */
+	int hold_fd;                 /* --local-port held since before the drop (rp_cli_local_port) until the
+	                                handoff or fallback has bound it; -1 none */
 	bool no_fallback, quiet, verbose;
 	pthread_mutex_t mu;          /* one dial at a time (raw sessions, stats) */
 	unsigned dials, repairs, connects;

@@ -133,6 +133,14 @@ static int raw_handshake(const struct conn *c, const char *pre, struct rp_sessio
 	return 0;
 }
 
+/* The handoff (or the fallback) has bound the --local-port, or given up: the hold is over. */
+static void release_hold(struct conn *c)
+{
+	if (c->hold_fd >= 0)
+		close(c->hold_fd);
+	c->hold_fd = -1;
+}
+
 int connect_dial(struct conn *c, const char *who)
 {
 	struct rp_handoff_result res = { 0 };
@@ -145,6 +153,7 @@ int connect_dial(struct conn *c, const char *who)
 		if (c->o.n_rports)
 			return -EINVAL; /* rejected at start */
 		fd = kernel_connect(c, c->o.lport, c->o.rport, &res, c->repair_errno);
+		release_hold(c);
 		if (fd < 0) {
 			char what[160];
 			snprintf(what, sizeof(what), "%skernel connect() to %s (TCP_REPAIR refused: %s)", pre,
@@ -158,8 +167,10 @@ int connect_dial(struct conn *c, const char *who)
 
 	struct rp_session *s;
 	r = raw_handshake(c, pre, &s);
-	if (r)
+	if (r) {
+		release_hold(c);
 		return r;
+	}
 	if (c->verbose) {
 		struct rp_session_stats st;
 		rp_session_stats(s, &st);
@@ -188,6 +199,7 @@ int connect_dial(struct conn *c, const char *who)
 		int e = res.repair_errno;
 		fd = kernel_connect(c, lp, rp, &res, e);
 	}
+	release_hold(c);
 	if (fd < 0) {
 		char what[200];
 		snprintf(what, sizeof(what), "%shandoff of %s to a kernel socket (%s)", pre, c->target,

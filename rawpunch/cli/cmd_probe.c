@@ -358,11 +358,21 @@ int cmd_probe(int argc, char **argv)
 	int plot_fd = -1;
 	if ((c = rp_cli_user("probe", user, &uid, &gid)))
 		return c;
-	if (plot && (plot_fd = rp_cli_out_fd("probe", "--plot", plot, uid, gid)) < 0)
+	/* --local-port / --local-addr: bindable after the drop (the STUN client binds them then), held
+	 * until the probe is over */
+	int hold_fd = -1;
+	if ((o.local_port || o.local_addr) && (hold_fd = rp_cli_local_port("probe", o.local_addr, o.local_port)) < 0)
 		return 2;
+	if (plot && (plot_fd = rp_cli_out_fd("probe", "--plot", plot, uid, gid)) < 0) {
+		if (hold_fd >= 0)
+			close(hold_fd);
+		return 2;
+	}
 	if (rp_cli_enter(user, o.ttl_max ? RP_PRIV_NET : 0)) {
 		if (plot_fd >= 0)
 			close(plot_fd);
+		if (hold_fd >= 0)
+			close(hold_fd);
 		return 1;
 	}
 	struct rp_probe_report *r = calloc(1, sizeof(*r));
@@ -379,6 +389,8 @@ int cmd_probe(int argc, char **argv)
 	if (portmap && pe)
 		rp_hint("probe: not asking the NAT for a port mapping: %s", strerror(-pe));
 	int e = rp_probe_run(&o, r);
+	if (hold_fd >= 0)
+		close(hold_fd);
 	if (pm) {
 		/* asking may add ~0.15 s to the probe, not an IGD's full second of SSDP delay */
 		rp_pmhold_give_up_in(pm, PROBE_PORTMAP_GRACE_MS);
