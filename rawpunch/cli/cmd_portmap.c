@@ -219,6 +219,7 @@ int cmd_portmap(int argc, char **argv)
 	struct rp_portmap_opts o = { .ipproto = IPPROTO_TCP };
 	bool json = false, del = false;
 	long hold_s = -1;
+	const char *map_opt = NULL;   /* the last option about a new mapping (not for --delete) */
 	unsigned long v;
 	int c;
 	optind = 1;
@@ -231,23 +232,28 @@ int cmd_portmap(int argc, char **argv)
 			o.internal_port = (uint16_t)v;
 			break;
 		case 'P':
+			map_opt = "--protocols";
 			if (rp_pm_parse_protocols(optarg, &o.protocols))
 				return rp_usage_err("portmap", "--protocols: want pcp, natpmp, upnp (comma-separated), got '%s'", optarg);
 			break;
 		case 'l':
+			map_opt = "--lifetime";
 			if (rp_parse_ulong(optarg, 1, 86400, &v))
 				return rp_usage_err("portmap", "--lifetime: want 1..86400 seconds, got '%s'", optarg);
 			o.lifetime_s = (uint32_t)v;
 			break;
 		case 'e':
+			map_opt = "--external-port";
 			if (rp_parse_ulong(optarg, 1, 65535, &v))
 				return rp_usage_err("portmap", "--external-port: want 1..65535, got '%s'", optarg);
 			o.external_port = (uint16_t)v;
 			break;
 		case 'u':
+			map_opt = "--udp";
 			o.ipproto = IPPROTO_UDP;
 			break;
 		case 'r': {
+			map_opt = "--peer";
 			struct sockaddr_in sa;
 			if (rp_parse_hostport(optarg, 0, &sa) || !sa.sin_port)
 				return rp_usage_err("portmap", "--peer: want HOST:PORT, got '%s'", optarg);
@@ -256,6 +262,7 @@ int cmd_portmap(int argc, char **argv)
 			break;
 		}
 		case 'g':
+			map_opt = "--gateway";
 			if (rp_parse_ipv4(optarg, &o.gateway) || !o.gateway)
 				return rp_usage_err("portmap", "--gateway: want an IPv4 address, got '%s'", optarg);
 			break;
@@ -265,6 +272,7 @@ int cmd_portmap(int argc, char **argv)
 			o.timeout_ms = (int)v;
 			break;
 		case 'H':
+			map_opt = "--hold";
 			if (rp_parse_ulong(optarg, 0, 30 * 86400, &v))
 				return rp_usage_err("portmap", "--hold: want 0..2592000 seconds, got '%s'", optarg);
 			hold_s = (long)v;
@@ -286,6 +294,9 @@ int cmd_portmap(int argc, char **argv)
 		return rp_usage_err("portmap", "unexpected argument '%s'", argv[optind]);
 	if (!o.internal_port)
 		return rp_usage_err("portmap", "--port PORT is required");
+	if (del && map_opt)
+		return rp_usage_err("portmap", "--delete removes what a killed run left for --port: %s is about a new "
+				    "mapping", map_opt);
 	if (o.peer_port && o.protocols && !(o.protocols & RP_PM_F(RP_PM_PCP)))
 		return rp_usage_err("portmap", "--peer is PCP's PEER: --protocols must include pcp");
 	/* asking a gateway takes no privilege: as root, run as the invoking user (or nobody) from here */

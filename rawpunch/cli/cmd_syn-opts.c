@@ -137,6 +137,7 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 	static uint16_t dports[65536], sports[65536];
 	int c;
 	unsigned long v;
+	bool wait_given = false;
 
 	*opt = (struct syn_opts){ .dports = dports, .sports = sports, .count = 1, .threads = 1, .ttl = 64,
 				  .window = 64240, .wait_ms = 1000, .wscale = 7, .engine = RP_ENGINE_AFPACKET,
@@ -266,6 +267,7 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 			opt->watch = true;
 			break;
 		case O_WAIT:
+			wait_given = true;
 			if (rp_parse_ulong(optarg, 0, 600000, &opt->wait_ms))
 				return rp_usage_err(CMD, "bad --wait '%s' (0 .. 600000 ms)", optarg);
 			break;
@@ -293,6 +295,8 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 		return rp_usage_err(CMD, "missing -p/--ports");
 	if (opt->no_opts && opt->explicit_opts)
 		return rp_usage_err(CMD, "--no-opts contradicts --mss/--wscale/--sack/--ts");
+	if (wait_given && !opt->watch)
+		return rp_usage_err(CMD, "--wait is how long --watch counts replies after the last SYN: add --watch");
 	if (opt->dry && opt->watch)
 		return rp_usage_err(CMD, "--dry-run sends nothing: --watch has nothing to count");
 	if (opt->write_path && !opt->dry)
