@@ -128,7 +128,12 @@ int rp_secret_read(const char *cmd, const char *path, uint8_t **out, size_t *len
 		return rp_err("out of memory");
 	}
 	n = fread(b, 1, 4097, f);
+	int rerr = ferror(f) ? errno : 0;   /* a directory opens, and fails here with EISDIR */
 	fclose(f);
+	if (rerr) {
+		rp_secret_free(b, n);
+		return rp_usage_err(cmd, "--secret-file %s: %s", path, strerror(rerr));
+	}
 	if (n > 4096) {
 		rp_secret_free(b, n);
 		return rp_usage_err(cmd, "--secret-file %s: larger than 4096 bytes", path);

@@ -45,13 +45,13 @@ static int report_load(const char *path, struct json_object **out)
 		return rp_usage_err("report", "%s: %s", path, strerror(errno));
 	char *buf = malloc(REPORT_MAX_BYTES + 1);
 	size_t n = buf ? fread(buf, 1, REPORT_MAX_BYTES + 1, f) : 0;
-	int rerr = ferror(f);
+	int rerr = ferror(f) ? errno : 0;   /* a directory opens, and fails here with EISDIR */
 	fclose(f);
 	if (!buf)
 		return rp_err("report: out of memory");
 	if (rerr || n > REPORT_MAX_BYTES) {
 		free(buf);
-		return rp_usage_err("report", "%s: %s", path, rerr ? "read error" : "larger than 16 MiB: not a punch report");
+		return rp_usage_err("report", "%s: %s", path, rerr ? strerror(rerr) : "larger than 16 MiB: not a punch report");
 	}
 	struct json_tokener *tok = json_tokener_new();
 	if (!tok) {
