@@ -399,15 +399,18 @@ int cmd_probe(int argc, char **argv)
 		rp_pmhold_release(pm, 1000);   /* the probe only asks what the NAT offers */
 	}
 	if (e < 0) {
-		char b[64];
+		char b[64], what[128];
 		rp_sin_str(&o.stun, b, sizeof(b));
+		snprintf(what, sizeof(what), "probe: STUN Binding from the punch port %u to %s", o.local_port, b);
+		if (e == -EPROTO && r->server_software[0])
+			rp_err("%s: the server refused it: %s", what, r->server_software);
+		else
+			rp_err_errno(e, what);
 		if (e == -EADDRINUSE || e == -EADDRNOTAVAIL)
-			rp_hint("the punch port %u is taken, or a previous probe's connection from it to %s is still "
-				"in TIME_WAIT (60 s): wait, or pick another --local-port", o.local_port, b);
-		else if (e == -EPROTO && r->server_software[0])
-			rp_err("probe: the STUN server refused the Binding request: %s", r->server_software);
+			rp_hint("a previous probe's connection from port %u to %s is still in TIME_WAIT (60 s): wait, or "
+				"pick another --local-port", o.local_port, b);
 		free(r);
-		return rp_err_errno(e, "probe: STUN Binding from the punch port");
+		return 1;
 	}
 	if (r->ttl_err == -EPERM || r->ttl_err == -EACCES)
 		rp_hint("nat_ttl needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture): run as root");
