@@ -332,10 +332,15 @@ int cmd_portmap(int argc, char **argv)
 		}
 		if (e == -EINVAL)
 			return rp_usage_err("portmap", "invalid options");
+		uint32_t gw = o.gateway;
+		if (!gw && rp_pm_default_gateway(&gw))
+			gw = 0;
 		if (e == -ENOENT)
-			rp_err("portmap: no port mapping service answered in %.0f ms", m.total_ms);
+			rp_err("portmap: no port mapping service at %s answered in %.0f ms", gw ? rp_ip_str(gw, g) : "the gateway",
+			       m.total_ms);
 		else
-			rp_err("portmap: the gateway did not grant the mapping (%s)", strerror(-e));
+			rp_err("portmap: the gateway %s did not grant the mapping of port %u (%s)",
+			       gw ? rp_ip_str(gw, g) : "", o.internal_port, strerror(-e));
 		attempts(&m, stderr);
 		return 1;
 	}
