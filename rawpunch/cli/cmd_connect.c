@@ -5,7 +5,8 @@
  * the user as stdin/stdout (--stdio), as a command's stdin/stdout (--exec) or, one new connection
  * per local client, behind a local listener (-L, like ssh -L).
  * This file: the options, their checks (nothing is sent on bad usage), privileges, signals and the
- * modes; cmd_connect_dial.c makes the connections. */
+ * modes; cmd_connect_dial.c makes the connections. --pcap records the whole connection: the session's
+ * capture is kept past the handoff (capture/capdump.h), on the flow's 4-tuple, until the data ends. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include "rawpunch/net/netif.h"
 
 #define MAX_PORTS 1024
+#define PCAP_LINGER_MS 300   /* --pcap: after the close, the last FIN and ACKs still come */
 
 static volatile sig_atomic_t stop_flag;
 static int stop_pipe[2] = { -1, -1 };
@@ -73,7 +75,9 @@ static void usage(FILE *f)
 		"  --ttl N            IP TTL of the SYNs (default 64)\n"
 		"  --iface IF         capture interface (default: the route's egress interface)\n"
 		"  --syn-interval MS  SYN repeat interval in ms (default 1000)\n"
-		"  --pcap FILE        write every packet of the attempt (both directions) to FILE (not with -L)\n"
+		"  --pcap FILE        write every packet of the connection to FILE, both directions: the\n"
+		"                     handshake and, after the handoff, the data until the connection ends\n"
+		"                     (a capture on its 4-tuple; the count is shown at the end). Not with -L\n"
 		"  --no-fallback      TCP_REPAIR or nothing (see below)\n"
 		"  --user USER        run as USER once set up (default as root: the invoking user (sudo), else\n"
 		"                     nobody; 'root' keeps uid 0, still without capabilities)\n"
@@ -302,6 +306,7 @@ int cmd_connect(int argc, char **argv)
 	}
 
 	c.target = target;
+	c.pcap_path = pcap_path;
 	o->raddr = dst.sin_addr.s_addr;
 	o->persist = true;
 	o->accept_syn = true;
@@ -362,18 +367,24 @@ int cmd_connect(int argc, char **argv)
 		return connect_raw(&c);
 
 	int fd = connect_dial(&c, NULL);
-	if (fd < 0)
-		return 1;
-	/* The kernel owns the connection and the guard is gone: nothing privileged is left to do. */
-	if (rp_cli_drop_caps()) {
-		close(fd);
+	if (fd < 0) {
+		connect_pcap_end(&c, 0);
 		return 1;
 	}
-	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket) */
+	/* The kernel owns the connection and the guard is gone: nothing privileged is left to do (an open
+	 * --pcap capture goes on reading without privileges). */
+	if (rp_cli_drop_caps()) {
+		close(fd);
+		connect_pcap_end(&c, 0);
+		return 1;
+	}
+	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket; every packet the --pcap
+	 * file got is already written) */
 	default_signals();
 	if (exec_cmd) {
 		r = rp_fd_exec(fd, exec_cmd);
 		close(fd);
+		connect_pcap_end(&c, PCAP_LINGER_MS);
 		if (r < 0)
 			return rp_err_errno(r, "--exec");
 		return r;
@@ -381,6 +392,7 @@ int cmd_connect(int argc, char **argv)
 	struct rp_relay_stats rs = { 0 };
 	r = rp_fd_stdio(fd, &rs);
 	close(fd);
+	connect_pcap_end(&c, PCAP_LINGER_MS);
 	if (c.verbose)
 		fprintf(stderr, "connect: relayed out=%llu in=%llu\n", (unsigned long long)rs.a_to_b,
 			(unsigned long long)rs.b_to_a);
