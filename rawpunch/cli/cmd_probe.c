@@ -401,14 +401,18 @@ int cmd_probe(int argc, char **argv)
 	if (e < 0) {
 		char b[64], what[128];
 		rp_sin_str(&o.stun, b, sizeof(b));
-		snprintf(what, sizeof(what), "probe: STUN Binding from the punch port %u to %s", o.local_port, b);
+		uint16_t lp = o.local_port ? o.local_port : r->ni.local_port;   /* 0: not bound yet */
+		if (lp)
+			snprintf(what, sizeof(what), "probe: STUN Binding from the punch port %u to %s", lp, b);
+		else
+			snprintf(what, sizeof(what), "probe: STUN Binding to %s", b);
 		if (e == -EPROTO && r->server_software[0])
 			rp_err("%s: the server refused it: %s", what, r->server_software);
 		else
 			rp_err_errno(e, what);
 		if (e == -EADDRINUSE || e == -EADDRNOTAVAIL)
 			rp_hint("a previous probe's connection from port %u to %s is still in TIME_WAIT (60 s): wait, or "
-				"pick another --local-port", o.local_port, b);
+				"pick another --local-port", lp, b);
 		free(r);
 		return 1;
 	}
