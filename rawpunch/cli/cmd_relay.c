@@ -282,7 +282,7 @@ static int turn_fail(struct rp_turn *t, int r, const char *step, const struct re
 	char srv[64];
 	rp_sin_str(&c->server, srv, sizeof(srv));
 	if (e->code)
-		rp_err("relay: %s: the server %s answered %s with %d %s", step, srv, rp_turn_method_name(e->method),
+		rp_err("relay: %s via %s: the server answered %s with %d %s", step, srv, rp_turn_method_name(e->method),
 		       e->code, e->reason);
 	else
 		rp_err("relay: %s via %s: %s", step, srv, strerror(-r));
