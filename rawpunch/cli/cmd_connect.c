@@ -385,8 +385,11 @@ int cmd_connect(int argc, char **argv)
 		r = rp_fd_exec(fd, exec_cmd);
 		close(fd);
 		connect_pcap_end(&c, PCAP_LINGER_MS);
-		if (r < 0)
-			return rp_err_errno(r, "--exec");
+		if (r < 0) {
+			char what[300];
+			snprintf(what, sizeof(what), "--exec '%.200s'", exec_cmd);
+			return rp_err_errno(r, what);
+		}
 		return r;
 	}
 	struct rp_relay_stats rs = { 0 };
@@ -396,7 +399,10 @@ int cmd_connect(int argc, char **argv)
 	if (c.verbose)
 		fprintf(stderr, "connect: relayed out=%llu in=%llu\n", (unsigned long long)rs.a_to_b,
 			(unsigned long long)rs.b_to_a);
-	if (r < 0)
-		return rp_err_errno(r, "relay");
+	if (r < 0) {
+		char what[300];
+		snprintf(what, sizeof(what), "the connection to %s (stdin/stdout)", target);
+		return rp_err_errno(r, what);
+	}
 	return 0;
 }
