@@ -2,8 +2,10 @@
 #include "rawpunch/base/parse.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,28 @@ int rp_parse_ipv4(const char *s, uint32_t *addr_net)
 	return 0;
 }
 
+/* A host whose last label is a number ("1.2.3", "3232235777", "0x7f.1", "010.0.0.1") is an address
+ * (no top-level domain is all digits, RFC 3696 2): getaddrinfo() would read it with inet_aton(), which
+ * takes shorthand, octal and hex, and send to an address nobody typed. Such a host must be a dotted quad. */
+static bool numeric_host(const char *host)
+{
+	size_t n = strlen(host), i;
+	if (n && host[n - 1] == '.')
+		n--;                                   /* "example.com." is a name: its last label counts */
+	i = n;
+	while (i && host[i - 1] != '.')
+		i--;
+	const char *l = host + i;                  /* the last label, n - i characters */
+	size_t len = n - i;
+	bool hex = len >= 2 && l[0] == '0' && (l[1] == 'x' || l[1] == 'X');
+	if (!len)
+		return false;
+	for (size_t k = hex ? 2 : 0; k < len; k++)
+		if (!(hex ? isxdigit((unsigned char)l[k]) : isdigit((unsigned char)l[k])))
+			return false;
+	return true;
+}
+
 int rp_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_in *out)
 {
 	char host[256];
@@ -54,6 +78,8 @@ int rp_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_in *
 	out->sin_port = htons((uint16_t)port);
 	if (inet_pton(AF_INET, host, &out->sin_addr) == 1)
 		return 0;
+	if (numeric_host(host))
+		return -EINVAL;
 	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res;
 	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
 		return -EHOSTUNREACH;

@@ -6,7 +6,9 @@
 #include <stdint.h>
 #include <netinet/in.h>
 
-/* IPv4 dotted quad or host name (resolved, IPv4 only) with a mandatory or default port. */
+/* IPv4 dotted quad or host name (resolved, IPv4 only) with a mandatory or default port. -EINVAL for
+ * a malformed one, a number that is not a dotted quad ("1.2.3", "0x7f000001", "010.0.0.1": no name
+ * ends in a number, and inet_aton shorthand is not taken) included; -EHOSTUNREACH: no such name. */
 int rp_parse_hostport(const char *s, uint16_t default_port, struct sockaddr_in *out);
 int rp_parse_ipv4(const char *s, uint32_t *addr_net);
 /* Whole decimal number in [min, max]; 0 or -EINVAL / -ERANGE. */

@@ -4,6 +4,7 @@
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/jsonnum.h"
 #include "rawpunch/base/trace.h"
+#include "rawpunch/net/netif.h"
 
 #include <json-c/json.h>
 #include "rawpunch/base/outfile.h"
@@ -11,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +43,21 @@ int rp_usage_err(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nhint: rawpunch %s --help\n", cmd);
 	return 2;
+}
+
+int rp_usage_getopt(const char *cmd, int c, char *const *argv)
+{
+	const char *arg = argv[optind - 1];
+	char name[3] = { '-', (char)optopt, 0 };
+	/* a long option is named as typed (up to '='); a short one by its letter (it may sit in a group) */
+	int n = !strncmp(arg, "--", 2) ? (int)strcspn(arg, "=") : 2;
+	if (strncmp(arg, "--", 2))
+		arg = optopt > 0 && optopt < 128 ? name : arg;
+	if (c == ':')
+		return rp_usage_err(cmd, "option '%.*s' needs a value", n, arg);
+	if (optopt && !strncmp(arg, "--", 2))   /* a known long option given "=VALUE" */
+		return rp_usage_err(cmd, "option '%.*s' takes no value", n, arg);
+	return rp_usage_err(cmd, "unknown option '%.*s'", n, arg);
 }
 
 void rp_hint(const char *fmt, ...)
@@ -111,7 +128,12 @@ int rp_secret_read(const char *cmd, const char *path, uint8_t **out, size_t *len
 		return rp_err("out of memory");
 	}
 	n = fread(b, 1, 4097, f);
+	int rerr = ferror(f) ? errno : 0;   /* a directory opens, and fails here with EISDIR */
 	fclose(f);
+	if (rerr) {
+		rp_secret_free(b, n);
+		return rp_usage_err(cmd, "--secret-file %s: %s", path, strerror(rerr));
+	}
 	if (n > 4096) {
 		rp_secret_free(b, n);
 		return rp_usage_err(cmd, "--secret-file %s: larger than 4096 bytes", path);
@@ -155,6 +177,28 @@ int rp_cli_user(const char *cmd, const char *user, uid_t *uid, gid_t *gid)
 	if (r)
 		return rp_usage_err(cmd, "--user: %s", strerror(-r));
 	return 0;
+}
+
+int rp_cli_local_port(const char *cmd, uint32_t laddr, uint16_t port)
+{
+	char a[INET_ADDRSTRLEN];
+	unsigned start = rp_port_unprivileged_start();
+	if (port && port < start) {
+		rp_usage_err(cmd, "--local-port %u: below net.ipv4.ip_unprivileged_port_start (%u), and the port is "
+			     "bound after the privileges are dropped", port, start);
+		return -1;
+	}
+	int fd = rp_port_hold(laddr, port);
+	if (fd >= 0)
+		return fd;
+	if (fd == -EADDRNOTAVAIL)
+		rp_usage_err(cmd, "--local-addr %s: not an address of this host", rp_ip_str(laddr, a));
+	else if (fd == -EADDRINUSE)
+		rp_usage_err(cmd, "--local-port %u: in use on this host%s%s ('ss -tanp sport = :%u' shows by whom)", port,
+			     laddr ? " at " : "", laddr ? rp_ip_str(laddr, a) : "", port);
+	else
+		rp_usage_err(cmd, "--local-port %u: %s", port, strerror(-fd));
+	return -1;
 }
 
 int rp_cli_out_fd(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid)

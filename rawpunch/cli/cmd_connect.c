@@ -5,7 +5,8 @@
  * the user as stdin/stdout (--stdio), as a command's stdin/stdout (--exec) or, one new connection
  * per local client, behind a local listener (-L, like ssh -L).
  * This file: the options, their checks (nothing is sent on bad usage), privileges, signals and the
- * modes; cmd_connect_dial.c makes the connections. */
+ * modes; cmd_connect_dial.c makes the connections. --pcap records the whole connection: the session's
+ * capture is kept past the handoff (capture/capdump.h), on the flow's 4-tuple, until the data ends. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include "rawpunch/net/netif.h"
 
 #define MAX_PORTS 1024
+#define PCAP_LINGER_MS 300   /* --pcap: after the close, the last FIN and ACKs still come */
 
 static volatile sig_atomic_t stop_flag;
 static int stop_pipe[2] = { -1, -1 };
@@ -73,7 +75,9 @@ static void usage(FILE *f)
 		"  --ttl N            IP TTL of the SYNs (default 64)\n"
 		"  --iface IF         capture interface (default: the route's egress interface)\n"
 		"  --syn-interval MS  SYN repeat interval in ms (default 1000)\n"
-		"  --pcap FILE        write every packet of the attempt (both directions) to FILE (not with -L)\n"
+		"  --pcap FILE        write every packet of the connection to FILE, both directions: the\n"
+		"                     handshake and, after the handoff, the data until the connection ends\n"
+		"                     (a capture on its 4-tuple; the count is shown at the end). Not with -L\n"
 		"  --no-fallback      TCP_REPAIR or nothing (see below)\n"
 		"  --user USER        run as USER once set up (default as root: the invoking user (sudo), else\n"
 		"                     nobody; 'root' keeps uid 0, still without capabilities)\n"
@@ -142,6 +146,7 @@ int cmd_connect(int argc, char **argv)
 	int opt, r;
 
 	memset(&c, 0, sizeof(c));
+	c.hold_fd = -1;
 	pthread_mutex_init(&c.mu, NULL);
 	struct rp_session_opts *o = &c.o;
 	optind = 1;
@@ -215,10 +220,8 @@ int cmd_connect(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		case ':':
-			return rp_usage_err("connect", "%s needs a value", argv[optind - 1]);
 		default:
-			return rp_usage_err("connect", "unknown option '%s'", argv[optind - 1]);
+			return rp_usage_getopt("connect", opt, argv);
 		}
 	}
 	/* data modes: one of --stdio (default), --exec, -L, --raw */
@@ -268,6 +271,14 @@ int cmd_connect(int argc, char **argv)
 	gid_t gid;
 	if ((r = rp_cli_user("connect", user, &uid, &gid)))
 		return r;
+	/* --local-port: free, and bindable after the drop (the handoff binds it then), checked and held
+	 * now: a port in use once made the handshake on the wire and then failed the handoff */
+	if (o->lport) {
+		struct rp_route rt;
+		if ((c.hold_fd = rp_cli_local_port("connect", rp_route_get(dst.sin_addr.s_addr, &rt) ? 0 : rt.src,
+						   o->lport)) < 0)
+			return 2;
+	}
 	if (pcap_path && !(o->pcap_file = rp_cli_out("connect", "--pcap", pcap_path, uid, gid)))
 		return 2;
 
@@ -295,6 +306,7 @@ int cmd_connect(int argc, char **argv)
 	}
 
 	c.target = target;
+	c.pcap_path = pcap_path;
 	o->raddr = dst.sin_addr.s_addr;
 	o->persist = true;
 	o->accept_syn = true;
@@ -355,29 +367,42 @@ int cmd_connect(int argc, char **argv)
 		return connect_raw(&c);
 
 	int fd = connect_dial(&c, NULL);
-	if (fd < 0)
-		return 1;
-	/* The kernel owns the connection and the guard is gone: nothing privileged is left to do. */
-	if (rp_cli_drop_caps()) {
-		close(fd);
+	if (fd < 0) {
+		connect_pcap_end(&c, 0);
 		return 1;
 	}
-	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket) */
+	/* The kernel owns the connection and the guard is gone: nothing privileged is left to do (an open
+	 * --pcap capture goes on reading without privileges). */
+	if (rp_cli_drop_caps()) {
+		close(fd);
+		connect_pcap_end(&c, 0);
+		return 1;
+	}
+	/* like netcat: Ctrl-C now simply ends it (the kernel closes the socket; every packet the --pcap
+	 * file got is already written) */
 	default_signals();
 	if (exec_cmd) {
 		r = rp_fd_exec(fd, exec_cmd);
 		close(fd);
-		if (r < 0)
-			return rp_err_errno(r, "--exec");
+		connect_pcap_end(&c, PCAP_LINGER_MS);
+		if (r < 0) {
+			char what[300];
+			snprintf(what, sizeof(what), "--exec '%.200s'", exec_cmd);
+			return rp_err_errno(r, what);
+		}
 		return r;
 	}
 	struct rp_relay_stats rs = { 0 };
 	r = rp_fd_stdio(fd, &rs);
 	close(fd);
+	connect_pcap_end(&c, PCAP_LINGER_MS);
 	if (c.verbose)
 		fprintf(stderr, "connect: relayed out=%llu in=%llu\n", (unsigned long long)rs.a_to_b,
 			(unsigned long long)rs.b_to_a);
-	if (r < 0)
-		return rp_err_errno(r, "relay");
+	if (r < 0) {
+		char what[300];
+		snprintf(what, sizeof(what), "the connection to %s (stdin/stdout)", target);
+		return rp_err_errno(r, what);
+	}
 	return 0;
 }

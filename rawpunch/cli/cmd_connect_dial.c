@@ -133,6 +133,14 @@ static int raw_handshake(const struct conn *c, const char *pre, struct rp_sessio
 	return 0;
 }
 
+/* The handoff (or the fallback) has bound the --local-port, or given up: the hold is over. */
+static void release_hold(struct conn *c)
+{
+	if (c->hold_fd >= 0)
+		close(c->hold_fd);
+	c->hold_fd = -1;
+}
+
 int connect_dial(struct conn *c, const char *who)
 {
 	struct rp_handoff_result res = { 0 };
@@ -145,6 +153,7 @@ int connect_dial(struct conn *c, const char *who)
 		if (c->o.n_rports)
 			return -EINVAL; /* rejected at start */
 		fd = kernel_connect(c, c->o.lport, c->o.rport, &res, c->repair_errno);
+		release_hold(c);
 		if (fd < 0) {
 			char what[160];
 			snprintf(what, sizeof(what), "%skernel connect() to %s (TCP_REPAIR refused: %s)", pre,
@@ -158,8 +167,10 @@ int connect_dial(struct conn *c, const char *who)
 
 	struct rp_session *s;
 	r = raw_handshake(c, pre, &s);
-	if (r)
+	if (r) {
+		release_hold(c);
 		return r;
+	}
 	if (c->verbose) {
 		struct rp_session_stats st;
 		rp_session_stats(s, &st);
@@ -168,6 +179,10 @@ int connect_dial(struct conn *c, const char *who)
 	uint32_t la, ra;
 	uint16_t lp, rp;
 	rp_session_tuple(s, &la, &lp, &ra, &rp);   /* rp: the port that answered */
+	/* --pcap: the capture goes on past the handoff, on the connection's 4-tuple, until it ends */
+	struct rp_cap *dcap;
+	if (c->o.pcap_file && !c->dump && ((r = rp_session_take_dump(s, &dcap)) || (r = rp_capdump_start(dcap, &c->dump))))
+		rp_err_errno(r, "--pcap: the capture of the data (the file holds the handshake only)");
 
 	struct rp_handoff_params p;
 	r = rp_handoff_from_tcb(rp_session_tcb(s), la, lp, ra, rp, rp_mono_ns(), &p);
@@ -188,6 +203,7 @@ int connect_dial(struct conn *c, const char *who)
 		int e = res.repair_errno;
 		fd = kernel_connect(c, lp, rp, &res, e);
 	}
+	release_hold(c);
 	if (fd < 0) {
 		char what[200];
 		snprintf(what, sizeof(what), "%shandoff of %s to a kernel socket (%s)", pre, c->target,
@@ -200,6 +216,21 @@ int connect_dial(struct conn *c, const char *who)
 	}
 	say_path(c, who, fd, &res);
 	return fd;
+}
+
+void connect_pcap_end(struct conn *c, int linger_ms)
+{
+	struct rp_cap_stats st;
+	if (!c->dump)
+		return;
+	rp_capdump_stop(c->dump, linger_ms, &st);
+	c->dump = NULL;
+	if (!c->quiet)
+		fprintf(stderr, "connect: --pcap %s: %llu packets written%s\n", c->pcap_path,
+			(unsigned long long)st.dumped, st.dropped ? " (the kernel dropped some: see below)" : "");
+	if (st.dropped)
+		rp_err("--pcap %s: the kernel dropped %llu packets the capture could not read in time", c->pcap_path,
+		       (unsigned long long)st.dropped);
 }
 
 static int dial_fwd(void *arg)

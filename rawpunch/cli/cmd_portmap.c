@@ -219,10 +219,12 @@ int cmd_portmap(int argc, char **argv)
 	struct rp_portmap_opts o = { .ipproto = IPPROTO_TCP };
 	bool json = false, del = false;
 	long hold_s = -1;
+	const char *map_opt = NULL;   /* the last option about a new mapping (not for --delete) */
 	unsigned long v;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (rp_parse_ulong(optarg, 1, 65535, &v))
@@ -230,23 +232,28 @@ int cmd_portmap(int argc, char **argv)
 			o.internal_port = (uint16_t)v;
 			break;
 		case 'P':
+			map_opt = "--protocols";
 			if (rp_pm_parse_protocols(optarg, &o.protocols))
 				return rp_usage_err("portmap", "--protocols: want pcp, natpmp, upnp (comma-separated), got '%s'", optarg);
 			break;
 		case 'l':
+			map_opt = "--lifetime";
 			if (rp_parse_ulong(optarg, 1, 86400, &v))
 				return rp_usage_err("portmap", "--lifetime: want 1..86400 seconds, got '%s'", optarg);
 			o.lifetime_s = (uint32_t)v;
 			break;
 		case 'e':
+			map_opt = "--external-port";
 			if (rp_parse_ulong(optarg, 1, 65535, &v))
 				return rp_usage_err("portmap", "--external-port: want 1..65535, got '%s'", optarg);
 			o.external_port = (uint16_t)v;
 			break;
 		case 'u':
+			map_opt = "--udp";
 			o.ipproto = IPPROTO_UDP;
 			break;
 		case 'r': {
+			map_opt = "--peer";
 			struct sockaddr_in sa;
 			if (rp_parse_hostport(optarg, 0, &sa) || !sa.sin_port)
 				return rp_usage_err("portmap", "--peer: want HOST:PORT, got '%s'", optarg);
@@ -255,6 +262,7 @@ int cmd_portmap(int argc, char **argv)
 			break;
 		}
 		case 'g':
+			map_opt = "--gateway";
 			if (rp_parse_ipv4(optarg, &o.gateway) || !o.gateway)
 				return rp_usage_err("portmap", "--gateway: want an IPv4 address, got '%s'", optarg);
 			break;
@@ -264,6 +272,7 @@ int cmd_portmap(int argc, char **argv)
 			o.timeout_ms = (int)v;
 			break;
 		case 'H':
+			map_opt = "--hold";
 			if (rp_parse_ulong(optarg, 0, 30 * 86400, &v))
 				return rp_usage_err("portmap", "--hold: want 0..2592000 seconds, got '%s'", optarg);
 			hold_s = (long)v;
@@ -278,14 +287,16 @@ int cmd_portmap(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return rp_usage_getopt("portmap", c, argv);
 		}
 	}
 	if (optind < argc)
 		return rp_usage_err("portmap", "unexpected argument '%s'", argv[optind]);
 	if (!o.internal_port)
 		return rp_usage_err("portmap", "--port PORT is required");
+	if (del && map_opt)
+		return rp_usage_err("portmap", "--delete removes what a killed run left for --port: %s is about a new "
+				    "mapping", map_opt);
 	if (o.peer_port && o.protocols && !(o.protocols & RP_PM_F(RP_PM_PCP)))
 		return rp_usage_err("portmap", "--peer is PCP's PEER: --protocols must include pcp");
 	/* asking a gateway takes no privilege: as root, run as the invoking user (or nobody) from here */
@@ -321,10 +332,15 @@ int cmd_portmap(int argc, char **argv)
 		}
 		if (e == -EINVAL)
 			return rp_usage_err("portmap", "invalid options");
+		uint32_t gw = o.gateway;
+		if (!gw && rp_pm_default_gateway(&gw))
+			gw = 0;
 		if (e == -ENOENT)
-			rp_err("portmap: no port mapping service answered in %.0f ms", m.total_ms);
+			rp_err("portmap: no port mapping service at %s answered in %.0f ms", gw ? rp_ip_str(gw, g) : "the gateway",
+			       m.total_ms);
 		else
-			rp_err("portmap: the gateway did not grant the mapping (%s)", strerror(-e));
+			rp_err("portmap: the gateway %s did not grant the mapping of port %u (%s)",
+			       gw ? rp_ip_str(gw, g) : "", o.internal_port, strerror(-e));
 		attempts(&m, stderr);
 		return 1;
 	}

@@ -237,7 +237,8 @@ int cmd_probe(int argc, char **argv)
 	unsigned long v;
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "vh", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (rp_parse_hostport(optarg, 3478, &o.stun))
@@ -342,8 +343,7 @@ int cmd_probe(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return rp_usage_getopt("probe", c, argv);
 		}
 	}
 	if (optind < argc)
@@ -358,11 +358,21 @@ int cmd_probe(int argc, char **argv)
 	int plot_fd = -1;
 	if ((c = rp_cli_user("probe", user, &uid, &gid)))
 		return c;
-	if (plot && (plot_fd = rp_cli_out_fd("probe", "--plot", plot, uid, gid)) < 0)
+	/* --local-port / --local-addr: bindable after the drop (the STUN client binds them then), held
+	 * until the probe is over */
+	int hold_fd = -1;
+	if ((o.local_port || o.local_addr) && (hold_fd = rp_cli_local_port("probe", o.local_addr, o.local_port)) < 0)
 		return 2;
+	if (plot && (plot_fd = rp_cli_out_fd("probe", "--plot", plot, uid, gid)) < 0) {
+		if (hold_fd >= 0)
+			close(hold_fd);
+		return 2;
+	}
 	if (rp_cli_enter(user, o.ttl_max ? RP_PRIV_NET : 0)) {
 		if (plot_fd >= 0)
 			close(plot_fd);
+		if (hold_fd >= 0)
+			close(hold_fd);
 		return 1;
 	}
 	struct rp_probe_report *r = calloc(1, sizeof(*r));
@@ -379,6 +389,8 @@ int cmd_probe(int argc, char **argv)
 	if (portmap && pe)
 		rp_hint("probe: not asking the NAT for a port mapping: %s", strerror(-pe));
 	int e = rp_probe_run(&o, r);
+	if (hold_fd >= 0)
+		close(hold_fd);
 	if (pm) {
 		/* asking may add ~0.15 s to the probe, not an IGD's full second of SSDP delay */
 		rp_pmhold_give_up_in(pm, PROBE_PORTMAP_GRACE_MS);
@@ -387,15 +399,22 @@ int cmd_probe(int argc, char **argv)
 		rp_pmhold_release(pm, 1000);   /* the probe only asks what the NAT offers */
 	}
 	if (e < 0) {
-		char b[64];
+		char b[64], what[128];
 		rp_sin_str(&o.stun, b, sizeof(b));
+		uint16_t lp = o.local_port ? o.local_port : r->ni.local_port;   /* 0: not bound yet */
+		if (lp)
+			snprintf(what, sizeof(what), "probe: STUN Binding from the punch port %u to %s", lp, b);
+		else
+			snprintf(what, sizeof(what), "probe: STUN Binding to %s", b);
+		if (e == -EPROTO && r->server_software[0])
+			rp_err("%s: the server refused it: %s", what, r->server_software);
+		else
+			rp_err_errno(e, what);
 		if (e == -EADDRINUSE || e == -EADDRNOTAVAIL)
-			rp_hint("the punch port %u is taken, or a previous probe's connection from it to %s is still "
-				"in TIME_WAIT (60 s): wait, or pick another --local-port", o.local_port, b);
-		else if (e == -EPROTO && r->server_software[0])
-			rp_err("probe: the STUN server refused the Binding request: %s", r->server_software);
+			rp_hint("a previous probe's connection from port %u to %s is still in TIME_WAIT (60 s): wait, or "
+				"pick another --local-port", lp, b);
 		free(r);
-		return rp_err_errno(e, "probe: STUN Binding from the punch port");
+		return 1;
 	}
 	if (r->ttl_err == -EPERM || r->ttl_err == -EACCES)
 		rp_hint("nat_ttl needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture): run as root");

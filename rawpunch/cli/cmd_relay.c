@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sodium.h>
@@ -146,8 +147,7 @@ static int parse_args(int argc, char **argv, struct relay_cfg *c)
 			break;
 		case 'q': c->quiet = true; break;
 		case 'h': usage(stdout); return -1;
-		case ':': return rp_usage_err("relay", "%s needs a value", argv[optind - 1]);
-		default: return rp_usage_err("relay", "unknown option '%s'", argv[optind - 1]);
+		default: return rp_usage_getopt("relay", opt, argv);
 		}
 	}
 	if (optind < argc)
@@ -177,7 +177,8 @@ static int load_cred(const struct relay_cfg *c, struct rp_turn_cred *cred)
 	size_t n;
 	int r = rp_io_read_file(path, 4096, &b, &n), ret = 0;
 	if (r)
-		return rp_usage_err("relay", "%s: %s", path, strerror(-r));
+		return rp_usage_err("relay", "%s %s: %s", c->secret_file ? "--secret-file" : "--cred-file", path,
+				    r == -EFBIG ? "larger than 4096 bytes" : strerror(-r));
 	if (c->secret_file) {
 		if (n && b[n - 1] == '\n')
 			n--;
@@ -208,6 +209,25 @@ static int load_cred(const struct relay_cfg *c, struct rp_turn_cred *cred)
 	sodium_memzero(b, n);
 	free(b);
 	return ret;
+}
+
+/* --addr-file is written (as the user, atomically) only once the relay is allocated: its folder must be
+ * there and writable by then. Checked before the first packet: 0, or the usage error's exit status. */
+static int check_addr_file(const char *path)
+{
+	char dir[4096];
+	struct stat st;
+	const char *slash = strrchr(path, '/');
+	if (!*path || snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+			       slash ? path : ".") >= (int)sizeof(dir))
+		return rp_usage_err("relay", "--addr-file '%s': not a file name", path);
+	if (!stat(path, &st) && S_ISDIR(st.st_mode))
+		return rp_usage_err("relay", "--addr-file %s: is a directory", path);
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+		return rp_usage_err("relay", "--addr-file %s: no such directory", path);
+	if (access(dir, W_OK | X_OK))
+		return rp_usage_err("relay", "--addr-file %s: cannot write in %s: %s", path, dir, strerror(errno));
+	return 0;
 }
 
 /* "IP:PORT\n" into path, atomically (a temporary file renamed). */
@@ -262,10 +282,10 @@ static int turn_fail(struct rp_turn *t, int r, const char *step, const struct re
 	char srv[64];
 	rp_sin_str(&c->server, srv, sizeof(srv));
 	if (e->code)
-		rp_err("relay: %s: the server answered %s with %d %s", step, rp_turn_method_name(e->method), e->code,
-		       e->reason);
+		rp_err("relay: %s via %s: the server answered %s with %d %s", step, srv, rp_turn_method_name(e->method),
+		       e->code, e->reason);
 	else
-		rp_err("relay: %s: %s", step, strerror(-r));
+		rp_err("relay: %s via %s: %s", step, srv, strerror(-r));
 	switch (e->code ? e->code : 0) {
 	case 401:
 	case 441:
@@ -378,7 +398,8 @@ int cmd_relay(int argc, char **argv)
 	/* Plain TCP sockets only: the unprivileged user, no capability, no_new_privs from here on. */
 	uid_t uid;
 	gid_t gid;
-	if ((r = rp_cli_user("relay", c.user, &uid, &gid)) || (r = rp_cli_enter(c.user, 0))) {
+	if ((r = rp_cli_user("relay", c.user, &uid, &gid)) || (r = rp_cli_enter(c.user, 0)) ||
+	    (c.addr_file && (r = check_addr_file(c.addr_file)))) {   /* as the user who writes it */
 		sodium_memzero(&cred, sizeof(cred));
 		return r;
 	}

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <arpa/inet.h>
 
+#include "rawpunch/probe/stun.h"
 #include "rawpunch/base/privs.h"
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/base/io.h"
@@ -112,10 +113,20 @@ static int run_server(const struct sockaddr_in *addr, const struct server_opts *
 		cfg.log_arg = NULL;
 	}
 	if ((r = rv_server_open(&cfg, &s))) {
+		char what[64];
 		inet_ntop(AF_INET, &addr->sin_addr, ip, sizeof(ip));
-		rp_err_errno(r, "rendezvous: listen");
-		rp_hint("is %s:%u one of this host's addresses, and free?", ip, (unsigned)ntohs(addr->sin_port));
-		return 1;
+		snprintf(what, sizeof(what), "%s:%u", ip, (unsigned)ntohs(addr->sin_port));
+		/* where it cannot listen is bad input: nothing was bound, nothing sent */
+		if (r == -EADDRNOTAVAIL)
+			return rp_usage_err("rendezvous", "--listen %s: not an address of this host", what);
+		if (r == -EADDRINUSE)
+			return rp_usage_err("rendezvous", "--listen %s: in use on this host ('ss -tlnp sport = :%u' "
+					    "shows by whom)", what, (unsigned)ntohs(addr->sin_port));
+		if (r == -EACCES)
+			return rp_usage_err("rendezvous", "--listen %s: a port below net.ipv4.ip_unprivileged_port_start "
+					    "needs CAP_NET_BIND_SERVICE", what);
+		snprintf(what, sizeof(what), "rendezvous: --listen %s:%u", ip, (unsigned)ntohs(addr->sin_port));
+		return rp_err_errno(r, what);
 	}
 	/* listening: nothing privileged is left to do. Give it all up before the first byte from the
 	 * network is parsed (the filter probe is a plain non-blocking connect: no privilege either) */
@@ -163,7 +174,8 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 		struct json_object *o;
 		if ((r = rp_io_read_file(natinfo_file, 65536, &nbuf, &nlen))) {
 			rp_secret_free(secret, slen);
-			return rp_err_errno(r, natinfo_file);
+			return rp_usage_err("rendezvous", "--natinfo %s: %s", natinfo_file,
+					    r == -EFBIG ? "larger than 64 KiB" : strerror(-r));
 		}
 		o = json_tokener_parse((const char *)nbuf);
 		free(nbuf);
@@ -182,35 +194,38 @@ static int run_join(const struct sockaddr_in *srv, const char *session, const ch
 		}
 		req.n_cand = (unsigned)n;
 	}
+	char who[64], sb[32];
+	rp_sin_str(srv, sb, sizeof(sb));
+	snprintf(who, sizeof(who), "rendezvous %s", sb);
 	if ((r = rv_connect(srv, 5000, &c))) {
 		rp_secret_free(secret, slen);
-		return rp_err_errno(r, "rendezvous: connect");
+		return rp_err_errno(r, who);
 	}
 	r = rv_join(c, &req, &res);
 	rp_secret_free(secret, slen);
 	if (r) {
 		rv_close(c);
 		if (r == -EACCES) {
-			rp_err("rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
+			rp_err("%s: the peer's messages do not authenticate (different secret, or a forger)", who);
 			rp_hint("no box under this session's id authenticated before --timeout ran out");
 			return 1;
 		}
 		if (r == -ETIMEDOUT) {
-			rp_err("rendezvous: no peer joined session '%s' in time", session);
+			rp_err("%s: no peer joined session '%s' in time", who, session);
 			rp_hint("both sides need the same --session and the same secret");
 			return 1;
 		}
 		if (r == -EBUSY) {
-			rp_err("rendezvous: session is full (%d connections already wait under its id) or the server is busy",
-			       RV_MEMBERS_MAX);
+			rp_err("%s: session is full (%d connections already wait under its id) or the server is busy",
+			       who, RV_MEMBERS_MAX);
 			return 1;
 		}
 		if (r == -ERANGE) {
-			rp_err("rendezvous: the server's clock, or the start it leads to, is more than 60 s away from ours");
+			rp_err("%s: the server's clock, or the start it leads to, is more than 60 s away from ours", who);
 			rp_hint("check this host's clock (NTP); a server that lies about the time can only be refused");
 			return 1;
 		}
-		return rp_err_errno(r, "rendezvous: join");
+		return rp_err_errno(r, who);
 	}
 	struct json_object *o = json_object_new_object(), *pc = json_object_new_array();
 	json_object_object_add(o, "initiator", json_object_new_boolean(res.initiator));
@@ -276,7 +291,7 @@ int cmd_rendezvous(int argc, char **argv)
 	int c;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l': listen_s = optarg; break;
 		case 'j': join_s = optarg; break;
@@ -325,7 +340,7 @@ int cmd_rendezvous(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			return rp_usage_err("rendezvous", "unknown or incomplete option '%s'", argv[optind - 1]);
+			return rp_usage_getopt("rendezvous", c, argv);
 		}
 	}
 	if (optind < argc)
@@ -356,17 +371,20 @@ int cmd_rendezvous(int argc, char **argv)
 			return rp_usage_err("rendezvous", "--filter-probe needs --port P (this host's public port)");
 		if (rp_parse_hostport(probe_s, RV_DEFAULT_PORT, &addr))
 			return rp_usage_err("rendezvous", "--filter-probe: want HOST[:PORT], got '%s'", probe_s);
+		char who[64], sb[32];
+		rp_sin_str(&addr, sb, sizeof(sb));
+		snprintf(who, sizeof(who), "filter probe via %s", sb);
 		r = rv_filter_probe(&addr, (uint16_t)port, (int)tmo_ms, &f);
 		if (r == -EAGAIN)
-			return rp_err("filter probe: the server's rate limit was hit; try again in a minute");
+			return rp_err("%s: the server's rate limit was hit; try again in a minute", who);
 		if (r == -EACCES) {
-			rp_err("filter probe: the server refuses to probe the address it sees for this host");
+			rp_err("%s: the server refuses to probe the address it sees for this host", who);
 			rp_hint("it sees a loopback, private or its own address (a proxy in front of it?); a server on "
 				"a LAN needs --probe-allow-private");
 			return 1;
 		}
 		if (r)
-			return rp_err_errno(r, "filter probe");
+			return rp_err_errno(r, who);
 		printf("%s\n", rp_filter_str(f));
 		return 0;
 	}

@@ -45,13 +45,13 @@ static int report_load(const char *path, struct json_object **out)
 		return rp_usage_err("report", "%s: %s", path, strerror(errno));
 	char *buf = malloc(REPORT_MAX_BYTES + 1);
 	size_t n = buf ? fread(buf, 1, REPORT_MAX_BYTES + 1, f) : 0;
-	int rerr = ferror(f);
+	int rerr = ferror(f) ? errno : 0;   /* a directory opens, and fails here with EISDIR */
 	fclose(f);
 	if (!buf)
 		return rp_err("report: out of memory");
 	if (rerr || n > REPORT_MAX_BYTES) {
 		free(buf);
-		return rp_usage_err("report", "%s: %s", path, rerr ? "read error" : "larger than 16 MiB: not a punch report");
+		return rp_usage_err("report", "%s: %s", path, rerr ? strerror(rerr) : "larger than 16 MiB: not a punch report");
 	}
 	struct json_tokener *tok = json_tokener_new();
 	if (!tok) {
@@ -203,13 +203,13 @@ int cmd_report(int argc, char **argv)
 	static const struct option lo[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			return 0;
 		}
-		usage(stderr);
-		return 2;
+		return rp_usage_getopt("report", c, argv);
 	}
 	int nf = argc - optind;
 	if (nf < 1 || nf > 2)

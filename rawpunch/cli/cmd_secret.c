@@ -27,13 +27,13 @@ int cmd_secret(int argc, char **argv)
 	static const struct option lo[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
 	int c;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
 		if (c == 'h') {
 			usage(stdout);
 			return 0;
 		}
-		usage(stderr);
-		return 2;
+		return rp_usage_getopt("secret", c, argv);
 	}
 	if (argc - optind > 1)
 		return rp_usage_err("secret", "one FILE at most, got %d arguments", argc - optind);

@@ -137,12 +137,14 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 	static uint16_t dports[65536], sports[65536];
 	int c;
 	unsigned long v;
+	bool wait_given = false;
 
 	*opt = (struct syn_opts){ .dports = dports, .sports = sports, .count = 1, .threads = 1, .ttl = 64,
 				  .window = 64240, .wait_ms = 1000, .wscale = 7, .engine = RP_ENGINE_AFPACKET,
 				  .ipid_mode = RP_IPID_RANDOM };
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "p:c:qvw:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":p:c:qvw:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			opt->n_d = rp_parse_ports(optarg, opt->dports, 65536);
@@ -265,6 +267,7 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 			opt->watch = true;
 			break;
 		case O_WAIT:
+			wait_given = true;
 			if (rp_parse_ulong(optarg, 0, 600000, &opt->wait_ms))
 				return rp_usage_err(CMD, "bad --wait '%s' (0 .. 600000 ms)", optarg);
 			break;
@@ -281,7 +284,7 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 			usage(stdout);
 			return -1;
 		default:
-			return rp_usage_err(CMD, "unknown option");
+			return rp_usage_getopt(CMD, c, argv);
 		}
 	}
 	if (optind >= argc)
@@ -292,6 +295,8 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 		return rp_usage_err(CMD, "missing -p/--ports");
 	if (opt->no_opts && opt->explicit_opts)
 		return rp_usage_err(CMD, "--no-opts contradicts --mss/--wscale/--sack/--ts");
+	if (wait_given && !opt->watch)
+		return rp_usage_err(CMD, "--wait is how long --watch counts replies after the last SYN: add --watch");
 	if (opt->dry && opt->watch)
 		return rp_usage_err(CMD, "--dry-run sends nothing: --watch has nothing to count");
 	if (opt->write_path && !opt->dry)
@@ -305,10 +310,14 @@ int syn_parse(int argc, char **argv, struct syn_opts *opt)
 	{
 		/* HOST alone (ports come from -p): resolve it through the host:port parser */
 		char tmp[300];
+		int r;
 		if (strchr(argv[optind], ':'))
 			return rp_usage_err(CMD, "HOST is an IPv4 address or name; give ports with -p");
 		if (snprintf(tmp, sizeof(tmp), "%s:1", argv[optind]) >= (int)sizeof(tmp) ||
-		    rp_parse_hostport(tmp, 0, &opt->dst))
+		    (r = rp_parse_hostport(tmp, 0, &opt->dst)) == -EINVAL)
+			return rp_usage_err(CMD, "HOST '%s' is neither a dotted-quad IPv4 address nor a host name",
+					    argv[optind]);
+		if (r)
 			return rp_usage_err(CMD, "cannot resolve '%s' to an IPv4 address", argv[optind]);
 	}
 	return 0;

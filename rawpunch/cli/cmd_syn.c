@@ -22,6 +22,7 @@
 #include "rawpunch/base/privs.h"
 #include "rawpunch/net/burst.h"
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/base/trace.h"
 #include "rawpunch/cli/cmd_syn-internal.h"
 #include "rawpunch/net/craft.h"
 #include "rawpunch/net/netif.h"
@@ -93,8 +94,11 @@ int cmd_syn(int argc, char **argv)
 	err = rp_burst_route(opt.dst.sin_addr.s_addr, opt.iface, &rt);
 	if (err == -ENODEV)
 		return rp_usage_err(CMD, "unknown --iface '%s'", opt.iface);
+	char dst_s[INET_ADDRSTRLEN], what[64];
+	rp_ip_str(opt.dst.sin_addr.s_addr, dst_s);
 	if (err && !opt.src) {
-		rp_err_errno(err, "no route to the destination");
+		snprintf(what, sizeof(what), "no route to %s", dst_s);
+		rp_err_errno(err, what);
 		rp_hint("give --src (and --iface for --engine afpacket)");
 		return 1;
 	}
@@ -103,7 +107,7 @@ int cmd_syn(int argc, char **argv)
 	if (!opt.src)
 		opt.src = rt.src;
 	if (!opt.src)
-		return rp_err("no source address for the destination; give --src");
+		return rp_err("no source address for %s; give --src", dst_s);
 
 	if (opt.n_s == 0) {
 		uint16_t r = 0;
@@ -185,12 +189,14 @@ int cmd_syn(int argc, char **argv)
 	if (opt.engine == RP_ENGINE_AFPACKET) {
 		if (!rt.ifindex) {
 			free(tmpl);
-			return rp_err("no egress interface for the destination; give --iface");
+			return rp_err("no egress interface for %s; give --iface", dst_s);
 		}
 		err = rp_burst_attach(&cfg, tmpl, &rt, opt.have_dmac ? opt.dmac : NULL, true);
 		if (err) {
 			free(tmpl);
-			rp_err_errno(err, "next-hop MAC address");
+			char nh[INET_ADDRSTRLEN];
+			snprintf(what, sizeof(what), "next-hop MAC address of %s on %s", rp_ip_str(rt.nexthop, nh), rt.ifname);
+			rp_err_errno(err, what);
 			rp_hint("give --dst-mac, or use --engine libnet (the kernel routes each packet)");
 			return 1;
 		}

@@ -16,6 +16,7 @@
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
+#include "rawpunch/net/netif.h"
 
 static volatile sig_atomic_t stop_sig;
 
@@ -269,6 +270,9 @@ int cmd_watch(int argc, char **argv)
 		case 'i':
 			if (!*optarg)
 				return rp_usage_err("watch", "--iface: empty interface name");
+			if (strcmp(optarg, "any") && rp_iface_info(optarg, NULL, NULL, NULL))
+				return rp_usage_err("watch", "--iface: no interface '%s' ('ip link' lists them; 'any' "
+						    "captures on all)", optarg);
 			co.iface = optarg;
 			break;
 		case 'f':
@@ -324,10 +328,8 @@ int cmd_watch(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		case ':':
-			return rp_usage_err("watch", "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return rp_usage_err("watch", "unknown option '%s'", argv[optind - 1]);
+			return rp_usage_getopt("watch", c, argv);
 		}
 	}
 	if (optind < argc)
@@ -372,6 +374,8 @@ int cmd_watch(int argc, char **argv)
 			return rp_usage_err("watch", "--read %s: %s", co.read_path, strerror(-r));
 		if (co.read_path)
 			return rp_usage_err("watch", "--read %s: not a pcap file (%s)", co.read_path, err);
+		if (r == -EINVAL && *err && filter != built)
+			return rp_usage_err("watch", "--filter '%s': %s", filter, err);
 		if (r == -EINVAL && *err)
 			return rp_usage_err("watch", "%s", err);
 		if (*err)

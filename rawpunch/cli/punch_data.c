@@ -2,6 +2,7 @@
 /* rawpunch punch's data mode (punch_cli.h): the handed-off kernel socket relayed to stdin/stdout, to
  * an exec'd command, or to the first client of a local listening port (-L). */
 #include <errno.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "rawpunch/cli/cli.h"
@@ -24,8 +25,11 @@ int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, struct rp_relay_
 	case PUNCH_EXEC: {
 		int st = rp_fd_exec(fd, c->exec_cmd);
 		close(fd);
-		if (st < 0)
-			return rp_err_errno(st, "--exec");
+		if (st < 0) {
+			char what[300];
+			snprintf(what, sizeof(what), "--exec '%.200s'", c->exec_cmd);
+			return rp_err_errno(st, what);
+		}
 		return st == 0 ? 0 : rp_err("--exec: '%s' exited with status %d", c->exec_cmd, st);
 	}
 	case PUNCH_FORWARD: {
@@ -38,15 +42,18 @@ int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, struct rp_relay_
 			close(f.fd);
 		rs->a_to_b = fs.up_bytes;
 		rs->b_to_a = fs.down_bytes;
-		if (r < 0)
-			return rp_err_errno(r, "-L forward");
-		return fs.failed ? rp_err("-L: the relay ended with an error") : 0;
+		if (r < 0) {
+			char what[300];
+			snprintf(what, sizeof(what), "-L %.200s", c->fwd_spec);
+			return rp_err_errno(r, what);
+		}
+		return fs.failed ? rp_err("-L %s: the relay ended with an error", c->fwd_spec) : 0;
 	}
 	default: {
 		int r = rp_fd_stdio(fd, rs);
 		close(fd);
 		if (r < 0 && r != -ECONNRESET)
-			return rp_err_errno(r, "relay");
+			return rp_err_errno(r, "the punched connection (stdin/stdout)");
 		if (r == -ECONNRESET)
 			return rp_err("the peer reset the connection");
 		return 0;

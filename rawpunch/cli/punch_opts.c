@@ -296,8 +296,7 @@ int punch_parse(int argc, char **argv, struct punch_cfg *c)
 		case 'q': c->quiet = true; break;
 		case 'v': c->verbose = true; break;
 		case 'h': usage(stdout); return -1;
-		case ':': return rp_usage_err("punch", "%s needs a value", argv[optind - 1]);
-		default: return rp_usage_err("punch", "unknown option '%s'", argv[optind - 1]);
+		default: return rp_usage_getopt("punch", ch, argv);
 		}
 	}
 	if (optind != argc)

@@ -94,6 +94,14 @@ void rp_session_tuple(const struct rp_session *s, uint32_t *laddr, uint16_t *lpo
 		      uint32_t *raddr, uint16_t *rport);
 void rp_session_stats(const struct rp_session *s, struct rp_session_stats *st);
 
+/* With a pcap_file, after a successful handshake and before rp_session_close(): the capture, its filter
+ * narrowed to the connection's 4-tuple in both directions, taken out of the session (which neither
+ * reads nor closes it from then on), so that it can go on writing the data after the handoff
+ * (capture/capdump.h). What it holds of the handshake is written as it is read. 0, -ENOENT without a
+ * pcap_file (or when already taken), -errno if the filter does not take. */
+struct rp_cap;
+int rp_session_take_dump(struct rp_session *s, struct rp_cap **out);
+
 /* Stop sending and capturing; remove the guard now (the kernel owns the flow after a handoff). */
 void rp_session_release(struct rp_session *s);
 

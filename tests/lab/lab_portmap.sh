@@ -196,7 +196,7 @@ t1=$(date +%s%N)
 el=$(jq -r .elapsed_ms <<<"$j")
 awk -v e="$el" 'BEGIN{exit !(e <= 300)}' || fail "no portmap lab: took $el ms (want <= 300)"
 wall=$(( (t1 - t0) / 1000000 ))
-grep -q 'no port mapping service answered' "$TMP/none.err" || fail "no portmap lab: $(cat "$TMP/none.err")"
+grep -q 'no port mapping service at 10.0.1.1 answered' "$TMP/none.err" || fail "no portmap lab: $(cat "$TMP/none.err")"
 grep -q 'pcp    port unreachable' "$TMP/none.err" && grep -q 'natpmp port unreachable' "$TMP/none.err" &&
 	grep -q 'upnp   port unreachable: no SSDP' "$TMP/none.err" || fail "no portmap lab: reasons: $(cat "$TMP/none.err")"
 ok "a lab without port mapping: fails in $el ms ($wall ms with natlab exec), each protocol says why"

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "capture/capdump.h"
 #include "capture/capture.h"
 #include "userstack/cksum.h"
 
@@ -89,24 +90,31 @@ static void put_record(FILE *f, uint32_t sec, const uint8_t *frame, size_t n)
 	assert_int_equal(fwrite(frame, 1, n, f), n);
 }
 
-static void read_file_source(void **state)
+/* A nanosecond pcap in fd of three frames: a SYN-ACK, an ICMP echo (nothing reportable), a RST. */
+static void write_three(int fd)
 {
-	(void)state;
-	char path[] = "/tmp/rp-capfile.XXXXXX", dump[] = "/tmp/rp-capdump.XXXXXX";
-	int fd = mkstemp(path), dfd = mkstemp(dump);
-	assert_true(fd >= 0 && dfd >= 0);
 	FILE *f = fdopen(fd, "wb");
+	assert_non_null(f);
 	/* nanosecond pcap: magic a1b23c4d, v2.4, snaplen 65535, LINKTYPE_ETHERNET */
 	uint32_t gh[6] = { 0xa1b23c4du, 0x00040002u, 0, 0, 65535, 1 };
 	assert_int_equal(fwrite(gh, sizeof(gh), 1, f), 1);
 	uint8_t fr[2048];
 	size_t n = corpus("eth-synack-opts", fr, sizeof(fr));
 	put_record(f, 1000, fr, n);
-	n = corpus("eth-icmp-echo", fr, sizeof(fr));    /* decodes to nothing reportable */
+	n = corpus("eth-icmp-echo", fr, sizeof(fr));
 	put_record(f, 1001, fr, n);
 	n = corpus("eth-rst", fr, sizeof(fr));
 	put_record(f, 1002, fr, n);
 	fclose(f);
+}
+
+static void read_file_source(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/rp-capfile.XXXXXX", dump[] = "/tmp/rp-capdump.XXXXXX";
+	int fd = mkstemp(path), dfd = mkstemp(dump);
+	assert_true(fd >= 0 && dfd >= 0);
+	write_three(fd);
 
 	struct rp_cap *c = NULL;
 	char err[256] = "";
@@ -201,6 +209,42 @@ static void verify_checksums(void **state)
 	unlink(path);
 }
 
+/* capdump: a thread reads the capture (and so writes its dump) on its own; stop writes the rest and
+ * closes it: every frame is in the dump, and counted. */
+static void capdump_thread(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/rp-capfile.XXXXXX", dump[] = "/tmp/rp-capdump.XXXXXX";
+	int fd = mkstemp(path), dfd = mkstemp(dump);
+	assert_true(fd >= 0 && dfd >= 0);
+	write_three(fd);
+	struct rp_cap *c = NULL;
+	struct rp_capdump *d = NULL;
+	char err[256] = "";
+	struct rp_cap_opts o = { .read_path = path, .dump_file = fdopen(dfd, "wb") };
+	assert_int_equal(rp_cap_open(&o, &c, err, sizeof(err)), 0);
+	assert_int_equal(rp_capdump_start(c, &d), 0);
+	struct rp_cap_stats st;
+	rp_capdump_stop(d, 50, &st);
+	assert_int_equal(st.frames, 3);
+	assert_int_equal(st.dumped, 3);
+
+	o = (struct rp_cap_opts){ .read_path = dump };
+	assert_int_equal(rp_cap_open(&o, &c, err, sizeof(err)), 0);
+	const uint8_t *f;
+	size_t n;
+	int frames = 0, r;
+	while ((r = rp_cap_next_raw(c, &f, &n, NULL, NULL)) == 1)
+		frames++;
+	assert_int_equal(r, -ENODATA);
+	assert_int_equal(frames, 3);
+	rp_cap_close(c);
+	assert_int_equal(rp_capdump_start(NULL, &d), -EINVAL);
+	rp_capdump_stop(NULL, 0, NULL);
+	unlink(path);
+	unlink(dump);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +252,7 @@ int main(void)
 		cmocka_unit_test(no_such_interface),
 		cmocka_unit_test(null_handles),
 		cmocka_unit_test(read_file_source),
+		cmocka_unit_test(capdump_thread),
 		cmocka_unit_test(verify_checksums),
 	};
 	return cmocka_run_group_tests_name("capture_api", tests, NULL, NULL);
