@@ -22,6 +22,7 @@
 #include "rawpunch/base/privs.h"   /* RP_PRIV_NET */
 #include "rawpunch/base/trace.h"
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/cli/cli_preflight.h"
 #include "rawpunch/cli/punch_cli.h"
 #include "rawpunch/relay/turn.h"
 #include "rawpunch/rendezvous/offer.h"
@@ -240,6 +241,10 @@ static void on_event(const struct rp_punch_event *ev, void *arg)
 static void say_failure(const struct rp_punch_result *res)
 {
 	char hint[400];
+	if (res->peer_why[0]) {   /* its sealed abort: the peer's reason, not ours */
+		rp_err("%s: the peer gave up: %s", rp_punch_stage_str(res->stage), res->peer_why);
+		return;
+	}
 	switch (res->stage) {
 	case RP_STAGE_CONNECT:
 		rp_err("%s", res->why);
@@ -382,6 +387,10 @@ int cmd_punch(int argc, char **argv)
 		return r < 0 ? 0 : r;
 	g_cfg = &c;
 	g_tty = isatty(STDERR_FILENO);
+	/* pre-flight: every mistake that can be found before the first packet is found now (bad input,
+	 * exit 2, nothing sent), not after the meeting, when the peer has begun */
+	if ((r = rp_cli_need_privs("punch", RP_PRIV_NET, "raw SYNs, capture, the RST guard and TCP_REPAIR")))
+		return r;
 	uid_t uid;
 	gid_t gid;
 	if ((r = rp_cli_user("punch", c.user, &uid, &gid)))
@@ -412,7 +421,7 @@ int cmd_punch(int argc, char **argv)
 			return rp_usage_err("punch", "--relay-secret-file %s: no credentials from it", c.relay_secret_file);
 		}
 	}
-	if (c.answer_to && (r = check_offer(&c, secret, slen, &the_offer))) {
+	if ((c.answer_to && (r = check_offer(&c, secret, slen, &the_offer))) || (r = rp_cli_port_free("punch", c.lport))) {
 		forget(&secret, slen);
 		return r;
 	}
@@ -445,6 +454,17 @@ int cmd_punch(int argc, char **argv)
 	 * probe's TTL search, raw SYNs, capture, the guard, TCP_REPAIR) until the handoff. */
 	if (rp_cli_enter(c.user, RP_PRIV_NET))
 		goto out;
+	/* the servers answer (the rendezvous first of all: its refused connection would otherwise be the
+	 * only sign of a typo); several rendezvous servers: the meeting tries them in turn */
+	{
+		struct rp_cli_server sv[2] = { { "rendezvous", c.rv }, { "STUN", c.stun } };
+		bool one_rv = !c.offer && !c.answer_to && c.n_rv <= 1;
+		if ((ret = rp_cli_reach("", one_rv ? sv : sv + 1, one_rv ? 2 : 1))) {
+			forget(&secret, slen);
+			goto out;
+		}
+		ret = 1;
+	}
 	punch_report_init(&rep, &c);
 
 	struct rp_punch_run_opts po = {
