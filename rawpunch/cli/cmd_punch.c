@@ -279,6 +279,10 @@ static void say_failure(const struct rp_punch_result *res)
 		rp_err_errno(res->error, res->detail);
 		break;
 	case RP_STAGE_PUNCH:
+		if (res->error == -EINTR) {   /* no hint for a miss: nothing missed */
+			rp_err("punch: interrupted in round %u%s", res->n_rounds, res->serverless ? "" : "; the peer was told");
+			break;
+		}
 		rp_err("no connection after %u round(s) of %s: %s", res->n_rounds, rp_plan_name(&res->plan_now), res->why);
 		rp_plan_miss_hint(&res->plan_now, hint, sizeof(hint));
 		rp_hint("%s", hint);
