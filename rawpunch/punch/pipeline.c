@@ -24,6 +24,7 @@ struct run {
 	struct rp_plan_params pp;      /* the plan's parameters (PLAN, and every re-plan) */
 	uint32_t peer_pub;             /* the peer's public address the punch context aims at */
 	bool portmap;                  /* PORTMAP is asking (begun with the probe) */
+	bool peer_relay;               /* the peer gave up and goes on to the relay */
 };
 
 const char *rp_punch_stage_str(enum rp_punch_stage s)
@@ -116,7 +117,7 @@ static void on_text(void *arg, const char *text)
 /* The peer's abort, if one came: its reason goes to res->peer_why and why. */
 static bool peer_gave_up(struct run *r, char *why, size_t wlen)
 {
-	const char *pw = r->ops->peer_why ? r->ops->peer_why(r->st) : NULL;
+	const char *pw = r->ops->peer_why ? r->ops->peer_why(r->st, &r->peer_relay) : NULL;
 	if (!pw)
 		return false;
 	snprintf(r->res->peer_why, sizeof(r->res->peer_why), "%s", pw);
@@ -431,11 +432,13 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 		e = stage_punch(&r);
 	if (!e)
 		e = stage_handoff(&r);
+	/* the relay next, unless interrupted or the peer gave up and goes nowhere */
+	bool to_relay = e && e != -EINTR && e != -EINVAL && res->have_peer && (!res->peer_why[0] || r.peer_relay);
 	if (e && res->have_peer && !res->peer_why[0])
-		ops->tell(st, "abort", -1, res->why);   /* the peer stops at once, and knows why */
+		ops->tell(st, "abort", to_relay, res->why);   /* the peer stops at once, knows why and where next */
 	if (!e) {
 		res->path = res->path == RP_PATH_RELAY ? RP_PATH_RELAY_DIRECT : RP_PATH_DIRECT;
-	} else if (e != -EINTR && e != -EINVAL && res->have_peer) {
+	} else if (to_relay) {
 		/* no direct path: the relay carries the session (already does, relay first) */
 		int rfd = -1;
 		if (res->path == RP_PATH_RELAY || !stage_relay(&r, &rfd)) {

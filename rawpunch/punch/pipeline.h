@@ -240,12 +240,13 @@ struct rp_punch_ops {
 		    char *detail, size_t dlen);
 	/* one round (rp_punch_round) */
 	int (*round)(void *st, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *rs);
-	/* tell the peer (no-op without a channel): "miss" (round, why), "abort" (why: this side's reason),
-	 * "done" (round < 0: no round) */
+	/* tell the peer (no-op without a channel): "miss" (round, why), "abort" (why: this side's reason;
+	 * round 1: this side goes on to the relay, 0: it stops), "done" (round < 0: no round) */
 	void (*tell)(void *st, const char *type, int round, const char *why);
-	/* the peer's abort, once one came (during a round, or instead of a message waited for): its reason;
-	 * NULL when the peer has not given up (the op may be NULL) */
-	const char *(*peer_why)(void *st);
+	/* the peer's abort, once one came (during a round, or instead of a message waited for): its reason,
+	 * and *relay: the peer goes on to the relay (an abort that does not say: it does); NULL when the
+	 * peer has not given up (the op may be NULL) */
+	const char *(*peer_why)(void *st, bool *relay);
 	/* after a miss: send our re-probed natinfo for `round`, receive the peer's */
 	int (*exchange)(void *st, unsigned round, const struct rp_natinfo *self, struct rp_natinfo *peer);
 	/* agree on T of `round` (side a proposes, side b accepts) */

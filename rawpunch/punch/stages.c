@@ -57,6 +57,7 @@ struct net {
 	bool watching;
 	atomic_bool watch_end;
 	volatile sig_atomic_t peer_quit;   /* the peer's abort came (peer_why holds its reason) */
+	bool peer_relay;                   /* ... and said it goes on to the relay */
 	char peer_why[RP_PUNCH_WHY_LEN];
 	struct { struct json_object *o; const char *t; } held[HELD_MAX];
 	unsigned n_held, held_off;
@@ -434,6 +435,8 @@ static void note_abort(struct net *n, struct json_object *o)
 	struct json_object *w;
 	const char *why = json_object_object_get_ex(o, "why", &w) && json_object_is_type(w, json_type_string) ?
 			  json_object_get_string(w) : "";
+	/* an older peer does not say: it went on to the relay whenever it could */
+	n->peer_relay = !json_object_object_get_ex(o, "relay", &w) || json_object_get_boolean(w);
 	size_t k = 0;
 	for (; *why && k + 1 < sizeof(n->peer_why); why++)
 		n->peer_why[k++] = (*why >= 0x20 && *why < 0x7f) ? *why : '?';
@@ -490,9 +493,10 @@ static int net_round(void *arg, const struct rp_punch_round_opts *ro, struct rp_
 	return r;
 }
 
-static const char *net_peer_why(void *arg)
+static const char *net_peer_why(void *arg, bool *relay)
 {
 	struct net *n = arg;
+	*relay = n->peer_relay;
 	return n->peer_quit ? n->peer_why : NULL;
 }
 
@@ -500,9 +504,12 @@ static void net_tell(void *arg, const char *type, int round, const char *why)
 {
 	struct net *n = arg;
 	struct json_object *m = NULL;
+	bool is_abort = !strcmp(type, "abort");
 	if (round >= 0 || why) {
 		m = json_object_new_object();
-		if (round >= 0)
+		if (is_abort)
+			json_object_object_add(m, "relay", json_object_new_boolean(round > 0));
+		else if (round >= 0)
 			json_object_object_add(m, "round", json_object_new_int(round));
 		json_object_object_add(m, "why", json_object_new_string(why ? why : ""));
 	}

@@ -37,6 +37,9 @@ struct fake {
 	char aborted[256];                         /* the reason our "abort" carried */
 	const char *peer_why;                      /* the peer's abort (its reason); NULL: none */
 	unsigned peer_round;                       /* ... halts this round and any later one */
+	bool peer_relay;                           /* ... says the peer goes on to the relay */
+	int abort_relay;                           /* the relay flag (round) our "abort" carried */
+	bool relay;                                /* TURN on both sides (fake_relay_ops) */
 };
 
 static void logf_(struct fake *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -103,6 +106,10 @@ static int f_join(void *st, const struct rp_natinfo *self, struct rp_punch_meeti
 	m->start_ns = 1000;
 	m->via_server = true;
 	m->relay_rtt_ns = 300000000;    /* 300 ms: the plan's repeat interval follows it */
+	if (f->relay) {                  /* both allocated at a TURN server */
+		m->self_relayed.sin_addr.s_addr = htonl(0xc6120302);
+		m->peer_relayed.sin_addr.s_addr = htonl(0xc6120302);
+	}
 	return 0;
 }
 
@@ -167,13 +174,16 @@ static void f_tell(void *st, const char *type, int round, const char *why)
 	logf_(f, "tell(%s) ", type);
 	if (round >= 0)
 		snprintf(f->told, sizeof(f->told), "%s %d %s", type, round, why);
-	if (!strcmp(type, "abort"))
+	if (!strcmp(type, "abort")) {
 		snprintf(f->aborted, sizeof(f->aborted), "%s", why ? why : "(none)");
+		f->abort_relay = round;
+	}
 }
 
-static const char *f_peer_why(void *st)
+static const char *f_peer_why(void *st, bool *relay)
 {
 	struct fake *f = st;
+	*relay = f->peer_relay;
 	return f->peer_why;
 }
 
@@ -226,6 +236,20 @@ static const struct rp_punch_ops fake_ops = {
 	.exchange = f_exchange,
 	.schedule = f_schedule, .totals = f_totals, .handoff = f_handoff, .close = f_close,
 };
+
+static int f_relay_connect(void *st, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen)
+{
+	struct fake *f = st;
+	(void)m;
+	(void)why;
+	(void)wlen;
+	logf_(f, "relay ");
+	*turn = NULL;
+	return 43;
+}
+
+/* fake_ops with a relay to fall back to (f.relay: both sides have a relayed address) */
+static struct rp_punch_ops fake_relay_ops;
 
 /* The events, one letter-coded token each: B<stage> E<stage>[!] T R<n> P<n> G(progress) L(trace). */
 struct evlog {
@@ -508,6 +532,50 @@ static void test_between_rounds_failures(void **state)
 	assert_int_equal(res->stage, RP_STAGE_PUNCH);
 }
 
+/* With a relay on both sides: the side that gives up says whether it goes on to the relay, and the
+ * other follows it there, or stops too. */
+static void test_peer_gave_up_relay(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct rp_punch_run_opts o = { 0 };
+	fake_relay_ops = fake_ops;
+	fake_relay_ops.relay_connect = f_relay_connect;
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* every round missed: to the relay, and we say so */
+	f.relay = true;
+	for (unsigned i = 0; i < RP_PUNCH_MAX_ROUNDS; i++)
+		f.round_r[i] = -ETIMEDOUT;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), 0);
+	assert_int_equal(res->path, RP_PATH_RELAY);
+	assert_int_equal(f.abort_relay, 1);
+	assert_non_null(strstr(f.log, "tell(abort) relay close"));
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* interrupted: no relay, and we say so */
+	f.relay = true;
+	f.round_r[0] = -EINTR;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), -EINTR);
+	assert_int_equal(f.abort_relay, 0);
+	assert_null(strstr(f.log, "relay"));
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* the peer stops: so do we, at once */
+	f.relay = true;
+	f.peer_why = "interrupted";
+	f.peer_relay = false;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), -ECONNABORTED);
+	assert_string_equal(res->why, "the peer gave up: interrupted");
+	assert_null(strstr(f.log, "relay"));
+	assert_null(strstr(f.log, "tell(abort)"));
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* the peer goes to the relay: we follow */
+	f.relay = true;
+	f.peer_why = "no valid SYN/SYN-ACK from the peer";
+	f.peer_relay = true;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), 0);
+	assert_int_equal(res->path, RP_PATH_RELAY);
+	assert_non_null(strstr(f.log, "relay close"));
+}
+
 /* The peer gives up after the meeting: its abort halts our round, or ends the wait between rounds;
  * its reason is ours to show, and no abort goes back. */
 static void test_peer_gave_up(void **state)
@@ -617,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_stage_failures),
 		cmocka_unit_test(test_between_rounds_failures),
 		cmocka_unit_test(test_peer_gave_up),
+		cmocka_unit_test(test_peer_gave_up_relay),
 		cmocka_unit_test(test_refusal),
 		cmocka_unit_test(test_serverless),
 	};
