@@ -15,7 +15,7 @@ int rp_preflight_port(uint16_t port);
 /* Connect to each of the n servers at once (non-blocking TCP, one SYN each from an ephemeral port,
  * closed again at once), waiting at most timeout_ms in all. err[i]: 0 (it accepted), -ECONNREFUSED,
  * -EHOSTUNREACH, -ENETUNREACH, -ETIMEDOUT (no answer), other -errno. Returns the index of the first
- * server that failed, or -1 when all accepted. The connections are made before anything else so
+ * server that failed, -1 when all accepted, or -EINVAL (more than 16 servers, no time). The connections are made before anything else so
  * they are over before a probe begins: a NAT that allocates ports in sequence sees them as flows
  * before the probe's samples, not among them. */
 int rp_preflight_reach(const struct sockaddr_in *servers, unsigned n, int timeout_ms, int *err);

@@ -49,8 +49,10 @@ int rp_cli_reach(const char *prefix, const struct rp_cli_server *s, unsigned n)
 	for (unsigned i = 0; i < n; i++)
 		to[i] = s[i].addr;
 	int bad = rp_preflight_reach(to, n, RP_CLI_REACH_MS, err);
-	if (bad < 0)
+	if (bad == -1)
 		return 0;
+	if (bad < 0)
+		return rp_err_errno(bad, "checking the servers");
 	snprintf(b, sizeof(b), "%s:%u", rp_ip_str(s[bad].addr.sin_addr.s_addr, a), ntohs(s[bad].addr.sin_port));
 	if (err[bad] == -ETIMEDOUT)
 		rp_err("%s%s %s: no answer within %d s", prefix, s[bad].role, b, RP_CLI_REACH_MS / 1000);
