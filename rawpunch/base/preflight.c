@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Pre-flight checks (preflight.h): a bind test for the punch port and one TCP connection to each
- * server, all at once, before a command sends anything else. */
+/* Pre-flight checks (preflight.h): one TCP connection to each server, all at once, before a command
+ * sends anything else. */
 #include "rawpunch/base/preflight.h"
 
 #include <errno.h>
@@ -12,20 +12,6 @@
 #include "rawpunch/base/clock.h"
 
 #define PREFLIGHT_MAX 16
-
-int rp_preflight_port(uint16_t port)
-{
-	static const int one = 1;
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int r = 0, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)))
-		r = -errno;
-	close(fd);
-	return r;
-}
 
 int rp_preflight_reach(const struct sockaddr_in *servers, unsigned n, int timeout_ms, int *err)
 {

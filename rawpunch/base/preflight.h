@@ -1,16 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Pre-flight checks: what a command can find out before its first packet (privileges are in privs.h).
- * Is a local TCP port free to punch from; do these TCP servers (rendezvous, STUN) accept a connection.
- * Library code: prints nothing, returns -errno. */
+/* Pre-flight checks: what a command can find out before its first packet (privileges are in privs.h,
+ * a local port free to bind in rawpunch/net/netif.h): do these TCP servers (rendezvous, STUN) accept a
+ * connection. Library code: prints nothing, returns -errno. */
 #ifndef RP_PREFLIGHT_H
 #define RP_PREFLIGHT_H
 #include <netinet/in.h>
-#include <stdint.h>
-
-/* Can port be bound as the punch binds it (any address, SO_REUSEADDR)? 0, or -EADDRINUSE when a
- * listening or exclusively bound socket has it, -EACCES below 1024 without privilege, other -errno.
- * Nothing is sent. */
-int rp_preflight_port(uint16_t port);
 
 /* Connect to each of the n servers at once (non-blocking TCP, one SYN each from an ephemeral port,
  * closed again at once), waiting at most timeout_ms in all. err[i]: 0 (it accepted), -ECONNREFUSED,

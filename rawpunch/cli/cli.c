@@ -4,6 +4,7 @@
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/jsonnum.h"
 #include "rawpunch/base/trace.h"
+#include "rawpunch/net/netif.h"
 
 #include <json-c/json.h>
 #include "rawpunch/base/outfile.h"
@@ -155,6 +156,28 @@ int rp_cli_user(const char *cmd, const char *user, uid_t *uid, gid_t *gid)
 	if (r)
 		return rp_usage_err(cmd, "--user: %s", strerror(-r));
 	return 0;
+}
+
+int rp_cli_local_port(const char *cmd, uint32_t laddr, uint16_t port)
+{
+	char a[INET_ADDRSTRLEN];
+	unsigned start = rp_port_unprivileged_start();
+	if (port && port < start) {
+		rp_usage_err(cmd, "--local-port %u: below net.ipv4.ip_unprivileged_port_start (%u), and the port is "
+			     "bound after the privileges are dropped", port, start);
+		return -1;
+	}
+	int fd = rp_port_hold(laddr, port);
+	if (fd >= 0)
+		return fd;
+	if (fd == -EADDRNOTAVAIL)
+		rp_usage_err(cmd, "--local-addr %s: not an address of this host", rp_ip_str(laddr, a));
+	else if (fd == -EADDRINUSE)
+		rp_usage_err(cmd, "--local-port %u: in use on this host%s%s ('ss -tanp sport = :%u' shows by whom)", port,
+			     laddr ? " at " : "", laddr ? rp_ip_str(laddr, a) : "", port);
+	else
+		rp_usage_err(cmd, "--local-port %u: %s", port, strerror(-fd));
+	return -1;
 }
 
 int rp_cli_out_fd(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid)

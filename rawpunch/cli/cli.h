@@ -69,6 +69,11 @@ int rp_err_errno(int neg_errno, const char *what);
  *   else's file): the caller exits 2, nothing was sent;
  * rp_cli_enter: rp_privs_enter(user, keep): 0, or 1 after the error (the caller must exit);
  * rp_cli_drop_caps: rp_privs_drop_caps(): 0, or 1 after the error. */
+/* rp_cli_local_port: the local address and port (0: any) a command binds once its privileges are gone,
+ *   checked and held now (rp_port_hold): the fd to keep until that bind is done, or -1 after a usage
+ *   error naming --local-port (in use, below ip_unprivileged_port_start) or --local-addr (not this
+ *   host's): the caller exits 2, nothing was sent. */
+int rp_cli_local_port(const char *cmd, uint32_t laddr, uint16_t port);
 int rp_cli_user(const char *cmd, const char *user, uid_t *uid, gid_t *gid);
 FILE *rp_cli_out(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid);
 int rp_cli_out_fd(const char *cmd, const char *opt, const char *path, uid_t uid, gid_t gid);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Pre-flight messages for punch and probe (cli_preflight.h): missing capabilities and a taken
- * --local-port are bad input (exit 2, nothing sent); a server that does not answer is named before
- * the probe begins (exit 1). */
+/* Pre-flight messages for punch and probe (cli_preflight.h): missing capabilities are bad input (exit
+ * 2, nothing sent); a server that does not answer is named before the probe begins (exit 1). */
 #include "rawpunch/cli/cli_preflight.h"
 
 #include <errno.h>
@@ -24,18 +23,6 @@ int rp_cli_need_privs(const char *cmd, unsigned need, const char *what)
 		(miss & RP_PRIV_NET_ADMIN) ? "CAP_NET_ADMIN" : "", what, need == RP_PRIV_NET ? "both" : "it");
 	rp_hint("run it as root (sudo), or give the program both: "
 		"'sudo setcap cap_net_raw,cap_net_admin+ep $(command -v rawpunch)'");
-	return 2;
-}
-
-int rp_cli_port_free(const char *cmd, uint16_t port)
-{
-	int r = port ? rp_preflight_port(port) : 0;
-	if (!r)
-		return 0;
-	fprintf(stderr, "rawpunch %s: --local-port %u: %s\n", cmd, port,
-		r == -EADDRINUSE ? "in use (a socket on this host listens on it or holds it)" : strerror(-r));
-	rp_hint("pick another --local-port, or leave it out for a free one; 'ss -tanp sport = :%u' shows who has it",
-		port);
 	return 2;
 }
 

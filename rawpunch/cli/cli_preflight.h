@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Pre-flight for the commands that measure or punch (punch, probe): what can be checked before the
- * first packet is checked first, with one message each (rawpunch/base/preflight.h, privs.h). Private
- * to rawpunch/cli/. */
+ * first packet is checked first, with one message each (rawpunch/base/preflight.h, privs.h; the
+ * --local-port is cli.h's rp_cli_local_port). Private to rawpunch/cli/. */
 #ifndef RP_CLI_PREFLIGHT_H
 #define RP_CLI_PREFLIGHT_H
 #include <netinet/in.h>
@@ -10,9 +10,6 @@
 /* need (RP_PRIV_* mask) in the permitted set, for `what` ("raw SYNs, ..."): 0, or 2 after saying
  * which capability is missing and how to give it. */
 int rp_cli_need_privs(const char *cmd, unsigned need, const char *what);
-
-/* --local-port free to punch from: 0, or 2 after saying it is taken (port 0: nothing to check). */
-int rp_cli_port_free(const char *cmd, uint16_t port);
 
 /* A server a command is about to use: "rendezvous" or "STUN", and its address. */
 struct rp_cli_server {

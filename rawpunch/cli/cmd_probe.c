@@ -357,7 +357,7 @@ int cmd_probe(int argc, char **argv)
 	uid_t uid;
 	gid_t gid;
 	int plot_fd = -1;
-	if ((c = rp_cli_user("probe", user, &uid, &gid)) || (c = rp_cli_port_free("probe", o.local_port)))
+	if ((c = rp_cli_user("probe", user, &uid, &gid)))
 		return c;
 	if (plot && (plot_fd = rp_cli_out_fd("probe", "--plot", plot, uid, gid)) < 0)
 		return 2;

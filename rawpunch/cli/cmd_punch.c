@@ -384,7 +384,7 @@ int cmd_punch(int argc, char **argv)
 	size_t slen = 0;
 	uint64_t t_start = rp_mono_ns();
 	FILE *report = NULL, *pcap = NULL;
-	int r, lfd = -1, ret = 1;
+	int r, lfd = -1, hold_fd = -1, ret = 1;
 
 	r = punch_parse(argc, argv, &c);
 	if (r)
@@ -425,9 +425,14 @@ int cmd_punch(int argc, char **argv)
 			return rp_usage_err("punch", "--relay-secret-file %s: no credentials from it", c.relay_secret_file);
 		}
 	}
-	if ((c.answer_to && (r = check_offer(&c, secret, slen, &the_offer))) || (r = rp_cli_port_free("punch", c.lport))) {
+	if (c.answer_to && (r = check_offer(&c, secret, slen, &the_offer))) {
 		forget(&secret, slen);
 		return r;
+	}
+	/* --local-port: free now, and held until the run holds it itself (no connect of ours takes it) */
+	if (c.lport && (hold_fd = rp_cli_local_port("punch", 0, c.lport)) < 0) {
+		forget(&secret, slen);
+		return 2;
 	}
 	/* the files written later, opened now for the user we become: no symlink, no pipe, no one else's */
 	if ((c.report && !(report = rp_cli_out("punch", "--report", c.report, uid, gid))) ||
@@ -487,6 +492,9 @@ int cmd_punch(int argc, char **argv)
 	g_lfd = lfd;
 	pcap = NULL;   /* the run owns it */
 	int run = rp_punch_run(&po, on_event, NULL, &res);
+	if (hold_fd >= 0)   /* the run held the port itself (and the kernel socket has it now) */
+		close(hold_fd);
+	hold_fd = -1;
 	if (run && g_sw) {   /* the relay carried it meanwhile (not reached: the run is 0 then) */
 		run = 0;
 	}
@@ -563,6 +571,8 @@ out:
 		rp_turn_close(g_turn);
 	if (lfd >= 0)
 		close(lfd);
+	if (hold_fd >= 0)
+		close(hold_fd);
 	if (report)
 		fclose(report);
 	if (pcap)

@@ -207,6 +207,34 @@ int rp_route_resolve_mac(struct rp_route *r, bool prime, int timeout_ms)
 	return -EHOSTUNREACH;
 }
 
+int rp_port_hold(uint32_t laddr, uint16_t port)
+{
+	static const int one = 1;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = laddr };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin))) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+unsigned rp_port_unprivileged_start(void)
+{
+	unsigned v = 1024;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+	if (f) {
+		if (fscanf(f, "%u", &v) != 1)
+			v = 1024;
+		fclose(f);
+	}
+	return v;
+}
+
 int rp_free_port(uint32_t laddr, uint16_t *port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };

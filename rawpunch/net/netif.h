@@ -33,6 +33,18 @@ int rp_route_resolve_mac(struct rp_route *r, bool prime, int timeout_ms);
 /* A local TCP port that is free now (bind port 0 on laddr, read it, close). laddr 0 = any. */
 int rp_free_port(uint32_t laddr, uint16_t *port);
 
+/* Hold laddr:port (0 = any) as the handoff will bind it: a TCP socket with SO_REUSEADDR, bound, never
+ * listening. While the fd is open no connect() on the host is given the port (autobind skips bound
+ * ports), and the handoff's bind beside it (SO_REUSEADDR) still succeeds. The fd, or -errno:
+ * -EADDRINUSE (a listener, or a socket of someone else's without SO_REUSEADDR, has it), -EADDRNOTAVAIL
+ * (laddr is not this host's), -EACCES (a port below rp_port_unprivileged_start() without
+ * CAP_NET_BIND_SERVICE). */
+int rp_port_hold(uint32_t laddr, uint16_t port);
+
+/* net.ipv4.ip_unprivileged_port_start (1024 when it cannot be read): binding a port below it needs
+ * CAP_NET_BIND_SERVICE, which rawpunch does not keep. */
+unsigned rp_port_unprivileged_start(void);
+
 /* Interface name -> index/MTU/MAC; -ENODEV if unknown. */
 int rp_iface_info(const char *ifname, int *ifindex, int *mtu, uint8_t mac[6]);
 
