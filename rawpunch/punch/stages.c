@@ -29,7 +29,8 @@
 #define OFFER_MAX_AGE_S 600        /* an offer (and its answer) is good for 10 minutes */
 #define RELAY_TIMEOUT_MS 3000      /* each TURN request; the accepting side waits 4x that for the attempt */
 #define HELD_MAX 8                 /* the peer's messages read during a round, kept for the waits after it */
-#define WATCH_SLICE_MS 50          /* how often the round's watcher looks at its end */
+#define WATCH_SLICE_MS 10          /* how often the round's watcher looks at its end (the most a round
+                                      that ends waits for it) */
 
 struct net {
 	int hold_fd;                   /* a socket bound to the punch port: no connect() of ours or of
