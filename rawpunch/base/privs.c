@@ -13,19 +13,30 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-int rp_privs_have(void)
+/* RP_PRIV_* held in one set of this process */
+static int held(cap_flag_t set)
 {
 	cap_t c = cap_get_proc();
 	cap_flag_value_t v;
 	int have = 0;
 	if (!c)
 		return 0;
-	if (!cap_get_flag(c, CAP_NET_RAW, CAP_EFFECTIVE, &v) && v == CAP_SET)
+	if (!cap_get_flag(c, CAP_NET_RAW, set, &v) && v == CAP_SET)
 		have |= RP_PRIV_NET_RAW;
-	if (!cap_get_flag(c, CAP_NET_ADMIN, CAP_EFFECTIVE, &v) && v == CAP_SET)
+	if (!cap_get_flag(c, CAP_NET_ADMIN, set, &v) && v == CAP_SET)
 		have |= RP_PRIV_NET_ADMIN;
 	cap_free(c);
 	return have;
+}
+
+int rp_privs_have(void)
+{
+	return held(CAP_EFFECTIVE);
+}
+
+int rp_privs_permitted(void)
+{
+	return held(CAP_PERMITTED);
 }
 
 static bool is_root(void)

@@ -27,6 +27,10 @@ enum rp_priv { RP_PRIV_NET_RAW = 1 << 0, RP_PRIV_NET_ADMIN = 1 << 1 };
 
 /* Which of RP_PRIV_* are in the effective set right now (a bit mask). */
 int rp_privs_have(void);
+/* Which of RP_PRIV_* this process can have: those in its permitted set (root's, or given to the
+ * binary by setcap), which rp_privs_enter() makes effective. A bit mask; checked before anything is
+ * opened or sent, so a missing privilege is bad input, not a failure halfway. */
+int rp_privs_permitted(void);
 
 /* Who the process will run as after rp_privs_enter(user, ...), decided without changing anything:
  * uid, gid and a printable name (name may be NULL). 0; -ENOENT: no such user (a name, or a number with

@@ -13,6 +13,7 @@
 
 #include "rawpunch/base/privs.h"
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/cli/cli_preflight.h"
 #include "rawpunch/net/netif.h"
 #include "rawpunch/probe/probe.h"
 #include "rawpunch/punch/pmhold.h"
@@ -229,7 +230,7 @@ int cmd_probe(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	struct sockaddr_in rv;
+	struct sockaddr_in rv = { 0 };
 	struct rp_probe_opts o = { .samples = 12, .interval_ms = 40, .ttl_max = 8, .timeout_ms = 3000,
 				   .horizon_s = 1.0, .filter_timeout_ms = 1000 };
 	bool json = false, verbose = false, have_stun = false, portmap = true;
@@ -374,6 +375,14 @@ int cmd_probe(int argc, char **argv)
 		if (hold_fd >= 0)
 			close(hold_fd);
 		return 1;
+	}
+	/* the servers answer, before the first sample: a refused connection to a mistyped --rendezvous
+	 * among the samples would take a port of a sequential NAT and pass for a foreign flow */
+	struct rp_cli_server sv[2] = { { "STUN", o.stun }, { "rendezvous", rv } };
+	if ((c = rp_cli_reach("probe: ", sv, o.filter_probe ? 2 : 1))) {
+		if (plot_fd >= 0)
+			close(plot_fd);
+		return c;
 	}
 	struct rp_probe_report *r = calloc(1, sizeof(*r));
 	if (!r)

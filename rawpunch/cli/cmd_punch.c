@@ -22,6 +22,7 @@
 #include "rawpunch/base/privs.h"   /* RP_PRIV_NET */
 #include "rawpunch/base/trace.h"
 #include "rawpunch/cli/cli.h"
+#include "rawpunch/cli/cli_preflight.h"
 #include "rawpunch/cli/punch_cli.h"
 #include "rawpunch/relay/turn.h"
 #include "rawpunch/rendezvous/offer.h"
@@ -240,6 +241,10 @@ static void on_event(const struct rp_punch_event *ev, void *arg)
 static void say_failure(const struct rp_punch_result *res)
 {
 	char hint[400];
+	if (res->peer_why[0]) {   /* its sealed abort: the peer's reason, not ours */
+		rp_err("%s: the peer gave up: %s", rp_punch_stage_str(res->stage), res->peer_why);
+		return;
+	}
 	switch (res->stage) {
 	case RP_STAGE_CONNECT:
 		rp_err("%s", res->why);
@@ -274,6 +279,10 @@ static void say_failure(const struct rp_punch_result *res)
 		rp_err_errno(res->error, res->detail);
 		break;
 	case RP_STAGE_PUNCH:
+		if (res->error == -EINTR) {   /* no hint for a miss: nothing missed */
+			rp_err("punch: interrupted in round %u%s", res->n_rounds, res->serverless ? "" : "; the peer was told");
+			break;
+		}
 		rp_err("no connection after %u round(s) of %s: %s", res->n_rounds, rp_plan_name(&res->plan_now), res->why);
 		rp_plan_miss_hint(&res->plan_now, hint, sizeof(hint));
 		rp_hint("%s", hint);
@@ -375,13 +384,17 @@ int cmd_punch(int argc, char **argv)
 	size_t slen = 0;
 	uint64_t t_start = rp_mono_ns();
 	FILE *report = NULL, *pcap = NULL;
-	int r, lfd = -1, ret = 1;
+	int r, lfd = -1, hold_fd = -1, ret = 1;
 
 	r = punch_parse(argc, argv, &c);
 	if (r)
 		return r < 0 ? 0 : r;
 	g_cfg = &c;
 	g_tty = isatty(STDERR_FILENO);
+	/* pre-flight: every mistake that can be found before the first packet is found now (bad input,
+	 * exit 2, nothing sent), not after the meeting, when the peer has begun */
+	if ((r = rp_cli_need_privs("punch", RP_PRIV_NET, "raw SYNs, capture, the RST guard and TCP_REPAIR")))
+		return r;
 	uid_t uid;
 	gid_t gid;
 	if ((r = rp_cli_user("punch", c.user, &uid, &gid)))
@@ -416,6 +429,11 @@ int cmd_punch(int argc, char **argv)
 		forget(&secret, slen);
 		return r;
 	}
+	/* --local-port: free now, and held until the run holds it itself (no connect of ours takes it) */
+	if (c.lport && (hold_fd = rp_cli_local_port("punch", 0, c.lport)) < 0) {
+		forget(&secret, slen);
+		return 2;
+	}
 	/* the files written later, opened now for the user we become: no symlink, no pipe, no one else's */
 	if ((c.report && !(report = rp_cli_out("punch", "--report", c.report, uid, gid))) ||
 	    (c.pcap && !(pcap = rp_cli_out("punch", "--pcap", c.pcap, uid, gid)))) {
@@ -445,6 +463,17 @@ int cmd_punch(int argc, char **argv)
 	 * probe's TTL search, raw SYNs, capture, the guard, TCP_REPAIR) until the handoff. */
 	if (rp_cli_enter(c.user, RP_PRIV_NET))
 		goto out;
+	/* the servers answer (the rendezvous first of all: its refused connection would otherwise be the
+	 * only sign of a typo); several rendezvous servers: the meeting tries them in turn */
+	{
+		struct rp_cli_server sv[2] = { { "rendezvous", c.rv }, { "STUN", c.stun } };
+		bool one_rv = !c.offer && !c.answer_to && c.n_rv <= 1;
+		if ((ret = rp_cli_reach("", one_rv ? sv : sv + 1, one_rv ? 2 : 1))) {
+			forget(&secret, slen);
+			goto out;
+		}
+		ret = 1;
+	}
 	punch_report_init(&rep, &c);
 
 	struct rp_punch_run_opts po = {
@@ -463,6 +492,9 @@ int cmd_punch(int argc, char **argv)
 	g_lfd = lfd;
 	pcap = NULL;   /* the run owns it */
 	int run = rp_punch_run(&po, on_event, NULL, &res);
+	if (hold_fd >= 0)   /* the run held the port itself (and the kernel socket has it now) */
+		close(hold_fd);
+	hold_fd = -1;
 	if (run && g_sw) {   /* the relay carried it meanwhile (not reached: the run is 0 then) */
 		run = 0;
 	}
@@ -539,6 +571,8 @@ out:
 		rp_turn_close(g_turn);
 	if (lfd >= 0)
 		close(lfd);
+	if (hold_fd >= 0)
+		close(hold_fd);
 	if (report)
 		fclose(report);
 	if (pcap)

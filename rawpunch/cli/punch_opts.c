@@ -94,10 +94,13 @@ static void usage(FILE *f)
 		"  -v, --verbose             per-packet events on stderr\n"
 		"\n"
 		"Status lines go to stderr (with a progress line on a terminal); stdout carries only data.\n"
-		"Exit status: 0 after the data mode ended, 1 if no connection came about (with the reason), 2 on\n"
-		"bad usage. Needs CAP_NET_RAW and CAP_NET_ADMIN (raw SYNs, capture, nftables, TCP_REPAIR): once\n"
-		"the secret is read and --report / --pcap are open, it runs as --user with no_new_privs and only\n"
-		"those two, and drops them too when the kernel owns the connection, before any data or CMD.\n",
+		"Exit status: 0 after the data mode ended, 1 if no connection came about (with the reason: a\n"
+		"rendezvous or STUN server that does not answer is named before the probe; a peer that gives up\n"
+		"after the meeting says why, and this side stops at once), 2 on bad usage, missing capabilities\n"
+		"or a --local-port in use (found before a packet is sent). Needs CAP_NET_RAW and CAP_NET_ADMIN\n"
+		"(raw SYNs, capture, nftables, TCP_REPAIR): once the secret is read and --report / --pcap are\n"
+		"open, it runs as --user with no_new_privs and only those two, and drops them too when the\n"
+		"kernel owns the connection, before any data or CMD.\n",
 		RV_DEFAULT_PORT, RP_PUNCH_MAX_ROUNDS);
 }
 

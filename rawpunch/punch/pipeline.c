@@ -24,6 +24,7 @@ struct run {
 	struct rp_plan_params pp;      /* the plan's parameters (PLAN, and every re-plan) */
 	uint32_t peer_pub;             /* the peer's public address the punch context aims at */
 	bool portmap;                  /* PORTMAP is asking (begun with the probe) */
+	bool peer_relay;               /* the peer gave up and goes on to the relay */
 };
 
 const char *rp_punch_stage_str(enum rp_punch_stage s)
@@ -111,6 +112,17 @@ static void on_trace(void *arg, const char *line)
 static void on_text(void *arg, const char *text)
 {
 	emit(arg, RP_PUNCH_EV_TEXT, 0, 0, text, NULL);
+}
+
+/* The peer's abort, if one came: its reason goes to res->peer_why and why. */
+static bool peer_gave_up(struct run *r, char *why, size_t wlen)
+{
+	const char *pw = r->ops->peer_why ? r->ops->peer_why(r->st, &r->peer_relay) : NULL;
+	if (!pw)
+		return false;
+	snprintf(r->res->peer_why, sizeof(r->res->peer_why), "%s", pw);
+	snprintf(why, wlen, "the peer gave up: %.350s", pw);
+	return true;
 }
 
 /* --- the stages ---------------------------------------------------------------------------------- */
@@ -321,9 +333,12 @@ static int stage_punch(struct run *r)
 			break;
 		emit(r, RP_PUNCH_EV_REPLAN, 0, round + 1, NULL, NULL);
 	}
-	r->ops->tell(r->st, e ? "abort" : "done", -1, NULL);
-	if (!e)
+	if (e == -ECONNABORTED)
+		(void)peer_gave_up(r, why, sizeof(why));
+	if (!e) {
+		r->ops->tell(r->st, "done", -1, NULL);   /* a failure's "abort" goes at the end of the run */
 		res->t_connected_ms = ms_since(r->t0);
+	}
 	r->ops->totals(r->st, &res->totals);
 	if (e)
 		return fail(r, e, "%s", e == -EINTR ? "interrupted" : why);
@@ -417,9 +432,13 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 		e = stage_punch(&r);
 	if (!e)
 		e = stage_handoff(&r);
+	/* the relay next, unless interrupted or the peer gave up and goes nowhere */
+	bool to_relay = e && e != -EINTR && e != -EINVAL && res->have_peer && (!res->peer_why[0] || r.peer_relay);
+	if (e && res->have_peer && !res->peer_why[0])
+		ops->tell(st, "abort", to_relay, res->why);   /* the peer stops at once, knows why and where next */
 	if (!e) {
 		res->path = res->path == RP_PATH_RELAY ? RP_PATH_RELAY_DIRECT : RP_PATH_DIRECT;
-	} else if (e != -EINTR && e != -EINVAL && res->have_peer) {
+	} else if (to_relay) {
 		/* no direct path: the relay carries the session (already does, relay first) */
 		int rfd = -1;
 		if (res->path == RP_PATH_RELAY || !stage_relay(&r, &rfd)) {

@@ -24,6 +24,9 @@
  *   PUNCH     round after round at T (rp_punch_round); after a miss: tell the     "punch"
  *             peer, re-probe from a fresh port, exchange natinfos, agree on the
  *             next T, re-plan (wider). Serverless: one round (no channel to agree)
+ *             A run that fails after the meeting (any stage, an interruption too)
+ *             tells the peer why in a sealed "abort" before it ends; the peer's
+ *             abort ends a round or a wait of this side at once (peer_why).
  *   HANDOFF   the connection to a kernel socket (TCP_REPAIR, else connect())      "handoff"
  *   RELAY     with TURN servers (opts.relay): a TCP allocation is made before JOIN  "relay"
  *             and its relayed address goes into the sealed exchange. When no plan
@@ -156,6 +159,8 @@ struct rp_punch_result {
 	int error;                       /* 0, or that stage's -errno (-ENOTSUP: the plan refused) */
 	char why[RP_PUNCH_WHY_LEN];      /* a failure in one line (the report's why) */
 	char detail[256];                /* SETUP: what failed, as the punch context said it */
+	char peer_why[RP_PUNCH_WHY_LEN]; /* the run ended because the peer gave up: its reason (printable
+	                                    text, "no reason given" from an older peer); else empty */
 	bool serverless;
 	double stage_ms[RP_STAGE_N];     /* each stage's duration; < 0: not run */
 	double t_connected_ms;           /* from the start to the established round; < 0: not reached */
@@ -235,8 +240,13 @@ struct rp_punch_ops {
 		    char *detail, size_t dlen);
 	/* one round (rp_punch_round) */
 	int (*round)(void *st, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *rs);
-	/* tell the peer (no-op without a channel): "miss" (round, why), "abort", "done" (round < 0: no body) */
+	/* tell the peer (no-op without a channel): "miss" (round, why), "abort" (why: this side's reason;
+	 * round 1: this side goes on to the relay, 0: it stops), "done" (round < 0: no round) */
 	void (*tell)(void *st, const char *type, int round, const char *why);
+	/* the peer's abort, once one came (during a round, or instead of a message waited for): its reason,
+	 * and *relay: the peer goes on to the relay (an abort that does not say: it does); NULL when the
+	 * peer has not given up (the op may be NULL) */
+	const char *(*peer_why)(void *st, bool *relay);
 	/* after a miss: send our re-probed natinfo for `round`, receive the peer's */
 	int (*exchange)(void *st, unsigned round, const struct rp_natinfo *self, struct rp_natinfo *peer);
 	/* agree on T of `round` (side a proposes, side b accepts) */

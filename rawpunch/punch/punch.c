@@ -282,6 +282,10 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 			result = -EINTR;
 			break;
 		}
+		if (ro->halt && *ro->halt) {
+			result = -ECONNABORTED;
+			break;
+		}
 		if (p->defined && us_synchronized(p->tcb)) {
 			st->established = true;
 			st->t_established_ms = since_t0_ms(p, now);

@@ -123,6 +123,8 @@ struct rp_punch_round_opts {
 	uint32_t syn_rtx_ms;       /* handshake SYN / SYN-ACK retransmission interval [250] */
 	void (*progress)(const struct rp_punch_progress *pr, void *arg);  /* ~every 100 ms; may be NULL */
 	void *progress_arg;
+	volatile sig_atomic_t *halt; /* non-zero: the round ends at once with -ECONNABORTED (the peer gave
+	                                up: its word came through the rendezvous); NULL: none */
 };
 
 #define RP_PUNCH_WHY_MAX 240
@@ -165,6 +167,7 @@ struct rp_punch_round_stats {
 
 /* Run one round (blocks until ESTABLISHED, the round's end, *stop, or an error). 0: ESTABLISHED,
  * the flow is ready for rp_punch_handoff(); -ETIMEDOUT: a miss (st says what was seen); -EINTR;
+ * -ECONNABORTED (*ro->halt);
  * -EINVAL (plan/me/natinfo inconsistent, a refusal: no phases); other -errno from sending. */
 int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *st);
 

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,9 @@
 #define MSG_WAIT_MS 15000          /* the peer's "next" / "go" after a miss */
 #define OFFER_MAX_AGE_S 600        /* an offer (and its answer) is good for 10 minutes */
 #define RELAY_TIMEOUT_MS 3000      /* each TURN request; the accepting side waits 4x that for the attempt */
+#define HELD_MAX 8                 /* the peer's messages read during a round, kept for the waits after it */
+#define WATCH_SLICE_MS 10          /* how often the round's watcher looks at its end (the most a round
+                                      that ends waits for it) */
 
 struct net {
 	int hold_fd;                   /* a socket bound to the punch port: no connect() of ours or of
@@ -47,6 +52,17 @@ struct net {
 	struct rp_turn *turn;          /* the TURN allocation (RELAY) */
 	struct sockaddr_in relayed;
 	struct rp_pmhold *pm;          /* PORTMAP: the asking, then the kept mapping */
+	/* during a round a thread reads the rendezvous (the round does not): the peer's abort halts the
+	 * round at once; anything else it reads is held for wait_msg, in order */
+	pthread_t watcher;
+	bool watching;
+	atomic_bool watch_end;
+	volatile sig_atomic_t peer_quit;   /* the peer's abort came (peer_why holds its reason) */
+	bool peer_relay;                   /* ... and said it goes on to the relay */
+	char peer_why[RP_PUNCH_WHY_LEN];
+	struct { struct json_object *o; const char *t; } held[HELD_MAX];
+	unsigned n_held, held_off;
+	int held_err;                  /* what ended the watcher's reading (-EPIPE: the peer left), 0 none */
 };
 
 static double ms_since(uint64_t t)
@@ -413,29 +429,116 @@ static int net_open(void *arg, uint32_t peer_pub, void (*trace)(void *arg, const
 	return rp_punch_open(&po, &n->pu, detail, dlen);
 }
 
+/* The peer's abort: its reason kept as printable text (it comes from the peer, through the sealed
+ * channel, and goes to a terminal); an abort without one (an older peer) says so. */
+static void note_abort(struct net *n, struct json_object *o)
+{
+	struct json_object *w;
+	const char *why = json_object_object_get_ex(o, "why", &w) && json_object_is_type(w, json_type_string) ?
+			  json_object_get_string(w) : "";
+	/* an older peer does not say: it went on to the relay whenever it could */
+	n->peer_relay = !json_object_object_get_ex(o, "relay", &w) || json_object_get_boolean(w);
+	size_t k = 0;
+	for (; *why && k + 1 < sizeof(n->peer_why); why++)
+		n->peer_why[k++] = (*why >= 0x20 && *why < 0x7f) ? *why : '?';
+	n->peer_why[k] = 0;
+	if (!k)
+		snprintf(n->peer_why, sizeof(n->peer_why), "no reason given");
+	n->peer_quit = 1;
+}
+
+static void *watch_thread(void *arg)
+{
+	struct net *n = arg;
+	while (!atomic_load(&n->watch_end) && n->n_held < HELD_MAX) {
+		struct json_object *o;
+		const char *t;
+		int r = rv_recv(n->rv, WATCH_SLICE_MS, &o, &t);
+		if (r == -ETIMEDOUT)
+			continue;
+		if (r) {
+			if (r != -EINTR)
+				n->held_err = r;   /* e.g. -EPIPE: the next wait says the peer left, as before */
+			break;
+		}
+		if (!strcmp(t, "abort")) {
+			note_abort(n, o);
+			json_object_put(o);
+			break;
+		}
+		n->held[n->n_held].o = o;
+		n->held[n->n_held++].t = t;
+	}
+	return NULL;
+}
+
+/* A round, with the rendezvous watched meanwhile (when there is one): the peer's abort halts it. */
 static int net_round(void *arg, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *rs)
 {
 	struct net *n = arg;
-	return rp_punch_round(n->pu, ro, rs);
+	struct rp_punch_round_opts o = *ro;
+	int r;
+	if (n->peer_quit)
+		return -ECONNABORTED;
+	o.halt = &n->peer_quit;
+	atomic_store(&n->watch_end, false);
+	n->watching = n->rv && !n->held_err && pthread_create(&n->watcher, NULL, watch_thread, n) == 0;
+	r = rp_punch_round(n->pu, &o, rs);
+	if (n->watching) {
+		atomic_store(&n->watch_end, true);
+		pthread_join(n->watcher, NULL);
+		n->watching = false;
+	}
+	if (r == -ECONNABORTED && n->peer_quit)
+		snprintf(rs->why, sizeof(rs->why), "the peer gave up: %.200s", n->peer_why);
+	return r;
+}
+
+static const char *net_peer_why(void *arg, bool *relay)
+{
+	struct net *n = arg;
+	*relay = n->peer_relay;
+	return n->peer_quit ? n->peer_why : NULL;
 }
 
 static void net_tell(void *arg, const char *type, int round, const char *why)
 {
 	struct net *n = arg;
 	struct json_object *m = NULL;
-	if (round >= 0) {
+	bool is_abort = !strcmp(type, "abort");
+	if (round >= 0 || why) {
 		m = json_object_new_object();
-		json_object_object_add(m, "round", json_object_new_int(round));
+		if (is_abort)
+			json_object_object_add(m, "relay", json_object_new_boolean(round > 0));
+		else if (round >= 0)
+			json_object_object_add(m, "round", json_object_new_int(round));
 		json_object_object_add(m, "why", json_object_new_string(why ? why : ""));
 	}
 	(void)rv_send(n->rv, type, m);   /* no server (serverless): -ENOTCONN, nothing to tell */
 	json_object_put(m);
 }
 
+/* The next message: one the round's watcher held, else from the server. */
+static int next_msg(struct net *n, int timeout_ms, struct json_object **o, const char **t)
+{
+	if (n->held_off < n->n_held) {
+		*o = n->held[n->held_off].o;
+		*t = n->held[n->held_off++].t;
+		if (n->held_off == n->n_held)
+			n->held_off = n->n_held = 0;
+		return 0;
+	}
+	if (n->held_err)
+		return n->held_err;
+	return rv_recv(n->rv, timeout_ms, o, t);
+}
+
 /* Wait for a sealed message of type want (others are skipped, "abort" or "done" ends it). */
 static int wait_msg(struct net *n, const char *want, int timeout_ms, struct json_object **out)
 {
 	uint64_t end = rp_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+	if (n->peer_quit)
+		return -ECONNABORTED;
 	for (;;) {
 		struct json_object *o;
 		const char *t;
@@ -444,13 +547,15 @@ static int wait_msg(struct net *n, const char *want, int timeout_ms, struct json
 			return -ETIMEDOUT;
 		if (n->o->stop && *n->o->stop)
 			return -EINTR;
-		int r = rv_recv(n->rv, (int)((end - now) / 1000000ull) + 1, &o, &t);
+		int r = next_msg(n, (int)((end - now) / 1000000ull) + 1, &o, &t);
 		if (r)
 			return r;
 		if (!strcmp(t, want)) {
 			*out = o;
 			return 0;
 		}
+		if (!strcmp(t, "abort"))
+			note_abort(n, o);
 		if (!strcmp(t, "abort") || !strcmp(t, "done")) {
 			json_object_put(o);
 			return -ECONNABORTED;
@@ -537,6 +642,9 @@ static int net_handoff(void *arg, struct rp_punch_result *res)
 static void net_close(void *arg)
 {
 	struct net *n = arg;
+	while (n->held_off < n->n_held)
+		json_object_put(n->held[n->held_off++].o);
+	n->held_off = n->n_held = 0;
 	rp_punch_close(n->pu);
 	n->pu = NULL;
 	rv_close(n->rv);
@@ -571,6 +679,7 @@ static const struct rp_punch_ops net_ops = {
 	.open = net_open,
 	.round = net_round,
 	.tell = net_tell,
+	.peer_why = net_peer_why,
 	.exchange = net_exchange,
 	.schedule = net_schedule,
 	.totals = net_totals,

@@ -34,6 +34,12 @@ struct fake {
 	struct rp_plan plans[RP_PUNCH_MAX_ROUNDS];
 	unsigned n_round;
 	char told[256];
+	char aborted[256];                         /* the reason our "abort" carried */
+	const char *peer_why;                      /* the peer's abort (its reason); NULL: none */
+	unsigned peer_round;                       /* ... halts this round and any later one */
+	bool peer_relay;                           /* ... says the peer goes on to the relay */
+	int abort_relay;                           /* the relay flag (round) our "abort" carried */
+	bool relay;                                /* TURN on both sides (fake_relay_ops) */
 };
 
 static void logf_(struct fake *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -100,6 +106,10 @@ static int f_join(void *st, const struct rp_natinfo *self, struct rp_punch_meeti
 	m->start_ns = 1000;
 	m->via_server = true;
 	m->relay_rtt_ns = 300000000;    /* 300 ms: the plan's repeat interval follows it */
+	if (f->relay) {                  /* both allocated at a TURN server */
+		m->self_relayed.sin_addr.s_addr = htonl(0xc6120302);
+		m->peer_relayed.sin_addr.s_addr = htonl(0xc6120302);
+	}
 	return 0;
 }
 
@@ -146,6 +156,10 @@ static int f_round(void *st, const struct rp_punch_round_opts *ro, struct rp_pun
 	rs->strategy = ro->plan->strategy;
 	rs->t_established_ms = f->round_r[i] ? -1 : 12.5;
 	rs->established = !f->round_r[i];
+	if (f->peer_why && i >= f->peer_round) {   /* the peer's abort halts this round */
+		snprintf(rs->why, sizeof(rs->why), "halted");
+		return -ECONNABORTED;
+	}
 	snprintf(rs->why, sizeof(rs->why), "why of round %u", ro->round);
 	if (ro->progress) {
 		struct rp_punch_progress pr = { .round = ro->round, .phase = "burst" };
@@ -160,6 +174,17 @@ static void f_tell(void *st, const char *type, int round, const char *why)
 	logf_(f, "tell(%s) ", type);
 	if (round >= 0)
 		snprintf(f->told, sizeof(f->told), "%s %d %s", type, round, why);
+	if (!strcmp(type, "abort")) {
+		snprintf(f->aborted, sizeof(f->aborted), "%s", why ? why : "(none)");
+		f->abort_relay = round;
+	}
+}
+
+static const char *f_peer_why(void *st, bool *relay)
+{
+	struct fake *f = st;
+	*relay = f->peer_relay;
+	return f->peer_why;
 }
 
 static int f_exchange(void *st, unsigned round, const struct rp_natinfo *self, struct rp_natinfo *peer)
@@ -207,9 +232,24 @@ static void f_close(void *st)
 
 static const struct rp_punch_ops fake_ops = {
 	.connect = f_connect, .free_port = f_free_port, .probe = f_probe, .join = f_join,
-	.serverless = f_serverless, .open = f_open, .round = f_round, .tell = f_tell, .exchange = f_exchange,
+	.serverless = f_serverless, .open = f_open, .round = f_round, .tell = f_tell, .peer_why = f_peer_why,
+	.exchange = f_exchange,
 	.schedule = f_schedule, .totals = f_totals, .handoff = f_handoff, .close = f_close,
 };
+
+static int f_relay_connect(void *st, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen)
+{
+	struct fake *f = st;
+	(void)m;
+	(void)why;
+	(void)wlen;
+	logf_(f, "relay ");
+	*turn = NULL;
+	return 43;
+}
+
+/* fake_ops with a relay to fall back to (f.relay: both sides have a relayed address) */
+static struct rp_punch_ops fake_relay_ops;
 
 /* The events, one letter-coded token each: B<stage> E<stage>[!] T R<n> P<n> G(progress) L(trace). */
 struct evlog {
@@ -344,7 +384,8 @@ static void test_all_rounds_miss(void **state)
 	assert_int_equal(res->error, -ETIMEDOUT);
 	assert_int_equal(res->n_rounds, 3);
 	assert_string_equal(res->why, "why of round 2");
-	assert_non_null(strstr(f.log, "round(2) tell(abort) totals close"));
+	assert_non_null(strstr(f.log, "round(2) totals tell(abort) close"));
+	assert_string_equal(f.aborted, "why of round 2");   /* the peer learns why */
 	assert_null(strstr(f.log, "handoff"));
 	assert_int_equal(res->totals.packets_sent, 77);
 	assert_int_equal(res->fd, -1);
@@ -421,7 +462,8 @@ static void test_stage_failures(void **state)
 	fake_init(&f, PRESERVE, PRESERVE);
 	f.open_r = -EPERM;
 	assert_int_equal(run(&f, &o, &e), -EPERM);
-	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open close");
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open tell(abort) close");
+	assert_string_equal(f.aborted, "setting up the punch: raw socket: denied");
 	assert_int_equal(res->stage, RP_STAGE_SETUP);
 	assert_string_equal(res->detail, "raw socket: denied");
 	assert_string_equal(res->why, "setting up the punch: raw socket: denied");
@@ -490,6 +532,89 @@ static void test_between_rounds_failures(void **state)
 	assert_int_equal(res->stage, RP_STAGE_PUNCH);
 }
 
+/* With a relay on both sides: the side that gives up says whether it goes on to the relay, and the
+ * other follows it there, or stops too. */
+static void test_peer_gave_up_relay(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct rp_punch_run_opts o = { 0 };
+	fake_relay_ops = fake_ops;
+	fake_relay_ops.relay_connect = f_relay_connect;
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* every round missed: to the relay, and we say so */
+	f.relay = true;
+	for (unsigned i = 0; i < RP_PUNCH_MAX_ROUNDS; i++)
+		f.round_r[i] = -ETIMEDOUT;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), 0);
+	assert_int_equal(res->path, RP_PATH_RELAY);
+	assert_int_equal(f.abort_relay, 1);
+	assert_non_null(strstr(f.log, "tell(abort) relay close"));
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* interrupted: no relay, and we say so */
+	f.relay = true;
+	f.round_r[0] = -EINTR;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), -EINTR);
+	assert_int_equal(f.abort_relay, 0);
+	assert_null(strstr(f.log, "relay"));
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* the peer stops: so do we, at once */
+	f.relay = true;
+	f.peer_why = "interrupted";
+	f.peer_relay = false;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), -ECONNABORTED);
+	assert_string_equal(res->why, "the peer gave up: interrupted");
+	assert_null(strstr(f.log, "relay"));
+	assert_null(strstr(f.log, "tell(abort)"));
+
+	fake_init(&f, PRESERVE, PRESERVE);             /* the peer goes to the relay: we follow */
+	f.relay = true;
+	f.peer_why = "no valid SYN/SYN-ACK from the peer";
+	f.peer_relay = true;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_relay_ops, &f, NULL, NULL, res), 0);
+	assert_int_equal(res->path, RP_PATH_RELAY);
+	assert_non_null(strstr(f.log, "relay close"));
+}
+
+/* The peer gives up after the meeting: its abort halts our round, or ends the wait between rounds;
+ * its reason is ours to show, and no abort goes back. */
+static void test_peer_gave_up(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.peer_why = "interrupted";
+	f.peer_round = 0;
+	assert_int_equal(run(&f, &o, &e), -ECONNABORTED);
+	assert_int_equal(res->stage, RP_STAGE_PUNCH);
+	assert_string_equal(res->peer_why, "interrupted");
+	assert_string_equal(res->why, "the peer gave up: interrupted");
+	assert_int_equal(res->n_rounds, 1);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open round(0) totals close");
+
+	fake_init(&f, SEQUENTIAL, PRESERVE);
+	f.round_r[0] = -ETIMEDOUT;
+	f.peer_why = "setting up the punch: raw socket: denied";
+	f.peer_round = 99;
+	f.exchange_r = -ECONNABORTED;                  /* its abort came instead of its natinfo */
+	assert_int_equal(run(&f, &o, &e), -ECONNABORTED);
+	assert_string_equal(res->why, "the peer gave up: setting up the punch: raw socket: denied");
+	assert_string_equal(res->peer_why, "setting up the punch: raw socket: denied");
+	assert_null(strstr(f.log, "tell(abort)"));
+	assert_null(strstr(f.log, "schedule"));
+
+	/* our own failures still tell the peer */
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.round_r[0] = -EINTR;
+	assert_int_equal(run(&f, &o, &e), -EINTR);
+	assert_string_equal(res->why, "interrupted");
+	assert_string_equal(res->peer_why, "");
+	assert_string_equal(f.aborted, "interrupted");
+}
+
 static void test_refusal(void **state)
 {
 	(void)state;
@@ -498,7 +623,7 @@ static void test_refusal(void **state)
 	struct rp_punch_run_opts o = { 0 };
 	fake_init(&f, RANDOM, RANDOM);
 	assert_int_equal(run(&f, &o, &e), -ENOTSUP);
-	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) close");
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) tell(abort) close");
 	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4! ");
 	assert_int_equal(res->stage, RP_STAGE_PLAN);
 	assert_true(res->have_plan);
@@ -518,7 +643,7 @@ static void test_serverless(void **state)
 	fake_init(&f, SEQUENTIAL, PRESERVE);   /* 3 rounds planned, but no channel: one */
 	f.round_r[0] = -ETIMEDOUT;
 	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
-	assert_string_equal(f.log, "port probe(40000,first) serverless open round(0) tell(abort) totals close");
+	assert_string_equal(f.log, "port probe(40000,first) serverless open round(0) totals tell(abort) close");
 	assert_string_equal(e.s, "B1 E1 B3 T E3 B4 E4 B5 E5 B6 G R0 E6! ");
 	assert_true(res->serverless);
 	assert_int_equal(f.filter_ms, 0);                 /* no server: no filter probe to size */
@@ -559,6 +684,8 @@ int main(void)
 		cmocka_unit_test(test_all_rounds_miss),
 		cmocka_unit_test(test_stage_failures),
 		cmocka_unit_test(test_between_rounds_failures),
+		cmocka_unit_test(test_peer_gave_up),
+		cmocka_unit_test(test_peer_gave_up_relay),
 		cmocka_unit_test(test_refusal),
 		cmocka_unit_test(test_serverless),
 	};

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Pre-flight for the commands that measure or punch (punch, probe): what can be checked before the
+ * first packet is checked first, with one message each (rawpunch/base/preflight.h, privs.h; the
+ * --local-port is cli.h's rp_cli_local_port). Private to rawpunch/cli/. */
+#ifndef RP_CLI_PREFLIGHT_H
+#define RP_CLI_PREFLIGHT_H
+#include <netinet/in.h>
+#include <stdint.h>
+
+/* need (RP_PRIV_* mask) in the permitted set, for `what` ("raw SYNs, ..."): 0, or 2 after saying
+ * which capability is missing and how to give it. */
+int rp_cli_need_privs(const char *cmd, unsigned need, const char *what);
+
+/* A server a command is about to use: "rendezvous" or "STUN", and its address. */
+struct rp_cli_server {
+	const char *role;
+	struct sockaddr_in addr;
+};
+#define RP_CLI_REACH_MS 3000
+/* Every server accepts a TCP connection (all tried at once, RP_CLI_REACH_MS at most): 0, or 1 after
+ * naming the first that does not ("rendezvous 198.18.3.2:7777: Connection refused") with a hint.
+ * prefix: "" or "probe: " before the message. */
+int rp_cli_reach(const char *prefix, const struct rp_cli_server *s, unsigned n);
+
+#endif
