@@ -379,14 +379,15 @@ int cmd_probe(int argc, char **argv)
 	/* the servers answer, before the first sample: a refused connection to a mistyped --rendezvous
 	 * among the samples would take a port of a sequential NAT and pass for a foreign flow */
 	struct rp_cli_server sv[2] = { { "STUN", o.stun }, { "rendezvous", rv } };
-	if ((c = rp_cli_reach("probe: ", sv, o.filter_probe ? 2 : 1))) {
+	struct rp_probe_report *r = NULL;
+	if ((c = rp_cli_reach("probe: ", sv, o.filter_probe ? 2 : 1)) ||
+	    (!(r = calloc(1, sizeof(*r))) && (c = rp_err_errno(-ENOMEM, "probe")))) {
 		if (plot_fd >= 0)
 			close(plot_fd);
+		if (hold_fd >= 0)
+			close(hold_fd);
 		return c;
 	}
-	struct rp_probe_report *r = calloc(1, sizeof(*r));
-	if (!r)
-		return rp_err_errno(-ENOMEM, "probe");
 	/* the port mapping is asked for on a thread beside the probe (pmhold.h): the punch port first */
 	struct rp_pmhold *pm = NULL;
 	int pe = portmap && !o.local_port ? rp_free_port(o.local_addr, &o.local_port) : 0;
