@@ -153,7 +153,7 @@ static unsigned silent_tail(const struct ttl_run *t)
 }
 
 int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-		     uint32_t laddr, uint16_t lport)
+		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg)
 {
 	struct ttl_run t = { .o = o, .r = r, .raw = -1, .laddr = laddr, .lport = lport };
 	struct rp_guard *g = NULL;
@@ -195,10 +195,18 @@ int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, c
 	for (unsigned ttl = 1; ttl <= t.ttl_max; ttl++)
 		if ((ret = send_syn(&t, ttl, false)) < 0)
 			goto out;
+	if (sent)
+		sent(arg);
 	if ((ret = wait_answers(&t, 1, wait_ms)) < 0)
 		goto out;
+	/* Only when the server was not reached: past it the TTLs are silent anyway (it answers one SYN
+	 * of the flow), and a second SYN there would make the NAT take a new port while the STUN flows
+	 * run beside the search (probe.c). */
+	bool reached = false;
+	for (unsigned ttl = 1; ttl <= t.ttl_max; ttl++)
+		reached |= r->hops[ttl - 1].reached;
 	unsigned tail = silent_tail(&t);
-	if (t.raw >= 0 && tail <= t.ttl_max) {
+	if (t.raw >= 0 && tail <= t.ttl_max && !reached) {
 		for (unsigned ttl = tail; ttl <= t.ttl_max; ttl++)
 			if ((ret = send_syn(&t, ttl, true)) < 0)
 				goto out;
