@@ -51,6 +51,13 @@ struct rv_join_req {
 	struct sockaddr_in relayed;     /* this side's TURN relayed address (sin_addr 0: none) */
 	bool lead_auto;                 /* instead of lead_ms: the lead from what is measured (rv_lead_auto_ns) */
 	uint32_t setup_ms;              /* lead_auto: the set-up allowance after the meeting (default RV_SETUP_MS) */
+	/* Optional: me and relayed are not known yet when the join starts (the probe runs beside the
+	 * clock sync, the pairing and the hellos). Called once the hellos are through, right before the
+	 * info goes out (and its start is proposed): it waits for them and fills both in (they start as
+	 * me and relayed). 0, or -errno: the join ends with it. It may be called again on another
+	 * server (rv_join_any); it runs on a thread of rv_join_any's there. */
+	int (*ready)(void *arg, struct rp_natinfo *me, struct sockaddr_in *relayed);
+	void *ready_arg;
 };
 
 struct rv_join_res {
@@ -111,6 +118,9 @@ unsigned rv_bad_boxes(const struct rv_client *c);
 /* Make every later wait of c (join, recv, send) end with -EINTR once *stop is non-zero: set it from a
  * signal handler installed without SA_RESTART, so Ctrl-C does not wait out a 30 s join. NULL: off. */
 void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop);
+/* Another thread's way to end the client's waits: once *cancel is non-zero (looked at every 50 ms), a
+ * wait ends with -ECANCELED (the punch pipeline's probe failing beside the join). NULL: none. */
+void rv_set_cancel(struct rv_client *c, volatile sig_atomic_t *cancel);
 /* This side's server-clock time (CLOCK_REALTIME + offset). */
 uint64_t rv_server_now_ns(const struct rv_client *c);
 void rv_close(struct rv_client *c);
