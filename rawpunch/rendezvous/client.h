@@ -90,7 +90,10 @@ struct rv_join_res {
  * context after the proposal arrives; a quarter of the relay RTT more (at least RV_LEAD_SLACK_MS)
  * absorbs jitter. The peer's rtt and err come with its hello; negative ones (an older peer that does
  * not send them) count as this side's rtt and its hard bound rtt / 2. */
-#define RV_SETUP_MS 120   /* PLAN + SETUP: setup_ms reached 100-112 ms on a loaded 2-core host (tools/bench/latency) */
+/* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
+ * seen there earlier under heavier load); a side a little later than that still primes before the
+ * peer's SYN has crossed to its NAT (the plan's margin and the one-way delay) */
+#define RV_SETUP_MS 60
 #define RV_LEAD_SLACK_MS 10
 uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns);
 
