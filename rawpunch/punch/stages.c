@@ -187,18 +187,39 @@ static void net_portmap_end(void *arg, struct rp_natinfo *ni)
 	}
 }
 
-static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen)
+/* rv_join_req.ready: the pipeline's natinfo (the probe beside the join), and the TURN relayed address
+ * its wait allocated */
+struct net_ready {
+	struct net *n;
+	const struct rp_punch_ready *rd;
+};
+
+static int net_ready(void *arg, struct rp_natinfo *me, struct sockaddr_in *relayed)
+{
+	struct net_ready *nr = arg;
+	int r = nr->rd->wait(nr->rd->arg, me);
+	if (!r && nr->n->turn)
+		*relayed = nr->n->relayed;
+	return r;
+}
+
+static int net_join(void *arg, const struct rp_natinfo *self, const struct rp_punch_ready *rd, struct rp_punch_meeting *m,
+		    char *why, size_t wlen)
 {
 	struct net *n = arg;
 	const struct rp_punch_run_opts *o = n->o;
+	struct net_ready nr = { .n = n, .rd = rd };
 	struct rv_join_req req = {
 		.session = o->session, .secret = o->secret, .secret_len = o->secret_len, .me = *self,
 		.timeout_ms = o->join_timeout_ms, .clock_rounds = 4, .lead_ms = o->lead_ms, .lead_auto = !o->lead_ms,
+		.ready = rd ? net_ready : NULL, .ready_arg = &nr,
 	};
 	struct rv_join_res res;
 	int r;
 	if (n->turn)
 		req.relayed = n->relayed;
+	if (rd)
+		rv_set_cancel(n->rv, rd->cancel);   /* a failed probe ends the wait for the peer */
 	memset(&res, 0, sizeof(res));
 	if (o->n_rendezvous > 1) {
 		/* the client from CONNECT is where the order starts; a server dying meanwhile moves both on */
@@ -210,6 +231,7 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 	} else {
 		r = rv_join(n->rv, &req, &res);
 	}
+	rv_set_cancel(n->rv, NULL);
 	if (r == -EACCES)
 		snprintf(why, wlen, "rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
 	else if (r == -ETIMEDOUT)
