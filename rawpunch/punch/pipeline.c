@@ -28,14 +28,11 @@ struct run {
 	/* PROBE beside JOIN: the first probe on a thread of its own */
 	pthread_t probe_th;
 	bool probe_on;                 /* the thread was started and is not joined yet */
-	bool probe_joined;             /* its result below is in (probe_err; res->self when 0) */
+	bool probe_joined;             /* its failure is reported */
 	uint16_t probe_port;
 	int probe_err;
-	struct rp_natinfo probe_ni;
 	char probe_why[RP_PUNCH_WHY_LEN];
-	double probe_ms;
 	volatile sig_atomic_t probe_failed;   /* ends the join's waits (rp_punch_ready.cancel) */
-	bool ready;                    /* ready_wait ran to the end once (its answer is res->self_now) */
 };
 
 const char *rp_punch_stage_str(enum rp_punch_stage s)
@@ -145,7 +142,7 @@ static int stage_connect(struct run *r)
 }
 
 /* The punch port and PORTMAP's asking, at the probe's start; 0 or -errno (the run fails in PROBE). */
-static int probe_port(struct run *r, uint16_t *port)
+static int pick_port(struct run *r, uint16_t *port)
 {
 	struct rp_punch_result *res = r->res;
 	int e;
@@ -167,7 +164,7 @@ static int stage_probe(struct run *r)
 	uint16_t port;
 	int e;
 	begin(r, RP_STAGE_PROBE);
-	if ((e = probe_port(r, &port)))
+	if ((e = pick_port(r, &port)))
 		return e;
 	e = r->ops->probe(r->st, port, true, r->filter_ms, &res->self, res->why, sizeof(res->why));
 	if (!e) {
@@ -177,33 +174,47 @@ static int stage_probe(struct run *r)
 	return end(r, e);
 }
 
+static void relay_alloc(struct run *r);
+static int stage_portmap(struct run *r);
+
+/* PROBE beside JOIN, on a thread of its own: the probe, then PORTMAP's answer and the TURN
+ * allocation, as a sequential run has them before JOIN, each stage's end reported as it comes. The
+ * main thread is in the join meanwhile and emits nothing; JOIN's stage and clock are put back here.
+ * A failure only sets probe_err (probe_join reports it): the join writes res->why as it ends. */
 static void *probe_thread(void *arg)
 {
 	struct run *r = arg;
-	uint64_t t = rp_mono_ns();
-	r->probe_err = r->ops->probe(r->st, r->probe_port, true, r->filter_ms, &r->probe_ni, r->probe_why,
-				     sizeof(r->probe_why));
-	r->probe_ms = ms_since(t);
-	if (r->probe_err)
-		r->probe_failed = 1;
+	struct rp_punch_result *res = r->res;
+	enum rp_punch_stage was = res->stage;
+	uint64_t was_t0 = r->stage_t0, t = rp_mono_ns();
+	struct rp_natinfo ni;
+	r->probe_err = r->ops->probe(r->st, r->probe_port, true, r->filter_ms, &ni, r->probe_why, sizeof(r->probe_why));
+	res->stage_ms[RP_STAGE_PROBE] = ms_since(t);
+	if (r->probe_err) {
+		r->probe_failed = 1;   /* the join's waits end */
+		return NULL;
+	}
+	res->self = ni;
+	res->have_self = true;
+	res->self_now = res->self;
+	res->stage = RP_STAGE_PROBE;
+	emit(r, RP_PUNCH_EV_STAGE_END, 0, 0, NULL, NULL);
+	stage_portmap(r);
+	relay_alloc(r);
+	res->stage = was;
+	r->stage_t0 = was_t0;
 	return NULL;
 }
 
-/* PROBE begun beside JOIN: the port, PORTMAP's asking, the probe's thread (without one, the probe
- * runs here). Its end is probe_join's. */
+/* PROBE begun, to run beside JOIN: the port and PORTMAP's asking; the thread starts in stage_meet. */
 static int stage_probe_begin(struct run *r)
 {
-	int e;
 	begin(r, RP_STAGE_PROBE);
-	if ((e = probe_port(r, &r->probe_port)))
-		return e;
-	r->probe_on = pthread_create(&r->probe_th, NULL, probe_thread, r) == 0;
-	if (!r->probe_on)
-		probe_thread(r);
-	return 0;
+	return pick_port(r, &r->probe_port);
 }
 
-/* The probe's end, once: its result and PROBE's end event (or, failed, PROBE's failure). */
+/* The probe thread's end (without a thread the probe ran in probe_start): 0, or its failure, which
+ * is the run's (in PROBE, with the probe's why). */
 static int probe_join(struct run *r)
 {
 	struct rp_punch_result *res = r->res;
@@ -211,27 +222,22 @@ static int probe_join(struct run *r)
 		pthread_join(r->probe_th, NULL);
 		r->probe_on = false;
 	}
-	if (r->probe_joined)
+	if (!r->probe_err || r->probe_joined)
 		return r->probe_err;
 	r->probe_joined = true;
-	enum rp_punch_stage was = res->stage;
-	uint64_t was_t0 = r->stage_t0;
 	res->stage = RP_STAGE_PROBE;
-	res->stage_ms[RP_STAGE_PROBE] = r->probe_ms;
-	if (r->probe_err) {
-		snprintf(res->why, sizeof(res->why), "%s", r->probe_why);
-		res->error = r->probe_err;
-		res->t_end_ms = ms_since(r->t0);
-		emit(r, RP_PUNCH_EV_STAGE_END, r->probe_err, 0, NULL, NULL);
-		return r->probe_err;   /* the run ends in PROBE */
-	}
-	res->self = r->probe_ni;
-	res->have_self = true;
-	res->self_now = res->self;
-	emit(r, RP_PUNCH_EV_STAGE_END, 0, 0, NULL, NULL);
-	res->stage = was;
-	r->stage_t0 = was_t0;
-	return 0;
+	snprintf(res->why, sizeof(res->why), "%s", r->probe_why);
+	res->error = r->probe_err;
+	res->t_end_ms = ms_since(r->t0);
+	emit(r, RP_PUNCH_EV_STAGE_END, r->probe_err, 0, NULL, NULL);
+	return r->probe_err;
+}
+
+static void probe_start(struct run *r)
+{
+	r->probe_on = pthread_create(&r->probe_th, NULL, probe_thread, r) == 0;
+	if (!r->probe_on)
+		probe_thread(r);
 }
 
 /* Before JOIN: the TURN allocation, whose relayed address goes into the exchange. Not fatal: without
@@ -262,26 +268,14 @@ static int stage_portmap(struct run *r)
 	return end(r, 0);
 }
 
-/* rp_punch_ready.wait: the probe's end, then PORTMAP's answer and the TURN allocation, as the
- * sequential run has them before JOIN; JOIN's stage and clock go on afterwards. */
+/* rp_punch_ready.wait: the probe thread's end; this side's natinfo */
 static int ready_wait(void *arg, struct rp_natinfo *self)
 {
 	struct run *r = arg;
-	struct rp_punch_result *res = r->res;
-	int e;
-	if (!r->ready) {
-		if ((e = probe_join(r)))
-			return e;
-		enum rp_punch_stage was = res->stage;
-		uint64_t was_t0 = r->stage_t0;
-		stage_portmap(r);
-		relay_alloc(r);
-		res->stage = was;
-		r->stage_t0 = was_t0;
-		r->ready = true;
-	}
-	*self = res->self_now;
-	return 0;
+	int e = probe_join(r);
+	if (!e)
+		*self = r->res->self_now;
+	return e;
 }
 
 static int stage_meet(struct run *r)
@@ -294,13 +288,13 @@ static int stage_meet(struct run *r)
 		e = r->ops->serverless(r->st, &res->self_now, &res->meet, on_text, r, res->why, sizeof(res->why));
 	} else {
 		struct rp_punch_ready rd = { .wait = ready_wait, .arg = r, .cancel = &r->probe_failed };
+		struct rp_natinfo none = res->self_now;   /* not known yet: the join asks rd */
 		begin(r, RP_STAGE_JOIN);
-		e = r->ops->join(r->st, &res->self_now, &rd, &res->meet, res->why, sizeof(res->why));
+		probe_start(r);
+		e = r->ops->join(r->st, &none, &rd, &res->meet, res->why, sizeof(res->why));
 		/* the probe's own failure is the run's, whatever the join made of it */
 		if (probe_join(r))
 			return r->probe_err;
-		if (!e && !r->ready)
-			e = ready_wait(r, &res->self_now);   /* a join that never asked */
 	}
 	if (!e) {
 		res->have_peer = true;
