@@ -78,7 +78,7 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 		n->rv = NULL;
 		r = rv_connect(&n->rv_addr, RV_CONNECT_MS, &n->rv);
 	} else {
-		r = rv_connect(&o->rendezvous, 5000, &n->rv);
+		r = rv_connect_hedged(&o->rendezvous, 5000, RV_CONNECT_HEDGE_MS, &n->rv);
 	}
 	if (r) {
 		snprintf(why, wlen, "rendezvous %s:%u: %s", rp_ip_str(n->rv_addr.sin_addr.s_addr, a),

@@ -67,40 +67,85 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t
 	}
 }
 
-int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)
+/* A non-blocking socket connecting to server: the fd, or -errno. */
+static int connect_start(const struct sockaddr_in *server)
 {
-	struct rv_client *c;
-	int fd, err = 0, one = 1;
-	socklen_t el = sizeof(err);
-	if (!server || !out || timeout_ms <= 0)
-		return -EINVAL;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (const struct sockaddr *)server, sizeof(*server)) < 0 && errno != EINPROGRESS) {
-		err = -errno;
+		int err = -errno;
 		close(fd);
 		return err;
 	}
-	int r = wait_fd(fd, POLLOUT, rp_mono_ms() + (uint64_t)timeout_ms, NULL, NULL);
-	if (r) {
-		close(fd);
+	return fd;
+}
+
+int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedge_ms, struct rv_client **out)
+{
+	struct rv_client *c;
+	int fd[2] = { -1, -1 }, won = -1, r = -ETIMEDOUT;
+	if (!server || !out || timeout_ms <= 0)
+		return -EINVAL;
+	if ((fd[0] = connect_start(server)) < 0)
+		return fd[0];
+	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms;
+	uint64_t hedge = hedge_ms > 0 && hedge_ms < timeout_ms ? t0 + (uint64_t)hedge_ms : 0;
+	while (won < 0) {
+		uint64_t now = rp_mono_ms();
+		if (now >= deadline)
+			break;
+		if (hedge && now >= hedge) {   /* a lost SYN waits the kernel's 1 s: a second connection */
+			hedge = 0;
+			fd[1] = connect_start(server);
+		}
+		struct pollfd p[2];
+		int np = 0;
+		for (int i = 0; i < 2; i++)
+			if (fd[i] >= 0)
+				p[np++] = (struct pollfd){ .fd = fd[i], .events = POLLOUT };
+		uint64_t until = hedge ? hedge : deadline;
+		int w = poll(p, (nfds_t)np, (int)(until - now));
+		if (w < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		for (int k = 0; k < np && won < 0; k++) {
+			if (!p[k].revents)
+				continue;
+			int i = p[k].fd == fd[0] ? 0 : 1, err = 0;
+			socklen_t el = sizeof(err);
+			getsockopt(fd[i], SOL_SOCKET, SO_ERROR, &err, &el);
+			if (!err) {
+				won = i;
+			} else {   /* refused: so is the other (the same server) */
+				r = -err;
+				close(fd[i]);
+				fd[i] = -1;
+			}
+		}
+		if (won < 0 && fd[0] < 0 && fd[1] < 0)
+			break;   /* refused */
+	}
+	for (int i = 0; i < 2; i++)
+		if (i != won && fd[i] >= 0)
+			close(fd[i]);
+	if (won < 0)
 		return r;
-	}
-	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-	if (err) {
-		close(fd);
-		return -err;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		close(fd);
+		close(fd[won]);
 		return -ENOMEM;
 	}
-	c->fd = fd;
+	c->fd = fd[won];
 	*out = c;
 	return 0;
+}
+
+int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)
+{
+	return rv_connect_hedged(server, timeout_ms, 0, out);
 }
 
 struct rv_client *rv_client_adopt_(int fd, const struct rv_keys *k)

@@ -99,6 +99,11 @@ uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, in
 
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);
+/* rv_connect, and a second connection (another local port) if the first has not connected after
+ * hedge_ms (0: never): the first to connect is kept. A lost SYN costs the kernel's 1 s retransmission;
+ * the second connection takes one more NAT mapping. */
+int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedge_ms, struct rv_client **out);
+#define RV_CONNECT_HEDGE_MS 250   /* the punch's connection: hedged after 250 ms (5 RTTs of 50 ms) */
 /* Measure the offset to the server's clock: rounds samples (1..64) sent at once, the min-RTT one kept
  * (rv_clock_estimate). -ERANGE: the server's clock is more than RV_CLOCK_OFFSET_MAX away. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
