@@ -175,6 +175,12 @@ static int net_portmap_begin(void *arg, uint16_t port)
 static void net_portmap_end(void *arg, struct rp_natinfo *ni)
 {
 	struct net *n = arg;
+	/* The probe is done. A hard side waits for a late SSDP answer (an IGD may hold it up to a second,
+	 * and a mapping is what makes such a side easy); any other only RP_PMHOLD_GRACE_MS more, as the
+	 * probe command does: a gateway whose ICMP rate limit swallowed its refusal of the unicast
+	 * M-SEARCH cost every punch 1.1 s. */
+	if (rp_side_classify(ni) != RP_SIDE_HARD)
+		rp_pmhold_give_up_in(n->pm, RP_PMHOLD_GRACE_MS);
 	rp_pmhold_wait(n->pm);
 	rp_pmhold_fill(n->pm, ni);
 	if (ni->pm_port && rp_pmhold_keep(n->pm)) {
