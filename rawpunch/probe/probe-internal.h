@@ -11,6 +11,7 @@
  *   probe-plot.c   rp_probe_plot() (gnuplot) */
 #ifndef RP_PROBE_INTERNAL_H
 #define RP_PROBE_INTERNAL_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,9 +25,11 @@ void probe_sample_from(struct rp_probe_sample *ps, enum rp_probe_kind kind, cons
 
 /* probe-ttl.c: r->hops[], r->n_hops; 0 when the NAT hop is found, else -errno (r->ttl_err).
  * sent(arg) is called once the first SYNs have left (the flow they make on the NAT is then taken),
- * before the answers are waited for; it may not be called when the search fails before. */
+ * before the answers are waited for; it may not be called when the search fails before. Once
+ * *enough (NULL: never) is set and the server was reached, the wait for the answers of the hops
+ * before it ends: a router that stays silent that long (its ICMP rate limit spent) will not answer. */
 int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg);
+		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg, const atomic_bool *enough);
 
 /* probe-alloc.c: STUN Binding flows in flight together. Each starts at start_ns (CLOCK_MONOTONIC;
  * 0: held until a hook gives it one), in the order given among those due; a flow the caller marks

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,7 @@ struct ttl_job {
 	uint16_t lport;
 	int err;
 	bool sent, on;
+	atomic_bool enough;              /* the STUN flows are done: the search need not wait longer */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t th;
@@ -120,7 +122,7 @@ static void ttl_sent(void *arg)
 static void *ttl_thread(void *arg)
 {
 	struct ttl_job *j = arg;
-	j->err = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_sent, j);
+	j->err = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_sent, j, &j->enough);
 	ttl_sent(j);   /* a search that failed before sending: nothing to wait for */
 	return NULL;
 }
@@ -137,7 +139,7 @@ static void ttl_start(struct ttl_job *j, const struct rp_probe_opts *o, struct r
 	pthread_cond_init(&j->cv, NULL);
 	j->on = pthread_create(&j->th, NULL, ttl_thread, j) == 0;
 	if (!j->on) {
-		j->err = probe_ttl_search(o, r, rt, laddr, lport, NULL, NULL);
+		j->err = probe_ttl_search(o, r, rt, laddr, lport, NULL, NULL, NULL);
 		return;
 	}
 	pthread_mutex_lock(&j->mu);
@@ -146,9 +148,12 @@ static void ttl_start(struct ttl_job *j, const struct rp_probe_opts *o, struct r
 	pthread_mutex_unlock(&j->mu);
 }
 
-/* The search's end: r->hops are the caller's again; r->ttl_err. */
+/* The search's end: r->hops are the caller's again; r->ttl_err. Called once the STUN flows are done
+ * (at least two round trips to the server since the search's SYNs left): a hop before the server
+ * that has not answered by then stays silent (its ICMP rate limit spent). */
 static void ttl_join(struct ttl_job *j)
 {
+	atomic_store(&j->enough, true);
 	if (j->on) {
 		pthread_join(j->th, NULL);
 		j->on = false;
