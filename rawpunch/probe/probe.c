@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The NAT probe, rp_probe_run() (see probe.h): the phases in order and what they measured turned
- * into the natinfo. Phase 1 (filtering) runs here on a thread of its own; phase 2 is in
- * probe-ttl.c, phase 3 (the RFC 5780 mapping tests) here with nat_ttl's confirmation after it in
- * probe-confirm.c, phase 4 in probe-alloc.c; the report's JSON and plot are in probe-json.c and
- * probe-plot.c. */
+/* The NAT probe, rp_probe_run() (see probe.h): the phases, overlapped, and what they measured turned
+ * into the natinfo. Phase 1 (filtering) runs on a thread of its own, phase 2 (probe-ttl.c) on another
+ * beside phases 3 (the RFC 5780 mapping tests) and 4 (the allocation samples), whose STUN flows run
+ * together in probe-alloc.c's event loop; nat_ttl's confirmation comes after them (probe-confirm.c);
+ * the report's JSON and plot are in probe-json.c and probe-plot.c. */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <arpa/inet.h>
