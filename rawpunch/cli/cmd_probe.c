@@ -21,7 +21,6 @@
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/trace.h"
 
-#define PROBE_PORTMAP_GRACE_MS 150   /* after the probe, the port mapping answer is waited for this long */
 
 static void usage(FILE *f)
 {
@@ -403,7 +402,7 @@ int cmd_probe(int argc, char **argv)
 		close(hold_fd);
 	if (pm) {
 		/* asking may add ~0.15 s to the probe, not an IGD's full second of SSDP delay */
-		rp_pmhold_give_up_in(pm, PROBE_PORTMAP_GRACE_MS);
+		rp_pmhold_give_up_in(pm, RP_PMHOLD_GRACE_MS);
 		rp_pmhold_wait(pm);
 		rp_pmhold_fill(pm, &r->ni);
 		rp_pmhold_release(pm, 1000);   /* the probe only asks what the NAT offers */

@@ -603,9 +603,25 @@ static int state_of(const struct finder *f, unsigned p)
 	return p == RP_PM_PCP ? f->pcp.state : p == RP_PM_NATPMP ? f->natpmp.state : f->ssdp_state;
 }
 
-/* Done when every protocol more preferred than the best one that answered has concluded. */
+/* The gateway refused every protocol asked (ICMP port unreachable; SSDP: the unicast M-SEARCH), the
+ * others concluded: nothing on it maps ports. An IGD elsewhere on the link that might still answer
+ * the group maps ports on its own address, which our flows do not leave through. */
+static bool gateway_refused_all(const struct finder *f)
+{
+	if (f->ssdp_state != 1 || !f->ssdp_refused)
+		return false;
+	for (unsigned p = 0; p < RP_PM_NPROTO; p++)
+		if (p != RP_PM_UPNP && (f->want & RP_PM_F(p)) && state_of(f, p) != -ECONNREFUSED)
+			return false;
+	return true;
+}
+
+/* Done when every protocol more preferred than the best one that answered has concluded, or the
+ * gateway refused them all. */
 static bool find_done(const struct finder *f)
 {
+	if (gateway_refused_all(f))
+		return true;
 	for (unsigned p = 0; p < RP_PM_NPROTO; p++) {
 		if (!(f->want & RP_PM_F(p)))
 			continue;

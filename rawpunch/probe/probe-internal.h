@@ -4,12 +4,14 @@
  *   probe.c        rp_probe_run(): the phases in order (filtering thread, nat_ttl, mapping tests,
  *                  allocation) and the classification of what they measured
  *   probe-ttl.c    phase 2: the TTL search for the NAT hop (crafted SYNs with Record Route, ICMP via pcap)
- *   probe-alloc.c  phase 4: the allocation samples, N flows from fresh ports in flight together
+ *   probe-alloc.c  phases 3 and 4's STUN flows (the mapping tests, the allocation samples) in flight
+ *                  together
  *   probe-confirm.c nat_ttl confirmed by the server's connect-back (after the mapping tests)
  *   probe-json.c   rp_probe_to_json()
  *   probe-plot.c   rp_probe_plot() (gnuplot) */
 #ifndef RP_PROBE_INTERNAL_H
 #define RP_PROBE_INTERNAL_H
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -21,13 +23,35 @@ struct rp_route;
 void probe_sample_from(struct rp_probe_sample *ps, enum rp_probe_kind kind, const struct rp_stun_result *res,
 		       int err, uint16_t lport);
 
-/* probe-ttl.c: r->hops[], r->n_hops; 0 when the NAT hop is found, else -errno (r->ttl_err) */
+/* probe-ttl.c: r->hops[], r->n_hops; 0 when the NAT hop is found, else -errno (r->ttl_err).
+ * sent(arg) is called once the first SYNs have left (the flow they make on the NAT is then taken),
+ * before the answers are waited for; it may not be called when the search fails before. Once
+ * *enough (NULL: never) is set and the server was reached, the wait for the answers of the hops
+ * before it ends: a router that stays silent that long (its ICMP rate limit spent) will not answer. */
 int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-		     uint32_t laddr, uint16_t lport);
+		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg, const atomic_bool *enough);
 
-/* probe-alloc.c: appends o->samples (at most RP_PROBE_MAX_SAMPLES) samples to r->samples[] */
-int probe_sample_allocation(const struct rp_probe_opts *o, struct rp_probe_report *r, uint32_t laddr,
-			    const struct rp_stun_opts *base);
+/* probe-alloc.c: STUN Binding flows in flight together. Each starts at start_ns (CLOCK_MONOTONIC;
+ * 0: held until a hook gives it one), in the order given among those due; a flow the caller marks
+ * PROBE_FLOW_SKIP is not run, one still held at the end is left PROBE_FLOW_WAIT with -ECANCELED. */
+enum probe_flow_state { PROBE_FLOW_WAIT = 0, PROBE_FLOW_BUSY, PROBE_FLOW_DONE, PROBE_FLOW_SKIP };
+struct probe_flow {
+	struct sockaddr_in to;
+	struct rp_stun_opts so;          /* local port 0: a fresh one */
+	uint64_t start_ns;
+	enum probe_flow_state state;
+	struct rp_stun_result res;       /* DONE: the exchange's result (t_start_ns: when its SYN left) */
+	int err;                         /* DONE: 0, or the exchange's -errno */
+	bool optional;                   /* given up (-ETIMEDOUT) when still in flight twice the median
+	                                    exchange (+ PROBE_FLOW_LATE_MS) after its SYN, once every flow
+	                                    that is not optional ended */
+};
+#define PROBE_FLOW_LATE_MS 100   /* a loaded host's scheduling, not a resent SYN (1 s) */
+/* Called as flow i ends (it may give held flows their start); non-zero stops the run there (what is
+ * in flight is closed, the rest is not started). */
+typedef int (*probe_flow_done_fn)(struct probe_flow *f, unsigned n, unsigned i, void *arg);
+/* 0 once every flow ended (or the hook stopped the run); -ENOMEM */
+int probe_flows_run(struct probe_flow *f, unsigned n, probe_flow_done_fn done, void *arg);
 
 /* probe-confirm.c: the confirmation of nat_ttl */
 struct probe_confirm {

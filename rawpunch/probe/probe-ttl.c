@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -35,6 +36,7 @@ struct ttl_run {
 	uint16_t lport, dport;
 	unsigned ttl_max;
 	uint32_t reach_ack;          /* the ack of the server's first answer (0: none) */
+	const atomic_bool *enough;   /* the caller's: stop waiting once the server was reached */
 	uint64_t sent_ns[RP_PROBE_MAX_HOPS + 1];
 };
 
@@ -128,12 +130,15 @@ static int wait_answers(struct ttl_run *t, unsigned from, int wait_ms)
 		struct rp_event ev;
 		while (rp_cap_next(t->cap, &ev) == 1)
 			take(t, &ev);
-		if (complete(t, from))
+		if (complete(t, from) || (t->reach_ack && t->enough && atomic_load(t->enough)))
 			return 0;
 		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
 		if (now >= deadline)
 			return 0;
-		int w = rp_cap_wait(t->cap, (int)((deadline - now) / 1000000ull) + 1);
+		int ms = (int)((deadline - now) / 1000000ull) + 1;
+		if (t->enough && ms > 10)
+			ms = 10;   /* look at enough again soon */
+		int w = rp_cap_wait(t->cap, ms);
 		if (w < 0 && w != -EINTR)
 			return w;
 	}
@@ -153,9 +158,9 @@ static unsigned silent_tail(const struct ttl_run *t)
 }
 
 int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-		     uint32_t laddr, uint16_t lport)
+		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg, const atomic_bool *enough)
 {
-	struct ttl_run t = { .o = o, .r = r, .raw = -1, .laddr = laddr, .lport = lport };
+	struct ttl_run t = { .o = o, .r = r, .raw = -1, .laddr = laddr, .lport = lport, .enough = enough };
 	struct rp_guard *g = NULL;
 	char err[256];
 	int ret;
@@ -195,10 +200,18 @@ int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, c
 	for (unsigned ttl = 1; ttl <= t.ttl_max; ttl++)
 		if ((ret = send_syn(&t, ttl, false)) < 0)
 			goto out;
+	if (sent)
+		sent(arg);
 	if ((ret = wait_answers(&t, 1, wait_ms)) < 0)
 		goto out;
+	/* Only when the server was not reached: past it the TTLs are silent anyway (it answers one SYN
+	 * of the flow), and a second SYN there would make the NAT take a new port while the STUN flows
+	 * run beside the search (probe.c). */
+	bool reached = false;
+	for (unsigned ttl = 1; ttl <= t.ttl_max; ttl++)
+		reached |= r->hops[ttl - 1].reached;
 	unsigned tail = silent_tail(&t);
-	if (t.raw >= 0 && tail <= t.ttl_max) {
+	if (t.raw >= 0 && tail <= t.ttl_max && !reached) {
 		for (unsigned ttl = tail; ttl <= t.ttl_max; ttl++)
 			if ((ret = send_syn(&t, ttl, true)) < 0)
 				goto out;

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* The NAT probe, rp_probe_run() (see probe.h): the phases in order and what they measured turned
- * into the natinfo. Phase 1 (filtering) runs here on a thread of its own; phase 2 is in
- * probe-ttl.c, phase 3 (the RFC 5780 mapping tests) here with nat_ttl's confirmation after it in
- * probe-confirm.c, phase 4 in probe-alloc.c; the report's JSON and plot are in probe-json.c and
- * probe-plot.c. */
+/* The NAT probe, rp_probe_run() (see probe.h): the phases, overlapped, and what they measured turned
+ * into the natinfo. Phase 1 (filtering) runs on a thread of its own, phase 2 (probe-ttl.c) on another
+ * beside phases 3 (the RFC 5780 mapping tests) and 4 (the allocation samples), whose STUN flows run
+ * together in probe-alloc.c's event loop; nat_ttl's confirmation comes after them (probe-confirm.c);
+ * the report's JSON and plot are in probe-json.c and probe-plot.c. */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,51 +92,183 @@ static int cmp_sample(const void *a, const void *b)
 	return x->t_ns < y->t_ns ? -1 : x->t_ns > y->t_ns;
 }
 
-/* One Binding from the punch port as a sample of kind k; 0, or the exchange's -errno. */
-static int binding(const struct sockaddr_in *to, const struct rp_stun_opts *so, struct rp_probe_report *r,
-		   enum rp_probe_kind k, struct rp_stun_result *res)
+/* ---------------------------------------------------------------- phase 2 beside the tests (thread) */
+
+/* The TTL search runs beside the STUN flows: they start once its SYNs have left, so the flow those
+ * make on the NAT comes before theirs, as when the search ran first. */
+struct ttl_job {
+	const struct rp_probe_opts *o;
+	struct rp_probe_report *r;
+	const struct rp_route *rt;
+	uint32_t laddr;
+	uint16_t lport;
+	int err;
+	bool sent, on;
+	atomic_bool enough;              /* the STUN flows are done: the search need not wait longer */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+};
+
+static void ttl_sent(void *arg)
 {
-	memset(res, 0, sizeof(*res));
-	int e = rp_stun_binding(to, so, res);
-	struct rp_probe_sample *ps = &r->samples[r->n_samples++];
-	probe_sample_from(ps, k, res, e, so->local_port);
-	return ps->ok ? 0 : ps->err;
+	struct ttl_job *j = arg;
+	pthread_mutex_lock(&j->mu);
+	j->sent = true;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
-/* Phase 3 after test 1: the alternate address (test 2), the alternate address and port (test 3),
- * the primary address at the alternate port (test 4), and what they say about the mapping. */
-static void mapping_tests(const struct rp_probe_opts *o, const struct rp_stun_opts *so, struct rp_probe_report *r,
-			  const struct rp_stun_result *t1, struct rp_ep m[4], bool have[4])
+static void *ttl_thread(void *arg)
 {
-	struct rp_stun_result res;
-	int e2 = -ENOTSUP, e3 = -ENOTSUP;
-	m[0] = (struct rp_ep){ t1->mapped.sin_addr.s_addr, ntohs(t1->mapped.sin_port) };
-	have[0] = true;
-	have[1] = have[2] = have[3] = false;
+	struct ttl_job *j = arg;
+	j->err = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_sent, j, &j->enough);
+	ttl_sent(j);   /* a search that failed before sending: nothing to wait for */
+	return NULL;
+}
+
+/* Start the search and return once its SYNs have left (or it ended); without a thread it runs
+ * here, to the end. */
+static void ttl_start(struct ttl_job *j, const struct rp_probe_opts *o, struct rp_probe_report *r,
+		      const struct rp_route *rt, uint32_t laddr, uint16_t lport)
+{
+	*j = (struct ttl_job){ .o = o, .r = r, .rt = rt, .laddr = laddr, .lport = lport, .err = -ECANCELED };
+	if (!o->ttl_max)
+		return;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	j->on = pthread_create(&j->th, NULL, ttl_thread, j) == 0;
+	if (!j->on) {
+		j->err = probe_ttl_search(o, r, rt, laddr, lport, NULL, NULL, NULL);
+		return;
+	}
+	pthread_mutex_lock(&j->mu);
+	while (!j->sent)
+		pthread_cond_wait(&j->cv, &j->mu);
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* The search's end: r->hops are the caller's again; r->ttl_err. Called once the STUN flows are done
+ * (at least two round trips to the server since the search's SYNs left): a hop before the server
+ * that has not answered by then stays silent (its ICMP rate limit spent). */
+static void ttl_join(struct ttl_job *j)
+{
+	atomic_store(&j->enough, true);
+	if (j->on) {
+		pthread_join(j->th, NULL);
+		j->on = false;
+	}
+	if (j->o && j->o->ttl_max) {
+		pthread_mutex_destroy(&j->mu);
+		pthread_cond_destroy(&j->cv);
+	}
+	j->r->ttl_err = j->err;
+}
+
+/* ---------------------------------------------------------------- phases 3 and 4: the STUN flows */
+
+/* The flows: test 1 (the primary address and port), tests 2 (the alternate address), 3 (the
+ * alternate address and port) and 4 (the primary address at the alternate port), all from the
+ * punch port, then the allocation samples from fresh ports. Test 1 and the samples start at once
+ * (a sample every interval); tests 2..4 wait for test 1's OTHER-ADDRESS and then go together. */
+enum { F_T1, F_T2, F_T3, F_T4, F_ALLOC };
+
+static int flows_after(struct probe_flow *f, unsigned n, unsigned i, void *arg)
+{
+	const struct rp_probe_opts *o = arg;
+	(void)n;
+	if (i != F_T1)
+		return 0;
+	const struct rp_stun_result *t1 = &f[F_T1].res;
+	if (f[F_T1].err || !t1->has_mapped)
+		return 1;   /* no test 1: the probe ends here */
+	uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
 	if (t1->has_other && t1->other.sin_addr.s_addr != o->stun.sin_addr.s_addr) {
-		struct sockaddr_in to = t1->other;
-		to.sin_port = o->stun.sin_port;
-		if (!(e2 = binding(&to, so, r, RP_SAMPLE_TEST2, &res))) {
-			m[1] = (struct rp_ep){ res.mapped.sin_addr.s_addr, ntohs(res.mapped.sin_port) };
-			have[1] = true;
-		}
+		f[F_T2].to = t1->other;
+		f[F_T2].to.sin_port = o->stun.sin_port;
+		f[F_T2].start_ns = now;
 		if (t1->other.sin_port != o->stun.sin_port) {
-			if (!(e3 = binding(&t1->other, so, r, RP_SAMPLE_TEST3, &res))) {
-				m[2] = (struct rp_ep){ res.mapped.sin_addr.s_addr, ntohs(res.mapped.sin_port) };
-				have[2] = true;
-			}
-			to = o->stun;   /* the primary address at the alternate port */
-			to.sin_port = t1->other.sin_port;
-			if (!binding(&to, so, r, RP_SAMPLE_TEST4, &res)) {
-				m[3] = (struct rp_ep){ res.mapped.sin_addr.s_addr, ntohs(res.mapped.sin_port) };
-				have[3] = true;
-			}
+			f[F_T3].to = t1->other;
+			f[F_T4].to = o->stun;   /* the primary address at the alternate port */
+			f[F_T4].to.sin_port = t1->other.sin_port;
+			f[F_T3].start_ns = f[F_T4].start_ns = now;
 		}
+	}
+	for (unsigned k = F_T2; k <= F_T4; k++)
+		if (!f[k].start_ns)
+			f[k].state = PROBE_FLOW_SKIP;
+	return 0;
+}
+
+/* Run the flows; r->samples: test 1, the tests that ran, then the allocation samples. 0, test 1's
+ * -errno (r->samples empty, *t1 what it got), or -ENOMEM. */
+static int stun_flows(const struct rp_probe_opts *o, const struct rp_stun_opts *so, struct rp_probe_report *r,
+		      struct rp_stun_result *t1, int errs[4], struct rp_stun_result tres[4])
+{
+	unsigned ns = o->samples > RP_PROBE_MAX_SAMPLES ? RP_PROBE_MAX_SAMPLES : o->samples;
+	int interval = o->interval_ms >= 0 ? o->interval_ms : 40;
+	struct probe_flow *f = calloc(F_ALLOC + ns, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	uint64_t t0 = rp_clock_ns(CLOCK_MONOTONIC);
+	for (unsigned i = 0; i < F_ALLOC + ns; i++) {
+		f[i].so = *so;
+		if (i >= F_ALLOC) {
+			f[i].to = o->stun;
+			f[i].so.local_port = 0;
+			f[i].so.close = RP_STUN_CLOSE_RST;
+			f[i].optional = true;   /* a straggler is a gap in the series, not a wait */
+			f[i].start_ns = t0 + (uint64_t)(i - F_ALLOC) * (uint64_t)interval * 1000000ull;
+		}
+	}
+	f[F_T1].to = o->stun;
+	f[F_T1].start_ns = t0;
+	int ret = probe_flows_run(f, F_ALLOC + ns, flows_after, (void *)o);
+	if (ret) {
+		free(f);
+		return ret;
+	}
+	*t1 = f[F_T1].res;
+	r->n_samples = 0;
+	if (f[F_T1].err || !t1->has_mapped) {
+		int e = f[F_T1].err ? f[F_T1].err : t1->error_code ? -EPROTO : -EBADMSG;
+		free(f);
+		return e;
+	}
+	static const enum rp_probe_kind kind[F_ALLOC] = { RP_SAMPLE_TEST1, RP_SAMPLE_TEST2, RP_SAMPLE_TEST3,
+							  RP_SAMPLE_TEST4 };
+	for (unsigned i = 0; i < F_ALLOC + ns; i++) {
+		if (i < F_ALLOC) {
+			errs[i] = f[i].state == PROBE_FLOW_DONE ? f[i].err : -ENOTSUP;
+			tres[i] = f[i].res;
+		}
+		if (f[i].state != PROBE_FLOW_DONE)
+			continue;
+		struct rp_probe_sample *ps = &r->samples[r->n_samples++];
+		probe_sample_from(ps, i < F_ALLOC ? kind[i] : RP_SAMPLE_ALLOC, &f[i].res, f[i].err,
+				  i < F_ALLOC ? so->local_port : 0);
+		if (i < F_ALLOC && ps->ok)
+			errs[i] = 0;
+		else if (i < F_ALLOC)
+			errs[i] = ps->err;
+	}
+	free(f);
+	return 0;
+}
+
+/* Phase 3's verdict from tests 1..4: the mapping, and the public endpoints they saw. */
+static void mapping_verdict(struct rp_probe_report *r, const struct rp_stun_result *t1,
+			    const int errs[4], const struct rp_stun_result tres[4], struct rp_ep m[4], bool have[4])
+{
+	for (unsigned k = 0; k < 4; k++) {
+		have[k] = !errs[k];
+		m[k] = have[k] ? (struct rp_ep){ tres[k].mapped.sin_addr.s_addr, ntohs(tres[k].mapped.sin_port) }
+			       : (struct rp_ep){ 0, 0 };
 	}
 	struct rp_ep local = { r->ni.local_addr, r->ni.local_port };
 	r->ni.mapping = rp_mapping_classify4(&local, &m[0], have[1] ? &m[1] : NULL, have[2] ? &m[2] : NULL,
 					     have[3] ? &m[3] : NULL, &r->ni.behind_nat);
-	r->mapping_err = r->ni.mapping != RP_MAP_UNKNOWN ? 0 : !t1->has_other ? -ENOTSUP : e2 ? e2 : e3;
+	r->mapping_err = r->ni.mapping != RP_MAP_UNKNOWN ? 0 : !t1->has_other ? -ENOTSUP : errs[1] ? errs[1] : errs[2];
 }
 
 /* The public port a new flow from the punch port to the connect-back server gets on the outermost
@@ -301,13 +434,17 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	struct filter_job fj;
 	filter_start(&fj, o, lport);
 
-	/* 2. the hops */
-	r->ttl_err = o->ttl_max ? probe_ttl_search(o, r, &rt, laddr, lport) : -ECANCELED;
+	/* 2. the hops, beside phases 3 and 4 (the STUN flows start once its SYNs have left) */
+	struct ttl_job tj;
+	ttl_start(&tj, o, r, &rt, laddr, lport);
 
-	/* 3. mapping: RFC 5780 §4.3 over TCP from the punch port */
-	struct rp_stun_result t1;
-	int e1 = binding(&o->stun, &so, r, RP_SAMPLE_TEST1, &t1);
+	/* 3. mapping: RFC 5780 §4.3 over TCP from the punch port, with 4. the allocation samples in
+	 * flight beside the tests */
+	struct rp_stun_result t1, tres[4];
+	int errs[4];
+	int e1 = stun_flows(o, &so, r, &t1, errs, tres);
 	if (e1) {
+		ttl_join(&tj);
 		r->n_samples = 0;
 		filter_join(&fj);
 		r->ni.filtering = fj.err ? RP_FILTER_UNKNOWN : fj.out;
@@ -324,7 +461,8 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	r->other = t1.other;
 	struct rp_ep m[4];
 	bool have[4];
-	mapping_tests(o, &so, r, &t1, m, have);
+	mapping_verdict(r, &t1, errs, tres, m, have);
+	ttl_join(&tj);
 
 	/* what the hops show, now that the public address is known */
 	struct rp_hop hops[RP_PROBE_MAX_HOPS];
@@ -338,15 +476,11 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	}
 	rp_nat_ttl_guess(hops, r->n_hops, laddr, lport, r->ni.mapped_addr, r->ni.mapped_port, &r->guess);
 
-	/* nat_ttl's confirmation, before the samples: its connections are no new flows of theirs */
+	/* nat_ttl's confirmation, after the samples: its connections are no flows of theirs (where it
+	 * runs, the public port of the punch port's flows is known: they take no new port) */
 	struct probe_confirm pc;
 	confirm(o, r, &rt, m, have, &pc);
 
-	/* 4. allocation */
-	if (o->samples && (ret = probe_sample_allocation(o, r, laddr, &so)) < 0) {
-		filter_join(&fj);
-		return ret;
-	}
 	decide_ttl(r, &pc);
 	struct rp_port_sample ps[RP_PROBE_MAX_SAMPLES + 4];
 	size_t nps = alloc_series(r, ps);

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* The NAT probe: what this host sits behind, measured from the port it will punch from.
  *
- * Phases, in this order (so the allocation samples are the last flows the NAT sees and the
- * prediction starts from the freshest port):
+ * Phases, overlapped where they do not depend on each other: 1 runs beside everything; 2's SYNs
+ * leave first and its answers are awaited beside 3 and 4; 3's test 1 and 4's samples start together,
+ * tests 2..4 together once test 1 named the alternate address; nat_ttl's confirmation comes last
+ * (the punch port's mapping and the samples are the NAT's last new flows, so the prediction starts
+ * from the freshest port):
  *   1. filtering: someone outside (the caller's filter_probe callback; rawpunch passes the rendezvous
  *      server's, rv_filter_probe_cb) connects from the internet to our public address and reports
  *      rst / drop / icmp. A host cannot learn this alone: it never sees what its NAT answers to
@@ -11,8 +14,8 @@
  *      port RP_PROBE_TTL_DPORT, sent at once (crafted, the kernel's RSTs suppressed by the guard),
  *      each carrying an IPv4 Record Route option; the ICMP time-exceeded replies (caught by pcap)
  *      quote them with the addresses the routers recorded, and the server's own answer tells how
- *      far it is (server_hops). Where the options are dropped on the way, the silent TTLs are sent
- *      again without them. Not the STUN port: conntrack would keep the crafted SYN's sequence window
+ *      far it is (server_hops). Where the options are dropped on the way (the server not reached, the
+ *      TTLs from there on silent), the silent TTLs are sent again without them. Not the STUN port: conntrack would keep the crafted SYN's sequence window
  *      for that 4-tuple and take the kernel's own SYN (another ISN) as a retransmission only when its
  *      ISN happens to be "after" ours, leaving every later segment INVALID, un-NATed, half the time.
  *   3. mapping: RFC 5780's Binding tests over TCP from the punch port: the primary address and port,
@@ -26,12 +29,14 @@
  *      simultaneous open passes any filter that lets the mapping's own remote endpoint in). The
  *      hops' candidate is tried first when they showed the NAT by its behaviour (then its passing
  *      settles it: one connect-back), else the TTL below it and on up while they fail, down while
- *      they pass, at most RP_PROBE_MAX_CONFIRM tests. Before phase 4, so that the connections to the
- *      server are not among the samples.
- *   4. allocation: N new flows from fresh local ports, one every interval_ms (in flight together on
- *      slow paths), time-stamped when their SYN left (a resent SYN's when a connect took a
- *      retransmission timeout longer); classified by natclass, with the mapping tests' new mappings
- *      included in the series.
+ *      they pass, at most RP_PROBE_MAX_CONFIRM tests. After phase 4's samples: where it runs, the
+ *      punch port's flows keep a known public port (they take none from the pool the samples see),
+ *      and its connections to the server do not fall among the samples.
+ *   4. allocation: N new flows from fresh local ports, one every interval_ms from test 1's start (in
+ *      flight together with the tests), time-stamped when their SYN left (a resent SYN's when a
+ *      connect took a retransmission timeout longer); classified by natclass, with the mapping tests'
+ *      new mappings included in the series. A sample still unanswered well after the rest (a lost
+ *      SYN waits the kernel's 1 s) is given up: a gap in the series, as a foreign flow would be.
  *   nat_ttl is then: confirmed, else what the hops show (rp_nat_ttl_guess), else a fallback; the
  *   natinfo says which (nat_ttl_method).
  * Returns -errno and prints nothing; rp_probe_plot() runs gnuplot. */

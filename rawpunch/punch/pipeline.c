@@ -4,6 +4,7 @@
 #include "rawpunch/punch/pipeline.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +26,14 @@ struct run {
 	uint32_t peer_pub;             /* the peer's public address the punch context aims at */
 	bool portmap;                  /* PORTMAP is asking (begun with the probe) */
 	bool peer_relay;               /* the peer gave up and goes on to the relay */
+	/* PROBE beside JOIN: the first probe on a thread of its own */
+	pthread_t probe_th;
+	bool probe_on;                 /* the thread was started and is not joined yet */
+	bool probe_joined;             /* its failure is reported */
+	uint16_t probe_port;
+	int probe_err;
+	char probe_why[RP_PUNCH_WHY_LEN];
+	volatile sig_atomic_t probe_failed;   /* ends the join's waits (rp_punch_ready.cancel) */
 };
 
 const char *rp_punch_stage_str(enum rp_punch_stage s)
@@ -144,26 +153,103 @@ static int stage_connect(struct run *r)
 	return end(r, e);
 }
 
-static int stage_probe(struct run *r)
+/* The punch port and PORTMAP's asking, at the probe's start; 0 or -errno (the run fails in PROBE). */
+static int pick_port(struct run *r, uint16_t *port)
 {
 	struct rp_punch_result *res = r->res;
-	uint16_t port = r->o->local_port;
 	int e;
-	begin(r, RP_STAGE_PROBE);
-	if (!port && (e = r->ops->free_port(r->st, &port))) {
+	*port = r->o->local_port;
+	if (!*port && (e = r->ops->free_port(r->st, port))) {
 		e = fail(r, e, "picking a free punch port: %s", strerror(-e));
 		res->stage_ms[RP_STAGE_PROBE] = -1;      /* the probe itself never ran */
 		return e;
 	}
 	/* PORTMAP asks beside the probe: a network without a port mapping service costs nothing */
 	r->portmap = !r->o->no_portmap && !res->serverless && r->ops->portmap_begin &&
-		     r->ops->portmap_begin(r->st, port) == 0;
+		     r->ops->portmap_begin(r->st, *port) == 0;
+	return 0;
+}
+
+static int stage_probe(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	uint16_t port;
+	int e;
+	begin(r, RP_STAGE_PROBE);
+	if ((e = pick_port(r, &port)))
+		return e;
 	e = r->ops->probe(r->st, port, true, r->filter_ms, &res->self, res->why, sizeof(res->why));
 	if (!e) {
 		res->have_self = true;
 		res->self_now = res->self;
 	}
 	return end(r, e);
+}
+
+static void relay_alloc(struct run *r);
+static int stage_portmap(struct run *r);
+
+/* PROBE beside JOIN, on a thread of its own: the probe, then PORTMAP's answer and the TURN
+ * allocation, as a sequential run has them before JOIN, each stage's end reported as it comes. The
+ * main thread is in the join meanwhile and emits nothing; JOIN's stage and clock are put back here.
+ * A failure only sets probe_err (probe_join reports it): the join writes res->why as it ends. */
+static void *probe_thread(void *arg)
+{
+	struct run *r = arg;
+	struct rp_punch_result *res = r->res;
+	enum rp_punch_stage was = res->stage;
+	uint64_t was_t0 = r->stage_t0, t = rp_mono_ns();
+	struct rp_natinfo ni;
+	r->probe_err = r->ops->probe(r->st, r->probe_port, true, r->filter_ms, &ni, r->probe_why, sizeof(r->probe_why));
+	res->stage_ms[RP_STAGE_PROBE] = ms_since(t);
+	if (r->probe_err) {
+		r->probe_failed = 1;   /* the join's waits end */
+		return NULL;
+	}
+	res->self = ni;
+	res->have_self = true;
+	res->self_now = res->self;
+	res->stage = RP_STAGE_PROBE;
+	emit(r, RP_PUNCH_EV_STAGE_END, 0, 0, NULL, NULL);
+	stage_portmap(r);
+	relay_alloc(r);
+	res->stage = was;
+	r->stage_t0 = was_t0;
+	return NULL;
+}
+
+/* PROBE begun, to run beside JOIN: the port and PORTMAP's asking; the thread starts in stage_meet. */
+static int stage_probe_begin(struct run *r)
+{
+	begin(r, RP_STAGE_PROBE);
+	return pick_port(r, &r->probe_port);
+}
+
+/* The probe thread's end (without a thread the probe ran in probe_start): 0, or its failure, which
+ * is the run's (in PROBE, with the probe's why). */
+static int probe_join(struct run *r)
+{
+	struct rp_punch_result *res = r->res;
+	if (r->probe_on) {
+		pthread_join(r->probe_th, NULL);
+		r->probe_on = false;
+	}
+	if (!r->probe_err || r->probe_joined)
+		return r->probe_err;
+	r->probe_joined = true;
+	res->stage = RP_STAGE_PROBE;
+	snprintf(res->why, sizeof(res->why), "%s", r->probe_why);
+	res->error = r->probe_err;
+	res->t_end_ms = ms_since(r->t0);
+	emit(r, RP_PUNCH_EV_STAGE_END, r->probe_err, 0, NULL, NULL);
+	return r->probe_err;
+}
+
+static void probe_start(struct run *r)
+{
+	r->probe_on = pthread_create(&r->probe_th, NULL, probe_thread, r) == 0;
+	if (!r->probe_on)
+		probe_thread(r);
 }
 
 /* Before JOIN: the TURN allocation, whose relayed address goes into the exchange. Not fatal: without
@@ -194,17 +280,33 @@ static int stage_portmap(struct run *r)
 	return end(r, 0);
 }
 
+/* rp_punch_ready.wait: the probe thread's end; this side's natinfo */
+static int ready_wait(void *arg, struct rp_natinfo *self)
+{
+	struct run *r = arg;
+	int e = probe_join(r);
+	if (!e)
+		*self = r->res->self_now;
+	return e;
+}
+
 static int stage_meet(struct run *r)
 {
 	struct rp_punch_result *res = r->res;
 	int e;
-	relay_alloc(r);
 	if (res->serverless) {
+		relay_alloc(r);
 		begin(r, RP_STAGE_OFFER);
 		e = r->ops->serverless(r->st, &res->self_now, &res->meet, on_text, r, res->why, sizeof(res->why));
 	} else {
+		struct rp_punch_ready rd = { .wait = ready_wait, .arg = r, .cancel = &r->probe_failed };
+		struct rp_natinfo none = res->self_now;   /* not known yet: the join asks rd */
 		begin(r, RP_STAGE_JOIN);
-		e = r->ops->join(r->st, &res->self_now, &res->meet, res->why, sizeof(res->why));
+		probe_start(r);
+		e = r->ops->join(r->st, &none, &rd, &res->meet, res->why, sizeof(res->why));
+		/* the probe's own failure is the run's, whatever the join made of it */
+		if (probe_join(r))
+			return r->probe_err;
 	}
 	if (!e) {
 		res->have_peer = true;
@@ -406,10 +508,13 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 	res->serverless = o->offer || o->answer_to;
 	r.t0 = o->t_start_ns ? o->t_start_ns : rp_mono_ns();
 	e = stage_connect(&r);
-	if (!e)
+	if (!e && res->serverless) {
 		e = stage_probe(&r);
-	if (!e)
-		e = stage_portmap(&r);
+		if (!e)
+			e = stage_portmap(&r);
+	} else if (!e) {
+		e = stage_probe_begin(&r);   /* ends in JOIN, when the natinfo is needed */
+	}
 	if (!e)
 		e = stage_meet(&r);
 	if (!e && o->relay_first) {

@@ -15,7 +15,12 @@
  *             silence only leaves pm_error. Never fails the run. Skipped when
  *             serverless (the offer codec carries no mapping) or no_portmap.
  *   JOIN      the session at the server: sealed natinfo exchange, roles, clock    "rendezvous"
- *             offset and RTTs, the start instant T (rawpunch/rendezvous/client.h)
+ *             offset and RTTs, the start instant T (rawpunch/rendezvous/client.h).
+ *             With a server it runs beside PROBE (a thread from the probe's start):
+ *             the clock samples, the pairing and the hellos go on while the probe
+ *             runs, the natinfo goes out the moment the probe (and PORTMAP, RELAY's
+ *             allocation) has it, and a failed probe ends the join at once (the
+ *             run fails in PROBE). Serverless: after PROBE, as the offer needs it.
  *   OFFER     serverless instead of JOIN: print an offer and read the answer, or  "offer"
  *             answer an offer (rawpunch/rendezvous/offer.h)
  *   PLAN      both sides make the same plan from the same natinfos               "plan"
@@ -216,6 +221,17 @@ typedef void (*rp_punch_event_fn)(const struct rp_punch_event *ev, void *arg);
  * stage's -errno with res->stage and res->why (-ENOTSUP for a refused plan, -EINVAL for bad opts). */
 int rp_punch_run(const struct rp_punch_run_opts *o, rp_punch_event_fn cb, void *cb_arg, struct rp_punch_result *res);
 
+/* JOIN beside PROBE: the join starts (clock samples, pairing, hellos) while the probe runs, and asks
+ * for this side's natinfo right before it sends it. */
+struct rp_punch_ready {
+	/* waits for the probe (then PORTMAP's answer and the TURN allocation) and fills *self: 0, or the
+	 * probe's -errno (the join ends with it); may be called again (the same answer at once) */
+	int (*wait)(void *arg, struct rp_natinfo *self);
+	void *arg;
+	/* set once the probe failed: the join's waits end with -ECANCELED (rv_set_cancel) */
+	volatile sig_atomic_t *cancel;
+};
+
 /* The stages the pipeline sequences. st is the ops' own state. Each returns 0 or -errno and, where it
  * has one, writes a one-line why on failure. */
 struct rp_punch_ops {
@@ -230,8 +246,10 @@ struct rp_punch_ops {
 	 * mapping is kept until close). begin's error only means no asking. */
 	int (*portmap_begin)(void *st, uint16_t port);
 	void (*portmap_end)(void *st, struct rp_natinfo *ni);
-	/* JOIN with this side's natinfo */
-	int (*join)(void *st, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen);
+	/* JOIN with this side's natinfo: self, or, with ready (the probe still running beside the join),
+	 * what ready->wait gives once the join needs it (rp_punch_ready) */
+	int (*join)(void *st, const struct rp_natinfo *self, const struct rp_punch_ready *ready, struct rp_punch_meeting *m,
+		    char *why, size_t wlen);
 	/* OFFER: text for the other side goes to say(); *self may come back changed (the codec's view) */
 	int (*serverless)(void *st, struct rp_natinfo *self, struct rp_punch_meeting *m,
 			  void (*say)(void *arg, const char *text), void *say_arg, char *why, size_t wlen);

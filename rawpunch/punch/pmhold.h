@@ -22,6 +22,8 @@ int rp_pmhold_start(const struct rp_portmap_opts *o, struct rp_pmhold **out);
 /* The caller's own work is done: stop waiting for a late (SSDP) answer ms from now (the find step's
  * own timeout still runs out first). */
 void rp_pmhold_give_up_in(struct rp_pmhold *h, int ms);
+/* After a probe: how long its caller waits for a late answer (probe and punch alike) */
+#define RP_PMHOLD_GRACE_MS 150
 /* Wait for the answer: rp_portmap_request()'s result (0: mapped). Idempotent. */
 int rp_pmhold_wait(struct rp_pmhold *h);
 /* The request's figures (after rp_pmhold_wait). */

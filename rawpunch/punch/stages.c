@@ -94,7 +94,7 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 		n->rv = NULL;
 		r = rv_connect(&n->rv_addr, RV_CONNECT_MS, &n->rv);
 	} else {
-		r = rv_connect(&o->rendezvous, 5000, &n->rv);
+		r = rv_connect_hedged(&o->rendezvous, 5000, RV_CONNECT_HEDGE_MS, &n->rv);
 	}
 	if (r) {
 		snprintf(why, wlen, "rendezvous %s:%u: %s", rp_ip_str(n->rv_addr.sin_addr.s_addr, a),
@@ -191,6 +191,12 @@ static int net_portmap_begin(void *arg, uint16_t port)
 static void net_portmap_end(void *arg, struct rp_natinfo *ni)
 {
 	struct net *n = arg;
+	/* The probe is done. A hard side waits for a late SSDP answer (an IGD may hold it up to a second,
+	 * and a mapping is what makes such a side easy); any other only RP_PMHOLD_GRACE_MS more, as the
+	 * probe command does: a gateway whose ICMP rate limit swallowed its refusal of the unicast
+	 * M-SEARCH cost every punch 1.1 s. */
+	if (rp_side_classify(ni) != RP_SIDE_HARD)
+		rp_pmhold_give_up_in(n->pm, RP_PMHOLD_GRACE_MS);
 	rp_pmhold_wait(n->pm);
 	rp_pmhold_fill(n->pm, ni);
 	if (ni->pm_port && rp_pmhold_keep(n->pm)) {
@@ -203,18 +209,39 @@ static void net_portmap_end(void *arg, struct rp_natinfo *ni)
 	}
 }
 
-static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen)
+/* rv_join_req.ready: the pipeline's natinfo (the probe beside the join), and the TURN relayed address
+ * its wait allocated */
+struct net_ready {
+	struct net *n;
+	const struct rp_punch_ready *rd;
+};
+
+static int net_ready(void *arg, struct rp_natinfo *me, struct sockaddr_in *relayed)
+{
+	struct net_ready *nr = arg;
+	int r = nr->rd->wait(nr->rd->arg, me);
+	if (!r && nr->n->turn)
+		*relayed = nr->n->relayed;
+	return r;
+}
+
+static int net_join(void *arg, const struct rp_natinfo *self, const struct rp_punch_ready *rd, struct rp_punch_meeting *m,
+		    char *why, size_t wlen)
 {
 	struct net *n = arg;
 	const struct rp_punch_run_opts *o = n->o;
+	struct net_ready nr = { .n = n, .rd = rd };
 	struct rv_join_req req = {
 		.session = o->session, .secret = o->secret, .secret_len = o->secret_len, .me = *self,
 		.timeout_ms = o->join_timeout_ms, .clock_rounds = 4, .lead_ms = o->lead_ms, .lead_auto = !o->lead_ms,
+		.ready = rd ? net_ready : NULL, .ready_arg = &nr,
 	};
 	struct rv_join_res res;
 	int r;
 	if (n->turn)
 		req.relayed = n->relayed;
+	if (rd)
+		rv_set_cancel(n->rv, rd->cancel);   /* a failed probe ends the wait for the peer */
 	memset(&res, 0, sizeof(res));
 	if (o->n_rendezvous > 1) {
 		/* the client from CONNECT is where the order starts; a server dying meanwhile moves both on */
@@ -226,6 +253,7 @@ static int net_join(void *arg, const struct rp_natinfo *self, struct rp_punch_me
 	} else {
 		r = rv_join(n->rv, &req, &res);
 	}
+	rv_set_cancel(n->rv, NULL);
 	if (r == -EACCES)
 		snprintf(why, wlen, "rendezvous: the peer's messages do not authenticate (different secret, or a forger)");
 	else if (r == -ETIMEDOUT)

@@ -38,21 +38,24 @@ struct rv_client {
 	int64_t peer_m;                /* the server's member number of the sender of the last box accepted */
 	bool have_peer_m;
 	volatile sig_atomic_t *stop;   /* rv_set_stop: a signal that sets it ends a wait with -EINTR */
+	volatile sig_atomic_t *cancel; /* rv_set_cancel: another thread that sets it ends a wait with -ECANCELED */
 };
 
-static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t *stop)
+static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t *stop, volatile sig_atomic_t *cancel)
 {
 	for (;;) {
 		uint64_t now = rp_mono_ms();
 		if (stop && *stop)
 			return -EINTR;
+		if (cancel && *cancel)
+			return -ECANCELED;
 		if (now >= deadline_ms)
 			return -ETIMEDOUT;
 		struct pollfd p = { .fd = fd, .events = ev };
 		/* with a stop flag, look at it every 50 ms: another thread may set it (rv_join_any gives
 		 * up the other servers' slots that way), and a thread gets no EINTR from that */
 		uint64_t slice = deadline_ms - now;
-		if (stop && slice > 50)
+		if ((stop || cancel) && slice > 50)
 			slice = 50;
 		int r = poll(&p, 1, (int)slice);
 		if (r < 0 && errno == EINTR)
@@ -64,40 +67,85 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t
 	}
 }
 
-int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)
+/* A non-blocking socket connecting to server: the fd, or -errno. */
+static int connect_start(const struct sockaddr_in *server)
 {
-	struct rv_client *c;
-	int fd, err = 0, one = 1;
-	socklen_t el = sizeof(err);
-	if (!server || !out || timeout_ms <= 0)
-		return -EINVAL;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(fd, (const struct sockaddr *)server, sizeof(*server)) < 0 && errno != EINPROGRESS) {
-		err = -errno;
+		int err = -errno;
 		close(fd);
 		return err;
 	}
-	int r = wait_fd(fd, POLLOUT, rp_mono_ms() + (uint64_t)timeout_ms, NULL);
-	if (r) {
-		close(fd);
+	return fd;
+}
+
+int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedge_ms, struct rv_client **out)
+{
+	struct rv_client *c;
+	int fd[2] = { -1, -1 }, won = -1, r = -ETIMEDOUT;
+	if (!server || !out || timeout_ms <= 0)
+		return -EINVAL;
+	if ((fd[0] = connect_start(server)) < 0)
+		return fd[0];
+	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms;
+	uint64_t hedge = hedge_ms > 0 && hedge_ms < timeout_ms ? t0 + (uint64_t)hedge_ms : 0;
+	while (won < 0) {
+		uint64_t now = rp_mono_ms();
+		if (now >= deadline)
+			break;
+		if (hedge && now >= hedge) {   /* a lost SYN waits the kernel's 1 s: a second connection */
+			hedge = 0;
+			fd[1] = connect_start(server);
+		}
+		struct pollfd p[2];
+		int np = 0;
+		for (int i = 0; i < 2; i++)
+			if (fd[i] >= 0)
+				p[np++] = (struct pollfd){ .fd = fd[i], .events = POLLOUT };
+		uint64_t until = hedge ? hedge : deadline;
+		int w = poll(p, (nfds_t)np, (int)(until - now));
+		if (w < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		for (int k = 0; k < np && won < 0; k++) {
+			if (!p[k].revents)
+				continue;
+			int i = p[k].fd == fd[0] ? 0 : 1, err = 0;
+			socklen_t el = sizeof(err);
+			getsockopt(fd[i], SOL_SOCKET, SO_ERROR, &err, &el);
+			if (!err) {
+				won = i;
+			} else {   /* refused: so is the other (the same server) */
+				r = -err;
+				close(fd[i]);
+				fd[i] = -1;
+			}
+		}
+		if (won < 0 && fd[0] < 0 && fd[1] < 0)
+			break;   /* refused */
+	}
+	for (int i = 0; i < 2; i++)
+		if (i != won && fd[i] >= 0)
+			close(fd[i]);
+	if (won < 0)
 		return r;
-	}
-	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-	if (err) {
-		close(fd);
-		return -err;
-	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		close(fd);
+		close(fd[won]);
 		return -ENOMEM;
 	}
-	c->fd = fd;
+	c->fd = fd[won];
 	*out = c;
 	return 0;
+}
+
+int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)
+{
+	return rv_connect_hedged(server, timeout_ms, 0, out);
 }
 
 struct rv_client *rv_client_adopt_(int fd, const struct rv_keys *k)
@@ -126,6 +174,12 @@ void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop)
 {
 	if (c)
 		c->stop = stop;
+}
+
+void rv_set_cancel(struct rv_client *c, volatile sig_atomic_t *cancel)
+{
+	if (c)
+		c->cancel = cancel;
 }
 
 void rv_close(struct rv_client *c)
@@ -159,7 +213,7 @@ int rvc_send_json(struct rv_client *c, struct json_object *o, uint64_t deadline_
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if ((r = wait_fd(c->fd, POLLOUT, deadline_ms, c->stop)))
+			if ((r = wait_fd(c->fd, POLLOUT, deadline_ms, c->stop, c->cancel)))
 				break;
 			continue;
 		}
@@ -220,7 +274,7 @@ int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object 
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return -errno;
-		int r = wait_fd(c->fd, POLLIN, deadline_ms, c->stop);
+		int r = wait_fd(c->fd, POLLIN, deadline_ms, c->stop, c->cancel);
 		if (r)
 			return r;
 	}
@@ -228,15 +282,10 @@ int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object 
 
 /* All samples are sent at once and answered in order: one round trip, not one per sample. The first
  * answer waits behind nothing; later ones may queue behind their predecessors on either path, which
- * raises their RTT and lets the minimum-RTT filter (rv_clock_estimate) pass them over. */
-int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns)
+ * raises their RTT and lets the minimum-RTT filter (rv_clock_estimate) pass them over. The sending
+ * and the reading are apart so that the join can go out between them, in the same round trip. */
+static int clock_send(struct rv_client *c, int rounds, uint64_t *t1s, uint64_t deadline)
 {
-	struct rv_clock_sample smp[64];
-	uint64_t t1s[64];
-	int n = 0, e;
-	uint64_t deadline = rp_mono_ms() + 5000u;
-	if (!c || rounds < 1 || rounds > 64)
-		return -EINVAL;
 	for (int i = 0; i < rounds; i++) {
 		struct json_object *o = json_object_new_object();
 		if (!o)
@@ -244,14 +293,22 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 		t1s[i] = rp_real_ns() + (uint64_t)i;   /* distinct even within one clock tick */
 		json_object_object_add(o, "t", json_object_new_string("time"));
 		json_object_object_add(o, "t1", json_object_new_int64((int64_t)t1s[i]));
-		if ((e = rvc_send_json(c, o, deadline)))
+		int e = rvc_send_json(c, o, deadline);
+		if (e)
 			return e;
 	}
+	return 0;
+}
+
+static int clock_recv(struct rv_client *c, int rounds, const uint64_t *t1s, uint64_t deadline)
+{
+	struct rv_clock_sample smp[64];
+	int n = 0, e;
 	for (int i = 0; i < rounds; i++) {
 		struct json_object *r, *j;
 		const char *t;
 		uint64_t t2, t3, t4;
-		/* unrelated frames (a peer's box) are not expected before a join */
+		/* the answers come first: the server answers in order (a join sent after them too) */
 		if ((e = rvc_recv_json(c, deadline, &r, &t)))
 			return e;
 		t4 = rp_real_ns();
@@ -275,10 +332,22 @@ int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *
 	c->rtt_ns = est.rtt_ns;
 	c->clock_err_ns = est.err_ns;
 	c->synced = true;
+	return 0;
+}
+
+int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns)
+{
+	uint64_t t1s[64];
+	uint64_t deadline = rp_mono_ms() + 5000u;
+	int e;
+	if (!c || rounds < 1 || rounds > 64)
+		return -EINVAL;
+	if ((e = clock_send(c, rounds, t1s, deadline)) || (e = clock_recv(c, rounds, t1s, deadline)))
+		return e;
 	if (offset_ns)
-		*offset_ns = est.offset_ns;
+		*offset_ns = c->offset_ns;
 	if (rtt_ns)
-		*rtt_ns = est.rtt_ns;
+		*rtt_ns = c->rtt_ns;
 	return 0;
 }
 
@@ -396,15 +465,16 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	int rounds = req->clock_rounds > 0 ? req->clock_rounds : 8;
 	struct json_object *o;
 	const char *t;
+	uint64_t t1s[64], t0 = rp_mono_ns();
+	bool sync = !c->synced;
 	int r;
+	if (rounds > 64)
+		rounds = 64;
 	c->keys = *k;
 	rv_peerstate_init(&c->ps);
-	if (!c->synced) {
-		uint64_t t0 = rp_mono_ns();
-		if ((r = rv_clock_sync(c, rounds, NULL, NULL)))
-			return r;
-		c->clock_sync_ns = (int64_t)(rp_mono_ns() - t0);
-	}
+	/* the clock samples and the join in one round trip: the samples' answers come back first */
+	if (sync && (r = clock_send(c, rounds, t1s, deadline)))
+		return r;
 	o = json_object_new_object();
 	if (!o)
 		return -ENOMEM;
@@ -413,6 +483,11 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	json_object_object_add(o, "id", json_object_new_string(c->keys.id_hex));
 	if ((r = rvc_send_json(c, o, deadline)))
 		return r;
+	if (sync) {
+		if ((r = clock_recv(c, rounds, t1s, deadline)))
+			return r;
+		c->clock_sync_ns = (int64_t)(rp_mono_ns() - t0);
+	}
 	for (;;) {
 		if ((r = rvc_recv_json(c, deadline, &o, &t)))
 			return r;
@@ -497,7 +572,14 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		json_object_put(info);
 		return -EPROTO;
 	}
-	/* 3. info: natinfo, candidates, clock, proposed start (server clock) */
+	/* 3. info: natinfo, candidates, clock, proposed start (server clock), as soon as this side's
+	 * natinfo is known */
+	struct rp_natinfo me = req->me;
+	struct sockaddr_in relayed = req->relayed;
+	if (req->ready && (r = req->ready(req->ready_arg, &me, &relayed))) {
+		json_object_put(info);
+		return r;
+	}
 	uint64_t lead_ns;
 	if (req->lead_auto) {
 		lead_ns = rv_lead_auto_ns(c->rtt_ns, hello_rtt, c->clock_err_ns, hello_err,
@@ -509,7 +591,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	}
 	uint64_t propose = rv_server_now_ns(c) + lead_ns;
 	struct json_object *mi = json_object_new_object(), *cand = json_object_new_array();
-	struct json_object *ni = rp_natinfo_to_json(&req->me);
+	struct json_object *ni = rp_natinfo_to_json(&me);
 	if (!mi || !cand || !ni) {
 		json_object_put(mi);
 		json_object_put(cand);
@@ -525,10 +607,10 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
 	json_object_object_add(mi, "err", json_object_new_int64(c->clock_err_ns));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
-	if (req->relayed.sin_addr.s_addr) {   /* optional: a TURN relayed address, "IP:PORT" */
+	if (relayed.sin_addr.s_addr) {   /* optional: a TURN relayed address, "IP:PORT" */
 		char ra[INET_ADDRSTRLEN + 8];
-		inet_ntop(AF_INET, &req->relayed.sin_addr, ra, INET_ADDRSTRLEN);
-		snprintf(ra + strlen(ra), 8, ":%u", ntohs(req->relayed.sin_port));
+		inet_ntop(AF_INET, &relayed.sin_addr, ra, INET_ADDRSTRLEN);
+		snprintf(ra + strlen(ra), 8, ":%u", ntohs(relayed.sin_port));
 		json_object_object_add(mi, "relay", json_object_new_string(ra));
 	}
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the

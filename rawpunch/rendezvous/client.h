@@ -51,6 +51,13 @@ struct rv_join_req {
 	struct sockaddr_in relayed;     /* this side's TURN relayed address (sin_addr 0: none) */
 	bool lead_auto;                 /* instead of lead_ms: the lead from what is measured (rv_lead_auto_ns) */
 	uint32_t setup_ms;              /* lead_auto: the set-up allowance after the meeting (default RV_SETUP_MS) */
+	/* Optional: me and relayed are not known yet when the join starts (the probe runs beside the
+	 * clock sync, the pairing and the hellos). Called once the hellos are through, right before the
+	 * info goes out (and its start is proposed): it waits for them and fills both in (they start as
+	 * me and relayed). 0, or -errno: the join ends with it. It may be called again on another
+	 * server (rv_join_any); it runs on a thread of rv_join_any's there. */
+	int (*ready)(void *arg, struct rp_natinfo *me, struct sockaddr_in *relayed);
+	void *ready_arg;
 };
 
 struct rv_join_res {
@@ -83,12 +90,20 @@ struct rv_join_res {
  * context after the proposal arrives; a quarter of the relay RTT more (at least RV_LEAD_SLACK_MS)
  * absorbs jitter. The peer's rtt and err come with its hello; negative ones (an older peer that does
  * not send them) count as this side's rtt and its hard bound rtt / 2. */
-#define RV_SETUP_MS 120   /* PLAN + SETUP: setup_ms reached 100-112 ms on a loaded 2-core host (tools/bench/latency) */
+/* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
+ * seen there earlier under heavier load); a side a little later than that still primes before the
+ * peer's SYN has crossed to its NAT (the plan's margin and the one-way delay) */
+#define RV_SETUP_MS 60
 #define RV_LEAD_SLACK_MS 10
 uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns);
 
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);
+/* rv_connect, and a second connection (another local port) if the first has not connected after
+ * hedge_ms (0: never): the first to connect is kept. A lost SYN costs the kernel's 1 s retransmission;
+ * the second connection takes one more NAT mapping. */
+int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedge_ms, struct rv_client **out);
+#define RV_CONNECT_HEDGE_MS 250   /* the punch's connection: hedged after 250 ms (5 RTTs of 50 ms) */
 /* Measure the offset to the server's clock: rounds samples (1..64) sent at once, the min-RTT one kept
  * (rv_clock_estimate). -ERANGE: the server's clock is more than RV_CLOCK_OFFSET_MAX away. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
@@ -111,6 +126,9 @@ unsigned rv_bad_boxes(const struct rv_client *c);
 /* Make every later wait of c (join, recv, send) end with -EINTR once *stop is non-zero: set it from a
  * signal handler installed without SA_RESTART, so Ctrl-C does not wait out a 30 s join. NULL: off. */
 void rv_set_stop(struct rv_client *c, volatile sig_atomic_t *stop);
+/* Another thread's way to end the client's waits: once *cancel is non-zero (looked at every 50 ms), a
+ * wait ends with -ECANCELED (the punch pipeline's probe failing beside the join). NULL: none. */
+void rv_set_cancel(struct rv_client *c, volatile sig_atomic_t *cancel);
 /* This side's server-clock time (CLOCK_REALTIME + offset). */
 uint64_t rv_server_now_ns(const struct rv_client *c);
 void rv_close(struct rv_client *c);

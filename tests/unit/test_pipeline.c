@@ -2,7 +2,7 @@
 /* pipeline.h: the punch pipeline's sequencing with scripted stages (no network): the order of the
  * stages and their events, what each leaves in the result, where each failure ends the run (and that
  * nothing after it runs), the rounds with re-probe / exchange / schedule / re-plan between misses, the
- * refusal, and the serverless variant. */
+ * refusal, the probe beside the join, and the serverless variant. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rawpunch/punch/pipeline.h"
 #include "tests/unit/natinfo_fixture.h"
@@ -21,6 +22,7 @@
 /* The scripted stages: what each returns, and a log of the calls. */
 struct fake {
 	int connect_r, free_port_r, probe_r, reprobe_r, join_r, serverless_r, open_r, exchange_r, schedule_r, handoff_r;
+	bool join_waits;
 	double rtt_ms;
 	struct rp_natinfo self, reprobed, peer, peer_next;
 	int me;
@@ -92,10 +94,21 @@ static int f_probe(void *st, uint16_t port, bool first, int filter_ms, struct rp
 	return 0;
 }
 
-static int f_join(void *st, const struct rp_natinfo *self, struct rp_punch_meeting *m, char *why, size_t wlen)
+static int f_join(void *st, const struct rp_natinfo *self, const struct rp_punch_ready *rd, struct rp_punch_meeting *m,
+		  char *why, size_t wlen)
 {
 	struct fake *f = st;
-	logf_(f, "join(%u) ", self->local_port);
+	struct rp_natinfo me = *self;
+	if (f->join_waits) {   /* a peer that never comes: only a cancel (the probe failed) ends the wait */
+		while (!rd || !*rd->cancel)
+			usleep(1000);
+		snprintf(why, wlen, "join cancelled");
+		return -ECANCELED;
+	}
+	int e = rd ? rd->wait(rd->arg, &me) : 0;   /* the probe runs beside: its natinfo when it is needed */
+	if (e)
+		return e;
+	logf_(f, "join(%u) ", me.local_port);
 	if (f->join_r) {
 		snprintf(why, wlen, "nobody came");
 		return f->join_r;
@@ -307,7 +320,8 @@ static void test_connected_first_round(void **state)
 	fake_init(&f, PRESERVE, PRESERVE);
 	assert_int_equal(run(&f, &o, &e), 0);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open round(0) tell(done) totals handoff close");
-	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4 B5 L E5 B6 G R0 E6 B7 E7 ");
+	/* JOIN (2) begins while PROBE (1) runs; the probe ends inside the join, when its natinfo is needed */
+	assert_string_equal(e.s, "B0 E0 B1 B2 E1 E2 B4 E4 B5 L E5 B6 G R0 E6 B7 E7 ");
 	assert_int_equal(res->stage, RP_STAGE_DONE);
 	assert_int_equal(res->fd, 42);
 	assert_int_equal(res->error, 0);
@@ -350,7 +364,7 @@ static void test_miss_replan_connect(void **state)
 		"connect port probe(40000,first) join(40000) open round(0) tell(miss) port probe(40001,again) "
 		"exchange(1,40001) schedule(1) round(1) tell(miss) port probe(40002,again) exchange(2,40002) "
 		"schedule(2) round(2) tell(done) totals handoff close");
-	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4 B5 E5 B6 G R0 P1 G R1 P2 G R2 E6 B7 E7 ");
+	assert_string_equal(e.s, "B0 E0 B1 B2 E1 E2 B4 E4 B5 E5 B6 G R0 P1 G R1 P2 G R2 E6 B7 E7 ");
 	assert_string_equal(f.told, "miss 1 why of round 1");
 	assert_int_equal(res->n_rounds, 3);
 	/* each round starts when scheduled, with the round number and the re-probed natinfos */
@@ -441,6 +455,17 @@ static void test_stage_failures(void **state)
 	assert_string_equal(res->why, "no STUN");
 	assert_false(res->have_self);
 	assert_true(res->stage_ms[RP_STAGE_PROBE] >= 0);
+
+	/* the probe runs beside the join: its failure ends a join still waiting for the peer, and the run
+	 * fails in PROBE with the probe's why */
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.probe_r = -ETIMEDOUT;
+	f.join_waits = true;
+	assert_int_equal(run(&f, &o, &e), -ETIMEDOUT);
+	assert_string_equal(f.log, "connect port probe(40000,first) close");
+	assert_int_equal(res->stage, RP_STAGE_PROBE);
+	assert_string_equal(res->why, "no STUN");
+	assert_false(res->have_self);
 
 	fake_init(&f, PRESERVE, PRESERVE);
 	f.join_r = -EACCES;
@@ -624,7 +649,7 @@ static void test_refusal(void **state)
 	fake_init(&f, RANDOM, RANDOM);
 	assert_int_equal(run(&f, &o, &e), -ENOTSUP);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) tell(abort) close");
-	assert_string_equal(e.s, "B0 E0 B1 E1 B2 E2 B4 E4! ");
+	assert_string_equal(e.s, "B0 E0 B1 B2 E1 E2 B4 E4! ");
 	assert_int_equal(res->stage, RP_STAGE_PLAN);
 	assert_true(res->have_plan);
 	assert_true(rp_plan_refused(&res->plan));
