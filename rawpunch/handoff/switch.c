@@ -490,7 +490,13 @@ int rp_switch_start(int local, int relay, rp_switch_relay_done_fn done, void *do
 	s->direct = s->given = -1;
 	s->done = done;
 	s->done_arg = done_arg;
-	s->credit = RP_SWITCH_WINDOW;
+	/* Nothing goes out before the peer's first CREDIT, which grants the window: a peer that sends
+	 * anything is bound to its relayed connection. coturn buffers little for a connection whose
+	 * ConnectionBind has not come yet and drops the rest: captured at a failure, it passed the first
+	 * 64 KiB of a 256 KiB burst and dropped the next 196628 bytes (the stream then failed its framing
+	 * or its SWITCH count). */
+	s->credit = 0;
+	frame(s, F_CREDIT, RP_SWITCH_WINDOW, NULL, 0);
 	nonblock(local);
 	nonblock(relay);
 	if ((e = pthread_create(&s->th, NULL, thread_main, s))) {

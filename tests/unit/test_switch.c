@@ -4,7 +4,7 @@
  * middle moves the streams (nothing lost, duplicated or reordered, the relay closed and its done
  * callback run); half-closes pass through the relay as EOF frames; a forged SWITCH count is a
  * protocol error; a DATA frame's payload is passed on while the frame arrives, and a relay that ends
- * inside a frame is a break. */
+ * inside a frame is a break; no DATA leaves before the peer's first CREDIT. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -201,6 +201,36 @@ static void partial_frame_passes_on(void **state)
 	close(la[1]);
 }
 
+/* a switch grants the peer its window first (CREDIT 256 KiB) and sends no DATA until the peer's
+ * CREDIT came: data from the local side waits (coturn drops what a not yet bound peer cannot take) */
+static void no_data_before_peer_credit(void **state)
+{
+	int la[2], rl[2];
+	struct rp_switch *s;
+	struct rp_switch_stats st;
+	uint8_t got[64];
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, la), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, rl), 0);
+	assert_int_equal(rp_switch_start(la[0], rl[0], NULL, NULL, &s), 0);
+	assert_int_equal(write(la[1], "hello", 5), 5);
+	struct pollfd p = { .fd = rl[1], .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	static const uint8_t credit[] = { 2, 0, 4, 0, 0 };   /* CREDIT 262144 */
+	assert_int_equal(read(rl[1], got, sizeof(got)), 5);
+	assert_memory_equal(got, credit, 5);
+	assert_int_equal(poll(&p, 1, 200), 0);   /* no DATA without the peer's credit */
+	assert_int_equal(write(rl[1], credit, 5), 5);
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	static const uint8_t data[] = { 1, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o' };
+	assert_int_equal(read(rl[1], got, sizeof(got)), 10);
+	assert_memory_equal(got, data, 10);
+	close(rl[1]);
+	assert_int_equal(rp_switch_wait(s, &st), -ECONNRESET);
+	assert_int_equal(st.sent_relay, 5);
+	close(la[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +240,7 @@ int main(void)
 		cmocka_unit_test(move_after_peer_eof),
 		cmocka_unit_test(forged_switch_count),
 		cmocka_unit_test(partial_frame_passes_on),
+		cmocka_unit_test(no_data_before_peer_credit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
