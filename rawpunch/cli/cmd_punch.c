@@ -49,6 +49,7 @@ static void status(const char *fmt, ...)
 	va_list ap;
 	if (g_cfg->quiet)
 		return;
+	flockfile(stderr);   /* whole lines: with --relay-first the relay's thread says "relay up" */
 	if (progress_shown) {
 		fputs("\r\033[K", stderr);
 		progress_shown = false;
@@ -58,6 +59,7 @@ static void status(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	funlockfile(stderr);
 }
 
 static void progress_line(const struct rp_punch_progress *pr)

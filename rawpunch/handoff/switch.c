@@ -43,6 +43,7 @@ struct rp_switch {
 	enum in_state in;
 	struct buf out_r, out_d, in_r, to_local;
 	uint64_t credit, unacked;
+	uint32_t data_left;            /* bytes of the DATA frame being read that are still to come */
 	bool relay_eof, end_sent, peer_end, ack_sent, ack_rcvd, d_shut, local_shut;
 	struct rp_switch_stats st;
 };
@@ -158,29 +159,48 @@ static int local_to_relay(struct rp_switch *s)
 	return 0;
 }
 
+/* a DATA frame's payload as far as it has arrived and the local output has room: a frame is passed on
+ * while it arrives, not once it is whole (a 64 KiB frame takes several round trips of a new relayed
+ * connection's slow start: waiting for it delayed the first byte by as many). 0, or 1 when stuck */
+static int relay_data(struct rp_switch *s)
+{
+	struct buf *b = &s->in_r;
+	size_t n = buf_used(b), room = buf_room(&s->to_local);
+	if (n > s->data_left)
+		n = s->data_left;
+	if (n > room)
+		n = room;
+	if (!n)
+		return 1;
+	memcpy(s->to_local.b + s->to_local.len, b->b + b->off, n);
+	s->to_local.len += n;
+	b->off += n;
+	s->data_left -= (uint32_t)n;
+	s->st.recv += n;
+	s->st.recv_relay += n;
+	if (!s->st.t_first_rx_ns)
+		s->st.t_first_rx_ns = now_ns();
+	return 0;
+}
+
 /* the frames in in_r, as far as the local output has room for their data */
 static int parse_relay(struct rp_switch *s)
 {
 	struct buf *b = &s->in_r;
-	while (buf_used(b) >= HDR) {
+	while (s->data_left || buf_used(b) >= HDR) {
+		if (s->data_left) {
+			if (relay_data(s))
+				return 0;
+			continue;
+		}
 		const uint8_t *p = b->b + b->off;
 		uint32_t len = get_be32(p + 1);
 		switch (p[0]) {
 		case F_DATA:
 			if (s->peer_end || len == 0 || len > CHUNK)
 				return -EPROTO;
-			if (buf_used(b) < HDR + len)
-				return 0;
-			if (buf_room(&s->to_local) < len)
-				return 0;
-			p = b->b + b->off;   /* buf_room may have compacted to_local, not b */
-			memcpy(s->to_local.b + s->to_local.len, p + HDR, len);
-			s->to_local.len += len;
-			s->st.recv += len;
-			s->st.recv_relay += len;
-			if (!s->st.t_first_rx_ns)
-				s->st.t_first_rx_ns = now_ns();
-			b->off += HDR + len;
+			s->data_left = len;
+			b->off += HDR;
 			break;
 		case F_CREDIT:
 			s->credit += len;
@@ -240,13 +260,15 @@ static int step_relay_in(struct rp_switch *s)
 	return 0;
 }
 
-/* in holds a whole frame (which waits for room on the local side) */
-static bool whole_frame(const struct buf *b)
+/* in still holds something to pass on (data that waits for room on the local side, or a whole frame) */
+static bool more_input(const struct rp_switch *s)
 {
-	const uint8_t *p = b->b + b->off;
+	const struct buf *b = &s->in_r;
+	if (s->data_left)
+		return buf_used(b) > 0;
 	if (buf_used(b) < HDR)
 		return false;
-	return p[0] != F_DATA || buf_used(b) >= HDR + get_be32(p + 1);
+	return b->b[b->off] != F_SWITCH || buf_used(b) >= HDR + 8;
 }
 
 /* the relay's bookkeeping after any progress: credits back, the ACK, closing */
@@ -254,7 +276,7 @@ static int relay_housekeeping(struct rp_switch *s)
 {
 	if (s->relay < 0)
 		return 0;
-	if (s->relay_eof && (s->peer_end || !whole_frame(&s->in_r))) {
+	if (s->relay_eof && (s->peer_end || !more_input(s))) {
 		/* the peer closes only after it had our end and sent its own: anything else is a break */
 		if (!s->peer_end || !s->end_sent)
 			return -ECONNRESET;
@@ -468,7 +490,13 @@ int rp_switch_start(int local, int relay, rp_switch_relay_done_fn done, void *do
 	s->direct = s->given = -1;
 	s->done = done;
 	s->done_arg = done_arg;
-	s->credit = RP_SWITCH_WINDOW;
+	/* Nothing goes out before the peer's first CREDIT, which grants the window: a peer that sends
+	 * anything is bound to its relayed connection. coturn buffers little for a connection whose
+	 * ConnectionBind has not come yet and drops the rest: captured at a failure, it passed the first
+	 * 64 KiB of a 256 KiB burst and dropped the next 196628 bytes (the stream then failed its framing
+	 * or its SWITCH count). */
+	s->credit = 0;
+	frame(s, F_CREDIT, RP_SWITCH_WINDOW, NULL, 0);
 	nonblock(local);
 	nonblock(relay);
 	if ((e = pthread_create(&s->th, NULL, thread_main, s))) {

@@ -9,7 +9,9 @@
  *   DATA   len payload bytes of the stream
  *   CREDIT len: the receiver wrote that many DATA bytes to its local endpoint (flow control: a sender
  *          keeps at most RP_SWITCH_WINDOW bytes unacknowledged, so the relay never holds much in
- *          either direction; coturn can stall for good when loaded both ways)
+ *          either direction; coturn can stall for good when loaded both ways). Each side starts with
+ *          no credit and sends CREDIT RP_SWITCH_WINDOW first: no DATA leaves before the peer is
+ *          bound to its relayed connection (coturn drops what it cannot hold for an unbound one)
  *   EOF    the stream ended this way (a half-close: coturn turns a TCP half-close into a close)
  *   SWITCH payload u64 BE: the DATA bytes sent on the relay; everything further goes on the direct
  *          connection, unframed

@@ -476,6 +476,68 @@ static int stage_relay(struct run *r, int *fd)
 	return 0;
 }
 
+/* relay_first: RELAY beside the punch, in its own thread, so that the punch keeps the T agreed at the
+ * meeting however long the relay takes (TURN Connect and ConnectionBind cost several round trips to
+ * the server, the accepting side waits for the attempt, and the two sides finish at different times:
+ * done before PLAN, it delayed each side's first round by a different amount, and the SYNs that were
+ * to cross met a NAT with no mapping yet: "the peer's NAT refused every one"). The stream goes to the
+ * callback from that thread (RP_PUNCH_EV_RELAY_UP, stage RELAY) the moment it is up; the thread only
+ * writes the relay's fields of the result (turn, t_relay_ms, stage_ms[RELAY], relay_why), and the
+ * pipeline joins it before it reads them. */
+struct relay_bg {
+	struct run *r;
+	pthread_t th;
+	bool running, up;
+};
+
+static void *relay_bg_main(void *arg)
+{
+	struct relay_bg *b = arg;
+	struct run *r = b->r;
+	struct rp_punch_result *res = r->res;
+	char why[RP_PUNCH_WHY_LEN];
+	uint64_t t = rp_mono_ns();
+	int e = r->ops->relay_connect(r->st, &res->meet, &res->turn, why, sizeof(why));
+	res->stage_ms[RP_STAGE_RELAY] = ms_since(t);
+	if (e < 0) {
+		snprintf(res->relay_why, sizeof(res->relay_why), "%s", why);
+		return NULL;
+	}
+	res->t_relay_ms = ms_since(r->t0);
+	b->up = true;
+	struct rp_punch_event ev = { .kind = RP_PUNCH_EV_RELAY_UP, .stage = RP_STAGE_RELAY, .result = res, .fd = e };
+	if (r->cb)
+		r->cb(&ev, r->cb_arg);
+	else
+		close(e);
+	return NULL;
+}
+
+static void relay_bg_start(struct run *r, struct relay_bg *b)
+{
+	struct rp_punch_result *res = r->res;
+	b->r = r;
+	if (!r->ops->relay_connect || !res->meet.self_relayed.sin_addr.s_addr)
+		return;   /* relay_why: what the allocation said, or nothing asked for */
+	if (!res->meet.peer_relayed.sin_addr.s_addr) {
+		snprintf(res->relay_why, sizeof(res->relay_why), "the peer has no relayed address");
+		return;
+	}
+	if (pthread_create(&b->th, NULL, relay_bg_main, b) == 0)
+		b->running = true;
+	else
+		relay_bg_main(b);   /* no thread: the relay first, the punch after it */
+}
+
+/* the relay is up (true) or failed; the thread is gone */
+static bool relay_bg_join(struct relay_bg *b)
+{
+	if (b->running)
+		pthread_join(b->th, NULL);
+	b->running = false;
+	return b->up;
+}
+
 static int stage_handoff(struct run *r)
 {
 	struct rp_punch_result *res = r->res;
@@ -517,18 +579,9 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 	}
 	if (!e)
 		e = stage_meet(&r);
-	if (!e && o->relay_first) {
-		int rfd;
-		if (!stage_relay(&r, &rfd)) {
-			res->path = RP_PATH_RELAY;
-			struct rp_punch_event ev = { .kind = RP_PUNCH_EV_RELAY_UP, .stage = RP_STAGE_RELAY, .result = res,
-						     .fd = rfd };
-			if (cb)
-				cb(&ev, cb_arg);
-			else
-				close(rfd);
-		}
-	}
+	struct relay_bg bg = { 0 };
+	if (!e && o->relay_first)
+		relay_bg_start(&r, &bg);
 	if (!e)
 		e = stage_plan(&r);
 	if (!e)
@@ -541,6 +594,8 @@ int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_op
 	bool to_relay = e && e != -EINTR && e != -EINVAL && res->have_peer && (!res->peer_why[0] || r.peer_relay);
 	if (e && res->have_peer && !res->peer_why[0])
 		ops->tell(st, "abort", to_relay, res->why);   /* the peer stops at once, knows why and where next */
+	if (relay_bg_join(&bg))
+		res->path = RP_PATH_RELAY;
 	if (!e) {
 		res->path = res->path == RP_PATH_RELAY ? RP_PATH_RELAY_DIRECT : RP_PATH_DIRECT;
 	} else if (to_relay) {

@@ -39,9 +39,10 @@
  *             (side a Connects to the peer's relayed address, side b accepts and
  *             binds): res.path RP_PATH_RELAY, res.fd the relayed stream (framed by
  *             rawpunch/handoff/switch.h), res.turn the allocation (kept alive).
- *             relay_first: RELAY runs right after JOIN, the relayed stream goes to
- *             the callback at once (RP_PUNCH_EV_RELAY_UP) and the punch goes on;
- *             when it connects, res.fd is the direct socket (RP_PATH_RELAY_DIRECT)
+ *             relay_first: RELAY runs from JOIN on beside the punch, in its own thread
+ *             (the punch keeps its T); the relayed stream goes to the callback the
+ *             moment it is up (RP_PUNCH_EV_RELAY_UP, called from that thread); when
+ *             the punch connects, res.fd is the direct socket (RP_PATH_RELAY_DIRECT)
  *
  * A callback sees every stage begin and end, every round, each re-plan, progress and trace lines,
  * with the result filled so far; the result holds what a report needs (timings per stage, both

@@ -284,9 +284,10 @@ static int net_join(void *arg, const struct rp_natinfo *self, const struct rp_pu
 	if (n->turn) {
 		m->self_relayed = n->relayed;
 		m->peer_relayed = res.peer_relayed;
-		/* the permission now, long before either side might Connect (an attempt that finds none is
-		 * refused by the server) */
-		if (res.peer_relayed.sin_addr.s_addr && rp_turn_permit(n->turn, &res.peer_relayed))
+		/* the permission (an attempt that finds none is refused by the server), unless the allocation
+		 * made it already: a peer at the same TURN server has a relayed address on our relay IP */
+		if (res.peer_relayed.sin_addr.s_addr && res.peer_relayed.sin_addr.s_addr != n->relayed.sin_addr.s_addr &&
+		    rp_turn_permit(n->turn, &res.peer_relayed))
 			memset(&m->peer_relayed, 0, sizeof(m->peer_relayed));
 	}
 	m->lead_ns = res.lead_ns;
@@ -320,6 +321,14 @@ static int net_relay_alloc(void *arg, struct sockaddr_in *relayed, struct sockad
 			continue;
 		}
 		rp_turn_get_info(t, &info);
+		/* A peer that allocates at the same server gets a relayed address on the same relay IP, and a
+		 * permission is for an IP: made now, before the meeting, it is in place whenever the peer
+		 * Connects. Made only after the meeting it raced the peer's Connect (relay first: right
+		 * after the meeting): side a's Connect was refused (447) and tried again, and once in the
+		 * lab side a's Connect and ConnectionBind succeeded while side b never got the
+		 * ConnectionAttempt (it gave up after 12 s, and a's relayed stream broke then: "relay:
+		 * Broken pipe"). Not fatal: a peer elsewhere is permitted after the meeting. */
+		(void)rp_turn_permit(t, &info.relayed);
 		n->turn = t;
 		n->relayed = *relayed = info.relayed;
 		*server = o->relay[i];
@@ -336,13 +345,16 @@ static int net_relay_connect(void *arg, const struct rp_punch_meeting *m, struct
 	int r = -ENOTCONN, fd = -1;
 	if (!n->turn)
 		return snprintf(why, wlen, "no TURN allocation"), -ENOTCONN;
+	(void)rp_turn_predial(n->turn);   /* the ConnectionBind's connection, beside what comes first */
 	if (m->me == 0) {
-		/* side a connects; the peer's permission may be a moment behind ours: a few tries */
-		for (int i = 0; i < 10; i++) {
+		/* side a connects; the peer's permission may be a moment behind ours (both ask for it at the
+		 * end of the meeting): again every 25 ms, for 2 s */
+		uint64_t end = rp_mono_ns() + 2000ull * 1000000ull;
+		for (;;) {
 			r = rp_turn_connect(n->turn, &m->peer_relayed, &id);
-			if (r != -ECONNREFUSED || (n->o->stop && *n->o->stop))
+			if (r != -ECONNREFUSED || (n->o->stop && *n->o->stop) || rp_mono_ns() >= end)
 				break;
-			struct timespec ts = { 0, 200 * 1000000L };
+			struct timespec ts = { 0, 25 * 1000000L };
 			nanosleep(&ts, NULL);
 		}
 		if (r)

@@ -36,6 +36,7 @@ struct rp_turn {
 	uint32_t lifetime_s, refresh_s;
 
 	int fd;                                  /* control connection */
+	int pre_fd;                              /* rp_turn_predial: the next ConnectionBind's, connecting */
 	uint8_t rbuf[RP_STUN_MAX_MSG];           /* control bytes read, not yet framed */
 	size_t have;
 
@@ -157,7 +158,7 @@ int rp_turn_new(const struct rp_turn_cfg *cfg, struct rp_turn **out)
 	t->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
 	t->lifetime_s = cfg->lifetime_s;
 	t->refresh_s = cfg->refresh_s;
-	t->fd = -1;
+	t->fd = t->pre_fd = -1;
 	t->stop_pipe[0] = t->stop_pipe[1] = -1;
 	t->info.server = cfg->server;
 	*out = t;
@@ -209,10 +210,10 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 }
 
 /* A non-blocking TCP connection to the server, connected before deadline. fd or -errno. */
-static int dial(const struct sockaddr_in *server, uint64_t deadline)
+/* a non-blocking connect() to the server, under way: the fd or -errno */
+static int dial_start(const struct sockaddr_in *server)
 {
-	int one = 1, err = 0, r;
-	socklen_t el = sizeof(err);
+	int one = 1, r;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
@@ -222,6 +223,14 @@ static int dial(const struct sockaddr_in *server, uint64_t deadline)
 		close(fd);
 		return r;
 	}
+	return fd;
+}
+
+/* wait for dial_start's connection: the fd, or -errno (and fd closed) */
+static int dial_finish(int fd, uint64_t deadline)
+{
+	int err = 0, r;
+	socklen_t el = sizeof(err);
 	r = wait_fd(fd, POLLOUT, deadline);
 	if (r < 0) {
 		close(fd);
@@ -234,6 +243,12 @@ static int dial(const struct sockaddr_in *server, uint64_t deadline)
 		return -err;
 	}
 	return fd;
+}
+
+static int dial(const struct sockaddr_in *server, uint64_t deadline)
+{
+	int fd = dial_start(server);
+	return fd < 0 ? fd : dial_finish(fd, deadline);
 }
 
 /* Read exactly n bytes before deadline: 0, -ETIMEDOUT, -ECONNRESET (EOF), -errno. */
@@ -605,7 +620,13 @@ int rp_turn_bind(struct rp_turn *t, uint32_t id, int *fdp)
 	n = build(t, &q, txid, req, sizeof(req));
 	if (n < 0)
 		return n;
-	fd = dial(&t->server, deadline);
+	fd = -1;
+	if (t->pre_fd >= 0) {   /* connected meanwhile (or not: then a new one) */
+		fd = dial_finish(t->pre_fd, deadline);
+		t->pre_fd = -1;
+	}
+	if (fd < 0)
+		fd = dial(&t->server, deadline);
 	if (fd < 0)
 		return fd;
 	r = rp_io_write_all(fd, req, (size_t)n, deadline);
@@ -728,11 +749,21 @@ int rp_turn_keeper_stop(struct rp_turn *t)
 	return t->keeper_err;
 }
 
+int rp_turn_predial(struct rp_turn *t)
+{
+	if (t->pre_fd >= 0)
+		return 0;
+	t->pre_fd = dial_start(&t->server);
+	return t->pre_fd < 0 ? t->pre_fd : 0;
+}
+
 void rp_turn_close(struct rp_turn *t)
 {
 	if (!t)
 		return;
 	rp_turn_keeper_stop(t);
+	if (t->pre_fd >= 0)
+		close(t->pre_fd);
 	if (t->fd >= 0)
 		close(t->fd);
 	sodium_memzero(&t->cred, sizeof(t->cred));

@@ -108,6 +108,10 @@ int rp_turn_wait_attempt(struct rp_turn *t, int timeout_ms, uint32_t *id, struct
  * close-on-exec), carrying the peer's bytes from now on; -EACCES, -ENOENT (400: no such connection,
  * or it timed out: the server waits 30 s), -errno. */
 int rp_turn_bind(struct rp_turn *t, uint32_t id, int *fd);
+/* Start the TCP connection the next rp_turn_bind will use (non-blocking), so that its handshake runs
+ * while the Connect or the wait for the attempt does: the bind then costs one round trip to the
+ * server, not two. 0 or -errno (rp_turn_bind then dials as usual). */
+int rp_turn_predial(struct rp_turn *t);
 /* Refresh the allocation for lifetime_s seconds (0: release it). */
 int rp_turn_refresh(struct rp_turn *t, uint32_t lifetime_s);
 /* Refresh with LIFETIME 0: the server removes the allocation and its relayed connections. */

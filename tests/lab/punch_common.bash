@@ -11,6 +11,10 @@
 #                                        what each side received equals what the other sent
 #   report_get TAG SIDE EXPR             evaluate EXPR (Python, the report is `r`) on $T/TAG-SIDE.json
 #   no_leftovers                         no rawpunch_* nft table in a or b
+#   expect_relay_released                no connection left at the TURN server on s (waits up to WAIT s, 5)
+#   expect_relayfirst TAG                a --relay-first pair: the data crossed intact both ways, both moved
+#                                        from the relay to the direct path while it flowed, the first byte
+#                                        came before the direct path, the allocation was released
 case ${BUILD:-build} in /*) _b=$BUILD ;; *) _b=$PWD/${BUILD:-build} ;; esac
 RP=${RAWPUNCH:-$_b/rawpunch}
 [ -x "$RP" ] || { echo "FAIL: $RP not built (make)"; exit 1; }
@@ -118,4 +122,36 @@ summary() {
 	for side in a b; do
 		echo "   $tag/$side: $(report_get "$tag" "$side" "'%s, %d round(s), punch %.1f ms, connect %.0f ms, %d packets, trigger %s' % (r['plan']['method'], len(r['rounds']), r['result']['punch_ms'], r['result']['time_to_connect_ms'], r['result']['packets_total'], r['rounds'][-1]['trigger'])")"
 	done
+}
+
+# the connections to the TURN server (coturn on s, port 3478) that are still open
+s_relay_conns() { tools/natlab exec "$LAB" s -- ss -Htan | awk '$1 != "TIME-WAIT" && $1 != "LISTEN" && $4 ~ /:3478$/'; }
+
+expect_relay_released() {
+	local i
+	for ((i = 0; i < ${WAIT:-5} * 10; i++)); do [ -z "$(s_relay_conns)" ] && return 0; sleep 0.1; done
+	fail "connections left on the TURN server: $(s_relay_conns)"
+}
+
+expect_relayfirst() {
+	local tag=$1 n=$((PUNCH_MIB << 20)) ha hb side rel
+	if [ "${PAIR_RC[0]}" != 0 ] || [ "${PAIR_RC[1]}" != 0 ]; then fail "$tag: punch exited a=${PAIR_RC[0]} b=${PAIR_RC[1]}"; fi
+	ha=$(sha256sum <"$T/$tag-a.in" | cut -c1-64); hb=$(sha256sum <"$T/$tag-b.in" | cut -c1-64)
+	[ "$(sha256sum <"$T/$tag-b.out" | cut -c1-64)" = "$ha" ] || fail "$tag: b received $(wc -c <"$T/$tag-b.out") bytes, not a's $n"
+	[ "$(sha256sum <"$T/$tag-a.out" | cut -c1-64)" = "$hb" ] || fail "$tag: a received $(wc -c <"$T/$tag-a.out") bytes, not b's $n"
+	for side in a b; do
+		g() { report_get "$tag" $side "$1"; }
+		[ "$(g "r['result']['route']")" = "relay->direct" ] || fail "$tag: $side's route: $(g "r['result']['route']") ($(g "r['result'].get('relay_why')"))"
+		[ "$(g "r['result']['switched']")" = True ] || fail "$tag: $side did not switch"
+		[ "$(g "r['result']['bytes_in']")" = $n ] || fail "$tag: $side's bytes_in $(g "r['result']['bytes_in']")"
+		rel=$(g "r['result']['bytes_out_relay']")
+		[ "$rel" -gt 0 ] && [ "$rel" -lt $n ] || fail "$tag: $side sent $rel of $n bytes over the relay (want some, not all)"
+		[ "$(g "r['result']['time_to_first_byte_ms'] < r['result']['time_to_connect_ms']")" = True ] ||
+			fail "$tag: $side's first byte $(g "r['result']['time_to_first_byte_ms']") ms is not before the punch $(g "r['result']['time_to_connect_ms']") ms"
+		grep -q "relay up in" "$T/$tag-$side.err" && grep -q "moved to the direct path" "$T/$tag-$side.err" ||
+			fail "$tag: $side's status lines"
+		echo "   $tag/$side: $(g "'first byte at %.0f ms, relay up at %.0f ms, direct at %.0f ms (%d round(s)), switched at %.0f ms; %d bytes out over the relay' % (r['result']['time_to_first_byte_ms'], r['result']['time_to_relay_ms'], r['result']['time_to_connect_ms'], len(r['rounds']), r['result']['time_to_switch_ms'], r['result']['bytes_out_relay'])")"
+	done
+	no_leftovers
+	expect_relay_released
 }

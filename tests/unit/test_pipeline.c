@@ -2,7 +2,8 @@
 /* pipeline.h: the punch pipeline's sequencing with scripted stages (no network): the order of the
  * stages and their events, what each leaves in the result, where each failure ends the run (and that
  * nothing after it runs), the rounds with re-probe / exchange / schedule / re-plan between misses, the
- * refusal, the probe beside the join, and the serverless variant. */
+ * refusal, the probe beside the join, the serverless variant, and relay first (the relay set up
+ * beside the punch). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@ struct fake {
 	int connect_r, free_port_r, probe_r, reprobe_r, join_r, serverless_r, open_r, exchange_r, schedule_r, handoff_r;
 	bool join_waits;
 	double rtt_ms;
+	bool relayed;                              /* the meeting brings relayed addresses (relay first) */
 	struct rp_natinfo self, reprobed, peer, peer_next;
 	int me;
 	int round_r[RP_PUNCH_MAX_ROUNDS];          /* what round i returns */
@@ -119,9 +123,11 @@ static int f_join(void *st, const struct rp_natinfo *self, const struct rp_punch
 	m->start_ns = 1000;
 	m->via_server = true;
 	m->relay_rtt_ns = 300000000;    /* 300 ms: the plan's repeat interval follows it */
-	if (f->relay) {                  /* both allocated at a TURN server */
-		m->self_relayed.sin_addr.s_addr = htonl(0xc6120302);
-		m->peer_relayed.sin_addr.s_addr = htonl(0xc6120302);
+	if (f->relay || f->relayed) {    /* both allocated at a TURN server */
+		inet_pton(AF_INET, "198.18.3.2", &m->self_relayed.sin_addr);
+		m->self_relayed.sin_port = htons(50000);
+		m->peer_relayed = m->self_relayed;
+		m->peer_relayed.sin_port = htons(50001);
 	}
 	return 0;
 }
@@ -157,10 +163,13 @@ static int f_open(void *st, uint32_t peer_pub, void (*trace)(void *arg, const ch
 	return f->open_r;
 }
 
+static int round_ran;   /* f_round ran (read by f_relay_connect, from the pipeline's relay thread) */
+
 static int f_round(void *st, const struct rp_punch_round_opts *ro, struct rp_punch_round_stats *rs)
 {
 	struct fake *f = st;
 	unsigned i = f->n_round++;
+	__atomic_store_n(&round_ran, 1, __ATOMIC_SEQ_CST);
 	logf_(f, "round(%u) ", ro->round);
 	f->ro[i] = *ro;
 	f->plans[i] = *ro->plan;
@@ -243,6 +252,22 @@ static void f_close(void *st)
 	f->n_close++;
 }
 
+/* RELAY: the stream comes up only once the punch's first round has run (within 2 s): relay first must
+ * set the relay up beside the punch, not before it. Runs in the pipeline's relay thread: no cmocka
+ * assertion and no log here. */
+static int f_relay_connect(void *st, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen)
+{
+	(void)st;
+	(void)turn;
+	for (int i = 0; i < 2000 && !__atomic_load_n(&round_ran, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	if (!__atomic_load_n(&round_ran, __ATOMIC_SEQ_CST) || !m->peer_relayed.sin_addr.s_addr) {
+		snprintf(why, wlen, "the punch did not run meanwhile");
+		return -ETIMEDOUT;
+	}
+	return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static const struct rp_punch_ops fake_ops = {
 	.connect = f_connect, .free_port = f_free_port, .probe = f_probe, .join = f_join,
 	.serverless = f_serverless, .open = f_open, .round = f_round, .tell = f_tell, .peer_why = f_peer_why,
@@ -250,7 +275,8 @@ static const struct rp_punch_ops fake_ops = {
 	.schedule = f_schedule, .totals = f_totals, .handoff = f_handoff, .close = f_close,
 };
 
-static int f_relay_connect(void *st, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen)
+/* RELAY as the fallback after the punch: logged, a stand-in fd */
+static int f_relay_fallback(void *st, const struct rp_punch_meeting *m, struct rp_turn **turn, char *why, size_t wlen)
 {
 	struct fake *f = st;
 	(void)m;
@@ -264,12 +290,32 @@ static int f_relay_connect(void *st, const struct rp_punch_meeting *m, struct rp
 /* fake_ops with a relay to fall back to (f.relay: both sides have a relayed address) */
 static struct rp_punch_ops fake_relay_ops;
 
+/* fake_ops with relay first's RELAY (f.relayed) */
+static const struct rp_punch_ops fake_ops_relay = {
+	.connect = f_connect, .free_port = f_free_port, .probe = f_probe, .join = f_join,
+	.serverless = f_serverless, .open = f_open, .round = f_round, .tell = f_tell, .peer_why = f_peer_why,
+	.exchange = f_exchange,
+	.schedule = f_schedule, .totals = f_totals, .handoff = f_handoff, .close = f_close,
+	.relay_connect = f_relay_connect,
+};
+
 /* The events, one letter-coded token each: B<stage> E<stage>[!] T R<n> P<n> G(progress) L(trace). */
 struct evlog {
 	char s[1024];
+	int relay_fd;                    /* RP_PUNCH_EV_RELAY_UP's stream */
 };
 
+static pthread_mutex_t ev_mu = PTHREAD_MUTEX_INITIALIZER;   /* RELAY_UP comes from the relay thread */
+
+static void on_event_locked(const struct rp_punch_event *ev, void *arg);
 static void on_event(const struct rp_punch_event *ev, void *arg)
+{
+	pthread_mutex_lock(&ev_mu);
+	on_event_locked(ev, arg);
+	pthread_mutex_unlock(&ev_mu);
+}
+
+static void on_event_locked(const struct rp_punch_event *ev, void *arg)
 {
 	struct evlog *e = arg;
 	size_t n = strlen(e->s);
@@ -284,7 +330,7 @@ static void on_event(const struct rp_punch_event *ev, void *arg)
 	case RP_PUNCH_EV_REPLAN: snprintf(p, cap, "P%u ", ev->round); break;
 	case RP_PUNCH_EV_PROGRESS: snprintf(p, cap, "G "); break;
 	case RP_PUNCH_EV_TRACE: snprintf(p, cap, "L "); break;
-	case RP_PUNCH_EV_RELAY_UP: snprintf(p, cap, "U "); break;
+	case RP_PUNCH_EV_RELAY_UP: snprintf(p, cap, "U "); e->relay_fd = ev->fd; break;
 	}
 }
 
@@ -347,6 +393,39 @@ static void test_connected_first_round(void **state)
 	assert_int_equal(run(&f, &o, &e), 0);
 	assert_string_equal(f.log, "connect probe(39000,first) join(39000) open round(0) tell(done) totals handoff close");
 	assert_null(strstr(e.s, "L"));
+}
+
+/* relay first: the relay comes up while the punch runs (f_relay_connect waits for the round), its stream
+ * goes to the callback, and the run ends on the direct path with the relay beside it */
+static void test_relay_first_beside_punch(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { .relay_first = true };
+	fake_init(&f, PRESERVE, PRESERVE);
+	f.relayed = true;
+	round_ran = 0;
+	memset(&e, 0, sizeof(e));
+	e.relay_fd = -1;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_ops_relay, &f, on_event, &e, res), 0);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) open round(0) tell(done) totals handoff close");
+	assert_non_null(strstr(e.s, "U "));
+	assert_true(e.relay_fd >= 0);
+	close(e.relay_fd);
+	assert_int_equal(res->path, RP_PATH_RELAY_DIRECT);
+	assert_int_equal(res->fd, 42);
+	assert_true(res->t_relay_ms >= 0);
+	assert_true(res->stage_ms[RP_STAGE_RELAY] >= 0);
+	assert_int_equal(res->relay_why[0], 0);
+	/* no relayed address from the meeting: no relay, the punch alone */
+	fake_init(&f, PRESERVE, PRESERVE);
+	round_ran = 0;
+	memset(&e, 0, sizeof(e));
+	e.relay_fd = -1;
+	assert_int_equal(rp_punch_run_ops(&o, &fake_ops_relay, &f, on_event, &e, res), 0);
+	assert_null(strstr(e.s, "U "));
+	assert_int_equal(res->path, RP_PATH_DIRECT);
 }
 
 static void test_miss_replan_connect(void **state)
@@ -565,7 +644,7 @@ static void test_peer_gave_up_relay(void **state)
 	struct fake f;
 	struct rp_punch_run_opts o = { 0 };
 	fake_relay_ops = fake_ops;
-	fake_relay_ops.relay_connect = f_relay_connect;
+	fake_relay_ops.relay_connect = f_relay_fallback;
 
 	fake_init(&f, PRESERVE, PRESERVE);             /* every round missed: to the relay, and we say so */
 	f.relay = true;
@@ -705,6 +784,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connected_first_round),
+		cmocka_unit_test(test_relay_first_beside_punch),
 		cmocka_unit_test(test_miss_replan_connect),
 		cmocka_unit_test(test_all_rounds_miss),
 		cmocka_unit_test(test_stage_failures),

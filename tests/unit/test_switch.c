@@ -3,8 +3,10 @@
  * data mode's side writes a pattern and reads the peer's; a direct socketpair handed to both in the
  * middle moves the streams (nothing lost, duplicated or reordered, the relay closed and its done
  * callback run); half-closes pass through the relay as EOF frames; a forged SWITCH count is a
- * protocol error. */
+ * protocol error; a DATA frame's payload is passed on while the frame arrives, and a relay that ends
+ * inside a frame is a break; no DATA leaves before the peer's first CREDIT. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,6 +175,62 @@ static void forged_switch_count(void **state)
 	close(rl[1]);
 }
 
+/* the first bytes of a 64 KiB DATA frame reach the data mode before the rest of the frame was sent
+ * (the first byte of a relayed stream must not wait for a whole frame to cross a slow relay); the
+ * relay then closes inside the frame, without an EOF or SWITCH: a break */
+static void partial_frame_passes_on(void **state)
+{
+	int la[2], rl[2];
+	struct rp_switch *s;
+	struct rp_switch_stats st;
+	uint8_t got[16];
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, la), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, rl), 0);
+	assert_int_equal(rp_switch_start(la[0], rl[0], NULL, NULL, &s), 0);
+	static const uint8_t f[] = { 1, 0, 1, 0, 0, 'f', 'i', 'r', 's', 't' };   /* DATA, 65536 bytes: 5 of them */
+	assert_int_equal(write(rl[1], f, sizeof(f)), (ssize_t)sizeof(f));
+	struct pollfd p = { .fd = la[1], .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	assert_int_equal(read(la[1], got, sizeof(got)), 5);
+	assert_memory_equal(got, "first", 5);
+	close(rl[1]);
+	assert_int_equal(rp_switch_wait(s, &st), -ECONNRESET);
+	assert_int_equal(st.recv, 5);
+	assert_true(st.t_first_rx_ns > 0);
+	close(la[1]);
+}
+
+/* a switch grants the peer its window first (CREDIT 256 KiB) and sends no DATA until the peer's
+ * CREDIT came: data from the local side waits (coturn drops what a not yet bound peer cannot take) */
+static void no_data_before_peer_credit(void **state)
+{
+	int la[2], rl[2];
+	struct rp_switch *s;
+	struct rp_switch_stats st;
+	uint8_t got[64];
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, la), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, rl), 0);
+	assert_int_equal(rp_switch_start(la[0], rl[0], NULL, NULL, &s), 0);
+	assert_int_equal(write(la[1], "hello", 5), 5);
+	struct pollfd p = { .fd = rl[1], .events = POLLIN };
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	static const uint8_t credit[] = { 2, 0, 4, 0, 0 };   /* CREDIT 262144 */
+	assert_int_equal(read(rl[1], got, sizeof(got)), 5);
+	assert_memory_equal(got, credit, 5);
+	assert_int_equal(poll(&p, 1, 200), 0);   /* no DATA without the peer's credit */
+	assert_int_equal(write(rl[1], credit, 5), 5);
+	assert_int_equal(poll(&p, 1, 2000), 1);
+	static const uint8_t data[] = { 1, 0, 0, 0, 5, 'h', 'e', 'l', 'l', 'o' };
+	assert_int_equal(read(rl[1], got, sizeof(got)), 10);
+	assert_memory_equal(got, data, 10);
+	close(rl[1]);
+	assert_int_equal(rp_switch_wait(s, &st), -ECONNRESET);
+	assert_int_equal(st.sent_relay, 5);
+	close(la[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +239,8 @@ int main(void)
 		cmocka_unit_test(move_to_direct_mid_stream),
 		cmocka_unit_test(move_after_peer_eof),
 		cmocka_unit_test(forged_switch_count),
+		cmocka_unit_test(partial_frame_passes_on),
+		cmocka_unit_test(no_data_before_peer_credit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

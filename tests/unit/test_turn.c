@@ -383,6 +383,9 @@ static void test_flow(void **st)
 	assert_int_equal(id, 0x11223344);
 	assert_int_equal(ntohs(from.sin_port), 4000);
 	assert_int_equal(rp_turn_permit(t, &peer), 0);   /* through a 438 */
+	/* the bind's connection is dialled before the Connect, the bind takes it (a second predial keeps it) */
+	assert_int_equal(rp_turn_predial(t), 0);
+	assert_int_equal(rp_turn_predial(t), 0);
 	assert_int_equal(rp_turn_connect(t, &peer, &id), 0);
 	assert_int_equal(id, 0xcafe0001);
 	assert_int_equal(rp_turn_bind(t, id, &fd), 0);

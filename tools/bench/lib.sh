@@ -34,19 +34,34 @@ rep_or_null() { if jq -e . "$1" >/dev/null 2>&1; then cat "$1"; else echo null; 
 
 # One rawpunch attempt: both peers at once, 256 random bytes each way through --stdio, reports in
 # P-a.json / P-b.json, exit codes in P-a.rc / P-b.rc. Extra punch arguments: RP_ARGS (array).
+# RP_HOLD=1: each side's input stays open after its 256 bytes until that side's punch has ended
+# (its "punch: connected" status line, direct or through the relay, or an error), so that with --relay-first
+# the stream is still there to move when the direct path comes up.
 # 0 when both exit 0 and each received exactly what the other sent.
 bench_rawpunch_pair() {
 	local lab=$1 D=$2 P=$3 sess=$4 s
 	head -c 256 /dev/urandom >"$P-a.in"; head -c 256 /dev/urandom >"$P-b.in"
 	local -a pids=()
 	for s in a b; do
-		( set +e; timeout -k 3 "$TMO" ip netns exec "rp$lab-$s" "$RP" punch --rendezvous "198.18.3.2:$RV_PORT" \
-			--session "$sess" --secret-file "$D/secret" --timeout 20 --stdio --report "$P-$s.json" \
-			"${RP_ARGS[@]}" <"$P-$s.in" >"$P-$s.out" 2>"$P-$s.err"; echo $? >"$P-$s.rc" ) &
+		: >"$P-$s.err"
+		( set +e; bench_input "$P-$s" | timeout -k 3 "$TMO" ip netns exec "rp$lab-$s" "$RP" punch \
+			--rendezvous "198.18.3.2:$RV_PORT" --session "$sess" --secret-file "$D/secret" --timeout 20 --stdio \
+			--report "$P-$s.json" "${RP_ARGS[@]}" >"$P-$s.out" 2>"$P-$s.err"
+			echo "${PIPESTATUS[1]}" >"$P-$s.rc" ) &
 		pids+=($!)
 	done
 	wait "${pids[@]}"   # not the rendezvous server, which is a child too
 	[ "$(cat "$P-a.rc")" = 0 ] && [ "$(cat "$P-b.rc")" = 0 ] && cmp -s "$P-a.in" "$P-b.out" && cmp -s "$P-b.in" "$P-a.out"
+}
+
+bench_input() {   # bench_input P-SIDE: the side's 256 bytes, then (RP_HOLD=1) open until its punch ended
+	cat "$1.in"
+	[ "${RP_HOLD:-0}" = 1 ] || return 0
+	local i
+	for ((i = 0; i < TMO * 20; i++)); do
+		grep -qE '^(punch: connected|rawpunch: )' "$1.err" 2>/dev/null && return 0
+		sleep 0.05
+	done
 }
 
 rp_why() {   # the first reason a failed rawpunch attempt gives
