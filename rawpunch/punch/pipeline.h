@@ -178,6 +178,10 @@ struct rp_punch_result {
 	uint16_t lport, rport;
 	struct rp_handoff_result handoff;
 	int fd;                          /* >= 0: the kernel socket, the caller's to close; else -1 */
+	struct rp_capdump *dump;         /* pcap_file and a handoff: the capture going on with the data, on the
+	                                    connection's 4-tuple; the caller's to stop (rp_capdump_stop,
+	                                    whatever the run returned) */
+	int dump_error;                  /* why there is none (rp_punch_keep_dump): the file holds the punch only */
 	/* RELAY */
 	enum rp_punch_path path;
 	char relay_why[RP_PUNCH_WHY_LEN];/* why the relay carries the session (the failure it replaced), or

@@ -175,6 +175,15 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 void rp_punch_tuple(const struct rp_punch *p, uint32_t *laddr, uint16_t *lport, uint32_t *raddr,
 		    uint16_t *rport);
 
+/* With a pcap_file, after a round returned 0 and before rp_punch_handoff(): the capture, its filter
+ * narrowed to the connection's 4-tuple in both directions, taken out of the context and kept writing the
+ * dump by a thread (capture/capdump.h), so that the file goes on with the data after the handoff, until
+ * the caller stops it (rp_capdump_stop: its dumped count). 0, -ENOENT without a pcap_file or a flow (or
+ * when already taken), -errno: the filter did not take (the context keeps the capture) or no thread
+ * (the capture is closed; the file holds the punch). */
+struct rp_capdump;
+int rp_punch_keep_dump(struct rp_punch *p, struct rp_capdump **out);
+
 /* Hand the ESTABLISHED connection to the kernel (TCP_REPAIR, else the connect() fallback), then
  * remove the guard and stop capturing: the kernel owns the flow. Returns the socket fd or -errno. */
 int rp_punch_handoff(struct rp_punch *p, const struct rp_handoff_opts *ho, struct rp_handoff_result *res);

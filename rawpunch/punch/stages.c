@@ -630,6 +630,8 @@ static int net_handoff(void *arg, struct rp_punch_result *res)
 {
 	struct net *n = arg;
 	rp_punch_tuple(n->pu, &res->laddr, &res->lport, &res->raddr, &res->rport);
+	if (n->o->pcap_file)   /* --pcap: the capture goes on past the handoff, with the data */
+		res->dump_error = rp_punch_keep_dump(n->pu, &res->dump);
 	int fd = rp_punch_handoff(n->pu, NULL, &res->handoff);
 	/* the kernel owns the connection (or nobody does): nothing of the punch is needed any more */
 	rp_punch_close(n->pu);
