@@ -118,7 +118,8 @@ struct rp_punch_run_opts {
 	                                    allowance: rv_lead_auto_ns) */
 	FILE *pcap_file;                 /* every packet of the punch, to this stream (opened by the caller
 	                                    before it gave up its privileges); the run takes it over and
-	                                    closes it (at once if it never gets to the punch). NULL: none */
+	                                    closes it (at once if it never gets to the punch), or, after a
+	                                    handoff, hands it out still writing: result.dump. NULL: none */
 	/* serverless (no server): offer = print an offer (RP_PUNCH_EV_TEXT), then read the answer;
 	 * answer_to = answer this offer (decoded and checked by the caller before anything is sent) */
 	bool offer;

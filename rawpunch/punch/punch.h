@@ -88,7 +88,7 @@ struct rp_punch_opts {
 	const uint8_t *key;        /* RP_PUNCH_KEYLEN bytes from rp_punch_key_derive, required */
 	FILE *pcap_file;           /* every packet of the attempt, both directions, to this stream (opened
 	                              by the caller); rp_punch_open takes it over: closed with the punch,
-	                              or on failure. NULL = none */
+	                              or on failure, or by the capdump of rp_punch_keep_dump. NULL = none */
 	volatile sig_atomic_t *stop; /* non-zero: rounds return -EINTR */
 	void (*trace)(void *arg, const char *line);  /* one line per event (verbose); NULL = none */
 	void *trace_arg;

@@ -8,7 +8,7 @@
 #       both tokens, a FIN from each end; the count punch prints is the file's; rawpunch watch -r reads
 #       it back with data lines both ways;
 #   (2) --relay-first: 64 KiB each way over the TURN relay, the token line only once the stream has moved
-#       to the direct connection: the file holds the direct connection's data (what the report does not
+#       to the direct connection (2 s after it connected): the file holds the direct connection's data (what the report does not
 #       count as sent over the relay, the tokens among it) and its FINs, not the relayed bytes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
