@@ -2,6 +2,7 @@
 /* Live capture with libpcap (see capture.h). */
 #include "capture/capture.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <poll.h>
@@ -266,6 +267,17 @@ int rp_cap_set_flows(struct rp_cap *c, const struct rp_flow *flows, size_t n)
 		seterr(c, "filter", strerror(-r));
 	free(buf);
 	return r < 0 ? r : 0;
+}
+
+int rp_cap_set_tuple(struct rp_cap *c, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+	char expr[320], la[INET_ADDRSTRLEN], ra[INET_ADDRSTRLEN];
+	if (!inet_ntop(AF_INET, &laddr, la, sizeof(la)) || !inet_ntop(AF_INET, &raddr, ra, sizeof(ra)))
+		return -EINVAL;
+	snprintf(expr, sizeof(expr), "tcp and ((src host %s and src port %u and dst host %s and dst port %u) or "
+		 "(src host %s and src port %u and dst host %s and dst port %u))", la, lport, ra, rport, ra, rport, la,
+		 lport);
+	return rp_cap_set_filter(c, expr);
 }
 
 int rp_cap_dump_open(struct rp_cap *c, const char *path)

@@ -51,6 +51,9 @@ void rp_cap_close(struct rp_cap *c);
 int rp_cap_set_filter(struct rp_cap *c, const char *expr);
 /* rp_filter_build() + rp_cap_set_filter(). */
 int rp_cap_set_flows(struct rp_cap *c, const struct rp_flow *flows, size_t n);
+/* One TCP connection, both directions: laddr:lport <-> raddr:rport (addresses network order, ports
+ * host order). For a dump that goes on with the connection's data (capdump.h). As rp_cap_set_filter. */
+int rp_cap_set_tuple(struct rp_cap *c, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
 
 /* Start (or switch to) dumping everything captured into path; NULL stops dumping. */
 int rp_cap_dump_open(struct rp_cap *c, const char *path);

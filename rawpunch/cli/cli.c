@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "rawpunch/cli/cli.h"
+#include "capture/capdump.h"
 #include "rawpunch/base/privs.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/jsonnum.h"
@@ -267,6 +268,21 @@ int rp_cli_drop_caps(void)
 {
 	int r = rp_privs_drop_caps();
 	return r ? rp_err("dropping the last capabilities: %s", strerror(-r)) : 0;
+}
+
+void rp_cli_pcap_end(const char *cmd, const char *path, struct rp_capdump **d, int linger_ms, bool quiet)
+{
+	struct rp_cap_stats st;
+	if (!d || !*d)
+		return;
+	rp_capdump_stop(*d, linger_ms, &st);
+	*d = NULL;
+	if (!quiet)
+		fprintf(stderr, "%s: --pcap %s: %llu packets written%s\n", cmd, path, (unsigned long long)st.dumped,
+			st.dropped ? " (the kernel dropped some: see below)" : "");
+	if (st.dropped)
+		rp_err("--pcap %s: the kernel dropped %llu packets the capture could not read in time", path,
+		       (unsigned long long)st.dropped);
 }
 
 volatile sig_atomic_t rp_cli_signal;

@@ -84,4 +84,13 @@ int rp_cli_out_fd(const char *cmd, const char *opt, const char *path, uid_t uid,
 int rp_cli_enter(const char *user, unsigned keep);
 int rp_cli_drop_caps(void);
 
+/* --pcap of a connection whose capture goes on with the data (capture/capdump.h): once the connection
+ * has ended (or failed), write what is still in flight until the line has been quiet for linger_ms
+ * (RP_CLI_PCAP_LINGER_MS after a close: the last FIN and ACKs still come; 0 on a failure), close the
+ * file, say how many packets it holds ("CMD: --pcap PATH: N packets written", unless quiet) and, as an
+ * error, what the kernel dropped. *d is NULL afterwards; NULL ok. */
+#define RP_CLI_PCAP_LINGER_MS 300
+struct rp_capdump;
+void rp_cli_pcap_end(const char *cmd, const char *path, struct rp_capdump **d, int linger_ms, bool quiet);
+
 #endif

@@ -26,7 +26,6 @@
 #include "rawpunch/net/netif.h"
 
 #define MAX_PORTS 1024
-#define PCAP_LINGER_MS 300   /* --pcap: after the close, the last FIN and ACKs still come */
 
 static volatile sig_atomic_t stop_flag;
 static int stop_pipe[2] = { -1, -1 };
@@ -384,7 +383,7 @@ int cmd_connect(int argc, char **argv)
 	if (exec_cmd) {
 		r = rp_fd_exec(fd, exec_cmd);
 		close(fd);
-		connect_pcap_end(&c, PCAP_LINGER_MS);
+		connect_pcap_end(&c, RP_CLI_PCAP_LINGER_MS);
 		if (r < 0) {
 			char what[300];
 			snprintf(what, sizeof(what), "--exec '%.200s'", exec_cmd);
@@ -395,7 +394,7 @@ int cmd_connect(int argc, char **argv)
 	struct rp_relay_stats rs = { 0 };
 	r = rp_fd_stdio(fd, &rs);
 	close(fd);
-	connect_pcap_end(&c, PCAP_LINGER_MS);
+	connect_pcap_end(&c, RP_CLI_PCAP_LINGER_MS);
 	if (c.verbose)
 		fprintf(stderr, "connect: relayed out=%llu in=%llu\n", (unsigned long long)rs.a_to_b,
 			(unsigned long long)rs.b_to_a);

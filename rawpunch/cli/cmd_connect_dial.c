@@ -220,17 +220,7 @@ int connect_dial(struct conn *c, const char *who)
 
 void connect_pcap_end(struct conn *c, int linger_ms)
 {
-	struct rp_cap_stats st;
-	if (!c->dump)
-		return;
-	rp_capdump_stop(c->dump, linger_ms, &st);
-	c->dump = NULL;
-	if (!c->quiet)
-		fprintf(stderr, "connect: --pcap %s: %llu packets written%s\n", c->pcap_path,
-			(unsigned long long)st.dumped, st.dropped ? " (the kernel dropped some: see below)" : "");
-	if (st.dropped)
-		rp_err("--pcap %s: the kernel dropped %llu packets the capture could not read in time", c->pcap_path,
-		       (unsigned long long)st.dropped);
+	rp_cli_pcap_end("connect", c->pcap_path, &c->dump, linger_ms, c->quiet);
 }
 
 static int dial_fwd(void *arg)

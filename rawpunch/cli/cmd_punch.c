@@ -527,6 +527,8 @@ int cmd_punch(int argc, char **argv)
 			       res.path == RP_PATH_RELAY_DIRECT ? "; path: relay->direct, moving the streams" : "");
 	}
 	forget(&secret, slen);   /* the data mode may run for hours: no secret left in the heap */
+	if (res.dump_error)
+		rp_err_errno(res.dump_error, "--pcap: the capture of the data (the file holds the punch only)");
 	if (g_sw) {
 		/* relay first: the data mode runs in its child; the stream moves to the direct socket */
 		if (fd >= 0 && (r = rp_switch_direct(g_sw, fd)) == -EPIPE)
@@ -537,6 +539,7 @@ int cmd_punch(int argc, char **argv)
 			close(lfd);
 		lfd = -1;
 		ret = finish_relay(&c, &rep, report, t_start, -1);
+		rp_cli_pcap_end("punch", c.pcap, &res.dump, RP_CLI_PCAP_LINGER_MS, c.quiet);
 		goto out;
 	}
 	if (res.path == RP_PATH_RELAY) {
@@ -561,6 +564,7 @@ int cmd_punch(int argc, char **argv)
 	lfd = -1;
 	if (g_sw)
 		(void)finish_relay(&c, &rep, report, t_start, ret);
+	rp_cli_pcap_end("punch", c.pcap, &res.dump, RP_CLI_PCAP_LINGER_MS, c.quiet);
 	punch_report_data(&rep, &rs, (double)(rp_mono_ns() - t_start) / 1e6);
 	if (report && (r = punch_report_write(&rep, report)))
 		rp_err("--report %s: %s", c.report, strerror(-r));
@@ -569,6 +573,7 @@ out:
 		kill(g_child, SIGTERM);
 		waitpid(g_child, NULL, 0);
 	}
+	rp_cli_pcap_end("punch", c.pcap, &res.dump, 0, c.quiet);   /* a failure after the handoff */
 	if (g_turn)
 		rp_turn_close(g_turn);
 	if (lfd >= 0)

@@ -35,7 +35,9 @@ int rp_free_port(uint32_t laddr, uint16_t *port);
 
 /* Hold laddr:port (0 = any) as the handoff will bind it: a TCP socket with SO_REUSEADDR, bound, never
  * listening. While the fd is open no connect() on the host is given the port (autobind skips bound
- * ports), and the handoff's bind beside it (SO_REUSEADDR) still succeeds. The fd, or -errno:
+ * ports), and the binds beside it that all set SO_REUSEADDR and do not listen still succeed: the
+ * handoff's, the STUN client's connections from the punch port (SO_REUSEPORT is not needed for them,
+ * and would let a listener of the same user with SO_REUSEPORT go unnoticed). The fd, or -errno:
  * -EADDRINUSE (a listener, or a socket of someone else's without SO_REUSEADDR, has it), -EADDRNOTAVAIL
  * (laddr is not this host's), -EACCES (a port below rp_port_unprivileged_start() without
  * CAP_NET_BIND_SERVICE). */

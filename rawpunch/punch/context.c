@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "capture/capdump.h"
 #include "capture/capture.h"
 #include "rawpunch/base/clock.h"
 #include "rawpunch/net/craft.h"
@@ -140,6 +141,19 @@ fail:
 	if (!gave && o->pcap_file)
 		fclose(o->pcap_file);
 	rp_punch_close(p);
+	return r;
+}
+
+int rp_punch_keep_dump(struct rp_punch *p, struct rp_capdump **out)
+{
+	int r;
+	if (!p || !out || !p->o.pcap_file || !p->cap || !p->defined)
+		return -ENOENT;
+	if ((r = rp_cap_set_tuple(p->cap, p->laddr, p->lport, p->raddr, p->rport)))
+		return r;
+	if ((r = rp_capdump_start(p->cap, out)))   /* it closed the capture: the dump is complete */
+		*out = NULL;
+	p->cap = NULL;
 	return r;
 }
 

@@ -124,7 +124,8 @@ struct rp_punch_run_opts {
 	                                    allowance: rv_lead_auto_ns) */
 	FILE *pcap_file;                 /* every packet of the punch, to this stream (opened by the caller
 	                                    before it gave up its privileges); the run takes it over and
-	                                    closes it (at once if it never gets to the punch). NULL: none */
+	                                    closes it (at once if it never gets to the punch), or, after a
+	                                    handoff, hands it out still writing: result.dump. NULL: none */
 	/* serverless (no server): offer = print an offer (RP_PUNCH_EV_TEXT), then read the answer;
 	 * answer_to = answer this offer (decoded and checked by the caller before anything is sent) */
 	bool offer;
@@ -184,6 +185,10 @@ struct rp_punch_result {
 	uint16_t lport, rport;
 	struct rp_handoff_result handoff;
 	int fd;                          /* >= 0: the kernel socket, the caller's to close; else -1 */
+	struct rp_capdump *dump;         /* pcap_file and a handoff: the capture going on with the data, on the
+	                                    connection's 4-tuple; the caller's to stop (rp_capdump_stop,
+	                                    whatever the run returned) */
+	int dump_error;                  /* why there is none (rp_punch_keep_dump): the file holds the punch only */
 	/* RELAY */
 	enum rp_punch_path path;
 	char relay_why[RP_PUNCH_WHY_LEN];/* why the relay carries the session (the failure it replaced), or

@@ -88,7 +88,7 @@ struct rp_punch_opts {
 	const uint8_t *key;        /* RP_PUNCH_KEYLEN bytes from rp_punch_key_derive, required */
 	FILE *pcap_file;           /* every packet of the attempt, both directions, to this stream (opened
 	                              by the caller); rp_punch_open takes it over: closed with the punch,
-	                              or on failure. NULL = none */
+	                              or on failure, or by the capdump of rp_punch_keep_dump. NULL = none */
 	volatile sig_atomic_t *stop; /* non-zero: rounds return -EINTR */
 	void (*trace)(void *arg, const char *line);  /* one line per event (verbose); NULL = none */
 	void *trace_arg;
@@ -174,6 +174,15 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 /* The connection after a round returned 0. */
 void rp_punch_tuple(const struct rp_punch *p, uint32_t *laddr, uint16_t *lport, uint32_t *raddr,
 		    uint16_t *rport);
+
+/* With a pcap_file, after a round returned 0 and before rp_punch_handoff(): the capture, its filter
+ * narrowed to the connection's 4-tuple in both directions, taken out of the context and kept writing the
+ * dump by a thread (capture/capdump.h), so that the file goes on with the data after the handoff, until
+ * the caller stops it (rp_capdump_stop: its dumped count). 0, -ENOENT without a pcap_file or a flow (or
+ * when already taken), -errno: the filter did not take (the context keeps the capture) or no thread
+ * (the capture is closed; the file holds the punch). */
+struct rp_capdump;
+int rp_punch_keep_dump(struct rp_punch *p, struct rp_capdump **out);
 
 /* Hand the ESTABLISHED connection to the kernel (TCP_REPAIR, else the connect() fallback), then
  * remove the guard and stop capturing: the kernel owns the flow. Returns the socket fd or -errno. */

@@ -508,16 +508,10 @@ void rp_session_stats(const struct rp_session *s, struct rp_session_stats *st)
 
 int rp_session_take_dump(struct rp_session *s, struct rp_cap **out)
 {
-	char expr[320], la[INET_ADDRSTRLEN], ra[INET_ADDRSTRLEN];
 	int r;
 	if (!s || !out || !s->o.pcap_file || !s->cap || !s->flow.defined)
 		return -ENOENT;
-	rp_ip_str(s->laddr, la);
-	rp_ip_str(s->raddr, ra);
-	snprintf(expr, sizeof(expr), "tcp and ((src host %s and src port %u and dst host %s and dst port %u) or "
-		 "(src host %s and src port %u and dst host %s and dst port %u))", la, s->lport, ra, s->rport, ra,
-		 s->rport, la, s->lport);
-	if ((r = rp_cap_set_filter(s->cap, expr)))
+	if ((r = rp_cap_set_tuple(s->cap, s->laddr, s->lport, s->raddr, s->rport)))
 		return r;
 	*out = s->cap;
 	s->cap = NULL;

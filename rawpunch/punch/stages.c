@@ -106,24 +106,16 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 	return 0;
 }
 
-/* Keep port bound while the run needs it (SO_REUSEADDR + SO_REUSEPORT, as the STUN client and the
- * handoff bind it too; never listening): best effort. */
+/* Keep port bound while the run needs it (rp_port_hold: the STUN client's connections and the handoff
+ * bind it beside the hold, all with SO_REUSEADDR, none listening): best effort. */
 static void hold_port(struct net *n, uint16_t port)
 {
-	static const int one = 1;
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
 	if (n->held_port == port && n->hold_fd >= 0)
 		return;
 	if (n->hold_fd >= 0)
 		close(n->hold_fd);
-	n->hold_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	n->hold_fd = rp_port_hold(0, port);   /* -errno: no hold */
 	n->held_port = port;
-	if (n->hold_fd >= 0 && (setsockopt(n->hold_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-				setsockopt(n->hold_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-				bind(n->hold_fd, (struct sockaddr *)&sin, sizeof(sin)))) {
-		close(n->hold_fd);
-		n->hold_fd = -1;
-	}
 }
 
 static int net_free_port(void *arg, uint16_t *port)
@@ -670,6 +662,8 @@ static int net_handoff(void *arg, struct rp_punch_result *res)
 {
 	struct net *n = arg;
 	rp_punch_tuple(n->pu, &res->laddr, &res->lport, &res->raddr, &res->rport);
+	if (n->o->pcap_file)   /* --pcap: the capture goes on past the handoff, with the data */
+		res->dump_error = rp_punch_keep_dump(n->pu, &res->dump);
 	int fd = rp_punch_handoff(n->pu, NULL, &res->handoff);
 	/* the kernel owns the connection (or nobody does): nothing of the punch is needed any more */
 	rp_punch_close(n->pu);

@@ -6,9 +6,13 @@
 #   punch_lab PREFIX NATLAB-UP-ARGS...   a lab (unique name), a rendezvous server on s; everything is removed
 #                                        on exit (lab, temp dir), also on failure
 #   punch_pair TAG [PUNCH-ARGS...]       run 'rawpunch punch --stdio' on a and b at once with $PUNCH_MIB MiB of
-#                                        (PUNCH_PCAP=1: each side writes $T/TAG-SIDE.pcap)
-#                                        random data each way; fails unless both exit 0 and the SHA-256 of
-#                                        what each side received equals what the other sent
+#                                        random data each way ($PUNCH_BYTES bytes if set, then a line
+#                                        'token-$PUNCH_TOKEN-SIDE' if that is set; PUNCH_PCAP=1: each side
+#                                        writes $T/TAG-SIDE.pcap; PUNCH_SPLIT=1 with PUNCH_BYTES: what
+#                                        follows those bytes only 2 s after the side's punch connected,
+#                                        for --relay-first: on the direct path then)
+#   expect_pair_ok TAG                   both exited 0, the SHA-256 of what each side received equals what
+#                                        the other sent, the reports say repair
 #   report_get TAG SIDE EXPR             evaluate EXPR (Python, the report is `r`) on $T/TAG-SIDE.json
 #   no_leftovers                         no rawpunch_* nft table in a or b
 #   expect_relay_released                no connection left at the TURN server on s (waits up to WAIT s, 5)
@@ -58,14 +62,19 @@ punch_pair() {
 	local tag=$1; shift
 	local side pids=() rc
 	for side in a b; do
-		head -c $((PUNCH_MIB << 20)) /dev/urandom >"$T/$tag-$side.in"
+		head -c "${PUNCH_BYTES:-$((PUNCH_MIB << 20))}" /dev/urandom >"$T/$tag-$side.in"
+		[ -z "${PUNCH_TOKEN:-}" ] || echo "token-$PUNCH_TOKEN-$side" >>"$T/$tag-$side.in"
 	done
 	for side in a b; do
-		local pc=()
+		local pc=() cmd
 		[ -n "${PUNCH_PCAP:-}" ] && pc=(--pcap "$T/$tag-$side.pcap")
-		tools/natlab exec "$LAB" "$side" -- "$RP" punch "${pc[@]}" --rendezvous 198.18.3.2 --session "$tag" \
-			--secret-file "${SECRET_FILE_OF[$side]:-$T/secret}" --stdio --report "$T/$tag-$side.json" \
-			--timeout 20 "$@" <"$T/$tag-$side.in" >"$T/$tag-$side.out" 2>"$T/$tag-$side.err" &
+		cmd=(tools/natlab exec "$LAB" "$side" -- "$RP" punch "${pc[@]}" --rendezvous 198.18.3.2 --session "$tag"
+			--secret-file "${SECRET_FILE_OF[$side]:-$T/secret}" --stdio --report "$T/$tag-$side.json" --timeout 20 "$@")
+		if [ -n "${PUNCH_SPLIT:-}" ]; then
+			_punch_split "$tag" "$side" | "${cmd[@]}" >"$T/$tag-$side.out" 2>"$T/$tag-$side.err" &
+		else
+			"${cmd[@]}" <"$T/$tag-$side.in" >"$T/$tag-$side.out" 2>"$T/$tag-$side.err" &
+		fi
 		pids+=($!)
 	done
 	PAIR_RC=()
@@ -76,22 +85,34 @@ punch_pair() {
 	done
 }
 
+# PUNCH_SPLIT: the stdin of punch_pair's side: its .in file, what follows the first $PUNCH_BYTES only 2 s after
+# its punch connected (--relay-first: the streams move within milliseconds of it; "moved to the direct path"
+# comes only at the end) or after 30 s without it (the test's checks tell)
+_punch_split() {
+	local in=$T/$1-$2.in i
+	head -c "$PUNCH_BYTES" "$in"
+	for i in $(seq 300); do grep -qs "^punch: connected " "$T/$1-$2.err" && break; sleep 0.1; done
+	sleep 2
+	tail -c +"$((PUNCH_BYTES + 1))" "$in"
+}
+
 # expect_pair_ok TAG: both exited 0, the data crossed intact both ways, the report says repair
 expect_pair_ok() {
-	local tag=$1 ha hb
+	local tag=$1 ha hb n
 	if [ "${PAIR_RC[0]}" != 0 ] || [ "${PAIR_RC[1]}" != 0 ]; then fail "$tag: punch exited a=${PAIR_RC[0]} b=${PAIR_RC[1]}"; fi
 	ha=$(sha256sum <"$T/$tag-a.in" | cut -c1-64); hb=$(sha256sum <"$T/$tag-b.in" | cut -c1-64)
 	[ "$(sha256sum <"$T/$tag-b.out" | cut -c1-64)" = "$ha" ] ||
-		fail "$tag: b received $(wc -c <"$T/$tag-b.out") bytes whose SHA-256 differs from a's $((PUNCH_MIB << 20))"
+		fail "$tag: b received $(wc -c <"$T/$tag-b.out") bytes whose SHA-256 differs from a's $(wc -c <"$T/$tag-a.in")"
 	[ "$(sha256sum <"$T/$tag-a.out" | cut -c1-64)" = "$hb" ] ||
-		fail "$tag: a received $(wc -c <"$T/$tag-a.out") bytes whose SHA-256 differs from b's $((PUNCH_MIB << 20))"
+		fail "$tag: a received $(wc -c <"$T/$tag-a.out") bytes whose SHA-256 differs from b's $(wc -c <"$T/$tag-b.in")"
 	local side
 	for side in a b; do
+		n=$(wc -c <"$T/$tag-$([ $side = a ] && echo b || echo a).in")
 		[ "$(report_get "$tag" "$side" "r['result']['ok']")" = True ] || fail "$tag: $side's report: result.ok is not true"
 		[ "$(report_get "$tag" "$side" "r['result']['path']")" = repair ] ||
 			fail "$tag: $side's report: path is not repair"
-		[ "$(report_get "$tag" "$side" "r['result']['bytes_in']")" = $((PUNCH_MIB << 20)) ] ||
-			fail "$tag: $side's report: bytes_in is not $((PUNCH_MIB << 20))"
+		[ "$(report_get "$tag" "$side" "r['result']['bytes_in']")" = "$n" ] ||
+			fail "$tag: $side's report: bytes_in is not $n"
 		[ "$(report_get "$tag" "$side" "r['rounds'][-1]['established']")" = True ] ||
 			fail "$tag: $side's report: the last round is not established"
 	done

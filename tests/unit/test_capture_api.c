@@ -156,6 +156,53 @@ static void read_file_source(void **state)
 	unlink(dump);
 }
 
+/* rp_cap_set_tuple: one connection, both directions, nothing else (the SYN-ACK of the three frames is
+ * the connection; the ICMP echo never matches) */
+static int count_events(struct rp_cap *c)
+{
+	struct rp_event ev;
+	int n = 0, r;
+	while ((r = rp_cap_next(c, &ev)) == 1)
+		n++;
+	assert_int_equal(r, -ENODATA);
+	return n;
+}
+
+static void tuple_filter(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/rp-captuple.XXXXXX", err[256] = "";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	write_three(fd);
+	struct rp_cap *c = NULL;
+	struct rp_event ev;
+	struct rp_cap_opts o = { .read_path = path };
+	assert_int_equal(rp_cap_open(&o, &c, err, sizeof(err)), 0);
+	assert_int_equal(rp_cap_next(c, &ev), 1);
+	assert_true(ev.flags & RP_TH_SYN);
+	struct rp_tuple t = ev.tuple;      /* the SYN-ACK's: from the remote end to us */
+	assert_int_equal(rp_cap_next(c, &ev), 1);
+	bool rst_same = ev.tuple.saddr == t.saddr && ev.tuple.daddr == t.daddr && ev.tuple.sport == t.sport &&
+			ev.tuple.dport == t.dport;
+	rp_cap_close(c);
+	/* seen from either end it is the same connection */
+	for (int side = 0; side < 2; side++) {
+		assert_int_equal(rp_cap_open(&o, &c, err, sizeof(err)), 0);
+		assert_int_equal(side ? rp_cap_set_tuple(c, t.saddr, t.sport, t.daddr, t.dport)
+				      : rp_cap_set_tuple(c, t.daddr, t.dport, t.saddr, t.sport), 0);
+		assert_int_equal(count_events(c), rst_same ? 2 : 1);
+		rp_cap_close(c);
+	}
+	/* another port: nothing */
+	assert_int_equal(rp_cap_open(&o, &c, err, sizeof(err)), 0);
+	assert_int_equal(rp_cap_set_tuple(c, t.daddr, (uint16_t)(t.dport + 1), t.saddr, t.sport), 0);
+	assert_int_equal(count_events(c), 0);
+	rp_cap_close(c);
+	assert_int_equal(rp_cap_set_tuple(NULL, t.daddr, t.dport, t.saddr, t.sport), -EINVAL);
+	unlink(path);
+}
+
 /* verify_csum: a segment with a checksum that does not verify is dropped and counted, as a receiving
  * kernel drops it; one whose checksum was left to the sender's NIC (the field holds the pseudo-header
  * sum, as veth passes a kernel's segments on) passes. */
@@ -252,6 +299,7 @@ int main(void)
 		cmocka_unit_test(no_such_interface),
 		cmocka_unit_test(null_handles),
 		cmocka_unit_test(read_file_source),
+		cmocka_unit_test(tuple_filter),
 		cmocka_unit_test(capdump_thread),
 		cmocka_unit_test(verify_checksums),
 	};
