@@ -13,7 +13,8 @@
 #                        mappings, and a flow through one dies after the handoff (the router's
 #                        conntrack holds the segments of the side behind it out of window and lets them
 #                        out untranslated; the other router answers them with a reset). Each must
-#                        connect all the same, the strays ignored (seen.stray in the report)
+#                        connect all the same, the strays ignored (seen.stray in the report), but for
+#                        at most one reset of the residual case (see below)
 #   preserve x (preserve behind a random carrier NAT)
 #                        a home NAT behind a carrier NAT: b is hard (the carrier's random ports), a
 #                        easy: birthday, b's mappings opened with b's own nat_ttl (3: past both NATs),
@@ -62,9 +63,19 @@ plant_stale() {   # plant_stale HOST ROUTER HOST_ADDR PEER_PUBLIC PEER_BLOCKS_KE
 plant_stale a ra 10.0.1.2 198.18.2.2 nat_b_blocks
 plant_stale b rb 10.0.2.2 198.18.1.2 nat_a_blocks
 STALE_TRIES=${PUNCH_BLOCK_STALE_TRIES:-10}
-stray=0
+stray=0 resid=0
 for n in $(seq "$STALE_TRIES"); do
 	punch_pair "bs$n"
+	# What remains (docs/limits.md, "A NAT's memory of an earlier attempt"): a round whose own pair is
+	# the very tuple of a planted SYN reuses that mapping, and its flow may still be reset after the
+	# handoff. Here about 1 attempt in 70 (2200 plantings per router make it far likelier than in
+	# use): one such attempt of the ten is let pass, a second fails the test.
+	if [ "${PAIR_RC[0]}${PAIR_RC[1]}" != 00 ] && [ "$resid" = 0 ] &&
+		grep -q 'the peer reset the connection' "$T/bs$n-a.err" "$T/bs$n-b.err"; then
+		resid=1
+		echo "   bs$n: reset after the handoff (the residual case; one is let pass)"
+		continue
+	fi
 	expect_pair_ok "bs$n"
 	[ "$(report_get "bs$n" a "r['plan']['method']")" = block-pairs ] || fail "bs$n: method is not block-pairs"
 	for side in a b; do
@@ -75,7 +86,7 @@ done
 # the strays were there to ignore (else this part tested nothing)
 [ "$stray" -ge 1 ] || fail "block x block with stale mappings: no stray SYN seen in $STALE_TRIES attempts"
 no_leftovers
-ok "block x block with 2 x 2200 stale mappings: $STALE_TRIES/$STALE_TRIES connected, $stray stray SYNs ignored"
+ok "block x block with 2 x 2200 stale mappings: $((STALE_TRIES - resid))/$STALE_TRIES connected, $stray stray SYNs ignored"
 "$NATLAB" down "$LAB" >/dev/null
 
 punch_lab pc --nat-a preserve --nat-b preserve --cgn-b random
