@@ -26,7 +26,8 @@ static void usage(FILE *f)
 		"its file (a.json -> a):\n"
 		"  NAME (plan side a|b, easy|hard): <allocation> NAT, action <action>\n"
 		"     round N: sent P primes + S SYNs (TTL t) from L local port(s) (planned: R remote port(s)), H handshake segments\n"
-		"              seen: valid SYN, valid SYN-ACK, RST, ICMP and forged packets\n"
+		"              seen: valid SYN, valid SYN-ACK, RST, ICMP and forged packets (and stray\n"
+		"              ones: valid, but on none of the round's pairs, when there were any)\n"
 		"              -> why the round ended\n"
 		"     result: <path> handoff, local <-> remote, packets, probe / punch / connect times\n"
 		"             (or: failed in stage X after T ms: why)\n"
@@ -145,8 +146,11 @@ static void print_round(struct json_object *rd, size_t i)
 	printf(": sent %lld primes + %lld SYNs (TTL %lld) from %lld local port(s) (planned: %lld remote port(s)), "
 	       "%lld handshake segments\n", jint(s, "primes"), jint(s, "syns"), ttl, jint(jget(rd, "local_ports"), "n"),
 	       jint(jget(rd, "remote_ports"), "n"), jint(s, "handshake"));
-	printf("            seen: %lld valid SYN, %lld valid SYN-ACK, %lld RST, %lld ICMP, %lld forged\n",
+	printf("            seen: %lld valid SYN, %lld valid SYN-ACK, %lld RST, %lld ICMP, %lld forged",
 	       jint(v, "syn"), jint(v, "syn_ack"), jint(v, "rst"), jint(v, "icmp"), jint(v, "forged"));
+	if (jint(v, "stray") > 0)   /* valid, but off the round's pairs (a stale mapping): ignored */
+		printf(", %lld stray", jint(v, "stray"));
+	printf("\n");
 	printf("            -> %s\n", jstr(rd, "why"));
 }
 

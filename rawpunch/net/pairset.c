@@ -44,3 +44,23 @@ void rp_pairset_at(const struct rp_pairset *s, uint64_t i, uint16_t *sport, uint
 	}
 	rp_pairwalk_at(&w, i, sport, dport);
 }
+
+static bool plist_has(const struct rp_portlist *l, uint16_t port)
+{
+	if (!l->list)
+		return l->lo <= port && port <= l->hi;
+	for (uint32_t k = 0; k < l->n; k++)
+		if (l->list[k] == port)
+			return true;
+	return false;
+}
+
+bool rp_pairset_has(const struct rp_pairset *s, uint16_t sport, uint16_t dport)
+{
+	if (!s->pairs)
+		return plist_has(&s->sports, sport) && plist_has(&s->dports, dport);
+	for (uint32_t k = 0; k < s->n_pairs; k++)
+		if (s->pairs[k].sport == sport && s->pairs[k].dport == dport)
+			return true;
+	return false;
+}

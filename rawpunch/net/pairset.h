@@ -32,6 +32,9 @@ struct rp_pairset {
 uint64_t rp_pairset_total(const struct rp_pairset *s);
 /* The (sport, dport) of packet index i (< total). */
 void rp_pairset_at(const struct rp_pairset *s, uint64_t i, uint16_t *sport, uint16_t *dport);
+/* Is (sport, dport) one of the set's pairs? (explicit pairs: that very pair; a product: sport among
+ * the source ports and dport among the destination ports). Linear in the set's size. */
+bool rp_pairset_has(const struct rp_pairset *s, uint16_t sport, uint16_t dport);
 
 /* Walks a pair set by packet index; caches the current pass (no division while the index stays
  * in it) and its permutation. Cheapest when the indexes come in increasing order. */

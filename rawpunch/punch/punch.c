@@ -80,6 +80,18 @@ static int define_flow(struct rp_punch *p, const struct rp_punch_round_opts *ro,
 	return r < 0 ? r : 0;
 }
 
+/* A valid SYN or SYN-ACK on a tuple this round sent no SYN on, when its SYNs are explicit pairs
+ * (block-pairs): it came through a mapping that an earlier SYN of this local port left at a NAT (an
+ * earlier attempt's, SYN-SENT there for minutes), whose connection tracking knows that attempt's
+ * sequence numbers, not ours. A flow on it would complete its handshake, then the NAT would hold our
+ * segments out of window and let them out untranslated, and the NAT on the other side would answer
+ * them with a reset. Never the flow; counted as stray. */
+static bool is_stray(const struct rp_punch *p, enum rp_rawflow_kind kind, const struct rp_event *ev)
+{
+	return (kind == RP_RF_SYN || kind == RP_RF_SYNACK) && p->sent_pairs &&
+	       !rp_pairset_has(p->sent_pairs, ev->tuple.dport, ev->tuple.sport);
+}
+
 /* Before the flow exists. Returns 1 when it was defined, 0, or -errno. */
 static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts *ro, const struct rp_event *ev,
 			    uint64_t hs_deadline_from_now)
@@ -91,7 +103,14 @@ static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts
 	int r;
 
 	rp_tcp_flags_str(ev->flags, fl);
-	switch (rp_rawflow_classify(&p->flow, ev, &why)) {
+	enum rp_rawflow_kind kind = rp_rawflow_classify(&p->flow, ev, &why);
+	if (is_stray(p, kind, ev)) {
+		p->st->rx_stray++;
+		trace(p, "rx %-3s :%u -> %u: not one of this round's pairs (a stale mapping; ignored)", fl,
+		      ev->tuple.sport, ev->tuple.dport);
+		return 0;
+	}
+	switch (kind) {
 	case RP_RF_FORGED:
 		rp_rawflow_forged(&p->flow, ev, why);
 		return 0;
@@ -138,7 +157,12 @@ static int on_tcp(struct rp_punch *p, const struct rp_punch_round_opts *ro, cons
 		return on_tcp_undefined(p, ro, ev, hs_ns);
 	if (ev->tuple.dport != p->lport || ev->tuple.sport != p->rport) {
 		/* another of the round's ports answering late: count it, the flow is chosen */
-		switch (rp_rawflow_classify(&p->flow, ev, NULL)) {
+		enum rp_rawflow_kind kind = rp_rawflow_classify(&p->flow, ev, NULL);
+		if (is_stray(p, kind, ev)) {
+			p->st->rx_stray++;
+			return 0;
+		}
+		switch (kind) {
 		case RP_RF_SYN: p->st->rx_syn++; break;
 		case RP_RF_SYNACK: p->st->rx_synack++; break;
 		case RP_RF_REFUSED: p->st->rx_rst++; break;
@@ -318,7 +342,8 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 			struct rp_punch_progress pr = {
 				.round = ro->round,
 				.sent = atomic_load(&s->cur_sent), .total = atomic_load(&s->cur_total),
-				.replies = st->rx_syn + st->rx_synack + st->rx_rst + st->rx_icmp + st->rx_forged + st->rx_other,
+				.replies = st->rx_syn + st->rx_synack + st->rx_rst + st->rx_icmp + st->rx_forged + st->rx_other +
+					   st->rx_stray,
 				.elapsed_ms = since_t0_ms(p, now),
 				.phase = p->defined ? "handshake" : k < 0 ? "waiting" : atomic_load(&s->done) ? "listen" : s->ph[k].name,
 			};

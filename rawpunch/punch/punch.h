@@ -152,6 +152,9 @@ struct rp_punch_round_stats {
 	uint32_t rx_icmp_ttl;        /* ... of which time-exceeded (primes dying where they should) */
 	uint32_t rx_forged;          /* failed validation: ignored */
 	uint32_t rx_other;           /* other segments (ACK, data) before the flow existed */
+	uint32_t rx_stray;           /* valid SYNs / SYN-ACKs, before or after the flow, on a tuple of none
+					of the round's explicit pairs (a mapping an earlier attempt left at a
+					NAT): ignored */
 	bool defined;                /* a valid SYN / SYN-ACK chose the flow */
 	const char *trigger;         /* "syn" or "syn-ack" (static), NULL if none */
 	bool established;
@@ -201,7 +204,7 @@ void rp_punch_close(struct rp_punch *p);
 
 /* JSON of a round: {round, method, action, primed, ttl, local_ports{n,lo,hi}, remote_ports{n,lo,hi},
  * sent{primes, syns, handshake, errors}, seen{syn, syn_ack, rst, icmp, icmp_ttl_exceeded, forged,
- * other}, trigger, flow, late_ms, first_rx_ms, established_ms, duration_ms, result, why}. */
+ * other, stray}, trigger, flow, late_ms, first_rx_ms, established_ms, duration_ms, result, why}. */
 struct json_object *rp_punch_round_to_json(const struct rp_punch_round_stats *st);
 
 #endif

@@ -65,6 +65,10 @@ struct rp_punch {
 	uint16_t punch_port;
 	uint32_t isn_mine, isn_peer;
 	uint64_t t0;                 /* T, monotonic */
+	/* the round's explicit pairs (a zip phase, e.g. block-pairs), owned by its sender; NULL when
+	 * its SYNs go out as products (a port to a list or range): a SYN or SYN-ACK defines the flow
+	 * only on one of these tuples, the ones this round's own SYNs opened at both NATs */
+	const struct rp_pairset *sent_pairs;
 	struct rp_punch_round_stats *st;
 	/* the flow */
 	bool defined;

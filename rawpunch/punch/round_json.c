@@ -50,6 +50,7 @@ struct json_object *rp_punch_round_to_json(const struct rp_punch_round_stats *st
 	json_object_object_add(x, "icmp_ttl_exceeded", json_object_new_int64(st->rx_icmp_ttl));
 	json_object_object_add(x, "forged", json_object_new_int64(st->rx_forged));
 	json_object_object_add(x, "other", json_object_new_int64(st->rx_other));
+	json_object_object_add(x, "stray", json_object_new_int64(st->rx_stray));
 	json_object_object_add(o, "seen", x);
 	json_object_object_add(o, "trigger", st->trigger ? json_object_new_string(st->trigger) : NULL);
 	if (st->defined) {

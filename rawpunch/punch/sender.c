@@ -266,8 +266,11 @@ int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
 		} else if (!xp->again) {
 			ph->set.dports = (struct rp_portlist){ .list = xp->dports, .n = xp->n_dst };
 		}
-		if (xp->zip && !xp->again && (r = zip_pairs(ph)))
-			return r;
+		if (xp->zip && !xp->again) {
+			if ((r = zip_pairs(ph)))
+				return r;
+			p->sent_pairs = &ph->set;
+		}
 		r = make_tmpl(p, &ph->tmpl, p->punch_port, ph->ttl);
 		if (r)
 			return r;
@@ -294,6 +297,7 @@ void rp_punch_sender_free(struct sender *s)
 	if (!s)
 		return;
 	rp_punch_sender_stop(s);
+	s->p->sent_pairs = NULL;      /* it pointed into s->ph */
 	for (unsigned k = 0; k < RP_EXEC_MAX_PHASES; k++) {
 		free(s->ph[k].own_sports);
 		free(s->ph[k].own_dports);

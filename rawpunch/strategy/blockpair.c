@@ -12,7 +12,11 @@
  * if both sides sent SYNs each could take a different pair for its flow first (seen once in the lab: a
  * handshake that never completed, the round missed). So b answers: the first of a's SYNs
  * that reaches it through one of its mappings defines the flow, its SYN-ACK goes back along that
- * pair (a's mapping i exists), and a's other hits arrive at b as late SYNs and are ignored. */
+ * pair (a's mapping i exists), and a's other hits arrive at b as late SYNs and are ignored.
+ * The executor takes a flow only on one of the round's own pairs (the zip phase's): a SYN that comes
+ * to one of b's local ports through a mapping an earlier attempt left at b's NAT, from a port b did
+ * not aim that local port at, is stray and ignored (that NAT's conntrack knows the earlier sequence
+ * numbers: such a flow was the block x block reset after the handoff, punch.c is_stray). */
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
