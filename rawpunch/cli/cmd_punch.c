@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -129,6 +130,7 @@ static struct rp_switch *g_sw;      /* the relay (and later direct) stream */
 static pid_t g_child = -1;          /* relay first: the data mode, in a child without privileges */
 static int g_lfd = -1;              /* -L's listening socket */
 static struct rp_turn *g_turn;      /* the allocation while the relay carries the stream */
+static int g_counts = -1;           /* relay first with a hand-back: the child's byte counts come here */
 
 /* from the switch's thread, once the relay is closed: the allocation is no longer needed */
 static void relay_done(void *arg)
@@ -169,22 +171,37 @@ static void relay_up(int fd, const struct rp_punch_result *res)
 		return;
 	}
 	g_turn = res->turn;
+	/* --stdio and -L take the direct fd from the switch once the move is done (no copy through this
+	 * process then); a command run by --exec cannot be given another socket */
+	bool handback = g_cfg->mode != PUNCH_EXEC;
+	int counts[2] = { -1, -1 }, cfd = g_lfd >= 0 ? 5 : 4;
+	if (handback && pipe2(counts, O_CLOEXEC))
+		handback = false;
+	if (handback)
+		rp_switch_allow_handback(g_sw);
 	status("relay up in %.0f ms (data flows over it; the punch goes on behind it)", res->t_relay_ms);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
 		struct rp_relay_stats rs = { 0 };
-		if (dup2(dfd, 3) < 0 || (g_lfd >= 0 && dup2(g_lfd, 4) < 0))
+		if (dup2(dfd, 3) < 0 || (g_lfd >= 0 && dup2(g_lfd, 4) < 0) || (handback && dup2(counts[1], cfd) < 0))
 			_exit(1);
-		close_range(g_lfd >= 0 ? 5 : 4, ~0u, 0);
+		close_range(handback ? cfd + 1 : cfd, ~0u, 0);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
 		if (rp_cli_drop_caps())       /* the user was set at the start: only capabilities are left */
 			_exit(1);
-		_exit(punch_data_mode(g_cfg, 3, g_lfd >= 0 ? 4 : -1, &rs));
+		int st = punch_data_mode(g_cfg, 3, g_lfd >= 0 ? 4 : -1, handback, &rs);
+		if (handback)   /* the stream's counts: after a hand-back the switch saw only a part */
+			(void)!write(cfd, &rs, sizeof(rs));
+		_exit(st);
 	}
 	close(dfd);
+	if (handback) {
+		close(counts[1]);
+		g_counts = counts[0];
+	}
 	if (pid < 0) {
 		rp_err_errno(-errno, "fork for the data mode");
 		return;
@@ -303,6 +320,8 @@ static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, FIL
 			int status_in)
 {
 	struct rp_switch_stats st;
+	struct rp_relay_stats child = { 0 };
+	bool have_child = false;
 	int ret = status_in, r;
 	if (g_child > 0) {
 		int ws = 0;
@@ -312,8 +331,17 @@ static int finish_relay(const struct punch_cfg *c, struct punch_report *rep, FIL
 		g_child = -1;
 		ret = WIFEXITED(ws) ? WEXITSTATUS(ws) : 1;
 	}
+	if (g_counts >= 0) {
+		have_child = read(g_counts, &child, sizeof(child)) == (ssize_t)sizeof(child);
+		close(g_counts);
+		g_counts = -1;
+	}
 	r = rp_switch_wait(g_sw, &st);
 	g_sw = NULL;
+	if (st.handed_back && have_child) {   /* the switch carried only the part before the hand-back */
+		st.sent = child.a_to_b;
+		st.recv = child.b_to_a;
+	}
 	if (r) {
 		rp_err_errno(r, "the stream to the peer");
 		if (!ret)
@@ -560,7 +588,7 @@ int cmd_punch(int argc, char **argv)
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	struct rp_relay_stats rs = { 0 };
-	ret = punch_data_mode(&c, fd, lfd, &rs);
+	ret = punch_data_mode(&c, fd, lfd, false, &rs);
 	lfd = -1;
 	if (g_sw)
 		(void)finish_relay(&c, &rep, report, t_start, ret);

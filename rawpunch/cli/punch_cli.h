@@ -65,7 +65,8 @@ void punch_report_data(struct punch_report *rep, const struct rp_relay_stats *rs
 int punch_report_write(const struct punch_report *rep, FILE *f);
 void punch_report_free(struct punch_report *rep);
 
-/* punch_data.c: use the connection (closes fd and lfd); the exit status */
-int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, struct rp_relay_stats *rs);
+/* punch_data.c: use the connection (closes fd and lfd); the exit status. handback: fd is a switch's
+ * local socket that hands the direct fd back (switch.h; --stdio and -L take it, --exec cannot). */
+int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, bool handback, struct rp_relay_stats *rs);
 
 #endif

@@ -19,7 +19,7 @@ static int dial_once(void *arg)
 	return fd >= 0 ? fd : -EBUSY;
 }
 
-int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, struct rp_relay_stats *rs)
+int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, bool handback, struct rp_relay_stats *rs)
 {
 	switch (c->mode) {
 	case PUNCH_EXEC: {
@@ -34,7 +34,7 @@ int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, struct rp_relay_
 	}
 	case PUNCH_FORWARD: {
 		struct fwd_ctx f = { .fd = fd };
-		struct rp_forward_opts fo = { .max_clients = 1, .max_parallel = 1, .stop_fd = -1 };
+		struct rp_forward_opts fo = { .max_clients = 1, .max_parallel = 1, .stop_fd = -1, .handback = handback };
 		struct rp_forward_stats fs;
 		int r = rp_forward(lfd, dial_once, &f, &fo, &fs);
 		close(lfd);
@@ -50,7 +50,7 @@ int punch_data_mode(const struct punch_cfg *c, int fd, int lfd, struct rp_relay_
 		return fs.failed ? rp_err("-L %s: the relay ended with an error", c->fwd_spec) : 0;
 	}
 	default: {
-		int r = rp_fd_stdio(fd, rs);
+		int r = handback ? rp_relay_handback(STDIN_FILENO, STDOUT_FILENO, fd, rs) : rp_fd_stdio(fd, rs);
 		close(fd);
 		if (r < 0 && r != -ECONNRESET)
 			return rp_err_errno(r, "the punched connection (stdin/stdout)");

@@ -173,6 +173,7 @@ void punch_report_switch(struct punch_report *rep, const struct rp_switch_stats 
 	json_object_object_add(rep->result, "bytes_out_relay", json_object_new_int64((int64_t)st->sent_relay));
 	json_object_object_add(rep->result, "bytes_in_relay", json_object_new_int64((int64_t)st->recv_relay));
 	json_object_object_add(rep->result, "switched", json_object_new_boolean(st->switched));
+	json_object_object_add(rep->result, "handed_back", json_object_new_boolean(st->handed_back));
 	json_object_object_add(rep->result, "time_to_first_byte_ms",
 			       st->t_first_rx_ns ? rp_json_fixed((double)(st->t_first_rx_ns - t0_ns) / 1e6, 1) : NULL);
 	json_object_object_add(rep->result, "time_to_switch_ms",

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+/* fdmode (fdmode.h): the relay loop (with the switch's hand-back of the direct fd, switch.h), the
+ * stdio, exec and -L data modes. */
 #include "rawpunch/handoff/fdmode.h"
 
 #include <arpa/inet.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "rawpunch/base/parse.h"
+#include "rawpunch/handoff/switch.h"
 
 #define RELAY_BUF 65536
 #define PIPE_CHUNK 4096   /* a pipe reporting POLLOUT takes this much without blocking */
@@ -35,24 +38,73 @@ struct dir {
 	size_t off, len;
 	uint64_t total;
 	uint8_t *buf;
+	int *handback;           /* non-NULL: in is a switch's local socket; the direct fd lands here */
 };
+
+/* recvmsg that takes an fd the switch hands back: the byte it comes with (the marker, always the
+ * last one read then: a read stops after a message that carries fds) is dropped. Bytes, -errno */
+static ssize_t recv_handback(int fd, uint8_t *b, size_t cap, int *got)
+{
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	struct iovec iov = { .iov_base = b, .iov_len = cap };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b) };
+	ssize_t n = recvmsg(fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	int nfd = -1;
+	if (n < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+			int x;
+			memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (nfd < 0)
+				nfd = x;
+			else
+				close(x);
+		}
+	}
+	if (nfd < 0)
+		return (m.msg_flags & MSG_CTRUNC) ? -EPROTO : n;
+	if (n < 1 || b[n - 1] != RP_SWITCH_HANDBACK_MARK || (m.msg_flags & MSG_CTRUNC)) {
+		close(nfd);
+		return -EPROTO;
+	}
+	*got = nfd;
+	return n - 1;
+}
 
 /* read what is available (poll said readable): never blocks */
 static int dir_read(struct dir *d)
 {
 	ssize_t n;
+	int got = -1;
 	for (;;) {
-		n = d->in_sock ? recv(d->in, d->buf, RELAY_BUF, MSG_DONTWAIT) : read(d->in, d->buf, RELAY_BUF);
+		if (d->handback)
+			n = recv_handback(d->in, d->buf, RELAY_BUF, &got);
+		else
+			n = d->in_sock ? recv(d->in, d->buf, RELAY_BUF, MSG_DONTWAIT) : read(d->in, d->buf, RELAY_BUF);
+		if (n < 0 && d->handback)
+			errno = (int)-n;
 		if (n >= 0)
 			break;
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN)
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			return 0;
 		return -errno;
 	}
-	if (n == 0)
+	if (got >= 0) {   /* the rest of this direction comes from the direct fd */
+		*d->handback = got;
+		d->handback = NULL;
+		d->in = got;
+		d->in_sock = true;
+	} else if (n == 0) {
 		d->eof = true;
+	}
 	d->off = 0;
 	d->len = (size_t)n;
 	return 0;
@@ -109,17 +161,40 @@ static void dir_finish(struct dir *d, int other_in)
 	}
 }
 
-int rp_relay(int in_a, int out_a, int in_b, int out_b, struct rp_relay_stats *stats)
+/* the hand-back seen from the data mode: none yet, the direct fd came (our bytes for the switch
+ * still go out), waiting for the switch's EOF (it is writing what it read from us), done */
+enum hb { HB_NONE, HB_GOT, HB_WAIT, HB_DONE };
+
+/* the switch's EOF after the marker: our direction now writes the direct fd. 0, -EAGAIN, -errno */
+static int handback_eof(int sock, struct dir *up, int direct)
+{
+	uint8_t x;
+	ssize_t n = recv(sock, &x, 1, MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+	if (n > 0)
+		return -EPROTO;   /* nothing may follow the marker */
+	up->out = direct;
+	up->out_sock = true;
+	if (up->done)   /* our input had ended: the switch left the FIN to us */
+		shutdown(direct, SHUT_WR);
+	return 0;
+}
+
+static int relay_loop(int in_a, int out_a, int in_b, int out_b, bool handback, struct rp_relay_stats *stats)
 {
 	struct dir d[2] = {
 		{ .in = in_a, .out = out_b },
 		{ .in = in_b, .out = out_a },
 	};
 	sigset_t pipe_set, old_set;
-	int r = 0;
+	int r = 0, direct = -1;
+	enum hb hb = HB_NONE;
 
 	if (in_a < 0 || out_a < 0 || in_b < 0 || out_b < 0)
 		return -EBADF;
+	if (handback)
+		d[1].handback = &direct;
 	for (int i = 0; i < 2; i++) {
 		d[i].in_sock = is_socket(d[i].in);
 		d[i].out_sock = is_socket(d[i].out);
@@ -134,11 +209,23 @@ int rp_relay(int in_a, int out_a, int in_b, int out_b, struct rp_relay_stats *st
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
 
-	while (!d[0].done || !d[1].done) {
-		struct pollfd pfd[4];
-		int idx[4], nfd = 0;
+	while (!d[0].done || !d[1].done || hb == HB_GOT || hb == HB_WAIT) {
+		struct pollfd pfd[5];
+		int idx[5], nfd = 0;
+		if (hb == HB_NONE && direct >= 0)
+			hb = HB_GOT;
+		if (hb == HB_GOT && !d[0].len) {
+			/* all we read before the marker is with the switch: it passes it on, then its EOF */
+			if (!d[0].done)
+				shutdown(in_b, SHUT_WR);
+			hb = HB_WAIT;
+		}
+		if (hb == HB_WAIT) {
+			pfd[nfd] = (struct pollfd){ .fd = in_b, .events = POLLIN };
+			idx[nfd++] = 4;
+		}
 		for (int i = 0; i < 2; i++) {
-			if (d[i].done)
+			if (d[i].done || (i == 0 && hb == HB_WAIT))
 				continue;
 			if (d[i].len) {
 				pfd[nfd] = (struct pollfd){ .fd = d[i].out, .events = POLLOUT };
@@ -163,6 +250,13 @@ int rp_relay(int in_a, int out_a, int in_b, int out_b, struct rp_relay_stats *st
 				r = -EBADF;
 				break;
 			}
+			if (idx[k] == 4) {
+				if ((r = handback_eof(in_b, &d[0], direct)) == -EAGAIN)
+					r = 0;
+				else if (!r)
+					hb = HB_DONE;
+				continue;
+			}
 			r = (idx[k] & 1) ? dir_write(x) : dir_read(x);
 			if (!r && x->eof && !x->len && !x->done)
 				dir_finish(x, d[idx[k] / 2 ^ 1].in);
@@ -177,7 +271,19 @@ int rp_relay(int in_a, int out_a, int in_b, int out_b, struct rp_relay_stats *st
 	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
 	free(d[0].buf);
 	free(d[1].buf);
+	if (direct >= 0)
+		close(direct);
 	return r;
+}
+
+int rp_relay(int in_a, int out_a, int in_b, int out_b, struct rp_relay_stats *stats)
+{
+	return relay_loop(in_a, out_a, in_b, out_b, false, stats);
+}
+
+int rp_relay_handback(int in_a, int out_a, int sock, struct rp_relay_stats *stats)
+{
+	return relay_loop(in_a, out_a, sock, sock, true, stats);
 }
 
 int rp_fd_stdio(int sock, struct rp_relay_stats *stats)
@@ -259,6 +365,7 @@ struct fwd {
 	struct rp_forward_stats st;
 	rp_dial_fn dial;
 	void *ctx;
+	bool handback;
 };
 
 struct fwd_job {
@@ -273,7 +380,7 @@ static void *fwd_thread(void *arg)
 	struct rp_relay_stats rs = { 0 };
 	int r, rfd = f->dial(f->ctx);
 	if (rfd >= 0) {
-		r = rp_relay(j->cfd, j->cfd, rfd, rfd, &rs);
+		r = relay_loop(j->cfd, j->cfd, rfd, rfd, f->handback, &rs);
 		close(rfd);
 	} else {
 		r = rfd;
@@ -301,7 +408,7 @@ int rp_forward(int lfd, rp_dial_fn dial, void *ctx, const struct rp_forward_opts
 	static const struct rp_forward_opts defaults = { .stop_fd = -1 };
 	const struct rp_forward_opts *o = opts ? opts : &defaults;
 	unsigned maxpar = o->max_parallel ? o->max_parallel : 64;
-	struct fwd f = { .dial = dial, .ctx = ctx };
+	struct fwd f = { .dial = dial, .ctx = ctx, .handback = o->handback };
 	pthread_attr_t attr;
 	int r = 0;
 

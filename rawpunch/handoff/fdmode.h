@@ -9,6 +9,7 @@
  * -errno, prints nothing. */
 #ifndef RP_FDMODE_H
 #define RP_FDMODE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,6 +23,11 @@ struct rp_relay_stats {
  * (when it differs from in_b). Returns 0 when both directions ended with EOF, else -errno
  * (-ECONNRESET, -EPIPE, ...). stats may be NULL. */
 int rp_relay(int in_a, int out_a, int in_b, int out_b, struct rp_relay_stats *stats);
+
+/* rp_relay (in_b = out_b = sock) where sock is the data mode's end of a switch's local socketpair
+ * (switch.h, rp_switch_allow_handback): once the switch hands the direct fd back, the relay goes on
+ * with it in both directions, in order, and closes it at the end. Without a hand-back it is rp_relay. */
+int rp_relay_handback(int in_a, int out_a, int sock, struct rp_relay_stats *stats);
 
 /* netcat-like: stdin -> sock, sock -> stdout. Does not close sock. */
 int rp_fd_stdio(int sock, struct rp_relay_stats *stats);
@@ -39,6 +45,8 @@ struct rp_forward_opts {
 	unsigned max_clients;       /* 0: unlimited; otherwise stop after this many clients were served */
 	unsigned max_parallel;      /* clients relayed at once [64]; more wait in the listen backlog */
 	int stop_fd;                /* >= 0: readable (or EOF/HUP) means stop accepting and return */
+	bool handback;              /* the dialed fds are switch sockets that may hand the direct fd back
+	                               (rp_relay_handback) */
 };
 
 struct rp_forward_stats {

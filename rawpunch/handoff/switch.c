@@ -24,7 +24,9 @@ enum { F_DATA = 1, F_CREDIT, F_EOF, F_SWITCH, F_ACK };
 
 /* the state of one direction */
 enum out_state { OUT_RELAY, OUT_DIRECT, OUT_END };   /* local -> peer */
-enum in_state { IN_RELAY, IN_WAIT_DIRECT, IN_DIRECT, IN_END };   /* peer -> local */
+enum in_state { IN_RELAY, IN_WAIT_DIRECT, IN_DIRECT, IN_HANDED, IN_END };   /* peer -> local */
+/* the hand-back (switch.h): off, allowed, the marker with the direct fd sent, done (local closed) */
+enum hb_state { HB_OFF, HB_ALLOWED, HB_SENT, HB_DONE };
 
 struct buf {
 	uint8_t *b;
@@ -36,11 +38,12 @@ struct rp_switch {
 	pthread_t th;
 	pthread_mutex_t mu;
 	int given;                     /* a direct fd handed over, not yet taken by the thread; -1 */
-	bool given_once, finished;
+	bool given_once, finished, handback;   /* handback: rp_switch_allow_handback (under mu) */
 	rp_switch_relay_done_fn done;
 	void *done_arg;
 	enum out_state out;
 	enum in_state in;
+	enum hb_state hb;
 	struct buf out_r, out_d, in_r, to_local;
 	uint64_t credit, unacked;
 	uint32_t data_left;            /* bytes of the DATA frame being read that are still to come */
@@ -300,6 +303,10 @@ static int relay_housekeeping(struct rp_switch *s)
 static void take_direct(struct rp_switch *s, int fd)
 {
 	s->direct = fd;
+	pthread_mutex_lock(&s->mu);
+	if (s->handback)
+		s->hb = HB_ALLOWED;
+	pthread_mutex_unlock(&s->mu);
 	if (s->out == OUT_RELAY) {
 		uint8_t c[8];
 		put_be32(c, (uint32_t)(s->st.sent_relay >> 32));
@@ -310,6 +317,54 @@ static void take_direct(struct rp_switch *s, int fd)
 	}
 	if (s->in == IN_WAIT_DIRECT)
 		s->in = IN_DIRECT;
+}
+
+/* Both directions are on the direct connection and nothing from it waits for the local side: the
+ * data mode may take the direct fd (allowed, the peer's SWITCH in, ours out, the relay drained). */
+static bool handback_ready(const struct rp_switch *s)
+{
+	return s->hb == HB_ALLOWED && s->in == IN_DIRECT && s->out != OUT_RELAY && s->direct >= 0 &&
+	       !s->data_left && !buf_used(&s->to_local) && !s->local_shut;
+}
+
+/* the marker: RP_SWITCH_HANDBACK_MARK with a duplicate of the direct fd attached. From then on the
+ * direct fd's input is the data mode's; ours stops. 0 (sent or not yet room), -errno */
+static int handback_send(struct rp_switch *s)
+{
+	uint8_t mark = RP_SWITCH_HANDBACK_MARK;
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct iovec iov = { .iov_base = &mark, .iov_len = 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b) };
+	memset(&cm, 0, sizeof(cm));
+	cm.h.cmsg_level = SOL_SOCKET;
+	cm.h.cmsg_type = SCM_RIGHTS;
+	cm.h.cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(&cm.h), &s->direct, sizeof(int));
+	ssize_t n = sendmsg(s->local, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+	s->hb = HB_SENT;
+	s->in = IN_HANDED;
+	s->st.handed_back = true;
+	return 0;
+}
+
+/* after the marker, the local EOF means the data mode writes the direct fd itself: once what we read
+ * before it is on the direct connection, our duplicate goes (no FIN: the data mode holds the
+ * connection) and the local EOF tells the data mode it may write */
+static void handback_finish(struct rp_switch *s)
+{
+	if (s->hb != HB_SENT || s->out != OUT_END || buf_used(&s->out_d))
+		return;
+	close(s->direct);
+	s->direct = -1;
+	shutdown(s->local, SHUT_WR);
+	s->local_shut = true;
+	s->in = IN_END;
+	s->hb = HB_DONE;
 }
 
 static bool finished(const struct rp_switch *s)
@@ -331,7 +386,7 @@ static int loop(struct rp_switch *s)
 		if ((s->out == OUT_RELAY && s->credit > 0 && buf_room(&s->out_r) >= HDR + CHUNK + CTRL_RESERVE) ||
 		    (s->out == OUT_DIRECT && !buf_used(&s->out_d)))
 			p[1].events |= POLLIN;
-		if (buf_used(&s->to_local))
+		if (buf_used(&s->to_local) || handback_ready(s))
 			p[1].events |= POLLOUT;
 		if (s->relay >= 0) {
 			if (!s->relay_eof && buf_room(&s->in_r) > 0)
@@ -383,7 +438,8 @@ static int loop(struct rp_switch *s)
 		}
 		if (s->direct >= 0 && (r = flush(s->direct, &s->out_d)))
 			return r;
-		if (s->direct >= 0 && s->out == OUT_END && !s->d_shut && !buf_used(&s->out_d)) {
+		handback_finish(s);
+		if (s->direct >= 0 && s->hb != HB_SENT && s->out == OUT_END && !s->d_shut && !buf_used(&s->out_d)) {
 			shutdown(s->direct, SHUT_WR);
 			s->d_shut = true;
 		}
@@ -417,6 +473,11 @@ static int loop(struct rp_switch *s)
 			/* both directions off the relay (one may have ended on it) */
 			s->st.t_switch_ns = now_ns();
 			s->st.switched = true;
+		}
+		if (handback_ready(s)) {
+			if ((r = handback_send(s)))
+				return r;
+			handback_finish(s);   /* our direction may have ended already */
 		}
 		if ((r = relay_housekeeping(s)))
 			return r;
@@ -505,6 +566,13 @@ int rp_switch_start(int local, int relay, rp_switch_relay_done_fn done, void *do
 	}
 	*out = s;
 	return 0;
+}
+
+void rp_switch_allow_handback(struct rp_switch *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->handback = true;
+	pthread_mutex_unlock(&s->mu);
 }
 
 int rp_switch_direct(struct rp_switch *s, int direct)

@@ -17,7 +17,8 @@
 #   no_leftovers                         no rawpunch_* nft table in a or b
 #   expect_relay_released                no connection left at the TURN server on s (waits up to WAIT s, 5)
 #   expect_relayfirst TAG                a --relay-first pair: the data crossed intact both ways, both moved
-#                                        from the relay to the direct path while it flowed, the first byte
+#                                        from the relay to the direct path while it flowed (and the data mode
+#                                        took the direct socket from the switch), the first byte
 #                                        came before the direct path, the allocation was released
 case ${BUILD:-build} in /*) _b=$BUILD ;; *) _b=$PWD/${BUILD:-build} ;; esac
 RP=${RAWPUNCH:-$_b/rawpunch}
@@ -164,6 +165,7 @@ expect_relayfirst() {
 		g() { report_get "$tag" $side "$1"; }
 		[ "$(g "r['result']['route']")" = "relay->direct" ] || fail "$tag: $side's route: $(g "r['result']['route']") ($(g "r['result'].get('relay_why')"))"
 		[ "$(g "r['result']['switched']")" = True ] || fail "$tag: $side did not switch"
+		[ "$(g "r['result']['handed_back']")" = True ] || fail "$tag: $side's switch did not hand the direct socket to the data mode"
 		[ "$(g "r['result']['bytes_in']")" = $n ] || fail "$tag: $side's bytes_in $(g "r['result']['bytes_in']")"
 		rel=$(g "r['result']['bytes_out_relay']")
 		[ "$rel" -gt 0 ] && [ "$rel" -lt $n ] || fail "$tag: $side sent $rel of $n bytes over the relay (want some, not all)"
