@@ -3,7 +3,7 @@
 # rawpunch punch --relay-first: the data mode starts over the TURN relay right after the meeting while
 # the punch runs behind it (--lead 1000 keeps the punch a second away); when the direct connection
 # is up both streams move to it (SWITCH markers with the relay byte counts) and the allocation is
-# released. 160 MiB each way over --stdio moved while it flows: SHA-256 equal at both ends, the report
+# released. 320 MiB each way over --stdio moved while it flows: SHA-256 equal at both ends, the report
 # says route relay->direct with bytes on both paths, and the first byte came before the punch
 # connected. The throughput after the move is measured against a plain punched connection (no relay)
 # in the same run.
@@ -13,9 +13,10 @@ source tests/lab/punch_common.bash
 
 punch_lab prf --nat-a preserve --nat-b preserve
 TS=$(tools/natlab turn-secret "$LAB")
-# 160 MiB: the lab relay moves ~35 MiB/s each way, so the stream still flows when the direct path comes
-# up even after a missed first round (~3.4 s); 64 MiB had ended over the relay by then
-PUNCH_MIB=${RELAYFIRST_MIB:-160}
+# 320 MiB: the lab relay moves ~35-60 MiB/s each way, so the stream still flows when the direct path comes
+# up even after a missed first round (~3.4 s); 64 MiB had ended over the relay by then, and 160 MiB
+# once in punch_relayfirst_fwd
+PUNCH_MIB=${RELAYFIRST_MIB:-320}
 
 punch_pair rf --relay 198.18.3.2 --relay-secret-file "$TS" --relay-first --lead 1000 ${RELAYFIRST_ARGS:-}
 expect_relayfirst rf
