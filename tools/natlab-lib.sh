@@ -122,6 +122,18 @@ stun_parse() {
 	echo "$mapped $other $origin"
 }
 
+# pcap_stream_bytes FILE SRC: the TCP stream bytes SRC's segments in FILE cover (tshark's relative
+# sequence ranges merged), so a segment seen twice, a retransmission tshark does not flag as one,
+# counts once, and a segment missing from the file leaves its bytes out. One connection per file.
+pcap_stream_bytes() {
+	tshark -n -r "$1" -Y "ip.src==$2 && tcp.len > 0" -T fields -e tcp.seq -e tcp.len 2>/dev/null |
+		sort -n -k1,1 | awk '{ lo = $1; hi = $1 + $2
+			if (n && lo <= end) { if (hi > end) end = hi; next }
+			if (n) s += end - start
+			start = lo; end = hi; n = 1 }
+			END { if (n) s += end - start; print s + 0 }'
+}
+
 wait_line() {
 	local f=$1 re=$2 i n=$(( ${3:-5} * 20 ))
 	for ((i = 0; i < n; i++)); do grep -qs -- "$re" "$f" && return 0; sleep 0.05; done

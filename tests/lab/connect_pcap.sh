@@ -30,8 +30,6 @@ A() { ip netns exec "rp$LAB-a" "$@"; }
 ip netns exec "rp$LAB-s" socat TCP4-LISTEN:7100,reuseaddr,fork EXEC:cat & pids+=($!)
 for _ in $(seq 50); do ip netns exec "rp$LAB-s" ss -Htln 'sport = :7100' | grep -q . && break; sleep 0.1; done
 
-# payload: bytes of the connection from a (tcp.len summed over the file)
-payload() { tshark -n -r "$1" -Y "ip.src==$2 && tcp.len > 0" -T fields -e tcp.len 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 
 # ---- (1) --stdio ---------------------------------------------------------------------------------
 token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
@@ -45,7 +43,7 @@ grep -q '^handoff: repair' "$T/1.err" || fail "(1) not a repair handoff: $(cat "
 frames=$(tshark -n -r "$T/1.pcap" 2>/dev/null | wc -l)
 grep -q "^connect: --pcap $T/1.pcap: $frames packets written$" "$T/1.err" ||
 	fail "(1) the count connect printed is not the file's $frames: $(cat "$T/1.err")"
-out=$(payload "$T/1.pcap" 10.0.1.2); back=$(payload "$T/1.pcap" "$S")
+out=$(pcap_stream_bytes "$T/1.pcap" 10.0.1.2); back=$(pcap_stream_bytes "$T/1.pcap" "$S")
 [ "$out" -eq "$size" ] && [ "$back" -eq "$size" ] ||
 	fail "(1) the file has $out bytes a->s and $back s->a of the $size each way"
 hex=$(printf 'token-%s' "$token" | od -An -tx1 | tr -d ' \n')

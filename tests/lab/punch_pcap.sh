@@ -4,7 +4,7 @@
 # of every capability) the capture goes on, on the connection's 4-tuple, until the data mode has ended.
 # Two port-preserving NATs, both sides with --pcap, over --stdio:
 #   (1) direct: 256 KiB and a token line each way; in each side's file: its SYNs, the data bytes of both
-#       directions (tshark's sums of tcp.len, retransmissions counted once) equal to what each side sent,
+#       directions (the stream bytes the segments cover, each once) equal to what each side sent,
 #       both tokens, a FIN from each end; the count punch prints is the file's; rawpunch watch -r reads
 #       it back with data lines both ways;
 #   (2) --relay-first: 64 KiB each way over the TURN relay, the token line only once the stream has moved
@@ -16,11 +16,6 @@ source tests/lab/punch_common.bash
 
 # the addresses on a's and b's wire: each side's own, and the peer's public one (port-preserving NATs)
 declare -A LOCAL=([a]=10.0.1.2 [b]=10.0.2.2) PUB=([a]=198.18.1.2 [b]=198.18.2.2) OTHER=([a]=b [b]=a)
-# data bytes from src in file (each segment once: tshark's retransmissions are left out)
-payload() {
-	tshark -n -r "$1" -Y "ip.src==$2 && tcp.len > 0 && !tcp.analysis.retransmission && !tcp.analysis.fast_retransmission && !tcp.analysis.spurious_retransmission" \
-		-T fields -e tcp.len 2>/dev/null | awk '{s += $1} END {print s + 0}'
-}
 # check_pcap TAG SIDE OUT IN: SIDE's file holds OUT data bytes out and IN in, both tokens, SYNs out, a FIN
 # each way; punch printed its count; watch -r reads it
 check_pcap() {
@@ -30,7 +25,7 @@ check_pcap() {
 	frames=$(tshark -n -r "$f" 2>/dev/null | wc -l)
 	grep -q "^punch: --pcap $f: $frames packets written$" "$T/$tag-$side.err" ||
 		fail "$tag/$side: the count punch printed is not the file's $frames: $(grep -e '--pcap' "$T/$tag-$side.err")"
-	out=$(payload "$f" "$me") back=$(payload "$f" "$peer")
+	out=$(pcap_stream_bytes "$f" "$me") back=$(pcap_stream_bytes "$f" "$peer")
 	[ "$out" -eq "$want_out" ] && [ "$back" -eq "$want_in" ] ||
 		fail "$tag/$side: the file has $out data bytes out (want $want_out) and $back in (want $want_in)"
 	for s in "$me:$side" "$peer:$o"; do
