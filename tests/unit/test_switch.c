@@ -19,57 +19,7 @@
 #include <cmocka.h>
 
 #include "rawpunch/handoff/switch.h"
-
-static uint8_t pat(uint64_t i, uint8_t salt)
-{
-	return (uint8_t)((i * 2654435761u >> 13) ^ salt);
-}
-
-struct end {
-	int fd;              /* the data mode's socket */
-	uint64_t n;          /* bytes to send */
-	uint8_t salt, peer_salt;
-	uint64_t got;        /* bytes received */
-	bool bad;            /* a received byte differs from the peer's pattern */
-	uint64_t switch_at;  /* 0, or after sending this many, signal */
-	int *go;             /* set when switch_at reached */
-};
-
-static void *writer(void *arg)
-{
-	struct end *e = arg;
-	uint8_t b[8192];
-	uint64_t off = 0;
-	while (off < e->n) {
-		size_t k = e->n - off < sizeof(b) ? (size_t)(e->n - off) : sizeof(b);
-		for (size_t i = 0; i < k; i++)
-			b[i] = pat(off + i, e->salt);
-		ssize_t w = write(e->fd, b, k);
-		if (w <= 0)
-			return NULL;
-		off += (uint64_t)w;
-		if (e->switch_at && off >= e->switch_at)
-			__atomic_store_n(e->go, 1, __ATOMIC_SEQ_CST);
-	}
-	shutdown(e->fd, SHUT_WR);
-	return NULL;
-}
-
-static void *reader(void *arg)
-{
-	struct end *e = arg;
-	uint8_t b[8192];
-	for (;;) {
-		ssize_t r = read(e->fd, b, sizeof(b));
-		if (r <= 0)
-			break;
-		for (ssize_t i = 0; i < r; i++)
-			if (b[i] != pat(e->got + (uint64_t)i, e->peer_salt))
-				e->bad = true;
-		e->got += (uint64_t)r;
-	}
-	return NULL;
-}
+#include "stream_fixture.h"
 
 static int relay_done_count;
 static void on_done(void *arg)

@@ -22,61 +22,7 @@
 
 #include "rawpunch/handoff/fdmode.h"
 #include "rawpunch/handoff/switch.h"
-
-static uint8_t pat(uint64_t i, uint8_t salt)
-{
-	return (uint8_t)((i * 2654435761u >> 13) ^ salt);
-}
-
-struct app {
-	int fd;              /* the application's socket (the data mode relays the other end) */
-	uint64_t n;          /* bytes to send */
-	uint8_t salt, peer_salt;
-	uint64_t got;        /* bytes received */
-	bool bad;            /* a received byte differs from the peer's pattern */
-	uint64_t *sent;      /* progress, for the test to pick the moment of the move */
-	uint64_t pause_at;   /* 0, or stop reading for 100 ms once this many arrived (the switch's
-	                        buffers and the local socketpair fill up around the move) */
-};
-
-static void *writer(void *arg)
-{
-	struct app *e = arg;
-	uint8_t b[8192];
-	uint64_t off = 0;
-	while (off < e->n) {
-		size_t k = e->n - off < sizeof(b) ? (size_t)(e->n - off) : sizeof(b);
-		for (size_t i = 0; i < k; i++)
-			b[i] = pat(off + i, e->salt);
-		ssize_t w = write(e->fd, b, k);
-		if (w <= 0)
-			return NULL;
-		off += (uint64_t)w;
-		__atomic_store_n(e->sent, off, __ATOMIC_SEQ_CST);
-	}
-	shutdown(e->fd, SHUT_WR);
-	return NULL;
-}
-
-static void *reader(void *arg)
-{
-	struct app *e = arg;
-	uint8_t b[8192];
-	for (;;) {
-		ssize_t r = read(e->fd, b, sizeof(b));
-		if (r <= 0)
-			break;
-		for (ssize_t i = 0; i < r; i++)
-			if (b[i] != pat(e->got + (uint64_t)i, e->peer_salt))
-				e->bad = true;
-		e->got += (uint64_t)r;
-		if (e->pause_at && e->got >= e->pause_at) {
-			e->pause_at = 0;
-			usleep(100000);
-		}
-	}
-	return NULL;
-}
+#include "stream_fixture.h"
 
 struct dm {
 	int app, sock;
@@ -114,10 +60,10 @@ static void run(uint64_t na, uint64_t nb, uint64_t move_at, bool a_back, bool b_
 	rp_switch_allow_handback(sa);
 	rp_switch_allow_handback(sb);
 	struct dm ma = { .app = aa[0], .sock = la[1] }, mb = { .app = ab[0], .sock = lb[1] };
-	struct app wa = { .fd = aa[1], .n = na, .salt = 1, .sent = &sent_a };
-	struct app wb = { .fd = ab[1], .n = nb, .salt = 2, .sent = &sent_b };
-	struct app ra = { .fd = aa[1], .peer_salt = 2, .pause_at = 2u << 20 };
-	struct app rb = { .fd = ab[1], .peer_salt = 1, .pause_at = 2u << 20 };
+	struct end wa = { .fd = aa[1], .n = na, .salt = 1, .sent = &sent_a };
+	struct end wb = { .fd = ab[1], .n = nb, .salt = 2, .sent = &sent_b };
+	struct end ra = { .fd = aa[1], .peer_salt = 2, .pause_at = 2u << 20 };
+	struct end rb = { .fd = ab[1], .peer_salt = 1, .pause_at = 2u << 20 };
 	pthread_t t[6];
 	pthread_create(&t[0], NULL, data_mode, &ma);
 	pthread_create(&t[1], NULL, data_mode, &mb);
