@@ -5,6 +5,7 @@
 #define RP_IO_H
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Write all len bytes to fd (socket, pipe, file or tty; blocking or not). Sockets are written with
  * MSG_NOSIGNAL (a closed peer is -EPIPE, never SIGPIPE); EINTR is retried; EAGAIN waits for POLLOUT
@@ -16,5 +17,10 @@ int rp_io_write_all(int fd, const void *buf, size_t len, uint64_t deadline_ns);
  * plus a terminating NUL (free() it; wipe it first if it held a secret). 0 with *out and *len, -EFBIG
  * if the file has more than max bytes, -ENOMEM, or -errno of open/read. */
 int rp_io_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+
+/* Replace path with len bytes at once: they go to "PATH.PID.tmp" (created with mode, less the umask;
+ * never through a symlink), which is synced and renamed over path, so a reader sees the old file or
+ * the whole new one. 0, or -errno (the temporary file is removed then). */
+int rp_io_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode);
 
 #endif

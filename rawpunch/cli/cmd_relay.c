@@ -233,23 +233,11 @@ static int check_addr_file(const char *path)
 /* "IP:PORT\n" into path, atomically (a temporary file renamed). */
 static int write_addr_file(const char *path, const struct sockaddr_in *a)
 {
-	char tmp[4096], s[64];
-	FILE *f;
-	int r = 0;
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
+	char s[64];
 	rp_sin_str(a, s, sizeof(s));
-	if (!(f = fopen(tmp, "w")))
-		return -errno;
-	if (fprintf(f, "%s\n", s) < 0)
-		r = -EIO;
-	if (fclose(f) && !r)
-		r = -errno;
-	if (!r && rename(tmp, path))
-		r = -errno;
-	if (r)
-		unlink(tmp);
-	return r;
+	size_t n = strlen(s);
+	s[n++] = '\n';
+	return rp_io_write_file_atomic(path, s, n, 0666);
 }
 
 /* Wait until path holds an address (the peer's --addr-file). 0, -ETIMEDOUT, -EINVAL (not an address). */

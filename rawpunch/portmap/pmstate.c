@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rawpunch/base/io.h"
+
 static atomic_uint record_seq;
 
 static const char *const proto_names[RP_PM_NPROTO] = { "pcp", "natpmp", "upnp" };
@@ -280,26 +282,9 @@ bool rp_pm_holder_alive(const struct rp_pm_record *r)
 
 static int write_atomic(const char *path, const struct rp_pm_record *r)
 {
-	char text[2048], tmp[4096];
-	int n = rp_pm_record_format(r, text, sizeof(text)), fd, e = 0;
-	if (n < 0)
-		return n;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, text, (size_t)n) != n)
-		e = errno ? -errno : -EIO;
-	if (!e && fsync(fd))
-		e = -errno;
-	if (close(fd) && !e)
-		e = -errno;
-	if (!e && rename(tmp, path))
-		e = -errno;
-	if (e)
-		unlink(tmp);
-	return e;
+	char text[2048];
+	int n = rp_pm_record_format(r, text, sizeof(text));
+	return n < 0 ? n : rp_io_write_file_atomic(path, text, (size_t)n, 0600);
 }
 
 int rp_pm_record_save(const char *dir, const struct rp_pm_record *r, char *path, size_t cap)

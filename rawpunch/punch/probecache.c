@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "rawpunch/base/clock.h"
+#include "rawpunch/base/io.h"
 #include "rawpunch/net/netif.h"
 #include "rawpunch/probe/stun.h"
 
@@ -122,7 +123,7 @@ static void prune(const char *dir)
 
 int rp_probecache_put(const struct sockaddr_in *stun, const struct rp_natinfo *ni)
 {
-	char path[4200], tmp[4300], dir[4096];
+	char path[4200], dir[4096];
 	uint32_t src;
 	int r;
 	if (!kept(ni))
@@ -142,14 +143,9 @@ int rp_probecache_put(const struct sockaddr_in *stun, const struct rp_natinfo *n
 	}
 	json_object_object_add(o, "saved_at", json_object_new_int64((int64_t)rp_real_ns()));
 	json_object_object_add(o, "natinfo", n);
-	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid());
-	r = json_object_to_file_ext(tmp, o, JSON_C_TO_STRING_PLAIN) ? -EIO : 0;
+	size_t len;
+	const char *text = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	r = text ? rp_io_write_file_atomic(path, text, len, 0644) : -ENOMEM;
 	json_object_put(o);
-	if (!r && chmod(tmp, 0644))
-		r = -errno;
-	if (!r && rename(tmp, path))
-		r = -errno;
-	if (r)
-		unlink(tmp);
 	return r;
 }
