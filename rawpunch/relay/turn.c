@@ -251,16 +251,14 @@ static int dial(const struct sockaddr_in *server, uint64_t deadline)
 	return fd < 0 ? fd : dial_finish(fd, deadline);
 }
 
-/* Read exactly n bytes before deadline: 0, -ETIMEDOUT, -ECONNRESET (EOF), -errno. */
-static int read_exact(int fd, uint8_t *buf, size_t n, uint64_t deadline)
+/* Read what fd has, up to n bytes, waiting for some until deadline: the count (> 0), -ETIMEDOUT,
+ * -ECONNRESET (EOF), -errno. */
+static ssize_t recv_some(int fd, uint8_t *buf, size_t n, uint64_t deadline)
 {
-	size_t got = 0;
-	while (got < n) {
-		ssize_t k = recv(fd, buf + got, n - got, 0);
-		if (k > 0) {
-			got += (size_t)k;
-			continue;
-		}
+	for (;;) {
+		ssize_t k = recv(fd, buf, n, 0);
+		if (k > 0)
+			return k;
 		if (k == 0)
 			return -ECONNRESET;
 		if (errno == EINTR)
@@ -270,6 +268,17 @@ static int read_exact(int fd, uint8_t *buf, size_t n, uint64_t deadline)
 		int r = wait_fd(fd, POLLIN, deadline);
 		if (r < 0)
 			return r;
+	}
+}
+
+/* Read exactly n bytes before deadline: 0, -ETIMEDOUT, -ECONNRESET (EOF), -errno. */
+static int read_exact(int fd, uint8_t *buf, size_t n, uint64_t deadline)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t k = recv_some(fd, buf + got, n - got, deadline);
+		if (k < 0)
+			return (int)k;
+		got += (size_t)k;
 	}
 	return 0;
 }
@@ -363,20 +372,10 @@ static int ctl_next(struct rp_turn *t, uint8_t *out, size_t *len, uint64_t deadl
 			t->have -= (size_t)fl;
 			return 0;
 		}
-		ssize_t k = recv(t->fd, t->rbuf + t->have, sizeof(t->rbuf) - t->have, 0);
-		if (k > 0) {
-			t->have += (size_t)k;
-			continue;
-		}
-		if (k == 0)
-			return -ECONNRESET;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		int r = wait_fd(t->fd, POLLIN, deadline);
-		if (r < 0)
-			return r;
+		ssize_t k = recv_some(t->fd, t->rbuf + t->have, sizeof(t->rbuf) - t->have, deadline);
+		if (k < 0)
+			return (int)k;
+		t->have += (size_t)k;
 	}
 }
 
