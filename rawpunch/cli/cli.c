@@ -9,7 +9,6 @@
 
 #include <json-c/json.h>
 #include "rawpunch/base/outfile.h"
-#include "rawpunch/base/privs.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,6 +58,20 @@ int rp_usage_getopt(const char *cmd, int c, char *const *argv)
 	if (optopt && !strncmp(arg, "--", 2))   /* a known long option given "=VALUE" */
 		return rp_usage_err(cmd, "option '%.*s' takes no value", n, arg);
 	return rp_usage_err(cmd, "unknown option '%.*s'", n, arg);
+}
+
+int rp_cli_help_only(const char *cmd, int argc, char **argv, void (*usage)(FILE *out))
+{
+	static const struct option lo[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+	int c;
+	optind = 1;
+	opterr = 0;
+	if ((c = getopt_long(argc, argv, ":h", lo, NULL)) == -1)
+		return -1;
+	if (c != 'h')
+		return rp_usage_getopt(cmd, c, argv);
+	usage(stdout);
+	return 0;
 }
 
 void rp_hint(const char *fmt, ...)

@@ -41,6 +41,9 @@ int rp_usage_err(const char *cmd, const char *fmt, ...) __attribute__((format(pr
  * missing value; optstring starting with ':', opterr = 0): the usage error naming the option as typed
  * ("unknown option '--bogus'", "option '--plot' needs a value"); returns 2. */
 int rp_usage_getopt(const char *cmd, int c, char *const *argv);
+/* The options of a command whose only one is -h/--help: -1 to go on (optind at the first operand),
+ * else the exit status (0 after printing usage to stdout for --help, 2 for anything else). */
+int rp_cli_help_only(const char *cmd, int argc, char **argv, void (*usage)(FILE *out));
 /* "hint: <msg>\n" on stderr */
 void rp_hint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Read the shared secret of --secret-file for command cmd ("punch", "rendezvous"): the file's bytes,

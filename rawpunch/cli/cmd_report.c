@@ -204,17 +204,9 @@ static void print_report(const char *path, struct json_object *r)
 
 int cmd_report(int argc, char **argv)
 {
-	static const struct option lo[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return 0;
-		}
-		return rp_usage_getopt("report", c, argv);
-	}
+	int c = rp_cli_help_only("report", argc, argv, usage);
+	if (c >= 0)
+		return c;
 	int nf = argc - optind;
 	if (nf < 1 || nf > 2)
 		return rp_usage_err("report", "give one or two report files (punch --report), got %d", nf);

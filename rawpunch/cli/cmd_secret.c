@@ -24,17 +24,9 @@ static void usage(FILE *f)
 
 int cmd_secret(int argc, char **argv)
 {
-	static const struct option lo[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
-		if (c == 'h') {
-			usage(stdout);
-			return 0;
-		}
-		return rp_usage_getopt("secret", c, argv);
-	}
+	int c = rp_cli_help_only("secret", argc, argv, usage);
+	if (c >= 0)
+		return c;
 	if (argc - optind > 1)
 		return rp_usage_err("secret", "one FILE at most, got %d arguments", argc - optind);
 	if (sodium_init() < 0)
