@@ -327,9 +327,7 @@ static bool handback_ready(const struct rp_switch *s)
 	       !s->data_left && !buf_used(&s->to_local) && !s->local_shut;
 }
 
-/* the marker: RP_SWITCH_HANDBACK_MARK with a duplicate of the direct fd attached. From then on the
- * direct fd's input is the data mode's; ours stops. 0 (sent or not yet room), -errno */
-static int handback_send(struct rp_switch *s)
+int rp_switch_mark_send(int local, int direct)
 {
 	uint8_t mark = RP_SWITCH_HANDBACK_MARK;
 	union {
@@ -342,10 +340,21 @@ static int handback_send(struct rp_switch *s)
 	cm.h.cmsg_level = SOL_SOCKET;
 	cm.h.cmsg_type = SCM_RIGHTS;
 	cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cm.h), &s->direct, sizeof(int));
-	ssize_t n = sendmsg(s->local, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-	if (n < 0)
-		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+	memcpy(CMSG_DATA(&cm.h), &direct, sizeof(int));
+	if (sendmsg(local, &m, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+		return 0;
+	return errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+}
+
+/* the marker with a duplicate of the direct fd attached. From then on the direct fd's input is the
+ * data mode's; ours stops. 0 (sent or not yet room), -errno */
+static int handback_send(struct rp_switch *s)
+{
+	int r = rp_switch_mark_send(s->local, s->direct);
+	if (r == -EAGAIN)
+		return 0;
+	if (r)
+		return r;
 	s->hb = HB_SENT;
 	s->in = IN_HANDED;
 	s->st.handed_back = true;

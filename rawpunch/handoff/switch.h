@@ -49,6 +49,11 @@
 
 struct rp_switch;
 
+/* Send the hand-back marker on local (an AF_UNIX stream socket) with a duplicate of direct attached
+ * (SCM_RIGHTS), without blocking: 0, -EAGAIN (no room yet: try again), or -errno. The switch sends it
+ * itself; exposed for the data mode's tests. */
+int rp_switch_mark_send(int local, int direct);
+
 struct rp_switch_stats {
 	uint64_t sent, recv;             /* stream bytes each way (whatever the path) */
 	uint64_t sent_relay, recv_relay; /* of them, on the relay */

@@ -142,19 +142,7 @@ static void marker_ordering(void **state)
 	/* "before" through the switch, then the marker with dr[0]; "after" already waits on dr */
 	assert_int_equal(write(dr[1], "after", 5), 5);
 	assert_int_equal(write(sw[0], "before|", 7), 7);
-	uint8_t mark = RP_SWITCH_HANDBACK_MARK;
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
-	} cm;
-	memset(&cm, 0, sizeof(cm));
-	struct iovec iov = { .iov_base = &mark, .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b) };
-	cm.h.cmsg_level = SOL_SOCKET;
-	cm.h.cmsg_type = SCM_RIGHTS;
-	cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cm.h), &dr[0], sizeof(int));
-	assert_int_equal(sendmsg(sw[0], &msg, 0), 1);
+	assert_int_equal(rp_switch_mark_send(sw[0], dr[0]), 0);
 	close(dr[0]);
 	char got[32] = { 0 };
 	size_t n = 0;
@@ -204,19 +192,7 @@ static void data_after_marker(void **state)
 	struct dm m = { .app = app[0], .sock = sw[1] };
 	pthread_t t;
 	pthread_create(&t, NULL, data_mode, &m);
-	uint8_t mark = RP_SWITCH_HANDBACK_MARK;
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
-	} cm;
-	memset(&cm, 0, sizeof(cm));
-	struct iovec iov = { .iov_base = &mark, .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b) };
-	cm.h.cmsg_level = SOL_SOCKET;
-	cm.h.cmsg_type = SCM_RIGHTS;
-	cm.h.cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(&cm.h), &dr[0], sizeof(int));
-	assert_int_equal(sendmsg(sw[0], &msg, 0), 1);
+	assert_int_equal(rp_switch_mark_send(sw[0], dr[0]), 0);
 	close(dr[0]);
 	assert_int_equal(write(sw[0], "x", 1), 1);
 	pthread_join(t, NULL);
