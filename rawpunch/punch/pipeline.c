@@ -333,10 +333,12 @@ static int stage_plan(struct run *r)
 	/* both sides compute the same plan from the same inputs */
 	r->pp = r->o->plan;
 	r->pp.rtt_ms = (double)res->meet.relay_rtt_ns / 1e6;
-	/* The plan's timing margin takes the hard bound, not the estimate: in the lab the estimate (about a
-	 * millisecond) left primes behind the peer's SYNs when a loaded machine sent them late, and the
-	 * bound costs only a few ms more before the SYNs. Serverless: no bound, the plan's default. */
+	/* Two timing margins: the hard bound (half the relay RTT: the clocks cannot disagree by more), and
+	 * the estimate (the samples' uncertainty, a few ms), which the plans that can afford a re-send
+	 * use for their first SYNs (early_ms in strategy.h): one RTT of the bound was ~50 ms of every
+	 * punch at 50 ms RTT. Serverless: no bound, the plan's default. */
 	r->pp.clock_err_ms = (double)(res->meet.clock_bound_ns ? res->meet.clock_bound_ns : res->meet.clock_err_ns) / 1e6;
+	r->pp.clock_est_ms = res->meet.clock_bound_ns ? (double)res->meet.clock_err_ns / 1e6 : 0;
 	e = plan(r, 0);
 	if (e)
 		return fail(r, e, "no plan: a natinfo lacks a public address or punch port");

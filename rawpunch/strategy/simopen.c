@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Strategy "simultaneous-open" (easy x easy): both external ports are known, both sides SYN each
  * other's at T. A side whose NAT answers unsolicited SYNs (RST, ICMP) first sends a low-TTL prime so
- * its own mapping exists before the peer's SYN arrives; the round ends early when the peer's NAT keeps
- * refusing (its port is not the one announced: the next round re-probes). */
+ * its own mapping exists before the peer's SYN arrives, and its SYN follows by the clock estimate's
+ * margin and again by the hard bound's; the round ends early when the peer's NAT keeps refusing (its
+ * port is not the one announced: the next round re-probes). */
 #include <errno.h>
 #include <stdio.h>
 
@@ -30,7 +31,12 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 		 * attempt if the peer's SYN came first: open our own mapping with a low-TTL SYN at T */
 		sp->prime = rp_kit_answers_unsolicited(c->ni[i]);
 		sp->ttl = sp->prime ? c->low_ttl[i] : 0;
-		sp->start_ms = sp->prime || rp_kit_answers_unsolicited(c->ni[1 - i]) ? c->margin_ms : 0;
+		/* early on the clock estimate, again once the hard bound has passed: an early SYN that met
+		 * the peer's NAT before its prime only drew a refusal, and the second finds the mapping */
+		if (sp->prime || rp_kit_answers_unsolicited(c->ni[1 - i])) {
+			sp->start_ms = c->early_ms;
+			sp->again_ms = c->margin_ms > c->early_ms ? c->margin_ms : 0;
+		}
 		sp->repeat_ms = c->repeat_ms;
 		sp->duration_ms = 10u * c->repeat_ms > 5000 ? 10u * c->repeat_ms : 5000;
 	}

@@ -64,7 +64,9 @@ enum rp_action {
 
 struct rp_plan_params {
 	double rtt_ms;            /* path RTT estimate (relay RTT is an upper bound); 0 = unknown (100) */
-	double clock_err_ms;      /* start-time disagreement bound; 0 = 5 */
+	double clock_err_ms;      /* start-time disagreement bound (the hard one: half the relay RTT); 0 = 5 */
+	double clock_est_ms;      /* the disagreement as estimated (the clock samples' uncertainty, both
+	                             sides); 0 = unknown: the bound */
 	uint32_t rate_pps;        /* per-side SYN rate cap; 0 = 2000 */
 	double target_p;          /* birthday/widening target success probability; 0 = 0.99 */
 	unsigned max_open;        /* hard side: most low-TTL mappings; 0 = 256 */
@@ -90,6 +92,8 @@ struct rp_side_plan {
 	uint32_t start_ms;        /* begin at T + start_ms */
 	uint32_t repeat_ms;       /* re-send the burst/SYN every repeat_ms until success or duration_ms */
 	uint32_t duration_ms;     /* per round */
+	uint32_t again_ms;        /* CONNECT: > start_ms: the first re-send at T + again_ms (the hard clock
+	                             bound, where start_ms trusts the estimate), then every repeat_ms */
 };
 
 struct rp_strategy;
@@ -152,7 +156,11 @@ struct rp_plan_ctx {
 	enum rp_side_kind kind[2];
 	struct rp_plan_params p;
 	unsigned round;           /* 0-based; re-planned for every round with fresh natinfos */
-	uint32_t margin_ms;       /* start margin: covers the clocks' disagreement (both fire at T by their own clocks) */
+	uint32_t margin_ms;       /* start margin: covers the clocks' disagreement (both fire at T by their own
+	                             clocks) for sure: the hard bound */
+	uint32_t early_ms;        /* the same by the estimate and a sending allowance (<= margin_ms): a SYN
+	                             sent this early meets the peer's prime unless the clocks are off by
+	                             more than the estimate says; plans that use it re-send at margin_ms */
 	uint32_t repeat_ms;       /* a re-send interval: the RTT, at least 200 ms */
 	uint8_t low_ttl[2];       /* each side's TTL for primes and low-TTL mappings (kit.h rp_kit_low_ttl) */
 	char ttl_how[2][80];      /* and how it was chosen (the planner copies it to the side's ttl_how) */

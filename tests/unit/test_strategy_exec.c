@@ -129,6 +129,61 @@ static bool lockstep_meets(const uint16_t *ta, const uint16_t *tb, unsigned n, u
 
 /* block-pairs: each side's low-TTL pairs (fresh port i -> random port of the peer's block), then the
  * same tuples again at full TTL */
+/* With a clock estimate beside the hard bound, the simultaneous open's SYN goes early (the estimate
+ * and a sending allowance) and once more when the bound has passed, then every repeat_ms; the
+ * predictable side of a one-sided prediction likewise. Without one (serverless): the bound, once. */
+static void test_early_again(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = malloc(sizeof(*pl));
+	struct rp_exec *x = malloc(sizeof(*x));
+	struct rp_plan_params pp = { .rtt_ms = 100, .clock_err_ms = 50, .clock_est_ms = 5.3 };
+
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, PRESERVE, RP_FILTER_RST, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 6 + 6);      /* ceil(5.3) + the allowance */
+	assert_int_equal(pl->side[0].again_ms, 52);         /* the bound + 2 */
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), 0);
+	assert_int_equal(x->n, 3);
+	assert_string_equal(x->ph[1].name, "burst");
+	assert_int_equal(x->ph[1].at_ms, 12);
+	assert_int_equal(x->ph[1].repeat_ms, 0);            /* once ... */
+	assert_string_equal(x->ph[2].name, "again");
+	assert_true(x->ph[2].again);                        /* ... the same SYN again at the bound */
+	assert_int_equal(x->ph[2].at_ms, 52);
+	assert_int_equal(x->ph[2].repeat_ms, pl->side[0].repeat_ms);
+	assert_int_equal(x->ph[2].until_ms, x->end_ms);
+
+	/* an estimate as large as the bound: no second pass */
+	pp.clock_est_ms = 49;
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 52);
+	assert_int_equal(pl->side[0].again_ms, 0);
+	assert_int_equal(rp_plan_exec(pl, 0, &a, &b, x), 0);
+	assert_int_equal(x->n, 2);
+	assert_int_equal(x->ph[1].repeat_ms, pl->side[0].repeat_ms);
+
+	/* serverless: no estimate, the bound */
+	pp.clock_est_ms = 0;
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 52);
+	assert_int_equal(pl->side[0].again_ms, 0);
+
+	/* sequential x preserve: the easy side's burst early and again, the predictable side's full SYN
+	 * after each */
+	pp.clock_est_ms = 5.3;
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	uint32_t burst = pl->side[1].again_ms - 52;
+	assert_int_equal(pl->side[1].start_ms, 12);
+	assert_int_equal(pl->side[0].start_ms, 12 + burst + 12);
+	assert_int_equal(pl->side[0].again_ms, 52 + burst + 52 + burst);
+	free(pl);
+	free(x);
+}
+
 static void test_block_pairs_exec(void **state)
 {
 	(void)state;
@@ -228,6 +283,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exec),
 		cmocka_unit_test(test_lockstep),
+		cmocka_unit_test(test_early_again),
 		cmocka_unit_test(test_block_pairs_exec),
 	};
 	return cmocka_run_group_tests_name("strategy_exec", tests, NULL, NULL);
