@@ -26,16 +26,21 @@ int rp_cli_need_privs(const char *cmd, unsigned need, const char *what)
 	return 2;
 }
 
-int rp_cli_reach(const char *prefix, const struct rp_cli_server *s, unsigned n)
+int rp_cli_reach(const char *prefix, struct rp_cli_server *s, unsigned n)
 {
-	struct sockaddr_in to[4];
+	struct rp_preflight_srv pf[4];
 	int err[4];
 	char a[INET_ADDRSTRLEN], b[32];
 	if (n > 4)
 		n = 4;
 	for (unsigned i = 0; i < n; i++)
-		to[i] = s[i].addr;
-	int bad = rp_preflight_reach(to, n, RP_CLI_REACH_MS, err);
+		pf[i] = (struct rp_preflight_srv){ .addr = s[i].addr, .lport = s[i].lport, .keep = s[i].keep };
+	int bad = rp_preflight_check(pf, n, RP_CLI_REACH_MS, err);
+	for (unsigned i = 0; i < n; i++) {
+		s[i].fd = bad == -1 ? pf[i].fd : -1;
+		s[i].ms = pf[i].ms;
+		s[i].t_start_ns = pf[i].t_start_ns;
+	}
 	if (bad == -1)
 		return 0;
 	if (bad < 0)

@@ -5,21 +5,28 @@
 #ifndef RP_CLI_PREFLIGHT_H
 #define RP_CLI_PREFLIGHT_H
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* need (RP_PRIV_* mask) in the permitted set, for `what` ("raw SYNs, ..."): 0, or 2 after saying
  * which capability is missing and how to give it. */
 int rp_cli_need_privs(const char *cmd, unsigned need, const char *what);
 
-/* A server a command is about to use: "rendezvous" or "STUN", and its address. */
+/* A server a command is about to use: "rendezvous" or "STUN", and its address; optionally the local
+ * port to check from and whether to keep the connection (rawpunch/base/preflight.h). */
 struct rp_cli_server {
 	const char *role;
 	struct sockaddr_in addr;
+	uint16_t lport;
+	bool keep;
+	int fd;                 /* out, keep: the connection, -1 none */
+	double ms;              /* out: its handshake's time */
+	uint64_t t_start_ns;    /* out: when its SYN left (CLOCK_MONOTONIC) */
 };
 #define RP_CLI_REACH_MS 3000
 /* Every server accepts a TCP connection (all tried at once, RP_CLI_REACH_MS at most): 0, or 1 after
  * naming the first that does not ("rendezvous 198.18.3.2:7777: Connection refused") with a hint.
  * prefix: "" or "probe: " before the message. */
-int rp_cli_reach(const char *prefix, const struct rp_cli_server *s, unsigned n);
+int rp_cli_reach(const char *prefix, struct rp_cli_server *s, unsigned n);
 
 #endif

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,66 @@ static void to_sin(const struct rp_stun_addr *a, struct sockaddr_in *s)
 	s->sin_port = htons(a->port);
 }
 
+static struct {
+	pthread_mutex_t mu;
+	int fd;                      /* -1 none */
+	uint16_t lport;
+	uint32_t laddr;              /* the address it is bound to (getsockname) */
+	struct sockaddr_in server;
+	uint64_t t_start_ns, connect_ns;
+} pre = { PTHREAD_MUTEX_INITIALIZER, -1, 0, 0, { 0 }, 0, 0 };
+
+int rp_stun_preconnected(int fd, uint16_t local_port, const struct sockaddr_in *server, uint64_t t_start_ns,
+			 uint64_t connect_ns)
+{
+	if (fd < 0 || !local_port || !server) {
+		if (fd >= 0)
+			close(fd);
+		return -EINVAL;
+	}
+	struct sockaddr_in l = { 0 };
+	socklen_t ll = sizeof(l);
+	getsockname(fd, (struct sockaddr *)&l, &ll);
+	rp_stun_preconnected_drop();
+	pthread_mutex_lock(&pre.mu);
+	pre.fd = fd;
+	pre.laddr = l.sin_addr.s_addr;
+	pre.lport = local_port;
+	pre.server = *server;
+	pre.t_start_ns = t_start_ns;
+	pre.connect_ns = connect_ns;
+	pthread_mutex_unlock(&pre.mu);
+	return 0;
+}
+
+void rp_stun_preconnected_drop(void)
+{
+	pthread_mutex_lock(&pre.mu);
+	if (pre.fd >= 0)
+		close(pre.fd);
+	pre.fd = -1;
+	pthread_mutex_unlock(&pre.mu);
+}
+
+/* The pre-connected socket for (local_addr (0: any), local_port, server), taken out of the slot; -1
+ * none. */
+static int take_pre(uint32_t local_addr, uint16_t local_port, const struct sockaddr_in *server, uint64_t *t_start_ns,
+		    uint64_t *connect_ns)
+{
+	int fd = -1;
+	pthread_mutex_lock(&pre.mu);
+	if (pre.fd >= 0 && local_port && pre.lport == local_port && (!local_addr || local_addr == pre.laddr) &&
+	    pre.server.sin_addr.s_addr == server->sin_addr.s_addr &&
+	    pre.server.sin_port == server->sin_port) {
+		fd = pre.fd;
+		*t_start_ns = pre.t_start_ns;
+		*connect_ns = pre.connect_ns;
+		pre.fd = -1;
+	}
+	pthread_mutex_unlock(&pre.mu);
+	return fd;
+}
+
 int rp_stun_conn_start(struct rp_stun_conn *c, const struct sockaddr_in *server,
 		       const struct rp_stun_opts *o)
 {
@@ -54,7 +115,23 @@ int rp_stun_conn_start(struct rp_stun_conn *c, const struct sockaddr_in *server,
 		return r;
 	c->req_len = (size_t)r;
 
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int tmo = o->timeout_ms > 0 ? o->timeout_ms : 3000;
+	uint64_t t_pre, connect_pre;
+	int fd = take_pre(o->local_addr, o->local_port, server, &t_pre, &connect_pre);
+	if (fd >= 0) {
+		/* up already: the request goes out now; the times are the handshake's */
+		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
+		c->res.t_start_ns = t_pre;
+		c->res.t_start_real_ns = rp_clock_ns(CLOCK_REALTIME) - (now - t_pre);
+		c->res.connect_ns = connect_pre;
+		c->deadline_ns = now + (uint64_t)tmo * 1000000ull;
+		socklen_t ll = sizeof(c->res.local);
+		getsockname(fd, (struct sockaddr *)&c->res.local, &ll);
+		c->state = ST_SENDING;
+		c->fd = fd;
+		return 0;
+	}
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	/* The punch port is shared: several connections from it at once, other sockets holding it. */
@@ -74,7 +151,6 @@ int rp_stun_conn_start(struct rp_stun_conn *c, const struct sockaddr_in *server,
 			return r;
 		}
 	}
-	int tmo = o->timeout_ms > 0 ? o->timeout_ms : 3000;
 	c->res.t_start_real_ns = rp_clock_ns(CLOCK_REALTIME);
 	c->res.t_start_ns = rp_clock_ns(CLOCK_MONOTONIC);
 	c->deadline_ns = c->res.t_start_ns + (uint64_t)tmo * 1000000ull;

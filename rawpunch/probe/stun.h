@@ -87,6 +87,17 @@ int rp_stun_conn_step(struct rp_stun_conn *c);
 /* Close as chosen at start (FIN or RST). Safe to call twice. */
 void rp_stun_conn_close(struct rp_stun_conn *c);
 
+/* A connection to server from local_port (0.0.0.0) that is up already: the pre-flight's check of
+ * the STUN server, made from the punch port so that it is the probe's first flow. The next
+ * rp_stun_conn_start from that local port to that server takes it instead of connecting (its
+ * connect_ns and t_start_* are the pre-flight's), and so the first binding costs one RTT, not two.
+ * One slot, guarded (the probe's threads start connections at once); a second call replaces and
+ * closes the first. rp_stun_preconnected_drop closes an unused one (the run's end). 0 or -EINVAL
+ * (then fd is closed). */
+int rp_stun_preconnected(int fd, uint16_t local_port, const struct sockaddr_in *server, uint64_t t_start_ns,
+			 uint64_t connect_ns);
+void rp_stun_preconnected_drop(void);
+
 /* "ip:port" */
 void rp_sin_str(const struct sockaddr_in *a, char *buf, size_t cap);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* preflight.h on the loopback: servers that accept, refuse, or are mixed, tried at once (the first that
- * failed is named). */
+ * failed is named); connections kept (from a held local port) only when all accepted. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,10 +53,54 @@ static void test_reach(void **state)
 	close(fd);
 }
 
+/* Kept connections: handed out, up and from the asked local port, only when every server accepted;
+ * nothing kept (every socket closed) when one did not. */
+static void test_keep(void **state)
+{
+	(void)state;
+	uint16_t up, down, lport;
+	int fd = listener(&up), gone = listener(&down), err[2];
+	close(gone);
+	/* a free local port, held the way the punch port is (SO_REUSEADDR, not listening) */
+	int hold = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	struct sockaddr_in h = lo(0);
+	socklen_t hl = sizeof(h);
+	assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+	assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+	assert_int_equal(bind(hold, (struct sockaddr *)&h, sizeof(h)), 0);
+	assert_int_equal(getsockname(hold, (struct sockaddr *)&h, &hl), 0);
+	lport = ntohs(h.sin_port);
+
+	struct rp_preflight_srv s[2] = { { .addr = lo(up), .keep = true }, { .addr = lo(up), .lport = lport, .keep = true } };
+	assert_int_equal(rp_preflight_check(s, 2, 1000, err), -1);
+	for (int i = 0; i < 2; i++) {
+		struct sockaddr_in peer, me;
+		socklen_t pl = sizeof(peer), ml = sizeof(me);
+		assert_true(s[i].fd >= 0);
+		assert_true(s[i].ms >= 0);
+		assert_true(s[i].t_start_ns > 0);
+		assert_int_equal(getpeername(s[i].fd, (struct sockaddr *)&peer, &pl), 0);   /* connected */
+		assert_int_equal(ntohs(peer.sin_port), up);
+		assert_int_equal(getsockname(s[i].fd, (struct sockaddr *)&me, &ml), 0);
+		if (i == 1)
+			assert_int_equal(ntohs(me.sin_port), lport);
+		close(s[i].fd);
+	}
+	/* the second refuses: the first's connection is not handed out */
+	s[1] = (struct rp_preflight_srv){ .addr = lo(down), .keep = true };
+	assert_int_equal(rp_preflight_check(s, 2, 1000, err), 1);
+	assert_int_equal(s[0].fd, -1);
+	assert_int_equal(s[1].fd, -1);
+	assert_int_equal(err[1], -ECONNREFUSED);
+	close(hold);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reach),
+		cmocka_unit_test(test_keep),
 	};
 	return cmocka_run_group_tests_name("preflight", tests, NULL, NULL);
 }
