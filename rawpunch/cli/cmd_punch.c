@@ -6,6 +6,7 @@
  * failure with its hint, and the --report (punch_report.c); options are in punch_opts.c, the data mode
  * in punch_data.c. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -25,6 +26,8 @@
 #include "rawpunch/cli/cli.h"
 #include "rawpunch/cli/cli_preflight.h"
 #include "rawpunch/cli/punch_cli.h"
+#include "rawpunch/net/netif.h"
+#include "rawpunch/probe/stun.h"
 #include "rawpunch/relay/turn.h"
 #include "rawpunch/rendezvous/offer.h"
 #include "rawpunch/rendezvous/proto.h"
@@ -395,6 +398,40 @@ static int check_offer(const struct punch_cfg *c, const uint8_t *secret, size_t 
 	return 1;
 }
 
+/* The secret stretched (Argon2id, rv_keys_derive: ~20 ms of CPU) on a thread while the pre-flight's
+ * connections are in flight: the run gets the keys and does not stretch it again. */
+struct kdf_job {
+	const uint8_t *secret;
+	size_t len;
+	const char *session;
+	struct rv_keys k;
+	int r;
+	pthread_t th;
+	bool on;
+};
+
+static void *kdf_main(void *arg)
+{
+	struct kdf_job *j = arg;
+	j->r = rv_keys_derive(j->secret, j->len, j->session, &j->k);
+	return NULL;
+}
+
+static void kdf_start(struct kdf_job *j)
+{
+	j->on = pthread_create(&j->th, NULL, kdf_main, j) == 0;
+	if (!j->on)
+		kdf_main(j);
+}
+
+static int kdf_end(struct kdf_job *j)
+{
+	if (j->on)
+		pthread_join(j->th, NULL);
+	j->on = false;
+	return j->r;
+}
+
 static void forget(uint8_t **secret, size_t slen)
 {
 	if (*secret) {
@@ -414,7 +451,10 @@ int cmd_punch(int argc, char **argv)
 	size_t slen = 0;
 	uint64_t t_start = rp_mono_ns();
 	FILE *report = NULL, *pcap = NULL;
-	int r, lfd = -1, hold_fd = -1, ret = 1;
+	int r, lfd = -1, hold_fd = -1, ret = 1, rv_fd = -1;
+	uint16_t pport;
+	double rv_ms = 0;
+	static struct kdf_job kdf;
 
 	r = punch_parse(argc, argv, &c);
 	if (r)
@@ -431,10 +471,6 @@ int cmd_punch(int argc, char **argv)
 		return r;
 	if ((r = rp_secret_read("punch", c.secret_file, &secret, &slen)))
 		return r;
-	if (rp_punch_key_derive(secret, slen, c.session, key)) {
-		forget(&secret, slen);
-		return rp_err("cannot derive the punch key");
-	}
 	static struct rp_turn_cred relay_cred;
 	if (c.n_relay) {
 		uint8_t *rs_secret = NULL;
@@ -460,6 +496,7 @@ int cmd_punch(int argc, char **argv)
 		return r;
 	}
 	/* --local-port: free now, and held until the run holds it itself (no connect of ours takes it) */
+	pport = c.lport;
 	if (c.lport && (hold_fd = rp_cli_local_port("punch", 0, c.lport)) < 0) {
 		forget(&secret, slen);
 		return 2;
@@ -495,20 +532,40 @@ int cmd_punch(int argc, char **argv)
 		goto out;
 	/* the servers answer (the rendezvous first of all: its refused connection would otherwise be the
 	 * only sign of a typo); several rendezvous servers: the meeting tries them in turn */
+	kdf.secret = secret;
+	kdf.len = slen;
+	kdf.session = c.session;
+	kdf_start(&kdf);
 	{
-		struct rp_cli_server sv[2] = { { "rendezvous", c.rv }, { "STUN", c.stun } };
+		/* The connections are kept for the run: the rendezvous' (one server: CONNECT costs no second
+		 * handshake), and the STUN server's, made from the punch port, for the probe's first binding
+		 * (it costs one RTT then, not two). So the punch port is chosen now (and held, as a given one). */
+		if (!c.lport && !rp_free_port(0, &pport) && (hold_fd = rp_port_hold(0, pport)) < 0)
+			pport = 0;
+		struct rp_cli_server sv[2] = { { "rendezvous", c.rv, .keep = true }, { "STUN", c.stun, .lport = pport, .keep = pport != 0 } };
 		bool one_rv = !c.offer && !c.answer_to && c.n_rv <= 1;
-		if ((ret = rp_cli_reach("", one_rv ? sv : sv + 1, one_rv ? 2 : 1))) {
+		ret = rp_cli_reach("", one_rv ? sv : sv + 1, one_rv ? 2 : 1);
+		if (!ret && one_rv)
+			rv_fd = sv[0].fd, rv_ms = sv[0].ms;
+		if (!ret && sv[1].fd >= 0)
+			(void)rp_stun_preconnected(sv[1].fd, pport, &c.stun, sv[1].t_start_ns, (uint64_t)(sv[1].ms * 1e6));
+		if (kdf_end(&kdf) && !ret) {
+			rp_err("cannot derive the punch key");
+			ret = 1;
+		}
+		if (ret) {
 			forget(&secret, slen);
 			goto out;
 		}
 		ret = 1;
 	}
+	memcpy(key, kdf.k.kpunch, RP_PUNCH_KEYLEN);
 	punch_report_init(&rep, &c);
 
 	struct rp_punch_run_opts po = {
 		.rendezvous = c.rv, .stun = c.stun, .session = c.session, .secret = secret, .secret_len = slen,
-		.key = key, .local_port = c.lport, .samples = c.samples, .fresh_probe = c.fresh_probe,
+		.key = key, .rv_keys = &kdf.k, .rendezvous_fd = rv_fd, .have_rendezvous_fd = rv_fd >= 0,
+		.rendezvous_rtt_ms = rv_ms, .local_port = pport, .samples = c.samples, .fresh_probe = c.fresh_probe,
 		.plan = { .rate_pps = c.rate, .max_open = c.max_open, .max_probes = c.max_probes, .rounds = c.rounds },
 		.join_timeout_ms = c.timeout_s * 1000, .lead_ms = (uint32_t)c.lead_ms, .pcap_file = pcap,
 		.offer = c.offer, .answer_to = c.answer_to ? &the_offer : NULL, .start_in_s = c.start_in_s,
@@ -521,6 +578,7 @@ int cmd_punch(int argc, char **argv)
 	};
 	g_lfd = lfd;
 	pcap = NULL;   /* the run owns it */
+	rv_fd = -1;    /* and this */
 	int run = rp_punch_run(&po, on_event, NULL, &res);
 	if (hold_fd >= 0)   /* the run held the port itself (and the kernel socket has it now) */
 		close(hold_fd);
@@ -612,8 +670,12 @@ out:
 		fclose(report);
 	if (pcap)
 		fclose(pcap);
+	if (rv_fd >= 0)
+		close(rv_fd);
+	rp_stun_preconnected_drop();
 	forget(&secret, slen);
 	sodium_memzero(key, sizeof(key));
+	rv_keys_wipe(&kdf.k);
 	punch_report_free(&rep);
 	return ret;
 }

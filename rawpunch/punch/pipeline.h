@@ -101,6 +101,8 @@ const char *rp_punch_path_str(enum rp_punch_path p);
 #define RP_PUNCH_MAX_RV 8               /* rendezvous servers (RV_MAX_SERVERS) */
 #define RP_PUNCH_MAX_RELAYS 8
 
+struct rv_keys;
+
 struct rp_punch_run_opts {
 	struct sockaddr_in rendezvous;   /* the server (unless serverless) */
 	const struct sockaddr_in *rendezvous_list; /* n_rendezvous > 1: several servers (rendezvous unused): */
@@ -114,6 +116,12 @@ struct rp_punch_run_opts {
 	const uint8_t *secret;
 	size_t secret_len;
 	const uint8_t *key;              /* RP_PUNCH_KEYLEN bytes: rp_punch_key_derive(secret, session) */
+	const struct rv_keys *rv_keys;   /* optional: rv_keys_derive(secret, session), derived by the caller
+	                                    (beside its pre-flight): the run does not stretch the secret again */
+	int rendezvous_fd;               /* have_rendezvous_fd: a connection to `rendezvous` already up (the
+	                                    pre-flight's, rp_preflight_reach_keep), which CONNECT adopts: no */
+	bool have_rendezvous_fd;         /* second handshake; the run owns it (closes it, whatever happens) */
+	double rendezvous_rtt_ms;        /* its handshake's time (the filter probe's timeout is sized by it) */
 	uint16_t local_port;             /* the punch port; 0: a free one */
 	unsigned samples;                /* the probe's allocation samples */
 	bool fresh_probe;                /* ignore the probe cache (probecache.h); a full probe refreshes it */

@@ -19,6 +19,7 @@
 #include "rawpunch/net/netif.h"
 #include "rawpunch/punch/pmhold.h"
 #include "rawpunch/probe/probe.h"
+#include "rawpunch/probe/stun.h"
 #include "rawpunch/punch/probecache.h"
 #include "rawpunch/rendezvous/client.h"
 #include "rawpunch/rendezvous/offer.h"
@@ -41,6 +42,7 @@ struct net {
 	bool have_run_key;
 	const struct rp_punch_run_opts *o;
 	struct rv_client *rv;
+	int rv_pre;                    /* the caller's connection to the server, until CONNECT adopts it; -1 */
 	struct rp_punch *pu;
 	struct rp_probe_report *pr;    /* large: allocated by the first probe */
 	FILE *pcap_file;               /* the run's dump stream until rp_punch_open takes it over */
@@ -78,9 +80,18 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 	const struct rp_punch_run_opts *o = n->o;
 	int r;
 	n->rv_addr = o->rendezvous;
-	if (o->n_rendezvous > 1) {
+	if (n->rv_pre >= 0) {
+		/* the pre-flight's connection: up already, its handshake measured the RTT */
+		r = rv_client_from_fd(n->rv_pre, &n->rv);
+		n->rv_pre = -1;
+		if (!r) {
+			rv_set_stop(n->rv, n->o->stop);
+			*rtt_ms = o->rendezvous_rtt_ms;
+			return 0;
+		}
+	} else if (o->n_rendezvous > 1) {
 		/* several: the first in the session's order that answers (a dead one costs a second) */
-		r = rv_keys_derive(o->secret, o->secret_len, o->session, &n->keys);
+		r = o->rv_keys ? (n->keys = *o->rv_keys, 0) : rv_keys_derive(o->secret, o->secret_len, o->session, &n->keys);
 		if (!r)
 			r = rv_connect_first(o->rendezvous_list, o->n_rendezvous, &n->keys, RV_CONNECT_MS, o->stop, &n->rv,
 					     &n->which);
@@ -127,9 +138,9 @@ static int net_free_port(void *arg, uint16_t *port)
 	return r;
 }
 
-static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why, size_t wlen)
+static int probe_once(struct net *n, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why,
+		      size_t wlen)
 {
-	struct net *n = arg;
 	const struct rp_punch_run_opts *o = n->o;
 	char a[INET_ADDRSTRLEN];
 	bool server = !o->offer && !o->answer_to && n->rv_addr.sin_addr.s_addr != 0;
@@ -168,6 +179,14 @@ static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct
 	if (first && server)
 		(void)rp_probecache_put(&o->stun, ni);   /* only what a later check can confirm is kept */
 	return 0;
+}
+
+static int net_probe(void *arg, uint16_t port, bool first, int filter_ms, struct rp_natinfo *ni, char *why, size_t wlen)
+{
+	int r = probe_once(arg, port, first, filter_ms, ni, why, wlen);
+	if (first)
+		rp_stun_preconnected_drop();   /* the pre-flight's STUN connection, if the probe did not take it */
+	return r;
 }
 
 static int net_portmap_begin(void *arg, uint16_t port)
@@ -242,6 +261,8 @@ static int net_join(void *arg, const struct rp_natinfo *self, const struct rp_pu
 			n->rv_addr = o->rendezvous_list[n->which];
 			rv_set_stop(n->rv, o->stop);
 		}
+	} else if (o->rv_keys) {
+		r = rv_join_keys(n->rv, o->rv_keys, &req, &res);   /* the caller stretched the secret */
 	} else {
 		r = rv_join(n->rv, &req, &res);
 	}
@@ -683,6 +704,9 @@ static void net_close(void *arg)
 	n->pu = NULL;
 	rv_close(n->rv);
 	n->rv = NULL;
+	if (n->rv_pre >= 0)
+		close(n->rv_pre);
+	n->rv_pre = -1;
 	free(n->pr);
 	n->pr = NULL;
 	if (n->turn) {   /* not handed over: a direct path made it unnecessary */
@@ -725,10 +749,19 @@ static const struct rp_punch_ops net_ops = {
 
 int rp_punch_run(const struct rp_punch_run_opts *o, rp_punch_event_fn cb, void *cb_arg, struct rp_punch_result *res)
 {
-	struct net n = { .o = o, .pcap_file = o ? o->pcap_file : NULL, .hold_fd = -1 };
+	struct net n = { .o = o, .pcap_file = o ? o->pcap_file : NULL, .hold_fd = -1, .rv_pre = -1 };
+	/* the caller's connection: adopted by CONNECT with one server, else not needed */
+	if (o && o->have_rendezvous_fd && o->rendezvous_fd >= 0) {
+		if (!o->offer && !o->answer_to && o->n_rendezvous <= 1)
+			n.rv_pre = o->rendezvous_fd;
+		else
+			close(o->rendezvous_fd);
+	}
 	if (o && (!o->key || !o->session || !o->secret || !o->secret_len)) {
 		if (n.pcap_file)
 			fclose(n.pcap_file);
+		if (n.rv_pre >= 0)
+			close(n.rv_pre);
 		if (res) {
 			memset(res, 0, sizeof(*res));
 			res->fd = -1;

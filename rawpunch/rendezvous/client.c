@@ -82,9 +82,22 @@ static int connect_start(const struct sockaddr_in *server)
 	return fd;
 }
 
-int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedge_ms, struct rv_client **out)
+int rv_client_from_fd(int fd, struct rv_client **out)
 {
 	struct rv_client *c;
+	if (fd < 0 || !out)
+		return -EINVAL;
+	if (!(c = calloc(1, sizeof(*c)))) {
+		close(fd);
+		return -ENOMEM;
+	}
+	c->fd = fd;
+	*out = c;
+	return 0;
+}
+
+int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedge_ms, struct rv_client **out)
+{
 	int fd[2] = { -1, -1 }, won = -1, r = -ETIMEDOUT;
 	if (!server || !out || timeout_ms <= 0)
 		return -EINVAL;
@@ -133,14 +146,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 			close(fd[i]);
 	if (won < 0)
 		return r;
-	c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd[won]);
-		return -ENOMEM;
-	}
-	c->fd = fd[won];
-	*out = c;
-	return 0;
+	return rv_client_from_fd(fd[won], out);
 }
 
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)

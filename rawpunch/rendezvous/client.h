@@ -99,6 +99,9 @@ uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, in
 
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);
+/* A client on fd, a TCP connection to the server that is already up (e.g. the pre-flight's: the
+ * handshake is not paid twice); the client owns fd from here on, also on failure. 0 or -errno. */
+int rv_client_from_fd(int fd, struct rv_client **out);
 /* rv_connect, and a second connection (another local port) if the first has not connected after
  * hedge_ms (0: never): the first to connect is kept. A lost SYN costs the kernel's 1 s retransmission;
  * the second connection takes one more NAT mapping. */
