@@ -718,7 +718,7 @@ uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, in
 	if (peer_err_ns < 0)
 		peer_err_ns = peer_rtt_ns / 2;
 	uint64_t relay = (uint64_t)rtt_ns + (uint64_t)peer_rtt_ns;
-	uint64_t slack = relay / 4;
+	uint64_t slack = relay / 8;
 	if (slack < (uint64_t)RV_LEAD_SLACK_MS * 1000000u)
 		slack = (uint64_t)RV_LEAD_SLACK_MS * 1000000u;
 	return relay / 2 + (uint64_t)err_ns + (uint64_t)peer_err_ns + setup_ns + slack;

@@ -87,13 +87,14 @@ struct rv_join_res {
 /* The lead from the proposal to the start when it is computed (rv_join_req.lead_auto), in ns: the
  * proposal must reach the peer through the server (half of each side's RTT to it), both sides' clock
  * errors may shift the two views of T apart, and the peer needs setup_ns to plan and open its punch
- * context after the proposal arrives; a quarter of the relay RTT more (at least RV_LEAD_SLACK_MS)
+ * context after the proposal arrives; an eighth of the relay RTT more (at least RV_LEAD_SLACK_MS)
  * absorbs jitter. The peer's rtt and err come with its hello; negative ones (an older peer that does
  * not send them) count as this side's rtt and its hard bound rtt / 2. */
 /* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
- * seen there earlier under heavier load); a side a little later than that still primes before the
- * peer's SYN has crossed to its NAT (the plan's margin and the one-way delay) */
-#define RV_SETUP_MS 60
+ * seen there earlier under heavier load), 13 ms on a quiet one; a side a little later than that still
+ * primes before the peer's SYN has crossed to its NAT (the plan's early margin and the one-way delay),
+ * and a later one costs a re-send (again_ms), not the round */
+#define RV_SETUP_MS 30
 #define RV_LEAD_SLACK_MS 10
 uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns);
 

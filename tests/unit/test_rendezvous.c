@@ -91,13 +91,15 @@ static void test_null_client(void **st)
 #define MS (INT64_C(1000000))
 
 /* The computed lead: half of each side's RTT to the server (the proposal's way to the peer), both
- * clock errors, the set-up allowance and a quarter of the relay RTT (at least RV_LEAD_SLACK_MS). */
+ * clock errors, the set-up allowance and an eighth of the relay RTT (at least RV_LEAD_SLACK_MS). */
 static void test_lead_auto(void **st)
 {
 	(void)st;
 	/* 50 ms RTT between the peers, 25 ms each to the server, 2 ms clock error each, 40 ms set-up:
-	 * 25 + 4 + 40 + 12.5 */
-	assert_int_equal(rv_lead_auto_ns(25 * MS, 25 * MS, 2 * MS, 2 * MS, 40 * MS), (uint64_t)(815 * MS / 10));
+	 * 25 + 4 + 40 + 10 (an eighth of 50 is below the floor) */
+	assert_int_equal(rv_lead_auto_ns(25 * MS, 25 * MS, 2 * MS, 2 * MS, 40 * MS), (uint64_t)(79 * MS));
+	/* 200 ms each to the server: 200 + 4 + 40 + 50 */
+	assert_int_equal(rv_lead_auto_ns(200 * MS, 200 * MS, 2 * MS, 2 * MS, 40 * MS), (uint64_t)(294 * MS));
 	/* a LAN: the slack's floor */
 	assert_int_equal(rv_lead_auto_ns(MS / 10, MS / 10, 0, 0, 40 * MS),
 			 (uint64_t)(MS / 10 + 40 * MS + RV_LEAD_SLACK_MS * MS));
