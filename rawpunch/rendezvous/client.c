@@ -32,7 +32,9 @@ struct rv_client {
 	bool joined;
 	int64_t offset_ns, rtt_ns, clock_err_ns;
 	int64_t clock_sync_ns;         /* how long the join's clock sync took */
+	int64_t connect_rtt_ns;        /* the TCP connect's time (rv_connect_hedged; 0: unknown) */
 	bool synced;
+	bool hello_kept;               /* the server keeps our hello for newcomers (its join answer said so) */
 	unsigned bad_boxes;            /* fwd boxes that did not open under kbox (skipped) */
 	unsigned good_boxes;           /* ... that did */
 	int64_t peer_m;                /* the server's member number of the sender of the last box accepted */
@@ -90,7 +92,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 		return -EINVAL;
 	if ((fd[0] = connect_start(server)) < 0)
 		return fd[0];
-	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms;
+	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms, began[2] = { rp_mono_ns(), 0 };
 	uint64_t hedge = hedge_ms > 0 && hedge_ms < timeout_ms ? t0 + (uint64_t)hedge_ms : 0;
 	while (won < 0) {
 		uint64_t now = rp_mono_ms();
@@ -99,6 +101,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 		if (hedge && now >= hedge) {   /* a lost SYN waits the kernel's 1 s: a second connection */
 			hedge = 0;
 			fd[1] = connect_start(server);
+			began[1] = rp_mono_ns();
 		}
 		struct pollfd p[2];
 		int np = 0;
@@ -139,6 +142,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 		return -ENOMEM;
 	}
 	c->fd = fd[won];
+	c->connect_rtt_ns = (int64_t)(rp_mono_ns() - began[won]);   /* SYN to SYN-ACK: about one RTT */
 	*out = c;
 	return 0;
 }
@@ -242,7 +246,9 @@ static int server_error(struct json_object *o)
 	return -EPROTO;
 }
 
-int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+/* The next frame; an error frame is returned as such when raw_errors, else as server_error's -errno. */
+static int recv_frame(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type,
+		      bool raw_errors)
 {
 	for (;;) {
 		const uint8_t *body;
@@ -256,7 +262,7 @@ int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object 
 			c->rlen -= (size_t)fl;
 			if (r)
 				return -EPROTO;
-			if (!strcmp(*type, "error")) {
+			if (!raw_errors && !strcmp(*type, "error")) {
 				r = server_error(*o);
 				json_object_put(*o);
 				return r;
@@ -278,6 +284,11 @@ int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object 
 		if (r)
 			return r;
 	}
+}
+
+int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+{
+	return recv_frame(c, deadline_ms, o, type, false);
 }
 
 /* All samples are sent at once and answered in order: one round trip, not one per sample. The first
@@ -376,8 +387,30 @@ static int send_box(struct rv_client *c, const char *type, const struct json_obj
 	}
 	json_object_object_add(f, "t", json_object_new_string("fwd"));
 	json_object_object_add(f, "box", json_object_new_string(b64));
+	if (!strcmp(type, "hello"))   /* the server keeps it for members that come later (proto.h) */
+		json_object_object_add(f, "hello", json_object_new_boolean(1));
 	free(b64);
 	return rvc_send_json(c, f, deadline);
+}
+
+/* This side's hello: its fresh nonce, and its RTT to the server and clock error, so that the peer can
+ * size the lead (rv_lead_auto_ns) before it proposes. The hello that goes out with the join precedes
+ * the clock sync (unless the client synced before): it carries the connect's RTT and no error, and the
+ * peer takes the error's hard bound, rtt / 2. */
+static int send_hello(struct rv_client *c, uint64_t deadline)
+{
+	struct json_object *hi = json_object_new_object();
+	if (!hi)
+		return -ENOMEM;
+	if (c->synced) {
+		json_object_object_add(hi, "rtt", json_object_new_int64(c->rtt_ns));
+		json_object_object_add(hi, "err", json_object_new_int64(c->clock_err_ns));
+	} else if (c->connect_rtt_ns > 0) {
+		json_object_object_add(hi, "rtt", json_object_new_int64(c->connect_rtt_ns));
+	}
+	int r = send_box(c, "hello", hi, deadline);
+	json_object_put(hi);
+	return r;
 }
 
 #define RB_NEWCOMER 1
@@ -458,7 +491,12 @@ static int get_i64(struct json_object *o, const char *k, int64_t *v)
 	return 0;
 }
 
-/* Clock sync, join by id, wait until the server pairs us (a peer with the same id came). */
+/* Clock sync, join by id and hello in one flight; wait until the server pairs us (a peer with the same
+ * id came). A server that keeps hellos (its answer to the join says "hello":true) hands ours to the
+ * members there and to every later one, and theirs to us right after "paired": the peer's nonce is
+ * here one round trip after the join, and the info can go out as soon as this side's natinfo is
+ * ready. An older server forwards the hello only if a member is there already, else answers it
+ * "unpaired" (skipped): rv_join_finish_ says hello again then. */
 int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
 		      uint64_t deadline)
 {
@@ -471,8 +509,10 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	if (rounds > 64)
 		rounds = 64;
 	c->keys = *k;
+	c->hello_kept = false;
 	rv_peerstate_init(&c->ps);
-	/* the clock samples and the join in one round trip: the samples' answers come back first */
+	/* the clock samples, the join and the hello in one round trip: the samples' answers come back
+	 * first */
 	if (sync && (r = clock_send(c, rounds, t1s, deadline)))
 		return r;
 	o = json_object_new_object();
@@ -481,7 +521,7 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	json_object_object_add(o, "t", json_object_new_string("join"));
 	json_object_object_add(o, "v", json_object_new_int(1));
 	json_object_object_add(o, "id", json_object_new_string(c->keys.id_hex));
-	if ((r = rvc_send_json(c, o, deadline)))
+	if ((r = rvc_send_json(c, o, deadline)) || (r = send_hello(c, deadline)))
 		return r;
 	if (sync) {
 		if ((r = clock_recv(c, rounds, t1s, deadline)))
@@ -489,9 +529,23 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 		c->clock_sync_ns = (int64_t)(rp_mono_ns() - t0);
 	}
 	for (;;) {
-		if ((r = rvc_recv_json(c, deadline, &o, &t)))
+		struct json_object *j;
+		if ((r = recv_frame(c, deadline, &o, &t, true)))
 			return r;
+		if (!strcmp(t, "error")) {
+			/* an older server refuses a hello before the pairing: nothing else is wrong */
+			bool unpaired = json_object_object_get_ex(o, "code", &j) && json_object_is_type(j, json_type_string) &&
+					!strcmp(json_object_get_string(j), "unpaired");
+			r = unpaired ? 0 : server_error(o);
+			json_object_put(o);
+			if (r)
+				return r;
+			continue;
+		}
 		bool paired = !strcmp(t, "paired");
+		if ((paired || !strcmp(t, "wait")) && json_object_object_get_ex(o, "hello", &j) &&
+		    json_object_is_type(j, json_type_boolean) && json_object_get_boolean(j))
+			c->hello_kept = true;
 		json_object_put(o);
 		if (paired)
 			break;
@@ -520,14 +574,15 @@ static int parse_relayed(const char *s, struct sockaddr_in *out)
 }
 
 /* The next accepted box during the join. A member that joins after our hello went out (the server
- * says "paired" again) has not seen it: say it again, for at most HELLO_RESENDS newcomers in all
- * (the server admits RV_MEMBERS_MAX members at once; squatters coming and going get no more). */
+ * says "paired" again) gets it from a server that keeps hellos; from an older one it has not seen it:
+ * say it again, for at most HELLO_RESENDS newcomers in all (the server admits RV_MEMBERS_MAX members
+ * at once; squatters coming and going get no more). */
 static int join_recv(struct rv_client *c, uint64_t deadline, unsigned *hellos, struct json_object **o,
 		     const char **t)
 {
 	int r;
 	while ((r = recv_box(c, deadline, o, t, true)) == RB_NEWCOMER)
-		if (++*hellos <= HELLO_RESENDS && (r = send_box(c, "hello", NULL, deadline)))
+		if (!c->hello_kept && ++*hellos <= HELLO_RESENDS && (r = send_hello(c, deadline)))
 			return r;
 	return r;
 }
@@ -541,31 +596,23 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	const char *t;
 	unsigned hellos = 0;
 	int r;
-	/* 2. hello both ways: learn the peer's fresh nonce. The first box accepted may also be the
-	 * peer's info, if the peer saw our hello but we missed its own (it was sent before we joined,
-	 * and the peer's hello resends for newcomers ran out): it names the peer as well. */
-	/* The hello carries this side's RTT to the server and clock error, so that each side can size
-	 * the lead from both before proposing. */
-	struct json_object *hi = json_object_new_object();
-	if (!hi)
-		return -ENOMEM;
-	json_object_object_add(hi, "rtt", json_object_new_int64(c->rtt_ns));
-	json_object_object_add(hi, "err", json_object_new_int64(c->clock_err_ns));
-	r = send_box(c, "hello", hi, deadline);
-	if (r) {
-		json_object_put(hi);
+	/* 2. the peer's hello: its fresh nonce. Ours went out with the join (rv_join_begin_); a server
+	 * that does not keep hellos needs it again now, for the members it paired us with. The first box
+	 * accepted may also be the peer's info, if the peer saw our hello but we missed its own (it was
+	 * sent before we joined, and an older server's hello resends for newcomers ran out): it names the
+	 * peer as well. */
+	if (!c->hello_kept && (r = send_hello(c, deadline)))
 		return r;
-	}
-	if ((r = join_recv(c, deadline, &hellos, &info, &t))) {
-		json_object_put(hi);
+	if ((r = join_recv(c, deadline, &hellos, &info, &t)))
 		return r == -EPROTO ? -EACCES : r;
-	}
-	json_object_put(hi);
 	int64_t hello_rtt = -1, hello_err = -1;
 	if (!strcmp(t, "hello")) {
-		if (get_i64(info, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX ||
-		    get_i64(info, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2)
-			hello_rtt = hello_err = -1;   /* absent or out of range: rv_lead_auto_ns assumes */
+		/* absent or out of range: rv_lead_auto_ns assumes (a hello sent before the clock sync has
+		 * the connect's RTT and no error) */
+		if (get_i64(info, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX)
+			hello_rtt = -1;
+		if (hello_rtt < 0 || get_i64(info, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2)
+			hello_err = -1;
 		json_object_put(info);
 		info = NULL;
 	} else if (strcmp(t, "info")) {
@@ -616,7 +663,11 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
 	 * newest hello name the peer): address the info again, to the real peer (at most 8 times; later
 	 * hellos are only skipped and the deadline ends the wait). The real peer skips the info we
-	 * addressed to the replayed nonce. */
+	 * addressed to the replayed nonce. So does it when a replayed hello came after the real one:
+	 * then the peer's info (addressed to our nonce: it pins the peer) names another sender than the
+	 * one ours went to, and ours goes again, to it. */
+	uint8_t sent_to[RV_NONCE_LEN];
+	memcpy(sent_to, c->ps.theirs, sizeof(sent_to));
 	if ((r = send_box(c, "info", mi, deadline))) {
 		json_object_put(mi);
 		json_object_put(info);
@@ -631,10 +682,17 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 			break;
 		json_object_put(info);
 		info = NULL;
+		memcpy(sent_to, c->ps.theirs, sizeof(sent_to));
 		if (++resent <= 8 && (r = send_box(c, "info", mi, deadline))) {
 			json_object_put(mi);
 			return r;
 		}
+	}
+	if (!strcmp(t, "info") && c->ps.pinned && memcmp(sent_to, c->ps.theirs, sizeof(sent_to)) &&
+	    (r = send_box(c, "info", mi, deadline))) {
+		json_object_put(mi);
+		json_object_put(info);
+		return r;
 	}
 	json_object_put(mi);
 	int64_t peer_start = 0;

@@ -52,8 +52,9 @@ struct rv_join_req {
 	bool lead_auto;                 /* instead of lead_ms: the lead from what is measured (rv_lead_auto_ns) */
 	uint32_t setup_ms;              /* lead_auto: the set-up allowance after the meeting (default RV_SETUP_MS) */
 	/* Optional: me and relayed are not known yet when the join starts (the probe runs beside the
-	 * clock sync, the pairing and the hellos). Called once the hellos are through, right before the
-	 * info goes out (and its start is proposed): it waits for them and fills both in (they start as
+	 * clock sync, the pairing and the hellos). Called once the peer's hello is here (with the pairing,
+	 * from a server that keeps hellos), right before the info goes out (and its start is proposed):
+	 * it waits for them and fills both in (they start as
 	 * me and relayed). 0, or -errno: the join ends with it. It may be called again on another
 	 * server (rv_join_any); it runs on a thread of rv_join_any's there. */
 	int (*ready)(void *arg, struct rp_natinfo *me, struct sockaddr_in *relayed);
@@ -88,8 +89,9 @@ struct rv_join_res {
  * proposal must reach the peer through the server (half of each side's RTT to it), both sides' clock
  * errors may shift the two views of T apart, and the peer needs setup_ns to plan and open its punch
  * context after the proposal arrives; a quarter of the relay RTT more (at least RV_LEAD_SLACK_MS)
- * absorbs jitter. The peer's rtt and err come with its hello; negative ones (an older peer that does
- * not send them) count as this side's rtt and its hard bound rtt / 2. */
+ * absorbs jitter. The peer's rtt and err come with its hello; negative ones count as this side's rtt
+ * and the hard bound rtt / 2 (a hello that went out with the join, before the clock sync, carries the
+ * connect's RTT and no err; an older peer's hello may carry neither). */
 /* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
  * seen there earlier under heavier load); a side a little later than that still primes before the
  * peer's SYN has crossed to its NAT (the plan's margin and the one-way delay) */
@@ -107,7 +109,8 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 /* Measure the offset to the server's clock: rounds samples (1..64) sent at once, the min-RTT one kept
  * (rv_clock_estimate). -ERANGE: the server's clock is more than RV_CLOCK_OFFSET_MAX away. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
-/* Join: clock sync, join by id, hello, info exchange. Boxes that do not authenticate (anyone who saw
+/* Join: clock samples, join by id and hello in one flight (the peer's hello comes with the pairing),
+ * then the info exchange. Boxes that do not authenticate (anyone who saw
  * the id may wait under it too: proto.h) are skipped and counted, never fatal: the exchange goes on
  * with the member whose boxes do. 0, -ETIMEDOUT (no peer came), -EBUSY (the session has its
  * RV_MEMBERS_MAX members, or the server is busy), -EACCES (at the deadline: boxes came but none
