@@ -554,6 +554,30 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	return 0;
 }
 
+/* A clock error as the lead counts it: a missing (negative) or impossible one (above the hard bound
+ * rtt / 2) is the hard bound. */
+static int64_t err_or_bound(int64_t err_ns, int64_t rtt_ns)
+{
+	return err_ns < 0 || err_ns > rtt_ns / 2 ? rtt_ns / 2 : err_ns;
+}
+
+/* rv_lead_auto_ns in two shares: the proposer's own (its half of the relay path, its clock error, the
+ * set-up allowance) and the peer's (the peer's half of the path and clock error, and the slack, a
+ * quarter of the relay RTT, at least RV_LEAD_SLACK_MS), which needs the peer's measurements: in
+ * the join both sides add it to an "auto" base once both infos are there. rtt_ns >= 0. */
+static uint64_t lead_own_ns(int64_t rtt_ns, int64_t err_ns, uint64_t setup_ns)
+{
+	return (uint64_t)rtt_ns / 2 + (uint64_t)err_ns + setup_ns;
+}
+
+static uint64_t lead_share_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t peer_err_ns)
+{
+	uint64_t slack = ((uint64_t)rtt_ns + (uint64_t)peer_rtt_ns) / 4;
+	if (slack < (uint64_t)RV_LEAD_SLACK_MS * 1000000u)
+		slack = (uint64_t)RV_LEAD_SLACK_MS * 1000000u;
+	return (uint64_t)peer_rtt_ns / 2 + (uint64_t)peer_err_ns + slack;
+}
+
 /* "IP:PORT" (a relayed address in the info), port 1..65535. 0 or -EINVAL. */
 static int parse_relayed(const char *s, struct sockaddr_in *out)
 {
@@ -627,16 +651,24 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		json_object_put(info);
 		return r;
 	}
-	uint64_t lead_ns;
+	/* The proposal: "base", the start this side needs (a fixed lead, or with lead_auto this side's
+	 * share of rv_lead_auto_ns), and "auto": whether the peer's share is still to be added. Both
+	 * sides add it from the two infos' rtt and err alike (agree_start), so the lead is sized from the
+	 * peer's measured clock without waiting for it. "start" is the whole lead from the peer's hello,
+	 * for an older peer (it takes the later "start"; so does this side when the peer sends no base). */
+	uint64_t lead_ns, now_srv = rv_server_now_ns(c), base;
+	int64_t my_err = err_or_bound(c->clock_err_ns, c->rtt_ns);
 	if (req->lead_auto) {
-		lead_ns = rv_lead_auto_ns(c->rtt_ns, hello_rtt, c->clock_err_ns, hello_err,
-					  (uint64_t)(req->setup_ms ? req->setup_ms : RV_SETUP_MS) * 1000000u);
+		uint64_t setup_ns = (uint64_t)(req->setup_ms ? req->setup_ms : RV_SETUP_MS) * 1000000u;
+		lead_ns = rv_lead_auto_ns(c->rtt_ns, hello_rtt, c->clock_err_ns, hello_err, setup_ns);
+		base = now_srv + lead_own_ns(c->rtt_ns, my_err, setup_ns);
 	} else {
 		lead_ns = (uint64_t)(req->lead_ms ? req->lead_ms : 500) * 1000000u;
 		if ((uint64_t)c->rtt_ns * 4 > lead_ns)
 			lead_ns = (uint64_t)c->rtt_ns * 4;
+		base = now_srv + lead_ns;
 	}
-	uint64_t propose = rv_server_now_ns(c) + lead_ns;
+	uint64_t propose = now_srv + lead_ns;
 	struct json_object *mi = json_object_new_object(), *cand = json_object_new_array();
 	struct json_object *ni = rp_natinfo_to_json(&me);
 	if (!mi || !cand || !ni) {
@@ -652,8 +684,10 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	json_object_object_add(mi, "cand", cand);
 	json_object_object_add(mi, "offset", json_object_new_int64(c->offset_ns));
 	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
-	json_object_object_add(mi, "err", json_object_new_int64(c->clock_err_ns));
+	json_object_object_add(mi, "err", json_object_new_int64(my_err));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
+	json_object_object_add(mi, "base", json_object_new_int64((int64_t)base));
+	json_object_object_add(mi, "auto", json_object_new_boolean(req->lead_auto));
 	if (relayed.sin_addr.s_addr) {   /* optional: a TURN relayed address, "IP:PORT" */
 		char ra[INET_ADDRSTRLEN + 8];
 		inet_ntop(AF_INET, &relayed.sin_addr, ra, INET_ADDRSTRLEN);
@@ -721,19 +755,35 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		return -EPROTO;
 	}
 	/* the peer's clock uncertainty; a peer that does not send it gets the hard bound */
-	int64_t peer_err;
-	if (get_i64(info, "err", &peer_err) || peer_err < 0 || peer_err > res->peer_rtt_ns / 2)
-		peer_err = res->peer_rtt_ns / 2;
+	int64_t peer_err = -1, peer_base = 0;
+	(void)get_i64(info, "err", &peer_err);
+	peer_err = err_or_bound(peer_err, res->peer_rtt_ns);
+	struct json_object *ja;
+	bool has_base = json_object_object_get_ex(info, "base", NULL);
+	bool peer_auto = json_object_object_get_ex(info, "auto", &ja) && json_object_is_type(ja, json_type_boolean) &&
+			 json_object_get_boolean(ja);
+	if (has_base && (get_i64(info, "base", &peer_base) || peer_base <= 0)) {
+		json_object_put(info);
+		return -EPROTO;
+	}
 	json_object_put(info);
 	if (res->peer_rtt_ns < 0 || res->peer_rtt_ns > RV_CLOCK_OFFSET_MAX || res->peer_offset_ns > RV_CLOCK_OFFSET_MAX ||
 	    res->peer_offset_ns < -RV_CLOCK_OFFSET_MAX)
 		return -ERANGE;
-	/* both sides hold both proposals: the later one is the agreed start, on the server's clock; it
-	 * must lie ahead, and not further than RV_START_MAX_NS (a lying server's clock samples could
-	 * otherwise push it anywhere) */
-	uint64_t start = propose > (uint64_t)peer_start ? propose : (uint64_t)peer_start;
-	uint64_t now_srv = rv_server_now_ns(c);
-	if (start > now_srv + RV_START_MAX_NS)
+	/* both sides hold both proposals: the later one is the agreed start, on the server's clock (each
+	 * side's base with the other's share of the lead when it asked for it: both compute the same
+	 * from the same two infos; an older peer's "start" against ours); it must lie ahead, and not
+	 * further than RV_START_MAX_NS (a lying server's clock samples could otherwise push it anywhere) */
+	uint64_t start;
+	if (has_base) {
+		uint64_t mine = base + (req->lead_auto ? lead_share_ns(c->rtt_ns, res->peer_rtt_ns, peer_err) : 0);
+		uint64_t theirs = (uint64_t)peer_base + (peer_auto ? lead_share_ns(res->peer_rtt_ns, c->rtt_ns, my_err) : 0);
+		start = mine > theirs ? mine : theirs;
+		lead_ns = mine - now_srv;
+	} else {
+		start = propose > (uint64_t)peer_start ? propose : (uint64_t)peer_start;
+	}
+	if (start > rv_server_now_ns(c) + RV_START_MAX_NS)
 		return -ERANGE;
 	res->start_server_ns = start;
 	res->start_ns = (uint64_t)((int64_t)start - c->offset_ns);
@@ -769,11 +819,7 @@ uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, in
 		peer_rtt_ns = rtt_ns;
 	if (peer_err_ns < 0)
 		peer_err_ns = peer_rtt_ns / 2;
-	uint64_t relay = (uint64_t)rtt_ns + (uint64_t)peer_rtt_ns;
-	uint64_t slack = relay / 4;
-	if (slack < (uint64_t)RV_LEAD_SLACK_MS * 1000000u)
-		slack = (uint64_t)RV_LEAD_SLACK_MS * 1000000u;
-	return relay / 2 + (uint64_t)err_ns + (uint64_t)peer_err_ns + setup_ns + slack;
+	return lead_own_ns(rtt_ns, err_ns, setup_ns) + lead_share_ns(rtt_ns, peer_rtt_ns, peer_err_ns);
 }
 
 int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,

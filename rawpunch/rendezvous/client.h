@@ -81,7 +81,8 @@ struct rv_join_res {
 	uint8_t run_nonce[16];          /* BLAKE2b-128 of both sides' fresh per-join nonces, the same on both
 	                                   sides and new every run (mixed into the punch ISNs) */
 	struct sockaddr_in peer_relayed;/* the peer's TURN relayed address (sin_addr 0: it has none) */
-	int64_t lead_ns;                /* the lead this side proposed (the agreed start is the later proposal) */
+	int64_t lead_ns;                /* the lead of this side's proposal, the peer's share included (the agreed
+	                                   start is the later proposal) */
 	int64_t clock_sync_ns;          /* how long the clock sync took (0: synced before the join) */
 };
 
@@ -89,9 +90,12 @@ struct rv_join_res {
  * proposal must reach the peer through the server (half of each side's RTT to it), both sides' clock
  * errors may shift the two views of T apart, and the peer needs setup_ns to plan and open its punch
  * context after the proposal arrives; a quarter of the relay RTT more (at least RV_LEAD_SLACK_MS)
- * absorbs jitter. The peer's rtt and err come with its hello; negative ones count as this side's rtt
- * and the hard bound rtt / 2 (a hello that went out with the join, before the clock sync, carries the
- * connect's RTT and no err; an older peer's hello may carry neither). */
+ * absorbs jitter. Negative peer values count as this side's rtt and the hard bound rtt / 2. In the
+ * join the hellos go out before the clock sync, so each side proposes a base with its own share
+ * (its half of the path, its error, setup_ns) and both add the other's share (its half of the path,
+ * its error, the slack) from the two infos' rtt and err alike: the same start on both sides, sized
+ * from measured values. The info's "start" (the whole lead from the hello: the connect's RTT, no err)
+ * is for an older peer, which takes the later "start". */
 /* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
  * seen there earlier under heavier load); a side a little later than that still primes before the
  * peer's SYN has crossed to its NAT (the plan's margin and the one-way delay) */

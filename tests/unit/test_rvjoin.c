@@ -2,7 +2,8 @@
 /* rvjoin: the join's round trips and its hellos. The server keeps each member's hello and hands it to a
  * newcomer right after "paired" (raw frames against a real server in a thread); two peers behind a
  * proxy that delays every byte by 100 ms each way meet in 2 round trips to the server, whether they
- * join together or one after the other (3 when the hello crossed only after the pairing); a client
+ * join together or one after the other (3 when the hello crossed only after the pairing), with a lead
+ * sized from both sides' measured clock errors although the hellos precede the clock sync; a client
  * that answered a replayed hello after the real one addresses its info again to the peer whose info
  * came (the client over a socketpair, as tools/fuzz/fuzz_rvclient.c drives it). */
 #include <setjmp.h>
@@ -349,6 +350,12 @@ static void meet_delayed(unsigned stagger_ms, uint64_t *a_ms, uint64_t *b_ms)
 	assert_int_equal(b.rc, 0);
 	assert_int_not_equal(a.res.initiator, b.res.initiator);
 	assert_int_equal(a.res.start_server_ns, b.res.start_server_ns);
+	/* the lead is sized from both sides' measured clock errors (the infos), not their hard bound */
+	uint64_t setup = (uint64_t)RV_SETUP_MS * 1000000u;
+	for (const struct peer *x = &a; x; x = x == &a ? &b : NULL) {
+		assert_true((uint64_t)x->res.lead_ns >= rv_lead_auto_ns(x->res.rtt_ns, x->res.peer_rtt_ns, 0, 0, setup));
+		assert_true((uint64_t)x->res.lead_ns < rv_lead_auto_ns(x->res.rtt_ns, x->res.peer_rtt_ns, -1, -1, setup));
+	}
 	*a_ms = a.t1 - b.t0;
 	*b_ms = b.t1 - b.t0;
 	print_message("stagger %u ms: a met %llu ms, b %llu ms after b's join began (RTT %d ms)\n", stagger_ms,
