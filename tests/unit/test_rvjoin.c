@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* rvjoin: the join's round trips and its hellos. The server keeps each member's hello and hands it to a
  * newcomer right after "paired" (raw frames against a real server in a thread); two peers behind a
- * proxy that delays every byte by 100 ms each way meet in 2 round trips to the server, whether they
+ * proxy that delays every byte by 150 ms each way meet in 2 round trips to the server, whether they
  * join together or one after the other (3 when the hello crossed only after the pairing), with a lead
  * sized from both sides' measured clock errors although the hellos precede the clock sync; a client
  * that answered a replayed hello after the real one addresses its info again to the peer whose info
@@ -206,7 +206,7 @@ static void test_server_keeps_hellos(void **st)
 
 /* ---- a proxy that delays every byte by DELAY_MS each way ------------------------------------------ */
 
-#define DELAY_MS 100
+#define DELAY_MS 150
 #define RTT_MS (2 * DELAY_MS)
 #define PAIRS 2
 #define CHUNKS 256
