@@ -653,7 +653,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	}
 	/* The proposal: "base", the start this side needs (a fixed lead, or with lead_auto this side's
 	 * share of rv_lead_auto_ns), and "auto": whether the peer's share is still to be added. Both
-	 * sides add it from the two infos' rtt and err alike (agree_start), so the lead is sized from the
+	 * sides add it from the two infos' rtt and err alike (below), so the lead is sized from the
 	 * peer's measured clock without waiting for it. "start" is the whole lead from the peer's hello,
 	 * for an older peer (it takes the later "start"; so does this side when the peer sends no base). */
 	uint64_t lead_ns, now_srv = rv_server_now_ns(c), base;
