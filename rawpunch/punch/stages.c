@@ -82,7 +82,7 @@ static int net_connect(void *arg, double *rtt_ms, char *why, size_t wlen)
 	n->rv_addr = o->rendezvous;
 	if (n->rv_pre >= 0) {
 		/* the pre-flight's connection: up already, its handshake measured the RTT */
-		r = rv_client_from_fd(n->rv_pre, &n->rv);
+		r = rv_client_from_fd(n->rv_pre, (int64_t)(o->rendezvous_rtt_ms * 1e6), &n->rv);
 		n->rv_pre = -1;
 		if (!r) {
 			rv_set_stop(n->rv, n->o->stop);

@@ -32,7 +32,9 @@ struct rv_client {
 	bool joined;
 	int64_t offset_ns, rtt_ns, clock_err_ns;
 	int64_t clock_sync_ns;         /* how long the join's clock sync took */
+	int64_t connect_rtt_ns;        /* the TCP connect's time (rv_connect_hedged; 0: unknown) */
 	bool synced;
+	bool hello_kept;               /* the server keeps our hello for newcomers (its join answer said so) */
 	unsigned bad_boxes;            /* fwd boxes that did not open under kbox (skipped) */
 	unsigned good_boxes;           /* ... that did */
 	int64_t peer_m;                /* the server's member number of the sender of the last box accepted */
@@ -82,7 +84,7 @@ static int connect_start(const struct sockaddr_in *server)
 	return fd;
 }
 
-int rv_client_from_fd(int fd, struct rv_client **out)
+int rv_client_from_fd(int fd, int64_t connect_rtt_ns, struct rv_client **out)
 {
 	struct rv_client *c;
 	if (fd < 0 || !out)
@@ -92,6 +94,7 @@ int rv_client_from_fd(int fd, struct rv_client **out)
 		return -ENOMEM;
 	}
 	c->fd = fd;
+	c->connect_rtt_ns = connect_rtt_ns > 0 ? connect_rtt_ns : 0;
 	*out = c;
 	return 0;
 }
@@ -103,7 +106,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 		return -EINVAL;
 	if ((fd[0] = connect_start(server)) < 0)
 		return fd[0];
-	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms;
+	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms, began[2] = { rp_mono_ns(), 0 };
 	uint64_t hedge = hedge_ms > 0 && hedge_ms < timeout_ms ? t0 + (uint64_t)hedge_ms : 0;
 	while (won < 0) {
 		uint64_t now = rp_mono_ms();
@@ -112,6 +115,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 		if (hedge && now >= hedge) {   /* a lost SYN waits the kernel's 1 s: a second connection */
 			hedge = 0;
 			fd[1] = connect_start(server);
+			began[1] = rp_mono_ns();
 		}
 		struct pollfd p[2];
 		int np = 0;
@@ -146,7 +150,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 			close(fd[i]);
 	if (won < 0)
 		return r;
-	return rv_client_from_fd(fd[won], out);
+	return rv_client_from_fd(fd[won], (int64_t)(rp_mono_ns() - began[won]), out);   /* SYN to SYN-ACK: about one RTT */
 }
 
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out)
@@ -248,7 +252,9 @@ static int server_error(struct json_object *o)
 	return -EPROTO;
 }
 
-int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+/* The next frame; an error frame is returned as such when raw_errors, else as server_error's -errno. */
+static int recv_frame(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type,
+		      bool raw_errors)
 {
 	for (;;) {
 		const uint8_t *body;
@@ -262,7 +268,7 @@ int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object 
 			c->rlen -= (size_t)fl;
 			if (r)
 				return -EPROTO;
-			if (!strcmp(*type, "error")) {
+			if (!raw_errors && !strcmp(*type, "error")) {
 				r = server_error(*o);
 				json_object_put(*o);
 				return r;
@@ -284,6 +290,11 @@ int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object 
 		if (r)
 			return r;
 	}
+}
+
+int rvc_recv_json(struct rv_client *c, uint64_t deadline_ms, struct json_object **o, const char **type)
+{
+	return recv_frame(c, deadline_ms, o, type, false);
 }
 
 /* All samples are sent at once and answered in order: one round trip, not one per sample. The first
@@ -382,8 +393,30 @@ static int send_box(struct rv_client *c, const char *type, const struct json_obj
 	}
 	json_object_object_add(f, "t", json_object_new_string("fwd"));
 	json_object_object_add(f, "box", json_object_new_string(b64));
+	if (!strcmp(type, "hello"))   /* the server keeps it for members that come later (proto.h) */
+		json_object_object_add(f, "hello", json_object_new_boolean(1));
 	free(b64);
 	return rvc_send_json(c, f, deadline);
+}
+
+/* This side's hello: its fresh nonce, and its RTT to the server and clock error, so that the peer can
+ * size the lead (rv_lead_auto_ns) before it proposes. The hello that goes out with the join precedes
+ * the clock sync (unless the client synced before): it carries the connect's RTT and no error, and the
+ * peer takes the error's hard bound, rtt / 2. */
+static int send_hello(struct rv_client *c, uint64_t deadline)
+{
+	struct json_object *hi = json_object_new_object();
+	if (!hi)
+		return -ENOMEM;
+	if (c->synced) {
+		json_object_object_add(hi, "rtt", json_object_new_int64(c->rtt_ns));
+		json_object_object_add(hi, "err", json_object_new_int64(c->clock_err_ns));
+	} else if (c->connect_rtt_ns > 0) {
+		json_object_object_add(hi, "rtt", json_object_new_int64(c->connect_rtt_ns));
+	}
+	int r = send_box(c, "hello", hi, deadline);
+	json_object_put(hi);
+	return r;
 }
 
 #define RB_NEWCOMER 1
@@ -464,7 +497,12 @@ static int get_i64(struct json_object *o, const char *k, int64_t *v)
 	return 0;
 }
 
-/* Clock sync, join by id, wait until the server pairs us (a peer with the same id came). */
+/* Clock sync, join by id and hello in one flight; wait until the server pairs us (a peer with the same
+ * id came). A server that keeps hellos (its answer to the join says "hello":true) hands ours to the
+ * members there and to every later one, and theirs to us right after "paired": the peer's nonce is
+ * here one round trip after the join, and the info can go out as soon as this side's natinfo is
+ * ready. An older server forwards the hello only if a member is there already, else answers it
+ * "unpaired" (skipped): rv_join_finish_ says hello again then. */
 int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,
 		      uint64_t deadline)
 {
@@ -477,8 +515,10 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	if (rounds > 64)
 		rounds = 64;
 	c->keys = *k;
+	c->hello_kept = false;
 	rv_peerstate_init(&c->ps);
-	/* the clock samples and the join in one round trip: the samples' answers come back first */
+	/* the clock samples, the join and the hello in one round trip: the samples' answers come back
+	 * first */
 	if (sync && (r = clock_send(c, rounds, t1s, deadline)))
 		return r;
 	o = json_object_new_object();
@@ -487,7 +527,7 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 	json_object_object_add(o, "t", json_object_new_string("join"));
 	json_object_object_add(o, "v", json_object_new_int(1));
 	json_object_object_add(o, "id", json_object_new_string(c->keys.id_hex));
-	if ((r = rvc_send_json(c, o, deadline)))
+	if ((r = rvc_send_json(c, o, deadline)) || (r = send_hello(c, deadline)))
 		return r;
 	if (sync) {
 		if ((r = clock_recv(c, rounds, t1s, deadline)))
@@ -495,15 +535,53 @@ int rv_join_begin_(struct rv_client *c, const struct rv_keys *k, const struct rv
 		c->clock_sync_ns = (int64_t)(rp_mono_ns() - t0);
 	}
 	for (;;) {
-		if ((r = rvc_recv_json(c, deadline, &o, &t)))
+		struct json_object *j;
+		if ((r = recv_frame(c, deadline, &o, &t, true)))
 			return r;
+		if (!strcmp(t, "error")) {
+			/* an older server refuses a hello before the pairing: nothing else is wrong */
+			bool unpaired = json_object_object_get_ex(o, "code", &j) && json_object_is_type(j, json_type_string) &&
+					!strcmp(json_object_get_string(j), "unpaired");
+			r = unpaired ? 0 : server_error(o);
+			json_object_put(o);
+			if (r)
+				return r;
+			continue;
+		}
 		bool paired = !strcmp(t, "paired");
+		if ((paired || !strcmp(t, "wait")) && json_object_object_get_ex(o, "hello", &j) &&
+		    json_object_is_type(j, json_type_boolean) && json_object_get_boolean(j))
+			c->hello_kept = true;
 		json_object_put(o);
 		if (paired)
 			break;
 	}
 	c->joined = true;
 	return 0;
+}
+
+/* A clock error as the lead counts it: a missing (negative) or impossible one (above the hard bound
+ * rtt / 2) is the hard bound. */
+static int64_t err_or_bound(int64_t err_ns, int64_t rtt_ns)
+{
+	return err_ns < 0 || err_ns > rtt_ns / 2 ? rtt_ns / 2 : err_ns;
+}
+
+/* rv_lead_auto_ns in two shares: the proposer's own (its half of the relay path, its clock error, the
+ * set-up allowance) and the peer's (the peer's half of the path and clock error, and the slack, a
+ * eighth of the relay RTT, at least RV_LEAD_SLACK_MS), which needs the peer's measurements: in
+ * the join both sides add it to an "auto" base once both infos are there. rtt_ns >= 0. */
+static uint64_t lead_own_ns(int64_t rtt_ns, int64_t err_ns, uint64_t setup_ns)
+{
+	return (uint64_t)rtt_ns / 2 + (uint64_t)err_ns + setup_ns;
+}
+
+static uint64_t lead_share_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t peer_err_ns)
+{
+	uint64_t slack = ((uint64_t)rtt_ns + (uint64_t)peer_rtt_ns) / 8;
+	if (slack < (uint64_t)RV_LEAD_SLACK_MS * 1000000u)
+		slack = (uint64_t)RV_LEAD_SLACK_MS * 1000000u;
+	return (uint64_t)peer_rtt_ns / 2 + (uint64_t)peer_err_ns + slack;
 }
 
 /* "IP:PORT" (a relayed address in the info), port 1..65535. 0 or -EINVAL. */
@@ -526,14 +604,15 @@ static int parse_relayed(const char *s, struct sockaddr_in *out)
 }
 
 /* The next accepted box during the join. A member that joins after our hello went out (the server
- * says "paired" again) has not seen it: say it again, for at most HELLO_RESENDS newcomers in all
- * (the server admits RV_MEMBERS_MAX members at once; squatters coming and going get no more). */
+ * says "paired" again) gets it from a server that keeps hellos; from an older one it has not seen it:
+ * say it again, for at most HELLO_RESENDS newcomers in all (the server admits RV_MEMBERS_MAX members
+ * at once; squatters coming and going get no more). */
 static int join_recv(struct rv_client *c, uint64_t deadline, unsigned *hellos, struct json_object **o,
 		     const char **t)
 {
 	int r;
 	while ((r = recv_box(c, deadline, o, t, true)) == RB_NEWCOMER)
-		if (++*hellos <= HELLO_RESENDS && (r = send_box(c, "hello", NULL, deadline)))
+		if (!c->hello_kept && ++*hellos <= HELLO_RESENDS && (r = send_hello(c, deadline)))
 			return r;
 	return r;
 }
@@ -547,31 +626,23 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	const char *t;
 	unsigned hellos = 0;
 	int r;
-	/* 2. hello both ways: learn the peer's fresh nonce. The first box accepted may also be the
-	 * peer's info, if the peer saw our hello but we missed its own (it was sent before we joined,
-	 * and the peer's hello resends for newcomers ran out): it names the peer as well. */
-	/* The hello carries this side's RTT to the server and clock error, so that each side can size
-	 * the lead from both before proposing. */
-	struct json_object *hi = json_object_new_object();
-	if (!hi)
-		return -ENOMEM;
-	json_object_object_add(hi, "rtt", json_object_new_int64(c->rtt_ns));
-	json_object_object_add(hi, "err", json_object_new_int64(c->clock_err_ns));
-	r = send_box(c, "hello", hi, deadline);
-	if (r) {
-		json_object_put(hi);
+	/* 2. the peer's hello: its fresh nonce. Ours went out with the join (rv_join_begin_); a server
+	 * that does not keep hellos needs it again now, for the members it paired us with. The first box
+	 * accepted may also be the peer's info, if the peer saw our hello but we missed its own (it was
+	 * sent before we joined, and an older server's hello resends for newcomers ran out): it names the
+	 * peer as well. */
+	if (!c->hello_kept && (r = send_hello(c, deadline)))
 		return r;
-	}
-	if ((r = join_recv(c, deadline, &hellos, &info, &t))) {
-		json_object_put(hi);
+	if ((r = join_recv(c, deadline, &hellos, &info, &t)))
 		return r == -EPROTO ? -EACCES : r;
-	}
-	json_object_put(hi);
 	int64_t hello_rtt = -1, hello_err = -1;
 	if (!strcmp(t, "hello")) {
-		if (get_i64(info, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX ||
-		    get_i64(info, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2)
-			hello_rtt = hello_err = -1;   /* absent or out of range: rv_lead_auto_ns assumes */
+		/* absent or out of range: rv_lead_auto_ns assumes (a hello sent before the clock sync has
+		 * the connect's RTT and no error) */
+		if (get_i64(info, "rtt", &hello_rtt) || hello_rtt < 0 || hello_rtt > RV_CLOCK_OFFSET_MAX)
+			hello_rtt = -1;
+		if (hello_rtt < 0 || get_i64(info, "err", &hello_err) || hello_err < 0 || hello_err > hello_rtt / 2)
+			hello_err = -1;
 		json_object_put(info);
 		info = NULL;
 	} else if (strcmp(t, "info")) {
@@ -586,16 +657,24 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		json_object_put(info);
 		return r;
 	}
-	uint64_t lead_ns;
+	/* The proposal: "base", the start this side needs (a fixed lead, or with lead_auto this side's
+	 * share of rv_lead_auto_ns), and "auto": whether the peer's share is still to be added. Both
+	 * sides add it from the two infos' rtt and err alike (below), so the lead is sized from the
+	 * peer's measured clock without waiting for it. "start" is the whole lead from the peer's hello,
+	 * for an older peer (it takes the later "start"; so does this side when the peer sends no base). */
+	uint64_t lead_ns, now_srv = rv_server_now_ns(c), base;
+	int64_t my_err = err_or_bound(c->clock_err_ns, c->rtt_ns);
 	if (req->lead_auto) {
-		lead_ns = rv_lead_auto_ns(c->rtt_ns, hello_rtt, c->clock_err_ns, hello_err,
-					  (uint64_t)(req->setup_ms ? req->setup_ms : RV_SETUP_MS) * 1000000u);
+		uint64_t setup_ns = (uint64_t)(req->setup_ms ? req->setup_ms : RV_SETUP_MS) * 1000000u;
+		lead_ns = rv_lead_auto_ns(c->rtt_ns, hello_rtt, c->clock_err_ns, hello_err, setup_ns);
+		base = now_srv + lead_own_ns(c->rtt_ns, my_err, setup_ns);
 	} else {
 		lead_ns = (uint64_t)(req->lead_ms ? req->lead_ms : 500) * 1000000u;
 		if ((uint64_t)c->rtt_ns * 4 > lead_ns)
 			lead_ns = (uint64_t)c->rtt_ns * 4;
+		base = now_srv + lead_ns;
 	}
-	uint64_t propose = rv_server_now_ns(c) + lead_ns;
+	uint64_t propose = now_srv + lead_ns;
 	struct json_object *mi = json_object_new_object(), *cand = json_object_new_array();
 	struct json_object *ni = rp_natinfo_to_json(&me);
 	if (!mi || !cand || !ni) {
@@ -611,8 +690,10 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	json_object_object_add(mi, "cand", cand);
 	json_object_object_add(mi, "offset", json_object_new_int64(c->offset_ns));
 	json_object_object_add(mi, "rtt", json_object_new_int64(c->rtt_ns));
-	json_object_object_add(mi, "err", json_object_new_int64(c->clock_err_ns));
+	json_object_object_add(mi, "err", json_object_new_int64(my_err));
 	json_object_object_add(mi, "start", json_object_new_int64((int64_t)propose));
+	json_object_object_add(mi, "base", json_object_new_int64((int64_t)base));
+	json_object_object_add(mi, "auto", json_object_new_boolean(req->lead_auto));
 	if (relayed.sin_addr.s_addr) {   /* optional: a TURN relayed address, "IP:PORT" */
 		char ra[INET_ADDRSTRLEN + 8];
 		inet_ntop(AF_INET, &relayed.sin_addr, ra, INET_ADDRSTRLEN);
@@ -622,7 +703,11 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	/* A newer hello before the peer's info means the first one was a replay (rv_msg_check let the
 	 * newest hello name the peer): address the info again, to the real peer (at most 8 times; later
 	 * hellos are only skipped and the deadline ends the wait). The real peer skips the info we
-	 * addressed to the replayed nonce. */
+	 * addressed to the replayed nonce. So does it when a replayed hello came after the real one:
+	 * then the peer's info (addressed to our nonce: it pins the peer) names another sender than the
+	 * one ours went to, and ours goes again, to it. */
+	uint8_t sent_to[RV_NONCE_LEN];
+	memcpy(sent_to, c->ps.theirs, sizeof(sent_to));
 	if ((r = send_box(c, "info", mi, deadline))) {
 		json_object_put(mi);
 		json_object_put(info);
@@ -637,10 +722,17 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 			break;
 		json_object_put(info);
 		info = NULL;
+		memcpy(sent_to, c->ps.theirs, sizeof(sent_to));
 		if (++resent <= 8 && (r = send_box(c, "info", mi, deadline))) {
 			json_object_put(mi);
 			return r;
 		}
+	}
+	if (!strcmp(t, "info") && c->ps.pinned && memcmp(sent_to, c->ps.theirs, sizeof(sent_to)) &&
+	    (r = send_box(c, "info", mi, deadline))) {
+		json_object_put(mi);
+		json_object_put(info);
+		return r;
 	}
 	json_object_put(mi);
 	int64_t peer_start = 0;
@@ -669,19 +761,35 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 		return -EPROTO;
 	}
 	/* the peer's clock uncertainty; a peer that does not send it gets the hard bound */
-	int64_t peer_err;
-	if (get_i64(info, "err", &peer_err) || peer_err < 0 || peer_err > res->peer_rtt_ns / 2)
-		peer_err = res->peer_rtt_ns / 2;
+	int64_t peer_err = -1, peer_base = 0;
+	(void)get_i64(info, "err", &peer_err);
+	peer_err = err_or_bound(peer_err, res->peer_rtt_ns);
+	struct json_object *ja;
+	bool has_base = json_object_object_get_ex(info, "base", NULL);
+	bool peer_auto = json_object_object_get_ex(info, "auto", &ja) && json_object_is_type(ja, json_type_boolean) &&
+			 json_object_get_boolean(ja);
+	if (has_base && (get_i64(info, "base", &peer_base) || peer_base <= 0)) {
+		json_object_put(info);
+		return -EPROTO;
+	}
 	json_object_put(info);
 	if (res->peer_rtt_ns < 0 || res->peer_rtt_ns > RV_CLOCK_OFFSET_MAX || res->peer_offset_ns > RV_CLOCK_OFFSET_MAX ||
 	    res->peer_offset_ns < -RV_CLOCK_OFFSET_MAX)
 		return -ERANGE;
-	/* both sides hold both proposals: the later one is the agreed start, on the server's clock; it
-	 * must lie ahead, and not further than RV_START_MAX_NS (a lying server's clock samples could
-	 * otherwise push it anywhere) */
-	uint64_t start = propose > (uint64_t)peer_start ? propose : (uint64_t)peer_start;
-	uint64_t now_srv = rv_server_now_ns(c);
-	if (start > now_srv + RV_START_MAX_NS)
+	/* both sides hold both proposals: the later one is the agreed start, on the server's clock (each
+	 * side's base with the other's share of the lead when it asked for it: both compute the same
+	 * from the same two infos; an older peer's "start" against ours); it must lie ahead, and not
+	 * further than RV_START_MAX_NS (a lying server's clock samples could otherwise push it anywhere) */
+	uint64_t start;
+	if (has_base) {
+		uint64_t mine = base + (req->lead_auto ? lead_share_ns(c->rtt_ns, res->peer_rtt_ns, peer_err) : 0);
+		uint64_t theirs = (uint64_t)peer_base + (peer_auto ? lead_share_ns(res->peer_rtt_ns, c->rtt_ns, my_err) : 0);
+		start = mine > theirs ? mine : theirs;
+		lead_ns = mine - now_srv;
+	} else {
+		start = propose > (uint64_t)peer_start ? propose : (uint64_t)peer_start;
+	}
+	if (start > rv_server_now_ns(c) + RV_START_MAX_NS)
 		return -ERANGE;
 	res->start_server_ns = start;
 	res->start_ns = (uint64_t)((int64_t)start - c->offset_ns);
@@ -717,11 +825,7 @@ uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, in
 		peer_rtt_ns = rtt_ns;
 	if (peer_err_ns < 0)
 		peer_err_ns = peer_rtt_ns / 2;
-	uint64_t relay = (uint64_t)rtt_ns + (uint64_t)peer_rtt_ns;
-	uint64_t slack = relay / 8;
-	if (slack < (uint64_t)RV_LEAD_SLACK_MS * 1000000u)
-		slack = (uint64_t)RV_LEAD_SLACK_MS * 1000000u;
-	return relay / 2 + (uint64_t)err_ns + (uint64_t)peer_err_ns + setup_ns + slack;
+	return lead_own_ns(rtt_ns, err_ns, setup_ns) + lead_share_ns(rtt_ns, peer_rtt_ns, peer_err_ns);
 }
 
 int rv_join_keys(struct rv_client *c, const struct rv_keys *k, const struct rv_join_req *req,

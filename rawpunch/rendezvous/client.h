@@ -52,8 +52,9 @@ struct rv_join_req {
 	bool lead_auto;                 /* instead of lead_ms: the lead from what is measured (rv_lead_auto_ns) */
 	uint32_t setup_ms;              /* lead_auto: the set-up allowance after the meeting (default RV_SETUP_MS) */
 	/* Optional: me and relayed are not known yet when the join starts (the probe runs beside the
-	 * clock sync, the pairing and the hellos). Called once the hellos are through, right before the
-	 * info goes out (and its start is proposed): it waits for them and fills both in (they start as
+	 * clock sync, the pairing and the hellos). Called once the peer's hello is here (with the pairing,
+	 * from a server that keeps hellos), right before the info goes out (and its start is proposed):
+	 * it waits for them and fills both in (they start as
 	 * me and relayed). 0, or -errno: the join ends with it. It may be called again on another
 	 * server (rv_join_any); it runs on a thread of rv_join_any's there. */
 	int (*ready)(void *arg, struct rp_natinfo *me, struct sockaddr_in *relayed);
@@ -80,7 +81,8 @@ struct rv_join_res {
 	uint8_t run_nonce[16];          /* BLAKE2b-128 of both sides' fresh per-join nonces, the same on both
 	                                   sides and new every run (mixed into the punch ISNs) */
 	struct sockaddr_in peer_relayed;/* the peer's TURN relayed address (sin_addr 0: it has none) */
-	int64_t lead_ns;                /* the lead this side proposed (the agreed start is the later proposal) */
+	int64_t lead_ns;                /* the lead of this side's proposal, the peer's share included (the agreed
+	                                   start is the later proposal) */
 	int64_t clock_sync_ns;          /* how long the clock sync took (0: synced before the join) */
 };
 
@@ -88,8 +90,12 @@ struct rv_join_res {
  * proposal must reach the peer through the server (half of each side's RTT to it), both sides' clock
  * errors may shift the two views of T apart, and the peer needs setup_ns to plan and open its punch
  * context after the proposal arrives; an eighth of the relay RTT more (at least RV_LEAD_SLACK_MS)
- * absorbs jitter. The peer's rtt and err come with its hello; negative ones (an older peer that does
- * not send them) count as this side's rtt and its hard bound rtt / 2. */
+ * absorbs jitter. Negative peer values count as this side's rtt and the hard bound rtt / 2. In the
+ * join the hellos go out before the clock sync, so each side proposes a base with its own share
+ * (its half of the path, its error, setup_ns) and both add the other's share (its half of the path,
+ * its error, the slack) from the two infos' rtt and err alike: the same start on both sides, sized
+ * from measured values. The info's "start" (the whole lead from the hello: the connect's RTT, no err)
+ * is for an older peer, which takes the later "start". */
 /* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
  * seen there earlier under heavier load), 13 ms on a quiet one; a side a little later than that still
  * primes before the peer's SYN has crossed to its NAT (the plan's early margin and the one-way delay),
@@ -101,8 +107,9 @@ uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, in
 /* Connect to the server (TCP, deadline timeout_ms). 0 or -errno; *out freed with rv_close. */
 int rv_connect(const struct sockaddr_in *server, int timeout_ms, struct rv_client **out);
 /* A client on fd, a TCP connection to the server that is already up (e.g. the pre-flight's: the
- * handshake is not paid twice); the client owns fd from here on, also on failure. 0 or -errno. */
-int rv_client_from_fd(int fd, struct rv_client **out);
+ * handshake is not paid twice), whose handshake took connect_rtt_ns (the RTT the early hello
+ * carries; 0: unknown); the client owns fd from here on, also on failure. 0 or -errno. */
+int rv_client_from_fd(int fd, int64_t connect_rtt_ns, struct rv_client **out);
 /* rv_connect, and a second connection (another local port) if the first has not connected after
  * hedge_ms (0: never): the first to connect is kept. A lost SYN costs the kernel's 1 s retransmission;
  * the second connection takes one more NAT mapping. */
@@ -111,7 +118,8 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 /* Measure the offset to the server's clock: rounds samples (1..64) sent at once, the min-RTT one kept
  * (rv_clock_estimate). -ERANGE: the server's clock is more than RV_CLOCK_OFFSET_MAX away. */
 int rv_clock_sync(struct rv_client *c, int rounds, int64_t *offset_ns, int64_t *rtt_ns);
-/* Join: clock sync, join by id, hello, info exchange. Boxes that do not authenticate (anyone who saw
+/* Join: clock samples, join by id and hello in one flight (the peer's hello comes with the pairing),
+ * then the info exchange. Boxes that do not authenticate (anyone who saw
  * the id may wait under it too: proto.h) are skipped and counted, never fatal: the exchange goes on
  * with the member whose boxes do. 0, -ETIMEDOUT (no peer came), -EBUSY (the session has its
  * RV_MEMBERS_MAX members, or the server is busy), -EACCES (at the deadline: boxes came but none

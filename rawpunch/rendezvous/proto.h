@@ -47,12 +47,25 @@
  *
  * Server messages (plain JSON, not sealed): client -> server
  *   {"t":"time","t1":ns}                  NTP-style sample, answered {"t":"time","t1","t2","t3"}
- *   {"t":"join","v":1,"id":"<32 hex>"}     answered {"t":"wait"} (alone) then {"t":"paired"} when a
- *                                         second member comes, and again {"t":"paired","m":N} for
- *                                         each later newcomer N (say hello again); "full" past
- *                                         RV_MEMBERS_MAX members
+ *   {"t":"join","v":1,"id":"<32 hex>"}     answered {"t":"wait","hello":true} (alone) then
+ *                                         {"t":"paired"} when a second member comes, and again
+ *                                         {"t":"paired","m":N} for each later newcomer N; "full" past
+ *                                         RV_MEMBERS_MAX members. A newcomer gets {"t":"paired",
+ *                                         "hello":true}, then the kept hello of each member already
+ *                                         there as {"t":"fwd","box":...,"m":N}. "hello":true says the
+ *                                         server keeps hellos (below); an older server leaves it out,
+ *                                         and its members say hello again for each newcomer.
  *   {"t":"fwd","box":"<base64>"}          forwarded to every other member as
  *                                         {"t":"fwd","box":...,"m":N}, N the sender's member number
+ *     optional "hello":true               the box is the sender's hello (at most RV_HELLO_BOX_MAX
+ *                                         chars, else "bad-request"): the server keeps the latest one
+ *                                         of each member (replacing the one before, freed when the
+ *                                         member leaves) and hands it to every later newcomer right
+ *                                         after its "paired"; allowed before the pairing (kept only;
+ *                                         a plain fwd then is "unpaired"). Counts against the quota.
+ *                                         A client sends it right behind its join, so the peer holds
+ *                                         its nonce one round trip after joining. An older server
+ *                                         ignores the flag (forwards it, or "unpaired" when alone).
  *   {"t":"fprobe","port":P,"ms":T}        filter probe of the requester's own address; answered
  *                                         {"t":"fprobe","port":P,"result":"rst|drop|icmp|open",
  *                                          "sport":S} (S: the server's source port of the probe)
@@ -80,6 +93,7 @@ struct json_object;
 #define RV_BOX_MAX 12000u         /* largest plaintext a box carries (fits a frame after base64) */
 #define RV_DEFAULT_PORT 7777
 #define RV_MEMBERS_MAX 4          /* connections that may wait under one id; the next gets "full" */
+#define RV_HELLO_BOX_MAX 1024u    /* a kept hello box (base64 chars; a hello is ~200): the server keeps one a member */
 #define RV_SECRET_MIN 16u         /* the CLI refuses shorter secret files (offline search on the id) */
 #define RV_SECRET_BITS 96u        /* ... and those whose estimated entropy (rv_secret_bits) is lower */
 #define RV_KDF_OPSLIMIT 2ull      /* Argon2id passes */

@@ -8,7 +8,8 @@
  *                     exceeded), output queue and flushing, error frames, the per-address counts,
  *                     event lines
  *   server-session.c  the session table and its members: join, fwd (to every other member, within
- *                     a per-member quota), leaving a session
+ *                     a per-member quota), each member's hello kept for later members, leaving a
+ *                     session
  *   server-fprobe.c   filter probes: who may be probed, the rate limit, the probe connection */
 #ifndef RP_RVSERVER_INTERNAL_H
 #define RP_RVSERVER_INTERNAL_H
@@ -62,6 +63,9 @@ struct conn {
 	uint64_t joined_ms, paired_ms;
 	uint64_t fwd_bytes;
 	unsigned fwd_msgs;
+	/* this member's latest hello box (a json string of at most RV_HELLO_BOX_MAX chars, NULL: none),
+	 * handed to every member that joins after it; freed when it leaves */
+	struct json_object *hello;
 	/* C_CLIENT: its outstanding probe; C_PROBE: the client that asked, the port and the deadline */
 	struct conn *probe, *owner;
 	uint16_t probe_port;
