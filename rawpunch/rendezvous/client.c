@@ -568,7 +568,7 @@ static int64_t err_or_bound(int64_t err_ns, int64_t rtt_ns)
 }
 
 /* rv_lead_auto_ns in two shares: the proposer's own (its half of the relay path, its clock error, the
- * set-up allowance) and the peer's (the peer's half of the path and clock error, and the slack, a
+ * set-up allowance) and the peer's (the peer's half of the path and clock error, and the slack, an
  * eighth of the relay RTT, at least RV_LEAD_SLACK_MS), which needs the peer's measurements: in
  * the join both sides add it to an "auto" base once both infos are there. rtt_ns >= 0. */
 static uint64_t lead_own_ns(int64_t rtt_ns, int64_t err_ns, uint64_t setup_ns)
