@@ -4,6 +4,7 @@
 #include "rawpunch/base/preflight.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
@@ -38,66 +39,107 @@ fail:
 	return e;
 }
 
-int rp_preflight_check(struct rp_preflight_srv *s, unsigned n, int timeout_ms, int *err)
+int rp_preflight_check(struct rp_preflight_srv *s, unsigned n, int timeout_ms, int hedge_ms, int *err)
 {
-	struct pollfd p[PREFLIGHT_MAX];
-	int kept[PREFLIGHT_MAX];
+	/* p[i]: server i's connection, p[n + i]: its hedge (from an ephemeral port) once hedge_ms passed */
+	struct pollfd p[2 * PREFLIGHT_MAX];
+	bool done[PREFLIGHT_MAX];
+	uint64_t hedge_t0[PREFLIGHT_MAX];
 	unsigned left = 0;
 	int first = -1;
 	if (!s || !err || n > PREFLIGHT_MAX || timeout_ms <= 0)
 		return -EINVAL;
 	for (unsigned i = 0; i < n; i++) {
-		s[i].fd = kept[i] = -1;
+		s[i].fd = -1;
 		s[i].ms = 0;
-		p[i].fd = start(&s[i]);
-		p[i].events = POLLOUT;
-		p[i].revents = 0;
+		p[n + i] = (struct pollfd){ .fd = -1, .events = POLLOUT };
+		p[i] = (struct pollfd){ .fd = start(&s[i]), .events = POLLOUT };
+		done[i] = p[i].fd < 0;
 		if (p[i].fd < 0) {
 			err[i] = p[i].fd;
-			p[i].fd = -1;       /* poll skips it */
+			p[i].fd = -1;          /* poll skips it */
 		} else {
 			err[i] = -ETIMEDOUT;   /* until it answers */
 			left++;
 		}
 	}
-	uint64_t end = rp_mono_ms() + (uint64_t)timeout_ms;
+	uint64_t t0 = rp_mono_ms(), end = t0 + (uint64_t)timeout_ms;
+	uint64_t hedge = hedge_ms > 0 && hedge_ms < timeout_ms ? t0 + (uint64_t)hedge_ms : 0;
 	while (left) {
 		uint64_t now = rp_mono_ms();
 		if (now >= end)
 			break;
-		int r = poll(p, n, (int)(end - now));
+		if (hedge && now >= hedge) {
+			/* a lost SYN waits the kernel's 1 s: a second connection to each server not up yet */
+			hedge = 0;
+			for (unsigned i = 0; i < n; i++) {
+				if (done[i])
+					continue;
+				struct rp_preflight_srv h = { .addr = s[i].addr };
+				int fd = start(&h);
+				if (fd >= 0) {
+					p[n + i].fd = fd;
+					hedge_t0[i] = h.t_start_ns;
+				}
+			}
+		}
+		int r = poll(p, 2 * n, (int)((hedge ? hedge : end) - now));
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0)
+		if (r < 0)
 			break;
-		for (unsigned i = 0; i < n; i++) {
+		for (unsigned k = 0; k < 2 * n; k++) {
+			unsigned i = k % n;
 			int e = 0;
 			socklen_t el = sizeof(e);
-			if (p[i].fd < 0 || !p[i].revents)
+			if (p[k].fd < 0 || !p[k].revents || done[i])
 				continue;
-			if (getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &e, &el))
+			if (getsockopt(p[k].fd, SOL_SOCKET, SO_ERROR, &e, &el))
 				e = errno;
+			bool other_pending = p[k < n ? n + i : i].fd >= 0;
+			if (e && other_pending) {   /* the other connection may still make it */
+				close(p[k].fd);
+				p[k].fd = -1;
+				continue;
+			}
 			err[i] = -e;
-			s[i].ms = (double)(rp_mono_ns() - s[i].t_start_ns) / 1e6;
-			if (!e && s[i].keep)
-				kept[i] = p[i].fd;   /* handed out below if every server accepted */
-			else
-				close(p[i].fd);
-			p[i].fd = -1;
+			done[i] = true;
 			left--;
+			if (!e && k >= n) {
+				/* the hedge is up: the server is reached, and its connection is the one kept,
+				 * unless it was to come from a given port (that one still tries: dropped) */
+				if (!s[i].lport) {
+					int t = p[i].fd;
+					p[i].fd = p[k].fd;
+					p[k].fd = t;
+					s[i].t_start_ns = hedge_t0[i];
+				}
+			}
+			s[i].ms = (double)(rp_mono_ns() - s[i].t_start_ns) / 1e6;
 		}
 	}
 	for (unsigned i = 0; i < n; i++) {
-		if (p[i].fd >= 0)
-			close(p[i].fd);
-		if (err[i] && first < 0)
-			first = (int)i;
+		if (!done[i] || err[i]) {
+			if (first < 0)
+				first = (int)i;
+		}
+		if (p[n + i].fd >= 0)
+			close(p[n + i].fd);
 	}
 	for (unsigned i = 0; i < n; i++) {
-		if (kept[i] >= 0 && first < 0)
-			s[i].fd = kept[i];
-		else if (kept[i] >= 0)
-			close(kept[i]);
+		bool up = done[i] && !err[i] && p[i].fd >= 0 && s[i].t_start_ns;
+		if (up && first < 0 && s[i].keep) {
+			/* a given port's own connection is kept only if it is up, not still connecting */
+			int e = 0;
+			socklen_t el = sizeof(e);
+			struct pollfd q = { .fd = p[i].fd, .events = POLLOUT };
+			if (poll(&q, 1, 0) == 1 && !getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &e, &el) && !e) {
+				s[i].fd = p[i].fd;
+				continue;
+			}
+		}
+		if (p[i].fd >= 0)
+			close(p[i].fd);
 	}
 	return first;
 }
@@ -110,5 +152,5 @@ int rp_preflight_reach(const struct sockaddr_in *servers, unsigned n, int timeou
 	memset(s, 0, sizeof(s));
 	for (unsigned i = 0; i < n; i++)
 		s[i].addr = servers[i];
-	return rp_preflight_check(s, n, timeout_ms, err);
+	return rp_preflight_check(s, n, timeout_ms, 0, err);
 }

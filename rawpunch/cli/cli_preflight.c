@@ -35,7 +35,7 @@ int rp_cli_reach(const char *prefix, struct rp_cli_server *s, unsigned n)
 		n = 4;
 	for (unsigned i = 0; i < n; i++)
 		pf[i] = (struct rp_preflight_srv){ .addr = s[i].addr, .lport = s[i].lport, .keep = s[i].keep };
-	int bad = rp_preflight_check(pf, n, RP_CLI_REACH_MS, err);
+	int bad = rp_preflight_check(pf, n, RP_CLI_REACH_MS, RP_CLI_HEDGE_MS, err);
 	for (unsigned i = 0; i < n; i++) {
 		s[i].fd = bad == -1 ? pf[i].fd : -1;
 		s[i].ms = pf[i].ms;

@@ -24,7 +24,9 @@ struct rp_cli_server {
 	uint64_t t_start_ns;    /* out: when its SYN left (CLOCK_MONOTONIC) */
 };
 #define RP_CLI_REACH_MS 3000
-/* Every server accepts a TCP connection (all tried at once, RP_CLI_REACH_MS at most): 0, or 1 after
+#define RP_CLI_HEDGE_MS 250   /* a second connection to a server not up by then (a lost SYN costs 1 s) */
+/* Every server accepts a TCP connection (all tried at once, hedged after RP_CLI_HEDGE_MS,
+ * RP_CLI_REACH_MS at most): 0, or 1 after
  * naming the first that does not ("rendezvous 198.18.3.2:7777: Connection refused") with a hint.
  * prefix: "" or "probe: " before the message. */
 int rp_cli_reach(const char *prefix, struct rp_cli_server *s, unsigned n);

@@ -9,6 +9,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,7 +75,7 @@ static void test_keep(void **state)
 	lport = ntohs(h.sin_port);
 
 	struct rp_preflight_srv s[2] = { { .addr = lo(up), .keep = true }, { .addr = lo(up), .lport = lport, .keep = true } };
-	assert_int_equal(rp_preflight_check(s, 2, 1000, err), -1);
+	assert_int_equal(rp_preflight_check(s, 2, 1000, 0, err), -1);
 	for (int i = 0; i < 2; i++) {
 		struct sockaddr_in peer, me;
 		socklen_t pl = sizeof(peer), ml = sizeof(me);
@@ -88,7 +91,7 @@ static void test_keep(void **state)
 	}
 	/* the second refuses: the first's connection is not handed out */
 	s[1] = (struct rp_preflight_srv){ .addr = lo(down), .keep = true };
-	assert_int_equal(rp_preflight_check(s, 2, 1000, err), 1);
+	assert_int_equal(rp_preflight_check(s, 2, 1000, 0, err), 1);
 	assert_int_equal(s[0].fd, -1);
 	assert_int_equal(s[1].fd, -1);
 	assert_int_equal(err[1], -ECONNREFUSED);
@@ -96,11 +99,63 @@ static void test_keep(void **state)
 	close(fd);
 }
 
+/* A SYN dropped (the server's accept queue is full at first) waits the kernel's 1 s retransmission;
+ * the hedge's connection, sent after hedge_ms once there is room, answers for the server long before,
+ * and is the one kept. */
+static int full_lfd;
+static void *make_room(void *arg)
+{
+	(void)arg;
+	poll(NULL, 0, 60);
+	int fd = accept(full_lfd, NULL, NULL);   /* the queue's one connection out: room for one more */
+	return (void *)(intptr_t)fd;
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static void test_hedge(void **state)
+{
+	(void)state;
+	for (int hedged = 0; hedged < 2; hedged++) {
+		uint16_t port;
+		int err[1];
+		full_lfd = listener(&port);
+		assert_int_equal(listen(full_lfd, 0), 0);   /* a queue of one */
+		struct sockaddr_in a = lo(port);
+		int filler = socket(AF_INET, SOCK_STREAM, 0);
+		assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof(a)), 0);
+		poll(NULL, 0, 20);                          /* the filler's handshake is through: the queue is full */
+		pthread_t th;
+		void *accepted;
+		assert_int_equal(pthread_create(&th, NULL, make_room, NULL), 0);
+		struct rp_preflight_srv s = { .addr = a, .keep = true };
+		uint64_t t0 = ms_now();
+		assert_int_equal(rp_preflight_check(&s, 1, 3000, hedged ? 100 : 0, err), -1);
+		uint64_t took = ms_now() - t0;
+		pthread_join(th, &accepted);
+		if (hedged)
+			assert_true(took < 600);                /* the hedge at 100 ms, not the retransmission */
+		else
+			assert_true(took >= 900);               /* the kernel's retransmission after 1 s */
+		assert_true(s.fd >= 0);
+		close(s.fd);
+		close((int)(intptr_t)accepted);
+		close(filler);
+		close(full_lfd);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reach),
 		cmocka_unit_test(test_keep),
+		cmocka_unit_test(test_hedge),
 	};
 	return cmocka_run_group_tests_name("preflight", tests, NULL, NULL);
 }

@@ -109,7 +109,7 @@ static struct rp_preflight_srv preconnect(uint16_t srv_port, uint16_t lport)
 {
 	struct rp_preflight_srv pf = { .addr = lo(srv_port), .lport = lport, .keep = true };
 	int err;
-	assert_int_equal(rp_preflight_check(&pf, 1, 2000, &err), -1);
+	assert_int_equal(rp_preflight_check(&pf, 1, 2000, 0, &err), -1);
 	assert_true(pf.fd >= 0);
 	assert_int_equal(rp_stun_preconnected(pf.fd, lport, &pf.addr, pf.t_start_ns, (uint64_t)(pf.ms * 1e6)), 0);
 	return pf;
