@@ -72,10 +72,28 @@ uint32_t rp_punch_pub_addr(const struct rp_natinfo *ni)
 
 #define FAIL(what) do { snprintf(err, errlen, "%s: %s", what, e[0] ? e : strerror(-r)); goto fail; } while (0)
 
-int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *err, size_t errlen)
+/* The capture's filter: what comes from the peer to us (and ICMP errors to us), or, before the peer is
+ * known (early), what comes to our punch port; with a dump, both directions. */
+static void cap_filter(const struct rp_punch *p, uint16_t lport, char *filt, size_t len)
+{
+	char la[INET_ADDRSTRLEN], ra[INET_ADDRSTRLEN];
+	rp_ip_str(p->laddr, la);
+	rp_ip_str(p->raddr, ra);
+	if (!p->raddr)
+		snprintf(filt, len, "(tcp and dst host %s and dst port %u) or (icmp and dst host %s)", la, lport, la);
+	else if (p->o.pcap_file)
+		snprintf(filt, len, "(tcp and host %s and host %s) or (icmp and dst host %s)", la, ra, la);
+	else
+		snprintf(filt, len, "(tcp and src host %s and dst host %s) or (icmp and dst host %s)", ra, la, la);
+}
+
+/* rp_punch_open, or early (route_to: the address whose route to take, the peer's unknown; lport: the
+ * punch port the capture waits on). */
+static int open_ctx(const struct rp_punch_opts *o, uint32_t route_to, uint16_t lport, struct rp_punch **out, char *err,
+		    size_t errlen)
 {
 	struct rp_punch *p;
-	char e[256] = "", dummy[8], filt[256], la[INET_ADDRSTRLEN], ra[INET_ADDRSTRLEN];
+	char e[256] = "", dummy[8], filt[256];
 	bool gave = false;
 	int r;
 	if (!err || !errlen) {
@@ -83,7 +101,7 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 		errlen = sizeof(dummy);
 	}
 	err[0] = 0;
-	if (!o || !out || !o->peer_addr || !o->key) {
+	if (!o || !out || !(o->peer_addr || (route_to && lport && !o->pcap_file)) || !o->key) {
 		if (o && o->pcap_file)
 			fclose(o->pcap_file);
 		return -EINVAL;
@@ -100,7 +118,7 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 	p->raddr = o->peer_addr;
 	if (getrandom(&p->ts_offset, sizeof(p->ts_offset), 0) != (ssize_t)sizeof(p->ts_offset))
 		p->ts_offset = (uint32_t)rp_mono_ns();
-	r = rp_route_get(p->raddr, &p->route);
+	r = rp_route_get(p->raddr ? p->raddr : route_to, &p->route);
 	if (r)
 		FAIL("route lookup");
 	p->laddr = o->laddr ? o->laddr : p->route.src;
@@ -116,12 +134,7 @@ int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *er
 	r = rp_guard_open(&p->guard, e, sizeof(e));
 	if (r)
 		FAIL("nftables RST guard");
-	rp_ip_str(p->laddr, la);
-	rp_ip_str(p->raddr, ra);
-	if (o->pcap_file)
-		snprintf(filt, sizeof(filt), "(tcp and host %s and host %s) or (icmp and dst host %s)", la, ra, la);
-	else
-		snprintf(filt, sizeof(filt), "(tcp and src host %s and dst host %s) or (icmp and dst host %s)", ra, la, la);
+	cap_filter(p, lport, filt, sizeof(filt));
 	struct rp_cap_opts co = {
 		.iface = o->iface ? o->iface : p->route.ifname,
 		.snaplen = SNAPLEN,
@@ -142,6 +155,44 @@ fail:
 		fclose(o->pcap_file);
 	rp_punch_close(p);
 	return r;
+}
+
+int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *err, size_t errlen)
+{
+	return open_ctx(o, 0, 0, out, err, errlen);
+}
+
+int rp_punch_open_early(const struct rp_punch_opts *o, uint32_t route_to, uint16_t lport, struct rp_punch **out,
+			char *err, size_t errlen)
+{
+	if (o && o->peer_addr) {
+		if (o->pcap_file)
+			fclose(o->pcap_file);
+		return -EINVAL;
+	}
+	return open_ctx(o, route_to, lport, out, err, errlen);
+}
+
+int rp_punch_aim(struct rp_punch *p, uint32_t peer_addr, const uint8_t *key)
+{
+	struct rp_route rt;
+	char filt[256];
+	int r;
+	if (!p || p->raddr || !peer_addr || !key)
+		return -EINVAL;
+	if ((r = rp_route_get(peer_addr, &rt)))
+		return r;
+	if ((!p->o.laddr && rt.src != p->laddr) || (!p->o.iface && strcmp(rt.ifname, p->route.ifname)))
+		return -EXDEV;   /* another way out than the early one's: open anew */
+	p->route = rt;
+	p->raddr = peer_addr;
+	memcpy(p->key, key, RP_PUNCH_KEYLEN);
+	cap_filter(p, 0, filt, sizeof(filt));
+	if ((r = rp_cap_set_filter(p->cap, filt))) {
+		p->raddr = 0;
+		return r;
+	}
+	return 0;
 }
 
 int rp_punch_keep_dump(struct rp_punch *p, struct rp_capdump **out)

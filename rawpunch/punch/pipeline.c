@@ -34,6 +34,9 @@ struct run {
 	int probe_err;
 	char probe_why[RP_PUNCH_WHY_LEN];
 	volatile sig_atomic_t probe_failed;   /* ends the join's waits (rp_punch_ready.cancel) */
+	pthread_mutex_t ready_mu;      /* the thread's natinfo (or failure) is out: ready_wait goes on while */
+	pthread_cond_t ready_cv;       /* the thread prepares the punch context */
+	bool ready;
 };
 
 const char *rp_punch_stage_str(enum rp_punch_stage s)
@@ -189,6 +192,14 @@ static int stage_probe(struct run *r)
 static void relay_alloc(struct run *r);
 static int stage_portmap(struct run *r);
 
+static void set_ready(struct run *r)
+{
+	pthread_mutex_lock(&r->ready_mu);
+	r->ready = true;
+	pthread_cond_signal(&r->ready_cv);
+	pthread_mutex_unlock(&r->ready_mu);
+}
+
 /* PROBE beside JOIN, on a thread of its own: the probe, then PORTMAP's answer and the TURN
  * allocation, as a sequential run has them before JOIN, each stage's end reported as it comes. The
  * main thread is in the join meanwhile and emits nothing; JOIN's stage and clock are put back here.
@@ -204,6 +215,7 @@ static void *probe_thread(void *arg)
 	res->stage_ms[RP_STAGE_PROBE] = ms_since(t);
 	if (r->probe_err) {
 		r->probe_failed = 1;   /* the join's waits end */
+		set_ready(r);
 		return NULL;
 	}
 	res->self = ni;
@@ -215,6 +227,9 @@ static void *probe_thread(void *arg)
 	relay_alloc(r);
 	res->stage = was;
 	r->stage_t0 = was_t0;
+	set_ready(r);   /* the natinfo goes out now; the rest is not on its way */
+	if (r->ops->prepare)   /* the capture's and the guard's open off the path to T */
+		r->ops->prepare(r->st, r->probe_port, r->o->trace ? on_trace : NULL, r);
 	return NULL;
 }
 
@@ -280,11 +295,18 @@ static int stage_portmap(struct run *r)
 	return end(r, 0);
 }
 
-/* rp_punch_ready.wait: the probe thread's end; this side's natinfo */
+/* rp_punch_ready.wait: the probe thread's natinfo (the thread may still prepare the punch context:
+ * stage_meet joins it); a failure is reported as the thread's end */
 static int ready_wait(void *arg, struct rp_natinfo *self)
 {
 	struct run *r = arg;
-	int e = probe_join(r);
+	if (r->probe_on) {
+		pthread_mutex_lock(&r->ready_mu);
+		while (!r->ready)
+			pthread_cond_wait(&r->ready_cv, &r->ready_mu);
+		pthread_mutex_unlock(&r->ready_mu);
+	}
+	int e = r->probe_err ? probe_join(r) : 0;
 	if (!e)
 		*self = r->res->self_now;
 	return e;
@@ -555,7 +577,8 @@ static int stage_handoff(struct run *r)
 int rp_punch_run_ops(const struct rp_punch_run_opts *o, const struct rp_punch_ops *ops, void *st, rp_punch_event_fn cb,
 		     void *cb_arg, struct rp_punch_result *res)
 {
-	struct run r = { .o = o, .ops = ops, .st = st, .cb = cb, .cb_arg = cb_arg, .res = res };
+	struct run r = { .o = o, .ops = ops, .st = st, .cb = cb, .cb_arg = cb_arg, .res = res,
+			 .ready_mu = PTHREAD_MUTEX_INITIALIZER, .ready_cv = PTHREAD_COND_INITIALIZER };
 	int e;
 	if (!res)
 		return -EINVAL;

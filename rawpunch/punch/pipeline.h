@@ -267,6 +267,10 @@ struct rp_punch_ops {
 	/* OFFER: text for the other side goes to say(); *self may come back changed (the codec's view) */
 	int (*serverless)(void *st, struct rp_natinfo *self, struct rp_punch_meeting *m,
 			  void (*say)(void *arg, const char *text), void *say_arg, char *why, size_t wlen);
+	/* optional: SETUP's slow part ahead of the meeting's end, once this side's natinfo is known (on the
+	 * probe's thread): the punch context opened before the peer is known, waiting on lport; open then
+	 * only aims it. Best effort: open does it all when this did not. */
+	void (*prepare)(void *st, uint16_t lport, void (*trace)(void *arg, const char *line), void *trace_arg);
 	/* SETUP towards the peer's public address; trace gets per-packet lines (may be NULL) */
 	int (*open)(void *st, uint32_t peer_pub, void (*trace)(void *arg, const char *line), void *trace_arg,
 		    char *detail, size_t dlen);

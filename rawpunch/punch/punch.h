@@ -100,6 +100,18 @@ struct rp_punch;
  * -EPERM (privileges), other -errno. */
 int rp_punch_open(const struct rp_punch_opts *o, struct rp_punch **out, char *err, size_t errlen);
 
+/* The same before the peer is known (o->peer_addr 0; no pcap_file: a dump would begin with whatever the
+ * punch port saw meanwhile): the route towards route_to (e.g. the STUN server: the way out is the same
+ * for the peer on most hosts), and a capture that waits for what comes to lport. The capture's open
+ * (an AF_PACKET ring: ~10 ms) and the guard's are then off the path from the meeting to T. Then
+ * rp_punch_aim before the first round. */
+int rp_punch_open_early(const struct rp_punch_opts *o, uint32_t route_to, uint16_t lport, struct rp_punch **out,
+			char *err, size_t errlen);
+/* Aim an early context at the peer with the run's key: the capture's filter narrowed to it. 0;
+ * -EXDEV when the route to peer_addr leaves by another interface or source (close it and
+ * rp_punch_open instead); -EINVAL (aimed already), other -errno. */
+int rp_punch_aim(struct rp_punch *p, uint32_t peer_addr, const uint8_t *key);
+
 /* The address punch packets leave from (the route's source unless given). */
 uint32_t rp_punch_laddr(const struct rp_punch *p);
 

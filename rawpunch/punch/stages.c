@@ -465,16 +465,35 @@ static int net_serverless(void *arg, struct rp_natinfo *self, struct rp_punch_me
 	return 0;
 }
 
+static void net_prepare(void *arg, uint16_t lport, void (*trace)(void *arg, const char *line), void *trace_arg)
+{
+	struct net *n = arg;
+	if (n->pcap_file || n->pu)
+		return;   /* a dump begins at SETUP, as it always did */
+	/* the way out towards the STUN server (the join may move n->rv_addr meanwhile) */
+	struct rp_punch_opts po = { .key = n->o->key, .stop = n->o->stop, .trace = trace, .trace_arg = trace_arg };
+	if (rp_punch_open_early(&po, n->o->stun.sin_addr.s_addr, lport, &n->pu, NULL, 0))
+		n->pu = NULL;
+}
+
 static int net_open(void *arg, uint32_t peer_pub, void (*trace)(void *arg, const char *line), void *trace_arg,
 		    char *detail, size_t dlen)
 {
 	struct net *n = arg;
+	const uint8_t *key = n->have_run_key ? n->run_key : n->o->key;   /* serverless: no nonce exchanged */
+	if (n->pu) {
+		/* opened early: aimed now, unless the peer's route leaves another way */
+		if (rp_punch_aim(n->pu, peer_pub, key) == 0)
+			return 0;
+		rp_punch_close(n->pu);
+		n->pu = NULL;
+	}
 	FILE *dump = n->pcap_file;
 	n->pcap_file = NULL;           /* rp_punch_open owns it now, whatever happens */
 	struct rp_punch_opts po = {
 		.pcap_file = dump,
 		.peer_addr = peer_pub,
-		.key = n->have_run_key ? n->run_key : n->o->key,   /* serverless: no nonce exchanged */
+		.key = key,
 		.stop = n->o->stop,
 		.trace = trace,
 		.trace_arg = trace_arg,
@@ -734,6 +753,7 @@ static const struct rp_punch_ops net_ops = {
 	.portmap_end = net_portmap_end,
 	.join = net_join,
 	.serverless = net_serverless,
+	.prepare = net_prepare,
 	.open = net_open,
 	.round = net_round,
 	.tell = net_tell,

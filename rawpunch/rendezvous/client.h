@@ -96,11 +96,11 @@ struct rv_join_res {
  * its error, the slack) from the two infos' rtt and err alike: the same start on both sides, sized
  * from measured values. The info's "start" (the whole lead from the hello: the connect's RTT, no err)
  * is for an older peer, which takes the later "start". */
-/* PLAN + SETUP: setup_ms was 12..77 ms, median 20, in tools/bench/latency on a shared 2-core host (100-112 ms
- * seen there earlier under heavier load), 13 ms on a quiet one; a side a little later than that still
- * primes before the peer's SYN has crossed to its NAT (the plan's early margin and the one-way delay),
- * and a later one costs a re-send (again_ms), not the round */
-#define RV_SETUP_MS 30
+/* PLAN + SETUP: 0.2 ms once the punch context is opened early (rp_punch_open_early), 13 ms without it
+ * (--pcap) on a quiet host, 12..77 ms on a loaded one; a side later than the allowance still primes
+ * before the peer's SYN has crossed to its NAT (the plan's early margin and the one-way delay), and a
+ * later one costs a re-send (again_ms), not the round */
+#define RV_SETUP_MS 15
 #define RV_LEAD_SLACK_MS 10
 uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns);
 

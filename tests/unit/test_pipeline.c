@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rawpunch/punch/pipeline.h"
@@ -393,6 +394,52 @@ static void test_connected_first_round(void **state)
 	assert_int_equal(run(&f, &o, &e), 0);
 	assert_string_equal(f.log, "connect probe(39000,first) join(39000) open round(0) tell(done) totals handoff close");
 	assert_null(strstr(e.s, "L"));
+}
+
+/* PREPARE runs on the probe's thread after the natinfo is out: the join does not wait for it (it
+ * takes 200 ms here), the pipeline joins it before SETUP, which comes after it. */
+static uint64_t t_wait_done, t_prepared;
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static void f_prepare(void *st, uint16_t lport, void (*trace)(void *arg, const char *line), void *trace_arg)
+{
+	(void)trace;
+	(void)trace_arg;
+	usleep(200000);
+	logf_(st, "prepare(%u) ", lport);
+	t_prepared = now_ms();
+}
+
+static int f_join_timed(void *st, const struct rp_natinfo *self, const struct rp_punch_ready *rd,
+			struct rp_punch_meeting *m, char *why, size_t wlen)
+{
+	uint64_t t = now_ms();
+	int e = f_join(st, self, rd, m, why, wlen);
+	t_wait_done = now_ms() - t;
+	return e;
+}
+
+static void test_prepare_beside(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct evlog e;
+	struct rp_punch_run_opts o = { 0 };
+	struct rp_punch_ops ops = fake_ops;
+	ops.prepare = f_prepare;
+	ops.join = f_join_timed;
+	fake_init(&f, PRESERVE, PRESERVE);
+	memset(&e, 0, sizeof(e));
+	uint64_t t0 = now_ms();
+	assert_int_equal(rp_punch_run_ops(&o, &ops, &f, on_event, &e, res), 0);
+	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) prepare(40000) open round(0) tell(done) totals handoff close");
+	assert_true(t_wait_done < 150);          /* the natinfo went out without the 200 ms */
+	assert_true(t_prepared - t0 >= 200);     /* and SETUP came after PREPARE */
 }
 
 /* relay first: the relay comes up while the punch runs (f_relay_connect waits for the round), its stream
@@ -785,6 +832,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_connected_first_round),
 		cmocka_unit_test(test_relay_first_beside_punch),
+		cmocka_unit_test(test_prepare_beside),
 		cmocka_unit_test(test_miss_replan_connect),
 		cmocka_unit_test(test_all_rounds_miss),
 		cmocka_unit_test(test_stage_failures),
