@@ -4,7 +4,8 @@
  * easy side probes m random ports of the hard NAT from its punch port.
  * The probing overlaps the opening: both start at T (the probes at T + margin, the clocks' bound, so
  * that in the worst case of the clocks the first probe reaches the hard NAT as its first mapping is
- * made, the one-way delay counted as 0). A probe finds only the mappings opened before it arrives:
+ * made, the one-way delay counted as 0; a margin below the bound: the probes it leaves early count
+ * as finding nothing). A probe finds only the mappings opened before it arrives:
  * probe j, sent j/r_b after the first, sees c_j = min(k, ceil(j r_a / r_b)) of them (r_a, r_b: the
  * sides' rates), so P = 1 - prod_j (1 - c_j/N) (rp_birthday_p_ramp) and m is the fewest probes
  * reaching target_p (capped): 256 mappings, N = 64512, 2000/s each: m = 1287, where probes after
@@ -133,7 +134,11 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 	if (block && k > n / 2)
 		k = n / 2 ? n / 2 : 1;
 	uint32_t ra = out->side[hi].rate_pps, rb = out->side[ei].rate_pps;
-	unsigned m = rp_birthday_probes_ramp(k, ra, rb, n, c->p.target_p);
+	/* the start margin is to cover the clocks' bound; where it covers less, the first probes may reach
+	 * the hard NAT before its first mapping: they are counted as finding nothing */
+	double early_ms = c->p.clock_err_ms - (double)c->margin_ms;
+	unsigned skip = early_ms > 0 ? (unsigned)ceil(early_ms * rb / 1000.0) : 0;
+	unsigned m = skip + rp_birthday_probes_ramp(k, ra, rb, n, c->p.target_p);
 	if (m > c->p.max_probes)
 		m = c->p.max_probes;
 	if (block && m > n)
@@ -157,7 +162,7 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 	es->repeat_ms = 0;
 	es->duration_ms = probe_ms + 2 * c->repeat_ms;
 	hs->duration_ms = es->start_ms + es->duration_ms;
-	out->p_success = rp_birthday_p_ramp(k, ra, m, rb, n);
+	out->p_success = m > skip ? rp_birthday_p_ramp(k, ra, m - skip, rb, n) : 0;
 	if (block) {
 		/* and only if the next flows stay in the block, as the probe believes they do */
 		out->p_success *= hn->range_confidence < 1 ? hn->range_confidence : 1;

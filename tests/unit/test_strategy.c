@@ -465,6 +465,44 @@ static void test_plan_json(void **state)
 }
 
 /* The registry: which entry takes which pair of side classes. */
+/* Birthday's plan with a start margin below the clocks' bound (the planner's margin covers it; a
+ * strategy must still not count on what it does not cover): the probes the clocks may put before the
+ * first mapping are counted as finding nothing, and added. */
+static void test_birthday_margin(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = calloc(1, sizeof(*pl));
+	const struct rp_strategy *bd = rp_strategy_find(BIRTHDAY);
+	assert_non_null(pl);
+	assert_non_null(bd);
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	struct rp_plan_ctx c = {
+		.ni = { &a, &b }, .kind = { RP_SIDE_EASY, RP_SIDE_HARD },
+		.p = { .rtt_ms = 100, .clock_err_ms = 50, .rate_pps = 2000, .target_p = 0.99, .max_open = 256,
+		       .max_probes = 2048, .rounds = 3 },
+		.margin_ms = 52, .repeat_ms = 200, .low_ttl = { 2, 2 },
+	};
+	unsigned m = rp_birthday_probes_ramp(256, 2000, 2000, RP_BIRTHDAY_N, 0.99);
+	pl->side[0].rate_pps = pl->side[1].rate_pps = 2000;
+	assert_int_equal(bd->plan(&c, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 52);
+	assert_int_equal(pl->side[0].n_probes, m);                  /* the margin covers the bound */
+	assert_true(fabs(pl->p_success - rp_birthday_p_ramp(256, 2000, m, 2000, RP_BIRTHDAY_N)) < 1e-12);
+	c.margin_ms = 10;                                           /* 40 ms short: 80 probes at 2000/s */
+	assert_int_equal(bd->plan(&c, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 10);
+	assert_int_equal(pl->side[0].n_probes, m + 80);
+	assert_true(fabs(pl->p_success - rp_birthday_p_ramp(256, 2000, m, 2000, RP_BIRTHDAY_N)) < 1e-12);
+	assert_true(pl->p_success >= 0.99);
+	c.p.max_probes = 50;                                        /* capped below the early ones: P 0 */
+	assert_int_equal(bd->plan(&c, pl), 0);
+	assert_int_equal(pl->side[0].n_probes, 50);
+	assert_true(pl->p_success == 0.0);
+	free(pl);
+}
+
 /* Birthday against a hard side whose ports stay in a known block: the probes go only there. */
 static void test_birthday_block(void **state)
 {
@@ -886,6 +924,7 @@ int main(void)
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
 		cmocka_unit_test(test_birthday_block),
+		cmocka_unit_test(test_birthday_margin),
 		cmocka_unit_test(test_block_pairs),
 		cmocka_unit_test(test_address_dependent),
 		cmocka_unit_test(test_low_ttl),
