@@ -134,9 +134,11 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 	if (block && k > n / 2)
 		k = n / 2 ? n / 2 : 1;
 	uint32_t ra = out->side[hi].rate_pps, rb = out->side[ei].rate_pps;
-	/* the start margin is to cover the clocks' bound; where it covers less, the first probes may reach
-	 * the hard NAT before its first mapping: they are counted as finding nothing */
-	double early_ms = c->p.clock_err_ms - (double)c->margin_ms;
+	/* the probes leave at T + start, the margin: it covers the clocks' bound. A start that covers less
+	 * (a smaller margin, a clock estimate) lets the first probes reach the hard NAT before its first
+	 * mapping in the worst case: they are counted as finding nothing */
+	uint32_t start = c->margin_ms;
+	double early_ms = c->p.clock_err_ms - (double)start;
 	unsigned skip = early_ms > 0 ? (unsigned)ceil(early_ms * rb / 1000.0) : 0;
 	unsigned m = skip + rp_birthday_probes_ramp(k, ra, rb, n, c->p.target_p);
 	if (m > c->p.max_probes)
@@ -155,9 +157,8 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 	es->port_lo = lo;
 	es->port_hi = top;
 	es->n_probes = m;
-	/* while the mappings are being opened: the first probe reaches the hard NAT no earlier than its
-	 * first mapping, whatever the clocks (within the margin) and the one-way delay (>= 0) */
-	es->start_ms = c->margin_ms;
+	/* while the mappings are being opened (see start above) */
+	es->start_ms = start;
 	uint32_t probe_ms = rp_kit_ms_for(m, rb);
 	es->repeat_ms = 0;
 	es->duration_ms = probe_ms + 2 * c->repeat_ms;
