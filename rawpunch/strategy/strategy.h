@@ -22,8 +22,9 @@
  *               side b's targets staggered so other hosts' flows in between still pair, see
  *               rp_lockstep_targets); low confidence, widened on retries.
  *   birthday.c  easy x hard: the hard side opens k mappings with low-TTL SYNs (nat_ttl) from k local
- *               ports to the easy side's port, the easy side probes m random ports of the hard NAT.
- *               P = 1 - (1 - k/N)^m, N = 64512 (ports 1024..65535).
+ *               ports to the easy side's port, the easy side probes m random ports of the hard NAT
+ *               meanwhile (a probe finds the mappings made before it arrives): P = 1 - prod_j (1 -
+ *               c_j/N), c_j = min(k, j) at equal rates, N = 64512 (ports 1024..65535).
  *   blockpair.c hard x hard (or hard x predictable) when both sides allocate inside known blocks
  *               (range): both open k mappings with low TTL from k fresh ports, the i-th to a random
  *               port of the peer's block, then send the same tuples at full TTL; a pair meets when
@@ -209,6 +210,13 @@ uint32_t rp_side_pub_addr(const struct rp_natinfo *ni);
 double rp_birthday_p(unsigned k, unsigned m, unsigned n);
 /* Smallest m with rp_birthday_p(k, m, n) >= p (capped at 1e9); 0 if p <= 0. */
 unsigned rp_birthday_probes(unsigned k, unsigned n, double p);
+/* The same while the k mappings are being opened (birthday.c): mapping i is made at i / rate_open,
+ * probe j reaches the NAT at j / rate_probe (the first with the first mapping) and finds the c_j =
+ * min(k, ceil(j rate_open / rate_probe)) mappings made before it: P = 1 - prod_{j<m} (1 - c_j / n).
+ * A rate of 0: no ramp (every mapping before the first probe), rp_birthday_p. */
+double rp_birthday_p_ramp(unsigned k, uint32_t rate_open, unsigned m, uint32_t rate_probe, unsigned n);
+/* Smallest m with rp_birthday_p_ramp(k, rate_open, m, rate_probe, n) >= p (capped at 1e9); 0 if p <= 0. */
+unsigned rp_birthday_probes_ramp(unsigned k, uint32_t rate_open, uint32_t rate_probe, unsigned n, double p);
 
 /* Make the plan for sides a and b (pp may be NULL for the defaults) with the first registry entry
  * that applies. The round number (0-based) widens prediction windows by widen_factor^round. 0, or

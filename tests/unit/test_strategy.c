@@ -54,6 +54,126 @@ static void test_birthday_math(void **state)
 		}
 }
 
+/* A small deterministic generator for the simulation below (splitmix64). */
+static uint64_t sim_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* The overlapped schedule played out: a NAT gives mapping i (made at i / ra) a random free port of n;
+ * probe j (at j / rb) goes to a random port (distinct ones when distinct, as the executor draws them)
+ * and hits when that port's mapping was made before it: i / ra < j / rb. The share of rounds hit. */
+static double sim_ramp(unsigned k, uint32_t ra, unsigned m, uint32_t rb, unsigned n, bool distinct,
+		       unsigned trials, uint64_t seed)
+{
+	unsigned *port = malloc(n * sizeof(*port)), *owner = malloc(n * sizeof(*owner)), hits = 0;
+	assert_non_null(port);
+	assert_non_null(owner);
+	for (unsigned t = 0; t < trials; t++) {
+		for (unsigned i = 0; i < n; i++) {
+			port[i] = i;
+			owner[i] = UINT32_MAX;
+		}
+		for (unsigned i = 0; i < k; i++) {           /* the mappings' ports, in order */
+			unsigned j = i + (unsigned)(sim_next(&seed) % (n - i)), tmp = port[i];
+			port[i] = port[j];
+			port[j] = tmp;
+			owner[port[i]] = i;
+		}
+		for (unsigned i = 0; i < n; i++)
+			port[i] = i;
+		for (unsigned j = 0; j < m; j++) {
+			unsigned q;
+			if (distinct) {
+				unsigned r = j + (unsigned)(sim_next(&seed) % (n - j)), tmp = port[j];
+				port[j] = port[r];
+				port[r] = tmp;
+				q = port[j];
+			} else {
+				q = (unsigned)(sim_next(&seed) % n);
+			}
+			if (owner[q] != UINT32_MAX && (uint64_t)owner[q] * rb < (uint64_t)j * ra) {
+				hits++;
+				break;
+			}
+		}
+	}
+	free(port);
+	free(owner);
+	return (double)hits / trials;
+}
+
+/* The overlapped schedule's odds (rp_birthday_p_ramp): closed forms, the inverse, a simulation. */
+static void test_birthday_ramp(void **state)
+{
+	(void)state;
+	const unsigned N = RP_BIRTHDAY_N;
+	/* equal rates: probe j finds min(k, j) mappings */
+	for (unsigned m = 1; m <= 600; m += 37) {
+		double miss = 1;
+		for (unsigned j = 0; j < m; j++)
+			miss *= 1 - (double)(j < 256 ? j : 256) / N;
+		assert_true(fabs(rp_birthday_p_ramp(256, 2000, m, 2000, N) - (1 - miss)) < 1e-9);
+	}
+	/* the opening twice as fast: min(k, 2j); and half as fast: min(k, ceil(j / 2)) */
+	double m2 = 1, mh = 1;
+	for (unsigned j = 0; j < 100; j++) {
+		m2 *= 1 - (double)(2 * j < 64 ? 2 * j : 64) / 1000;
+		mh *= 1 - (double)((j + 1) / 2 < 64 ? (j + 1) / 2 : 64) / 1000;
+	}
+	assert_true(fabs(rp_birthday_p_ramp(64, 4000, 100, 2000, 1000) - (1 - m2)) < 1e-12);
+	assert_true(fabs(rp_birthday_p_ramp(64, 1000, 100, 2000, 1000) - (1 - mh)) < 1e-12);
+	/* after the ramp every probe finds k: the old formula's tail */
+	double ramp_miss = 1;
+	for (unsigned j = 0; j < 256; j++)
+		ramp_miss *= 1 - (double)j / N;
+	assert_true(fabs(rp_birthday_p_ramp(256, 2000, 1287, 2000, N) -
+			 (1 - ramp_miss * (1 - rp_birthday_p(256, 1287 - 256, N)))) < 1e-9);
+	/* probes that find fewer mappings hit less: the overlapped schedule needs more of them */
+	assert_true(rp_birthday_p_ramp(256, 2000, 1159, 2000, N) < rp_birthday_p(256, 1159, N));
+	/* no rate: no ramp, the old formula */
+	assert_true(rp_birthday_p_ramp(256, 0, 1159, 2000, N) == rp_birthday_p(256, 1159, N));
+	assert_int_equal(rp_birthday_probes_ramp(256, 2000, 0, N, 0.99), rp_birthday_probes(256, N, 0.99));
+	/* edges: nothing to find, nothing sent, the first probe finds nothing, a full space */
+	assert_true(rp_birthday_p_ramp(0, 2000, 100, 2000, N) == 0.0);
+	assert_true(rp_birthday_p_ramp(10, 2000, 0, 2000, N) == 0.0);
+	assert_true(rp_birthday_p_ramp(10, 2000, 1, 2000, N) == 0.0);
+	assert_true(rp_birthday_p_ramp(10, 2000, 5, 2000, 0) == 0.0);
+	assert_true(rp_birthday_p_ramp(8, 2000, 9, 2000, 8) == 1.0);
+	assert_true(rp_birthday_p_ramp(8, 2000, 8, 2000, 8) < 1.0);
+	assert_true(rp_birthday_p_ramp(100, 2000, 9, 2000, 8) == 1.0);   /* k beyond the space */
+	/* the figures of the plan (docs/how-it-works.md): 256 x 1287 and in a 256-port block 128 x 48 */
+	assert_int_equal(rp_birthday_probes_ramp(256, 2000, 2000, N, 0.99), 1287);
+	assert_int_equal(rp_birthday_probes_ramp(128, 2000, 2000, 256, 0.99), 48);
+	/* inverse: the smallest m reaching p, inside the ramp and after it */
+	assert_int_equal(rp_birthday_probes_ramp(256, 2000, 2000, N, 0), 0);
+	assert_int_equal(rp_birthday_probes_ramp(0, 2000, 2000, N, 0.5), 1000000000u);
+	for (unsigned k = 1; k <= 4096; k *= 4)
+		for (unsigned n = 256; n <= N; n *= 8)
+			for (double p = 0.1; p < 1.0; p += 0.2) {
+				unsigned mm = rp_birthday_probes_ramp(k, 2000, 1000, n, p);
+				assert_true(rp_birthday_p_ramp(k, 2000, mm, 1000, n) >= p);
+				assert_true(mm == 1 || rp_birthday_p_ramp(k, 2000, mm - 1, 1000, n) < p);
+				assert_true(mm >= rp_birthday_probes(k < n ? k : n, n, p));
+			}
+	/* against the schedule played out: exact for independent probes (within 4.5 sigma of 20000
+	 * rounds), a lower bound for distinct ones */
+	const struct { unsigned k; uint32_t ra, rb; } cf[] = { { 40, 1000, 1000 }, { 40, 2000, 1000 }, { 40, 1000, 3000 } };
+	for (unsigned c = 0; c < sizeof(cf) / sizeof(cf[0]); c++) {
+		unsigned m = rp_birthday_probes_ramp(cf[c].k, cf[c].ra, cf[c].rb, 500, 0.6);
+		double want = rp_birthday_p_ramp(cf[c].k, cf[c].ra, m, cf[c].rb, 500);
+		double indep = sim_ramp(cf[c].k, cf[c].ra, m, cf[c].rb, 500, false, 20000, 1 + c);
+		double dist = sim_ramp(cf[c].k, cf[c].ra, m, cf[c].rb, 500, true, 20000, 11 + c);
+		assert_true(fabs(indep - want) < 0.016);
+		assert_true(dist > want - 0.016);
+		/* and the ramp matters: the old formula would be far off */
+		assert_true(rp_birthday_p(cf[c].k, m, 500) - indep > 0.05);
+	}
+}
+
 static void test_classify(void **state)
 {
 	(void)state;
@@ -143,9 +263,14 @@ static void test_all_pairs(void **state)
 						assert_int_equal(pl->side[1 - h].action, RP_ACT_PROBE_RANDOM);
 						assert_int_equal(pl->side[1 - h].local_port, h ? 40000 : 41000);
 						assert_true(pl->side[1 - h].n_probes >= 1024 && pl->side[1 - h].n_probes <= 2048);
-						/* probes start after all mappings are open */
-						assert_true(pl->side[1 - h].start_ms >=
+						/* the probes start while the mappings are being opened, and are
+						 * counted for it: a probe finds only the mappings made before it */
+						assert_true(pl->side[1 - h].start_ms <
 							    256 * 1000 / pl->side[h].rate_pps);
+						assert_int_equal(pl->side[1 - h].n_probes,
+								 rp_birthday_probes_ramp(256, pl->side[h].rate_pps,
+											 pl->side[1 - h].rate_pps,
+											 RP_BIRTHDAY_N, 0.99));
 						assert_true(pl->p_success >= 0.99);
 					}
 					if (!strcmp(want, PREDICT) && (pa == PRESERVE || pb == PRESERVE)) {
@@ -213,10 +338,11 @@ static void test_params_and_errors(void **state)
 	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
 	assert_string_equal(rp_plan_name(pl), BIRTHDAY);
 	assert_int_equal(pl->side[0].n_local, 128);
-	assert_int_equal(pl->side[1].n_probes, 300);      /* capped (0.5 needs 347) */
-	assert_true(fabs(pl->p_success - rp_birthday_p(128, 300, RP_BIRTHDAY_N)) < 1e-12);
+	assert_int_equal(pl->side[1].n_probes, 300);      /* capped (0.5 needs 414) */
+	assert_true(fabs(pl->p_success - rp_birthday_p_ramp(128, 500, 300, 500, RP_BIRTHDAY_N)) < 1e-12);
+	assert_true(pl->p_success < rp_birthday_p(128, 300, RP_BIRTHDAY_N));
 	assert_int_equal(pl->side[1].rate_pps, 500);
-	assert_true(pl->side[1].start_ms >= 256);          /* 128 SYNs at 500/s */
+	assert_true(pl->side[1].start_ms < 256);           /* before the 128 SYNs at 500/s are out */
 	a.nat_ttl = 3;
 	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
 	assert_int_equal(pl->side[0].ttl, 3);
@@ -309,7 +435,7 @@ static void test_plan_json(void **state)
 	assert_string_equal(js(s0, "action"), "probe-random");
 	assert_string_equal(js(s0, "port_lo"), "1024");
 	assert_string_equal(js(s0, "port_hi"), "65535");
-	assert_string_equal(js(s0, "n_probes"), "1159");
+	assert_string_equal(js(s0, "n_probes"), "1287");
 	assert_string_equal(js(s0, "n_remote"), "<missing>");
 	assert_string_equal(js(s0, "n_local"), "<missing>");
 	assert_string_equal(js(s0, "local_port"), "40000");
@@ -338,7 +464,45 @@ static void test_plan_json(void **state)
 	free(pl);
 }
 
-/* The registry: which entry takes which pair of side classes. */
+/* Birthday's probes start at the early margin (the clocks' estimate): with the estimate at the bound
+ * nothing changes; below it, the probes the clocks may put before the first mapping are counted as
+ * finding nothing, and added. */
+static void test_birthday_margin(void **state)
+{
+	(void)state;
+	struct rp_natinfo a, b;
+	struct rp_plan *pl = calloc(1, sizeof(*pl));
+	const struct rp_strategy *bd = rp_strategy_find(BIRTHDAY);
+	assert_non_null(pl);
+	assert_non_null(bd);
+	mk(&a, PRESERVE, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, RANDOM, RP_FILTER_RST, "198.18.2.2", 41000);
+	struct rp_plan_ctx c = {
+		.ni = { &a, &b }, .kind = { RP_SIDE_EASY, RP_SIDE_HARD },
+		.p = { .rtt_ms = 100, .clock_err_ms = 50, .rate_pps = 2000, .target_p = 0.99, .max_open = 256,
+		       .max_probes = 2048, .rounds = 3 },
+		.margin_ms = 52, .early_ms = 52, .repeat_ms = 200, .low_ttl = { 2, 2 },
+	};
+	unsigned m = rp_birthday_probes_ramp(256, 2000, 2000, RP_BIRTHDAY_N, 0.99);
+	pl->side[0].rate_pps = pl->side[1].rate_pps = 2000;
+	assert_int_equal(bd->plan(&c, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 52);
+	assert_int_equal(pl->side[0].n_probes, m);                  /* the margin covers the bound */
+	assert_true(fabs(pl->p_success - rp_birthday_p_ramp(256, 2000, m, 2000, RP_BIRTHDAY_N)) < 1e-12);
+	c.early_ms = 10;                                            /* the estimate's start, 40 ms short of the
+	                                                               bound: 80 probes at 2000/s */
+	assert_int_equal(bd->plan(&c, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 10);
+	assert_int_equal(pl->side[0].n_probes, m + 80);
+	assert_true(fabs(pl->p_success - rp_birthday_p_ramp(256, 2000, m, 2000, RP_BIRTHDAY_N)) < 1e-12);
+	assert_true(pl->p_success >= 0.99);
+	c.p.max_probes = 50;                                        /* capped below the early ones: P 0 */
+	assert_int_equal(bd->plan(&c, pl), 0);
+	assert_int_equal(pl->side[0].n_probes, 50);
+	assert_true(pl->p_success == 0.0);
+	free(pl);
+}
+
 /* Birthday against a hard side whose ports stay in a known block: the probes go only there. */
 static void test_birthday_block(void **state)
 {
@@ -355,14 +519,14 @@ static void test_birthday_block(void **state)
 	assert_int_equal(pl->side[0].action, RP_ACT_PROBE_RANDOM);
 	assert_int_equal(pl->side[0].port_lo, 33792);
 	assert_int_equal(pl->side[0].port_hi, 33792 + 255);
-	assert_int_equal(pl->side[0].n_probes, 7);               /* 1 - 0.5^7 = 0.992 */
-	assert_true(fabs(pl->p_success - rp_birthday_p(128, 7, 256)) < 1e-9);
+	assert_int_equal(pl->side[0].n_probes, 48);              /* 1 - prod_{j<48} (1 - j/256) = 0.991 */
+	assert_true(fabs(pl->p_success - rp_birthday_p_ramp(128, 2000, 48, 2000, 256)) < 1e-9);
 	assert_true(pl->p_success >= 0.99);
 	assert_non_null(strstr(pl->reason, "block of 256 ports (33792-34047)"));
 	/* the range's confidence weighs the odds */
 	b.range_confidence = 0.9;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
-	assert_true(fabs(pl->p_success - 0.9 * rp_birthday_p(128, 7, 256)) < 1e-9);
+	assert_true(fabs(pl->p_success - 0.9 * rp_birthday_p_ramp(128, 2000, 48, 2000, 256)) < 1e-9);
 	/* a range not believed is no block: the whole port space, as before */
 	b.range_confidence = 0.3;
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
@@ -374,8 +538,8 @@ static void test_birthday_block(void **state)
 	b.range_hi = (uint16_t)(b.range_lo + 4095);
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
 	assert_int_equal(pl->side[1].n_local, 256);
-	assert_int_equal(pl->side[0].n_probes, rp_birthday_probes(256, 4096, 0.99));
-	assert_true(pl->side[0].n_probes < 80);
+	assert_int_equal(pl->side[0].n_probes, rp_birthday_probes_ramp(256, 2000, 2000, 4096, 0.99));
+	assert_true(pl->side[0].n_probes < 256);                 /* the target met during the opening */
 	/* a tiny block: never more probes than its ports */
 	b.range_hi = (uint16_t)(b.range_lo + 3);
 	assert_int_equal(rp_plan_make(&a, &b, NULL, 0, pl), 0);
@@ -586,6 +750,7 @@ static void test_low_ttl(void **state)
 	free(pl);
 }
 
+/* The registry: which entry takes which pair of side classes. */
 static void test_registry(void **state)
 {
 	(void)state;
@@ -752,6 +917,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_birthday_math),
+		cmocka_unit_test(test_birthday_ramp),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_all_pairs),
 		cmocka_unit_test(test_widen_rounds),
@@ -759,6 +925,7 @@ int main(void)
 		cmocka_unit_test(test_seq_seq_lockstep),
 		cmocka_unit_test(test_plan_json),
 		cmocka_unit_test(test_birthday_block),
+		cmocka_unit_test(test_birthday_margin),
 		cmocka_unit_test(test_block_pairs),
 		cmocka_unit_test(test_address_dependent),
 		cmocka_unit_test(test_low_ttl),
