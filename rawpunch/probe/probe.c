@@ -86,6 +86,15 @@ void probe_sample_from(struct rp_probe_sample *ps, enum rp_probe_kind kind, cons
 	ps->rtt_ms = (double)res->connect_ns / 1e6;
 }
 
+struct rp_stun_opts probe_stun_opts(const struct rp_probe_opts *o, uint32_t laddr, uint16_t lport, char *sw,
+				    size_t cap)
+{
+	snprintf(sw, cap, "rawpunch %s", RP_VERSION);
+	return (struct rp_stun_opts){ .local_addr = laddr, .local_port = lport,
+				      .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 3000,
+				      .software = o->software ? o->software : sw, .close = RP_STUN_CLOSE_FIN };
+}
+
 static int cmp_sample(const void *a, const void *b)
 {
 	const struct rp_port_sample *x = a, *y = b;
@@ -424,10 +433,7 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	r->ni.local_port = lport;
 
 	char sw[64];
-	snprintf(sw, sizeof(sw), "rawpunch %s", RP_VERSION);
-	struct rp_stun_opts so = { .local_addr = laddr, .local_port = lport,
-				   .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 3000,
-				   .software = o->software ? o->software : sw, .close = RP_STUN_CLOSE_FIN };
+	struct rp_stun_opts so = probe_stun_opts(o, laddr, lport, sw, sizeof(sw));
 
 	/* 1. filtering, in the background (its connection to the server is made now, before the
 	 * samples) */

@@ -159,6 +159,16 @@ const char *rp_probe_kind_str(enum rp_probe_kind k);
  * -errno when even the first Binding from the punch port failed. */
 int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r);
 
+/* The warm path: check a natinfo from an earlier full probe of this network (cached) with one round
+ * of STUN Bindings to o->stun, in flight together: the punch port's (o->local_port; closed with
+ * FIN, its mapping stays for the punch), and for a predicted sequential side a second from a fresh
+ * port right after it (rp_alloc_recheck_flows()). Only o's stun, local_addr, local_port, timeout_ms
+ * and software are used. 0 with *out the cached natinfo moved on to what they saw (rp_alloc_recheck(),
+ * natclass.h); -ESTALE when the NAT no longer fits it (another public address, a port that breaks
+ * the cached allocation); -ENOTSUP for a natinfo this cannot check; -EINVAL; or an exchange's -errno.
+ * Only a full probe (rp_probe_run) should follow a failure. */
+int rp_probe_recheck(const struct rp_probe_opts *o, const struct rp_natinfo *cached, struct rp_natinfo *out);
+
 /* rp_natinfo_to_json(&r->ni) plus: stun, other_address, server_software, samples [{t, t_rel,
  * kind, local_port, mapped, rtt_ms}], hops [{ttl, from, icmp, quoted_src, quoted_sport, recorded
  * [addresses]}], hops_say {evidence, nat_hop, ...}, confirm [{ttl, server_port, passed, server_saw}],
