@@ -74,8 +74,17 @@ struct probe_confirm {
 	int err;
 	enum rp_filter filtering;        /* what the server met at our NAT in a test that did not get in */
 	int filter_err;                  /* -ENOTCONN: no such test */
+	struct rp_cap *cap;              /* the capture of the server's SYNs and the crafter: opened ahead */
+	struct rp_craft *cr;             /* (probe_confirm_open), else by probe_confirm_run */
 };
+/* The capture and the crafter, from o, ifname, laddr and lport (each takes the kernel a while: ahead
+ * of the run where it can be). 0 or -errno (nothing left open). */
+int probe_confirm_open(struct probe_confirm *pc);
+/* The tests; what was opened is closed once the result is settled (before the last answer of the
+ * server is waited for). */
 void probe_confirm_run(struct probe_confirm *pc);
+/* Close what is open (safe twice). */
+void probe_confirm_close(struct probe_confirm *pc);
 
 /* probe-json.c: CLOCK_MONOTONIC of the earliest sample (0: none), the origin of t_rel and the plot */
 uint64_t probe_first_mono(const struct rp_probe_report *r);

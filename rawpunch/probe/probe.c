@@ -202,13 +202,17 @@ static void ttl_join(struct ttl_job *j)
 /* ---------------------------------------------------------------- nat_ttl's confirmation, early */
 
 /* The confirmation's set-up: from the punch port laddr:lport, whose new flows get public_port on the
- * outermost NAT, with what the hops show (g) and test 1's connect time (rtt_ms). false, with *err,
- * when there is no TTL to test. */
+ * outermost NAT, with what the hops show (g) and test 1's connect time (rtt_ms); pc's capture and
+ * crafter stay as they are. false, with *err, when there is no TTL to test. */
 static bool confirm_prep(const struct rp_probe_opts *o, const struct rp_route *rt, const struct rp_ttl_guess *g,
 			 uint32_t laddr, uint16_t lport, uint16_t public_port, double rtt_ms, struct probe_confirm *pc,
 			 int *err)
 {
+	struct rp_cap *kcap = pc->cap;   /* opened ahead (probe_confirm_open), or NULL */
+	struct rp_craft *kcr = pc->cr;
 	memset(pc, 0, sizeof(*pc));
+	pc->cap = kcap;
+	pc->cr = kcr;
 	pc->ifname = rt->ifname;
 	pc->laddr = laddr;
 	pc->lport = lport;
@@ -257,8 +261,12 @@ static void hops_guess(const struct rp_probe_report *r, uint32_t laddr, uint16_t
 /* Where test 1 found the punch port kept, the public port of its new flows is (almost surely) the
  * punch port itself: the confirmation starts then, on a thread of its own beside tests 2..4, once the
  * last sample's SYN has left (its connections are no flows among theirs) and the TTL search ended.
- * The mapping tests' verdict decides at the end whether it counts (connect_back_port() is the port
- * it used); otherwise it is run again after them, as without it. */
+ * The thread starts once the search's SYNs have left and opens the capture and the crafter first,
+ * beside test 1 (the kernel's packet ring takes ~10 ms to set up and as long to close): test 1's
+ * end tells it to go or to close them. The mapping tests' verdict
+ * decides at the end whether it counts (connect_back_port() is the port it used); otherwise it is
+ * run again after them, as without it. */
+enum early_state { EARLY_WAIT = 0, EARLY_GO, EARLY_CANCEL };
 struct early {
 	const struct rp_probe_opts *o;
 	const struct rp_route *rt;
@@ -271,7 +279,10 @@ struct early {
 	struct rp_ttl_guess guess;
 	struct probe_confirm pc;
 	int err;                         /* confirm_err: 0, or why it did not run or found nothing */
-	bool started;                    /* it ran (pc and err hold what it found) */
+	bool started;                    /* it went (pc and err hold what it found) */
+	enum early_state state;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 	pthread_t th;
 	bool on;                         /* the thread is still to be joined */
 };
@@ -279,6 +290,20 @@ struct early {
 static void *early_thread(void *arg)
 {
 	struct early *e = arg;
+	e->pc.o = e->o;
+	e->pc.ifname = e->rt->ifname;
+	e->pc.laddr = e->laddr;
+	e->pc.lport = e->lport;
+	(void)probe_confirm_open(&e->pc);   /* failed: probe_confirm_run tries again */
+	pthread_mutex_lock(&e->mu);
+	while (e->state == EARLY_WAIT)
+		pthread_cond_wait(&e->cv, &e->mu);
+	bool go = e->state == EARLY_GO;
+	pthread_mutex_unlock(&e->mu);
+	if (!go) {
+		probe_confirm_close(&e->pc);
+		return NULL;
+	}
 	uint64_t nb = e->not_before_ns + 1000000ull;
 	struct timespec ts = { .tv_sec = (time_t)(nb / 1000000000ull), .tv_nsec = (long)(nb % 1000000000ull) };
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
@@ -286,34 +311,63 @@ static void *early_thread(void *arg)
 	int te = ttl_wait(e->tj);
 	memset(&e->guess, 0, sizeof(e->guess));
 	e->guess.nat_hop = -ENOENT;
-	if (te) {
-		e->err = te;
-		return NULL;
-	}
 	hops_guess(e->r, e->laddr, e->lport, e->maddr, e->lport, &e->guess);
-	if (!confirm_prep(e->o, e->rt, &e->guess, e->laddr, e->lport, e->lport, e->rtt_ms, &e->pc, &e->err))
-		return NULL;
-	probe_confirm_run(&e->pc);
-	e->err = e->pc.err;
+	e->err = te;
+	if (!te && confirm_prep(e->o, e->rt, &e->guess, e->laddr, e->lport, e->lport, e->rtt_ms, &e->pc, &e->err)) {
+		probe_confirm_run(&e->pc);
+		e->err = e->pc.err;
+	}
+	probe_confirm_close(&e->pc);
 	return NULL;
 }
 
-/* From the flows' hook as test 1 ends: start the early confirmation if it applies. */
-static void early_start(struct early *e, const struct rp_stun_result *t1)
+/* As test 1 starts: the thread, where a confirmation may come (a server, the TTL search). */
+static void early_init(struct early *e)
 {
 	const struct rp_probe_opts *o = e->o;
-	if (!o->connect_back || !o->connect_back_addr || !o->ttl_max || !t1->has_mapped ||
-	    ntohs(t1->mapped.sin_port) != e->lport || t1->mapped.sin_addr.s_addr == e->laddr)
-		return;   /* no server, no search, no NAT, or the port not kept: after the tests, if at all */
+	if (!o->connect_back || !o->connect_back_addr || !o->ttl_max)
+		return;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	e->on = pthread_create(&e->th, NULL, early_thread, e) == 0;
+	if (!e->on) {
+		pthread_mutex_destroy(&e->mu);
+		pthread_cond_destroy(&e->cv);
+	}
+}
+
+static void early_tell(struct early *e, enum early_state st)
+{
+	pthread_mutex_lock(&e->mu);
+	if (e->state == EARLY_WAIT)
+		e->state = st;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* From the flows' hook as test 1 ends: go if the punch port was kept (behind a NAT), else close. */
+static void early_decide(struct early *e, const struct rp_stun_result *t1)
+{
+	if (!e->on)
+		return;
+	if (!t1->has_mapped || ntohs(t1->mapped.sin_port) != e->lport || t1->mapped.sin_addr.s_addr == e->laddr) {
+		early_tell(e, EARLY_CANCEL);   /* no NAT, or the port not kept: after the tests, if at all */
+		return;
+	}
 	e->maddr = t1->mapped.sin_addr.s_addr;
 	e->rtt_ms = (double)t1->connect_ns / 1e6;
-	e->on = e->started = pthread_create(&e->th, NULL, early_thread, e) == 0;
+	e->started = true;
+	early_tell(e, EARLY_GO);
 }
 
 static void early_join(struct early *e)
 {
-	if (e->on)
-		pthread_join(e->th, NULL);
+	if (!e->on)
+		return;
+	early_tell(e, EARLY_CANCEL);   /* (no test 1: nothing was decided) */
+	pthread_join(e->th, NULL);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->cv);
 	e->on = false;
 }
 
@@ -350,7 +404,7 @@ static int flows_after(struct probe_flow *f, unsigned n, unsigned i, void *arg)
 	for (unsigned k = F_T2; k <= F_T4; k++)
 		if (!f[k].start_ns)
 			f[k].state = PROBE_FLOW_SKIP;
-	early_start(e, t1);   /* (the tests' SYNs leave as the hook returns, before its flows) */
+	early_decide(e, t1);   /* (the tests' SYNs leave as the hook returns, before its flows) */
 	return 0;
 }
 
@@ -573,11 +627,15 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	struct ttl_job tj;
 	ttl_start(&tj, o, r, &rt, laddr, lport);
 
+	/* nat_ttl's confirmation, where it may start early: its capture opens beside test 1 (not
+	 * beside the search's, which the STUN flows wait for) */
+	struct early early = { .o = o, .rt = &rt, .r = r, .tj = &tj, .laddr = laddr, .lport = lport };
+	early_init(&early);
+
 	/* 3. mapping: RFC 5780 §4.3 over TCP from the punch port, with 4. the allocation samples in
 	 * flight beside the tests */
 	struct rp_stun_result t1, tres[4];
 	int errs[4];
-	struct early early = { .o = o, .rt = &rt, .r = r, .tj = &tj, .laddr = laddr, .lport = lport };
 	int e1 = stun_flows(o, &so, r, &early, &t1, errs, tres);
 	if (e1) {
 		early_join(&early);
