@@ -36,7 +36,7 @@ int rp_probe_recheck(const struct rp_probe_opts *o, const struct rp_natinfo *cac
 		return r;
 	for (unsigned i = 0; i < n; i++) {
 		struct rp_probe_sample ps;
-		probe_sample_from(&ps, i ? RP_SAMPLE_ALLOC : RP_SAMPLE_TEST1, &f[i].res, f[i].err, o->local_port);
+		probe_sample_from(&ps, i ? RP_SAMPLE_ALLOC : RP_SAMPLE_TEST1, &f[i].res, f[i].err, i ? 0 : o->local_port);
 		if (!ps.ok)
 			return ps.err ? ps.err : -EBADMSG;
 		if (ps.mapped_addr != f[0].res.mapped.sin_addr.s_addr)

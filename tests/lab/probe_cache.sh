@@ -10,7 +10,7 @@
 #   - an entry the NAT no longer fits (its delta made 7: the fresh step of 1 is not a multiple) is
 #     dropped: a full probe follows and the punch connects;
 #   - random (b): one Binding, the classification kept, the punch connects.
-# Without the cache (the code before it kept sequential and random NATs) b sent every test and sample.
+# Before the cache kept sequential and random NATs, b sent every test and sample each time (10 Bindings).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tests/lab/punch_common.bash
