@@ -309,3 +309,71 @@ int rp_alloc_predict(const struct rp_alloc_fit *f, enum rp_mapping mapping, uint
 		return 0;   /* random or unknown: no useful prediction */
 	}
 }
+
+/* ---------------------------------------------------------------- the cached classification checked */
+
+/* A predicting side: sequential, its mapping not endpoint-independent. */
+static bool predicts(const struct rp_natinfo *c)
+{
+	return c->alloc == RP_ALLOC_SEQUENTIAL && c->mapping != RP_MAP_EI;
+}
+
+unsigned rp_alloc_recheck_flows(const struct rp_natinfo *c)
+{
+	if (!c || !c->behind_nat || c->mapping == RP_MAP_UNKNOWN)
+		return 0;
+	switch (c->alloc) {
+	case RP_ALLOC_PRESERVING:
+	case RP_ALLOC_RANDOM:
+		return 1;
+	case RP_ALLOC_SEQUENTIAL:
+		if (!predicts(c))
+			return 1;
+		return c->has_delta && c->delta && labs(c->delta) <= RP_ALLOC_MAX_DELTA && c->n_predicted ? 2 : 0;
+	default:
+		return 0;
+	}
+}
+
+static bool in_range(const struct rp_natinfo *c, uint16_t port)
+{
+	return !c->has_range || (port >= c->range_lo && port <= c->range_hi);
+}
+
+int rp_alloc_recheck(const struct rp_natinfo *c, uint32_t mapped_addr, const struct rp_port_sample *s, size_t n,
+		     struct rp_natinfo *out)
+{
+	unsigned need = rp_alloc_recheck_flows(c);
+	if (!out || !s || !need || n != need)
+		return -EINVAL;
+	if (mapped_addr != c->mapped_addr)
+		return -ESTALE;   /* another public address: another NAT, or the same one renumbered */
+	for (size_t i = 0; i < n; i++) {
+		bool kept = s[i].mapped_port == s[i].local_port;
+		if (kept != (c->alloc == RP_ALLOC_PRESERVING) || !in_range(c, s[i].mapped_port))
+			return -ESTALE;
+	}
+	struct rp_natinfo x = *c;
+	x.local_port = s[0].local_port;
+	x.mapped_addr = mapped_addr;
+	x.mapped_port = s[0].mapped_port;
+	if (c->mapping == RP_MAP_EI || c->alloc == RP_ALLOC_PRESERVING) {
+		x.predicted[0] = x.mapped_port;   /* the mapping, or the punch port itself */
+		x.n_predicted = 1;
+	} else if (predicts(c)) {
+		/* the counter's range: the one seen, else what rp_alloc_classify() wraps in */
+		uint16_t lo = c->has_range ? c->range_lo : (s[0].mapped_port >= 1024 && s[1].mapped_port >= 1024 ? 1024 : 1);
+		uint16_t hi = c->has_range ? c->range_hi : 65535;
+		long w = (long)hi - lo + 1;
+		bool wrap;
+		long k = step_k(step_of(s[0].mapped_port, s[1].mapped_port), c->delta, w, &wrap);
+		unsigned width = c->n_predicted < RP_MAX_PREDICT ? c->n_predicted : RP_MAX_PREDICT;
+		if (k < 1 || (unsigned long)k > width)
+			return -ESTALE;   /* no longer a counter of this delta, or far busier than cached */
+		for (unsigned i = 0; i < width; i++)
+			x.predicted[i] = wrap_port((long)s[1].mapped_port + (long)c->delta * (long)(i + 1), lo, hi);
+		x.n_predicted = width;
+	}
+	*out = x;
+	return 0;
+}

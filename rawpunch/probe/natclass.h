@@ -153,6 +153,32 @@ struct rp_prediction {
 int rp_alloc_predict(const struct rp_alloc_fit *f, enum rp_mapping mapping, uint16_t punch_local,
 		     uint16_t punch_mapped, double horizon_s, unsigned max, struct rp_prediction *p);
 
+/* A classification from minutes ago checked against one round of fresh flows (the probe cache,
+ * rawpunch/punch/probecache.h, through rp_probe_recheck()). What the check needs:
+ *   every class      the public address is still c->mapped_addr;
+ *   preserving       the punch port's flow kept its port;
+ *   sequential, random, endpoint-independent mapping: the punch port's mapping is what a peer meets
+ *                    (the plan does not look at the allocation), so only the port is checked: not
+ *                    preserved (a NAT that preserves now is not the one cached), in the range if
+ *                    one was seen;
+ *   random           likewise (the plan uses the class and the range; it predicts nothing);
+ *   sequential       (mapping not endpoint-independent: the side is predicted) a second flow from a
+ *                    fresh port right after the punch port's: neither preserved, both in the range
+ *                    if one was seen, and the step between them k * delta with 1 <= k <= the width
+ *                    of the cached prediction window (wrapped in the range): the counter still
+ *                    counts, and the prediction made from one flow would have held the next.
+ * rp_alloc_recheck_flows() says how many flows c needs (1 or 2; 0: c is not a class this check can
+ * confirm -- unknown allocation or mapping, no NAT, a sequential prediction without delta).
+ * s[0] is the punch port's flow, s[1] the fresh one (SYN after s[0]'s); mapped_addr what they saw.
+ * On a fit *out is c moved on: local and mapped port the punch port's, predicted[] from the freshest
+ * flow (the punch port's mapping for endpoint-independent mapping, the punch port itself when
+ * preserving, sequential: the same window of delta steps after s[n-1]), the rest (filtering,
+ * nat_ttl, range, confidence) as cached; probed_at_ns is the caller's. 0, -ESTALE (no fit), -EINVAL
+ * (n not what c needs, NULL). */
+unsigned rp_alloc_recheck_flows(const struct rp_natinfo *c);
+int rp_alloc_recheck(const struct rp_natinfo *c, uint32_t mapped_addr, const struct rp_port_sample *s, size_t n,
+		     struct rp_natinfo *out);
+
 /* natclass-range.c, for rp_alloc_classify(): the window of a random allocation from the samples'
  * spread over full_lo..full_hi (0 with r->how == RP_RANGE_NONE when they are not confined), and of a
  * sequential one from its wraps (delta != 0; the samples in time order; foreign_rate: other hosts'

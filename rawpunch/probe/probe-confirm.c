@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* The NAT probe, nat_ttl confirmed from outside (see probe.h, end of phase 3), before the allocation
- * samples so that its connections to the server are not among them. One test: a SYN with TTL t from
+/* The NAT probe, nat_ttl confirmed from outside (see probe.h, end of phase 3), after the allocation
+ * samples' SYNs so that its connections to the server are not among them. One test: a SYN with TTL t from
  * the punch port to the server's address at a fresh port Q, then the server connects from Q to our
  * public port. Its SYN matches the mapping our SYN left on every NAT it passed (a simultaneous open),
  * so it reaches this host -- pcap sees it -- exactly when t was enough to pass the outermost NAT. A
  * test that does not get in meets our outermost NAT's filter as an unsolicited SYN would: the
- * server's verdict then says what the filter does. */
+ * server's verdict then says what the filter does. The capture and the crafter may be opened ahead
+ * (probe_confirm_open: the packet ring's set-up takes the kernel ~10 ms, and so does its close, which
+ * comes once the result is settled, beside the wait for the server's last answer). */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <errno.h>
@@ -36,6 +38,7 @@ struct call {
 	struct rp_probe_confirm *t;
 	int err;
 	atomic_bool done;
+	pthread_t th;
 };
 
 static void *call_thread(void *arg)
@@ -54,10 +57,12 @@ static bool server_syn(const struct probe_confirm *pc, const struct rp_event *ev
 	       ev->tuple.dport == pc->lport && (ev->flags & RP_TH_SYN) && !(ev->flags & RP_TH_ACK);
 }
 
-/* One test at TTL ttl: 1 passed, 0 filtered, -errno when it said nothing. The server's SYN, when it
- * gets in, is refused at once with a RST in our SYN's sequence space (conntrack takes it, where it
- * would drop the kernel's own, seq 0), so the server's call returns after one round trip. */
-static int one_test(struct probe_confirm *pc, struct rp_cap *cap, struct rp_craft *cr, unsigned ttl)
+/* One test at TTL ttl, begun: our SYN, the server's call on its thread (c), and pcap watched until
+ * the server's SYN got in (t->passed) or the call ended without it. 0 (test_end() joins the call),
+ * or -errno when the test could not start. The server's SYN, when it gets in, is refused at once
+ * with a RST in our SYN's sequence space (conntrack takes it, where it would drop the kernel's own,
+ * seq 0), so the server's call returns after one round trip. */
+static int test_begin(struct probe_confirm *pc, unsigned ttl, struct call *c)
 {
 	struct rp_probe_confirm *t = &pc->tests[pc->n++];
 	memset(t, 0, sizeof(*t));
@@ -74,40 +79,46 @@ static int one_test(struct probe_confirm *pc, struct rp_cap *cap, struct rp_craf
 			    .dport = t->server_port, .seq = rnd32(), .flags = RP_TH_SYN, .win = 64240,
 			    .ttl = (uint8_t)ttl,
 			    .opts = { .has_mss = true, .mss = 1460, .sack_perm = true, .has_wscale = true, .wscale = 7 } };
-	int e = rp_craft_send(cr, &s);
+	int e = rp_craft_send(pc->cr, &s);
 	if (e < 0) {
 		t->err = e;
 		return e;
 	}
-	struct call c = { .pc = pc, .t = t };
-	atomic_init(&c.done, false);
-	pthread_t th;
-	if (pthread_create(&th, NULL, call_thread, &c)) {
+	*c = (struct call){ .pc = pc, .t = t };
+	atomic_init(&c->done, false);
+	if (pthread_create(&c->th, NULL, call_thread, c)) {
 		t->err = -EAGAIN;
 		return -EAGAIN;
 	}
 	uint64_t late = 0;
 	while (!t->passed) {
 		struct rp_event ev;
-		while (!t->passed && rp_cap_next(cap, &ev) == 1)
+		while (!t->passed && rp_cap_next(pc->cap, &ev) == 1)
 			if (server_syn(pc, &ev, t->server_port)) {
 				struct rp_seg rst = { .saddr = pc->laddr, .daddr = pc->o->connect_back_addr,
 						      .sport = pc->lport, .dport = t->server_port, .seq = s.seq + 1,
 						      .ack = ev.seq + 1, .flags = RP_TH_RST | RP_TH_ACK };
-				rp_craft_send(cr, &rst);
+				rp_craft_send(pc->cr, &rst);
 				t->passed = true;
 			}
 		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
-		if (atomic_load(&c.done) && !late)
+		if (atomic_load(&c->done) && !late)
 			late = now + (uint64_t)LATE_MS * 1000000ull;   /* its SYN may still be on the way to pcap */
 		if (t->passed || (late && now >= late))
 			break;
-		rp_cap_wait(cap, 5);
+		rp_cap_wait(pc->cap, 5);
 	}
-	pthread_join(th, NULL);
-	if (c.err < 0) {
-		t->err = c.err;
-		return c.err;
+	return 0;
+}
+
+/* The test's end: the call joined. 1 passed, 0 filtered, -errno when it said nothing. */
+static int test_end(struct probe_confirm *pc, struct call *c)
+{
+	struct rp_probe_confirm *t = c->t;
+	pthread_join(c->th, NULL);
+	if (c->err < 0) {
+		t->err = c->err;
+		return c->err;
 	}
 	if (!t->passed && pc->filter_err && t->verdict != RP_FILTER_UNKNOWN && t->verdict != RP_FILTER_OPEN) {
 		pc->filtering = t->verdict;
@@ -124,29 +135,53 @@ static bool settles(const struct probe_confirm *pc, unsigned t, unsigned failed)
 	return t > 1 && (failed == t - 1 || (t == pc->first && pc->first_from_hops));
 }
 
-void probe_confirm_run(struct probe_confirm *pc)
+int probe_confirm_open(struct probe_confirm *pc)
 {
-	struct rp_cap *cap = NULL;
-	struct rp_craft *cr = NULL;
 	char err[256], expr[2048];
 	struct rp_flow fl = { .laddr = pc->laddr, .lport = pc->lport, .raddr = pc->o->connect_back_addr };
+	int e = rp_filter_build(&fl, 1, expr, sizeof(expr));
+	struct rp_cap_opts co = { .iface = pc->ifname, .filter = expr, .dir = RP_CAP_IN };
+	if (e < 0 || (e = rp_cap_open(&co, &pc->cap, err, sizeof(err))) < 0 ||
+	    (e = rp_craft_open(&pc->cr, 0, err, sizeof(err))) < 0) {
+		probe_confirm_close(pc);
+		return e;
+	}
+	return 0;
+}
+
+void probe_confirm_close(struct probe_confirm *pc)
+{
+	if (pc->cr)
+		rp_craft_close(pc->cr);
+	rp_cap_close(pc->cap);
+	pc->cr = NULL;
+	pc->cap = NULL;
+}
+
+void probe_confirm_run(struct probe_confirm *pc)
+{
+	int e;
 	pc->n = 0;
 	pc->ttl = 0;
 	pc->filter_err = -ENOTCONN;
-	int e = rp_filter_build(&fl, 1, expr, sizeof(expr));
-	struct rp_cap_opts co = { .iface = pc->ifname, .filter = expr, .dir = RP_CAP_IN };
-	if (e < 0 || (e = rp_cap_open(&co, &cap, err, sizeof(err))) < 0 ||
-	    (e = rp_craft_open(&cr, 0, err, sizeof(err))) < 0) {
+	if (!pc->cap && (e = probe_confirm_open(pc)) < 0) {
 		pc->err = e;
-		goto out;
+		return;
 	}
 	/* the highest TTL seen to fail and the lowest seen to pass: nat_ttl is a TTL that passed right
 	 * above one that failed. From the first down while it passes, up while it fails. */
 	unsigned failed = 0, passed = 0, ttl = pc->first;
 	pc->err = -ENOENT;
 	while (pc->n < RP_PROBE_MAX_CONFIRM && ttl >= 1 && ttl <= pc->max_ttl) {
-		e = one_test(pc, cap, cr, ttl);
-		if (e < 0) {
+		struct call c;
+		if ((e = test_begin(pc, ttl, &c)) < 0) {
+			pc->err = e;
+			break;
+		}
+		/* a pass that ends the run: the capture goes while the server's answer is on its way */
+		if (c.t->passed && (ttl == 1 || settles(pc, ttl, failed)))
+			probe_confirm_close(pc);
+		if ((e = test_end(pc, &c)) < 0) {
 			pc->err = e;
 			break;
 		}
@@ -172,8 +207,5 @@ void probe_confirm_run(struct probe_confirm *pc)
 			ttl++;
 		}
 	}
-out:
-	if (cr)
-		rp_craft_close(cr);
-	rp_cap_close(cap);
+	probe_confirm_close(pc);
 }

@@ -7,6 +7,7 @@
  *   probe-alloc.c  phases 3 and 4's STUN flows (the mapping tests, the allocation samples) in flight
  *                  together
  *   probe-confirm.c nat_ttl confirmed by the server's connect-back (after the mapping tests)
+ *   probe-recheck.c rp_probe_recheck(): a cached classification checked with one round of Bindings
  *   probe-json.c   rp_probe_to_json()
  *   probe-plot.c   rp_probe_plot() (gnuplot) */
 #ifndef RP_PROBE_INTERNAL_H
@@ -22,6 +23,10 @@ struct rp_route;
 /* probe.c: a sample from one STUN exchange's result (err: its -errno, or 0) */
 void probe_sample_from(struct rp_probe_sample *ps, enum rp_probe_kind kind, const struct rp_stun_result *res,
 		       int err, uint16_t lport);
+/* probe.c: the options of a STUN exchange from laddr:lport (closed with FIN: the mapping stays), with
+ * o's timeout and SOFTWARE (sw, cap bytes, holds the default one) */
+struct rp_stun_opts probe_stun_opts(const struct rp_probe_opts *o, uint32_t laddr, uint16_t lport, char *sw,
+				    size_t cap);
 
 /* probe-ttl.c: r->hops[], r->n_hops; 0 when the NAT hop is found, else -errno (r->ttl_err).
  * sent(arg) is called once the first SYNs have left (the flow they make on the NAT is then taken),
@@ -69,8 +74,17 @@ struct probe_confirm {
 	int err;
 	enum rp_filter filtering;        /* what the server met at our NAT in a test that did not get in */
 	int filter_err;                  /* -ENOTCONN: no such test */
+	struct rp_cap *cap;              /* the capture of the server's SYNs and the crafter: opened ahead */
+	struct rp_craft *cr;             /* (probe_confirm_open), else by probe_confirm_run */
 };
+/* The capture and the crafter, from o, ifname, laddr and lport (each takes the kernel a while: ahead
+ * of the run where it can be). 0 or -errno (nothing left open). */
+int probe_confirm_open(struct probe_confirm *pc);
+/* The tests; what was opened is closed once the result is settled (before the last answer of the
+ * server is waited for). */
 void probe_confirm_run(struct probe_confirm *pc);
+/* Close what is open (safe twice). */
+void probe_confirm_close(struct probe_confirm *pc);
 
 /* probe-json.c: CLOCK_MONOTONIC of the earliest sample (0: none), the origin of t_rel and the plot */
 uint64_t probe_first_mono(const struct rp_probe_report *r);

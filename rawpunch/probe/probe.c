@@ -2,7 +2,8 @@
 /* The NAT probe, rp_probe_run() (see probe.h): the phases, overlapped, and what they measured turned
  * into the natinfo. Phase 1 (filtering) runs on a thread of its own, phase 2 (probe-ttl.c) on another
  * beside phases 3 (the RFC 5780 mapping tests) and 4 (the allocation samples), whose STUN flows run
- * together in probe-alloc.c's event loop; nat_ttl's confirmation comes after them (probe-confirm.c);
+ * together in probe-alloc.c's event loop; nat_ttl's confirmation (probe-confirm.c) beside tests 2..4
+ * on a third where test 1 found the punch port kept, else after them;
  * the report's JSON and plot are in probe-json.c and probe-plot.c. */
 #include "rawpunch/probe/probe-internal.h"
 
@@ -86,6 +87,15 @@ void probe_sample_from(struct rp_probe_sample *ps, enum rp_probe_kind kind, cons
 	ps->rtt_ms = (double)res->connect_ns / 1e6;
 }
 
+struct rp_stun_opts probe_stun_opts(const struct rp_probe_opts *o, uint32_t laddr, uint16_t lport, char *sw,
+				    size_t cap)
+{
+	snprintf(sw, cap, "rawpunch %s", RP_VERSION);
+	return (struct rp_stun_opts){ .local_addr = laddr, .local_port = lport,
+				      .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 3000,
+				      .software = o->software ? o->software : sw, .close = RP_STUN_CLOSE_FIN };
+}
+
 static int cmp_sample(const void *a, const void *b)
 {
 	const struct rp_port_sample *x = a, *y = b;
@@ -103,27 +113,35 @@ struct ttl_job {
 	uint32_t laddr;
 	uint16_t lport;
 	int err;
-	bool sent, on;
-	atomic_bool enough;              /* the STUN flows are done: the search need not wait longer */
+	bool sent, done, on;
+	atomic_bool enough;              /* the STUN flows (or test 1) are done: the search need not wait longer */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	pthread_t th;
 };
 
-static void ttl_sent(void *arg)
+static void ttl_mark(struct ttl_job *j, bool done)
 {
-	struct ttl_job *j = arg;
 	pthread_mutex_lock(&j->mu);
 	j->sent = true;
-	pthread_cond_signal(&j->cv);
+	j->done |= done;
+	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
+}
+
+static void ttl_sent(void *arg)
+{
+	ttl_mark(arg, false);
 }
 
 static void *ttl_thread(void *arg)
 {
 	struct ttl_job *j = arg;
-	j->err = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_sent, j, &j->enough);
-	ttl_sent(j);   /* a search that failed before sending: nothing to wait for */
+	int e = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_sent, j, &j->enough);
+	pthread_mutex_lock(&j->mu);
+	j->err = e;
+	pthread_mutex_unlock(&j->mu);
+	ttl_mark(j, true);   /* (a search that failed before sending: nothing to wait for) */
 	return NULL;
 }
 
@@ -148,9 +166,25 @@ static void ttl_start(struct ttl_job *j, const struct rp_probe_opts *o, struct r
 	pthread_mutex_unlock(&j->mu);
 }
 
+/* The search's end, from another thread than the caller's (the early confirmation): r->hops are
+ * final; its -errno. Called once test 1 is done at least (two round trips to the server since the
+ * search's SYNs left): a hop before the server that has not answered by then stays silent (its ICMP
+ * rate limit spent). */
+static int ttl_wait(struct ttl_job *j)
+{
+	atomic_store(&j->enough, true);
+	if (!j->on)
+		return j->err;
+	pthread_mutex_lock(&j->mu);
+	while (!j->done)
+		pthread_cond_wait(&j->cv, &j->mu);
+	int e = j->err;
+	pthread_mutex_unlock(&j->mu);
+	return e;
+}
+
 /* The search's end: r->hops are the caller's again; r->ttl_err. Called once the STUN flows are done
- * (at least two round trips to the server since the search's SYNs left): a hop before the server
- * that has not answered by then stays silent (its ICMP rate limit spent). */
+ * (see ttl_wait). */
 static void ttl_join(struct ttl_job *j)
 {
 	atomic_store(&j->enough, true);
@@ -165,6 +199,178 @@ static void ttl_join(struct ttl_job *j)
 	j->r->ttl_err = j->err;
 }
 
+/* ---------------------------------------------------------------- nat_ttl's confirmation, early */
+
+/* The confirmation's set-up: from the punch port laddr:lport, whose new flows get public_port on the
+ * outermost NAT, with what the hops show (g) and test 1's connect time (rtt_ms); pc's capture and
+ * crafter stay as they are. false, with *err, when there is no TTL to test. */
+static bool confirm_prep(const struct rp_probe_opts *o, const struct rp_route *rt, const struct rp_ttl_guess *g,
+			 uint32_t laddr, uint16_t lport, uint16_t public_port, double rtt_ms, struct probe_confirm *pc,
+			 int *err)
+{
+	struct rp_cap *kcap = pc->cap;   /* opened ahead (probe_confirm_open), or NULL */
+	struct rp_craft *kcr = pc->cr;
+	memset(pc, 0, sizeof(*pc));
+	pc->cap = kcap;
+	pc->cr = kcr;
+	pc->ifname = rt->ifname;
+	pc->laddr = laddr;
+	pc->lport = lport;
+	pc->public_port = public_port;
+	pc->o = o;
+	unsigned ttl_max = o->ttl_max > RP_PROBE_MAX_HOPS ? RP_PROBE_MAX_HOPS : o->ttl_max;
+	/* a SYN that reaches the server draws its RST, which closes the mapping it was to test */
+	pc->max_ttl = g->server_hops > 1 && o->connect_back_addr == o->stun.sin_addr.s_addr ?
+		      (unsigned)g->server_hops - 1 : ttl_max;
+	/* The hops' candidate first when they showed the NAT by its behaviour (its passing settles it),
+	 * else the TTL below the candidate (a guess needs it to fail, and the one above to pass) */
+	pc->first_from_hops = g->behavioural && g->nat_hop >= 1;
+	pc->first = g->nat_hop >= 1 ? (unsigned)g->nat_hop + pc->first_from_hops : 1;
+	if (pc->first > pc->max_ttl) {
+		pc->first = pc->max_ttl;
+		pc->first_from_hops = false;
+	}
+	/* the server's connect timeout: about 4 RTTs (test 1's connect), within 150 ms .. the filter's */
+	int cap = o->filter_timeout_ms > 0 ? o->filter_timeout_ms : 1000;
+	pc->ms = (int)(4 * rtt_ms) + 100;
+	pc->ms = pc->ms < 150 ? 150 : pc->ms > cap ? (cap < 150 ? 150 : cap) : pc->ms;
+	if (pc->first < 1) {
+		*err = -ENOENT;
+		pc->o = NULL;
+		return false;
+	}
+	return true;
+}
+
+/* What the hops show (rp_nat_ttl_guess), once the search ended and the public address is known. */
+static void hops_guess(const struct rp_probe_report *r, uint32_t laddr, uint16_t lport, uint32_t maddr,
+		       uint16_t mport, struct rp_ttl_guess *g)
+{
+	struct rp_hop hops[RP_PROBE_MAX_HOPS];
+	memset(hops, 0, sizeof(hops));
+	for (unsigned i = 0; i < r->n_hops; i++) {
+		const struct rp_probe_hop *h = &r->hops[i];
+		hops[i] = (struct rp_hop){ .ttl = h->ttl, .answered = h->answered, .from = h->from,
+					   .reached = h->reached, .inner_seen = h->answered,
+					   .inner_saddr = h->inner_saddr, .inner_sport = h->inner_sport, .n_rr = h->n_rr };
+		memcpy(hops[i].rr, h->rr, sizeof(h->rr));
+	}
+	rp_nat_ttl_guess(hops, r->n_hops, laddr, lport, maddr, mport, g);
+}
+
+/* Where test 1 found the punch port kept, the public port of its new flows is (almost surely) the
+ * punch port itself: the confirmation starts then, on a thread of its own beside tests 2..4, once the
+ * last sample's SYN has left (its connections are no flows among theirs) and the TTL search ended.
+ * The thread starts once the search's SYNs have left and opens the capture and the crafter first,
+ * beside test 1 (the kernel's packet ring takes ~10 ms to set up and as long to close): test 1's
+ * end tells it to go or to close them. The mapping tests' verdict
+ * decides at the end whether it counts (connect_back_port() is the port it used); otherwise it is
+ * run again after them, as without it. */
+enum early_state { EARLY_WAIT = 0, EARLY_GO, EARLY_CANCEL };
+struct early {
+	const struct rp_probe_opts *o;
+	const struct rp_route *rt;
+	struct rp_probe_report *r;       /* read: hops (once the search ended) */
+	struct ttl_job *tj;
+	uint32_t laddr, maddr;
+	uint16_t lport;
+	double rtt_ms;                   /* test 1's connect */
+	uint64_t not_before_ns;          /* the last sample's start (CLOCK_MONOTONIC) */
+	struct rp_ttl_guess guess;
+	struct probe_confirm pc;
+	int err;                         /* confirm_err: 0, or why it did not run or found nothing */
+	bool started;                    /* it went (pc and err hold what it found) */
+	enum early_state state;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	bool on;                         /* the thread is still to be joined */
+};
+
+static void *early_thread(void *arg)
+{
+	struct early *e = arg;
+	e->pc.o = e->o;
+	e->pc.ifname = e->rt->ifname;
+	e->pc.laddr = e->laddr;
+	e->pc.lport = e->lport;
+	(void)probe_confirm_open(&e->pc);   /* failed: probe_confirm_run tries again */
+	pthread_mutex_lock(&e->mu);
+	while (e->state == EARLY_WAIT)
+		pthread_cond_wait(&e->cv, &e->mu);
+	bool go = e->state == EARLY_GO;
+	pthread_mutex_unlock(&e->mu);
+	if (!go) {
+		probe_confirm_close(&e->pc);
+		return NULL;
+	}
+	uint64_t nb = e->not_before_ns + 1000000ull;
+	struct timespec ts = { .tv_sec = (time_t)(nb / 1000000000ull), .tv_nsec = (long)(nb % 1000000000ull) };
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+	int te = ttl_wait(e->tj);
+	memset(&e->guess, 0, sizeof(e->guess));
+	e->guess.nat_hop = -ENOENT;
+	hops_guess(e->r, e->laddr, e->lport, e->maddr, e->lport, &e->guess);
+	e->err = te;
+	if (!te && confirm_prep(e->o, e->rt, &e->guess, e->laddr, e->lport, e->lport, e->rtt_ms, &e->pc, &e->err)) {
+		probe_confirm_run(&e->pc);
+		e->err = e->pc.err;
+	}
+	probe_confirm_close(&e->pc);
+	return NULL;
+}
+
+/* As test 1 starts: the thread, where a confirmation may come (a server, the TTL search). */
+static void early_init(struct early *e)
+{
+	const struct rp_probe_opts *o = e->o;
+	if (!o->connect_back || !o->connect_back_addr || !o->ttl_max)
+		return;
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_cond_init(&e->cv, NULL);
+	e->on = pthread_create(&e->th, NULL, early_thread, e) == 0;
+	if (!e->on) {
+		pthread_mutex_destroy(&e->mu);
+		pthread_cond_destroy(&e->cv);
+	}
+}
+
+static void early_tell(struct early *e, enum early_state st)
+{
+	pthread_mutex_lock(&e->mu);
+	if (e->state == EARLY_WAIT)
+		e->state = st;
+	pthread_cond_signal(&e->cv);
+	pthread_mutex_unlock(&e->mu);
+}
+
+/* From the flows' hook as test 1 ends: go if the punch port was kept (behind a NAT), else close. */
+static void early_decide(struct early *e, const struct rp_stun_result *t1)
+{
+	if (!e->on)
+		return;
+	if (!t1->has_mapped || ntohs(t1->mapped.sin_port) != e->lport || t1->mapped.sin_addr.s_addr == e->laddr) {
+		early_tell(e, EARLY_CANCEL);   /* no NAT, or the port not kept: after the tests, if at all */
+		return;
+	}
+	e->maddr = t1->mapped.sin_addr.s_addr;
+	e->rtt_ms = (double)t1->connect_ns / 1e6;
+	e->started = true;
+	early_tell(e, EARLY_GO);
+}
+
+static void early_join(struct early *e)
+{
+	if (!e->on)
+		return;
+	early_tell(e, EARLY_CANCEL);   /* (no test 1: nothing was decided) */
+	pthread_join(e->th, NULL);
+	pthread_mutex_destroy(&e->mu);
+	pthread_cond_destroy(&e->cv);
+	e->on = false;
+}
+
 /* ---------------------------------------------------------------- phases 3 and 4: the STUN flows */
 
 /* The flows: test 1 (the primary address and port), tests 2 (the alternate address), 3 (the
@@ -175,7 +381,8 @@ enum { F_T1, F_T2, F_T3, F_T4, F_ALLOC };
 
 static int flows_after(struct probe_flow *f, unsigned n, unsigned i, void *arg)
 {
-	const struct rp_probe_opts *o = arg;
+	struct early *e = arg;
+	const struct rp_probe_opts *o = e->o;
 	(void)n;
 	if (i != F_T1)
 		return 0;
@@ -197,13 +404,14 @@ static int flows_after(struct probe_flow *f, unsigned n, unsigned i, void *arg)
 	for (unsigned k = F_T2; k <= F_T4; k++)
 		if (!f[k].start_ns)
 			f[k].state = PROBE_FLOW_SKIP;
+	early_decide(e, t1);   /* (the tests' SYNs leave as the hook returns, before its flows) */
 	return 0;
 }
 
 /* Run the flows; r->samples: test 1, the tests that ran, then the allocation samples. 0, test 1's
  * -errno (r->samples empty, *t1 what it got), or -ENOMEM. */
 static int stun_flows(const struct rp_probe_opts *o, const struct rp_stun_opts *so, struct rp_probe_report *r,
-		      struct rp_stun_result *t1, int errs[4], struct rp_stun_result tres[4])
+		      struct early *e, struct rp_stun_result *t1, int errs[4], struct rp_stun_result tres[4])
 {
 	unsigned ns = o->samples > RP_PROBE_MAX_SAMPLES ? RP_PROBE_MAX_SAMPLES : o->samples;
 	int interval = o->interval_ms >= 0 ? o->interval_ms : 40;
@@ -223,7 +431,8 @@ static int stun_flows(const struct rp_probe_opts *o, const struct rp_stun_opts *
 	}
 	f[F_T1].to = o->stun;
 	f[F_T1].start_ns = t0;
-	int ret = probe_flows_run(f, F_ALLOC + ns, flows_after, (void *)o);
+	e->not_before_ns = ns ? f[F_ALLOC + ns - 1].start_ns : t0;
+	int ret = probe_flows_run(f, F_ALLOC + ns, flows_after, e);
 	if (ret) {
 		free(f);
 		return ret;
@@ -231,9 +440,9 @@ static int stun_flows(const struct rp_probe_opts *o, const struct rp_stun_opts *
 	*t1 = f[F_T1].res;
 	r->n_samples = 0;
 	if (f[F_T1].err || !t1->has_mapped) {
-		int e = f[F_T1].err ? f[F_T1].err : t1->error_code ? -EPROTO : -EBADMSG;
+		int err = f[F_T1].err ? f[F_T1].err : t1->error_code ? -EPROTO : -EBADMSG;
 		free(f);
-		return e;
+		return err;
 	}
 	static const enum rp_probe_kind kind[F_ALLOC] = { RP_SAMPLE_TEST1, RP_SAMPLE_TEST2, RP_SAMPLE_TEST3,
 							  RP_SAMPLE_TEST4 };
@@ -292,10 +501,12 @@ static uint16_t connect_back_port(const struct rp_probe_opts *o, const struct rp
 	return r->ni.local_port;
 }
 
-/* Confirm nat_ttl from outside, if the caller can and the public port is known. */
+/* Confirm nat_ttl from outside, if the caller can and the public port is known: the early
+ * confirmation's result (joined by now) where it used that port, else now. */
 static void confirm(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-			  const struct rp_ep m[4], const bool have[4], struct probe_confirm *pc)
+		    const struct rp_ep m[4], const bool have[4], struct early *e, struct probe_confirm *pc)
 {
+	uint16_t port;
 	memset(pc, 0, sizeof(*pc));
 	if (!o->connect_back || !o->connect_back_addr) {
 		r->confirm_err = -ENOTCONN;
@@ -305,39 +516,20 @@ static void confirm(const struct rp_probe_opts *o, struct rp_probe_report *r, co
 		r->confirm_err = r->ni.behind_nat ? r->ttl_err : -ENOENT;
 		return;
 	}
-	pc->ifname = rt->ifname;
-	pc->laddr = r->ni.local_addr;
-	pc->lport = r->ni.local_port;
-	if (!(pc->public_port = connect_back_port(o, r, m, have))) {
+	if (!(port = connect_back_port(o, r, m, have))) {
 		r->confirm_err = -EADDRNOTAVAIL;
 		return;
 	}
-	pc->o = o;
-	unsigned ttl_max = o->ttl_max > RP_PROBE_MAX_HOPS ? RP_PROBE_MAX_HOPS : o->ttl_max;
-	/* a SYN that reaches the server draws its RST, which closes the mapping it was to test */
-	pc->max_ttl = r->guess.server_hops > 1 && o->connect_back_addr == o->stun.sin_addr.s_addr ?
-		      (unsigned)r->guess.server_hops - 1 : ttl_max;
-	/* The hops' candidate first when they showed the NAT by its behaviour (its passing settles it),
-	 * else the TTL below the candidate (a guess needs it to fail, and the one above to pass) */
-	pc->first_from_hops = r->guess.behavioural && r->guess.nat_hop >= 1;
-	pc->first = r->guess.nat_hop >= 1 ? (unsigned)r->guess.nat_hop + pc->first_from_hops : 1;
-	if (pc->first > pc->max_ttl) {
-		pc->first = pc->max_ttl;
-		pc->first_from_hops = false;
+	if (e->started && port == e->lport) {
+		*pc = e->pc;
+		r->confirm_err = e->err;
+	} else if (confirm_prep(o, rt, &r->guess, r->ni.local_addr, r->ni.local_port, port, r->samples[0].rtt_ms, pc,
+				&r->confirm_err)) {
+		probe_confirm_run(pc);
+		r->confirm_err = pc->err;
 	}
-	/* the server's connect timeout: about 4 RTTs (test 1's connect), within 150 ms .. the filter's */
-	int cap = o->filter_timeout_ms > 0 ? o->filter_timeout_ms : 1000;
-	pc->ms = (int)(4 * r->samples[0].rtt_ms) + 100;
-	pc->ms = pc->ms < 150 ? 150 : pc->ms > cap ? (cap < 150 ? 150 : cap) : pc->ms;
-	if (pc->first < 1) {
-		r->confirm_err = -ENOENT;
-		pc->o = NULL;
-		return;
-	}
-	probe_confirm_run(pc);
 	memcpy(r->confirm, pc->tests, sizeof(r->confirm));
 	r->n_confirm = pc->n;
-	r->confirm_err = pc->err;
 }
 
 /* nat_ttl and how it was chosen: confirmed, else what the hops showed, else the fallback. */
@@ -424,10 +616,7 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	r->ni.local_port = lport;
 
 	char sw[64];
-	snprintf(sw, sizeof(sw), "rawpunch %s", RP_VERSION);
-	struct rp_stun_opts so = { .local_addr = laddr, .local_port = lport,
-				   .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 3000,
-				   .software = o->software ? o->software : sw, .close = RP_STUN_CLOSE_FIN };
+	struct rp_stun_opts so = probe_stun_opts(o, laddr, lport, sw, sizeof(sw));
 
 	/* 1. filtering, in the background (its connection to the server is made now, before the
 	 * samples) */
@@ -438,12 +627,18 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	struct ttl_job tj;
 	ttl_start(&tj, o, r, &rt, laddr, lport);
 
+	/* nat_ttl's confirmation, where it may start early: its capture opens beside test 1 (not
+	 * beside the search's, which the STUN flows wait for) */
+	struct early early = { .o = o, .rt = &rt, .r = r, .tj = &tj, .laddr = laddr, .lport = lport };
+	early_init(&early);
+
 	/* 3. mapping: RFC 5780 §4.3 over TCP from the punch port, with 4. the allocation samples in
 	 * flight beside the tests */
 	struct rp_stun_result t1, tres[4];
 	int errs[4];
-	int e1 = stun_flows(o, &so, r, &t1, errs, tres);
+	int e1 = stun_flows(o, &so, r, &early, &t1, errs, tres);
 	if (e1) {
+		early_join(&early);
 		ttl_join(&tj);
 		r->n_samples = 0;
 		filter_join(&fj);
@@ -462,24 +657,17 @@ int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r)
 	struct rp_ep m[4];
 	bool have[4];
 	mapping_verdict(r, &t1, errs, tres, m, have);
+	early_join(&early);   /* before the search's end: it waits for it (ttl_wait) */
 	ttl_join(&tj);
 
 	/* what the hops show, now that the public address is known */
-	struct rp_hop hops[RP_PROBE_MAX_HOPS];
-	memset(hops, 0, sizeof(hops));
-	for (unsigned i = 0; i < r->n_hops; i++) {
-		const struct rp_probe_hop *h = &r->hops[i];
-		hops[i] = (struct rp_hop){ .ttl = h->ttl, .answered = h->answered, .from = h->from,
-					   .reached = h->reached, .inner_seen = h->answered,
-					   .inner_saddr = h->inner_saddr, .inner_sport = h->inner_sport, .n_rr = h->n_rr };
-		memcpy(hops[i].rr, h->rr, sizeof(h->rr));
-	}
-	rp_nat_ttl_guess(hops, r->n_hops, laddr, lport, r->ni.mapped_addr, r->ni.mapped_port, &r->guess);
+	hops_guess(r, laddr, lport, r->ni.mapped_addr, r->ni.mapped_port, &r->guess);
 
-	/* nat_ttl's confirmation, after the samples: its connections are no flows of theirs (where it
-	 * runs, the public port of the punch port's flows is known: they take no new port) */
+	/* nat_ttl's confirmation, after the samples' SYNs: its connections are no flows of theirs (where
+	 * it runs, the public port of the punch port's flows is known: they take no new port). The early
+	 * one's, if it used the port the tests give. */
 	struct probe_confirm pc;
-	confirm(o, r, &rt, m, have, &pc);
+	confirm(o, r, &rt, m, have, &early, &pc);
 
 	decide_ttl(r, &pc);
 	struct rp_port_sample ps[RP_PROBE_MAX_SAMPLES + 4];

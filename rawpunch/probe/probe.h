@@ -3,9 +3,10 @@
  *
  * Phases, overlapped where they do not depend on each other: 1 runs beside everything; 2's SYNs
  * leave first and its answers are awaited beside 3 and 4; 3's test 1 and 4's samples start together,
- * tests 2..4 together once test 1 named the alternate address; nat_ttl's confirmation comes last
- * (the punch port's mapping and the samples are the NAT's last new flows, so the prediction starts
- * from the freshest port):
+ * tests 2..4 together once test 1 named the alternate address; nat_ttl's confirmation comes after
+ * the samples' SYNs (the punch port's mapping and the samples are the NAT's last new flows, so the
+ * prediction starts from the freshest port) -- beside tests 2..4 where test 1 found the punch port
+ * kept, else after them:
  *   1. filtering: someone outside (the caller's filter_probe callback; rawpunch passes the rendezvous
  *      server's, rv_filter_probe_cb) connects from the internet to our public address and reports
  *      rst / drop / icmp. A host cannot learn this alone: it never sees what its NAT answers to
@@ -29,9 +30,13 @@
  *      simultaneous open passes any filter that lets the mapping's own remote endpoint in). The
  *      hops' candidate is tried first when they showed the NAT by its behaviour (then its passing
  *      settles it: one connect-back), else the TTL below it and on up while they fail, down while
- *      they pass, at most RP_PROBE_MAX_CONFIRM tests. After phase 4's samples: where it runs, the
- *      punch port's flows keep a known public port (they take none from the pool the samples see),
- *      and its connections to the server do not fall among the samples.
+ *      they pass, at most RP_PROBE_MAX_CONFIRM tests. After phase 4's samples' SYNs: where it runs,
+ *      the punch port's flows keep a known public port (they take none from the pool the samples
+ *      see), and its connections to the server do not fall among the samples. Where test 1 found
+ *      the punch port kept (the public port of its new flows is then the punch port, whatever
+ *      tests 2..4 say, unless the NAT kept it by chance), the confirmation starts as test 1 ends,
+ *      on a thread of its own beside tests 2..4 (once the last sample's SYN left and the TTL search
+ *      ended); it counts if the tests' verdict gives that port, else it runs again after them.
  *   4. allocation: N new flows from fresh local ports, one every interval_ms from test 1's start (in
  *      flight together with the tests), time-stamped when their SYN left (a resent SYN's when a
  *      connect took a retransmission timeout longer); classified by natclass, with the mapping tests'
@@ -158,6 +163,16 @@ const char *rp_probe_kind_str(enum rp_probe_kind k);
 /* Run the probe. 0 (parts that could not be measured are "unknown" with their *_err set), or
  * -errno when even the first Binding from the punch port failed. */
 int rp_probe_run(const struct rp_probe_opts *o, struct rp_probe_report *r);
+
+/* The warm path: check a natinfo from an earlier full probe of this network (cached) with one round
+ * of STUN Bindings to o->stun, in flight together: the punch port's (o->local_port; closed with
+ * FIN, its mapping stays for the punch), and for a predicted sequential side a second from a fresh
+ * port right after it (rp_alloc_recheck_flows()). Only o's stun, local_addr, local_port, timeout_ms
+ * and software are used. 0 with *out the cached natinfo moved on to what they saw (rp_alloc_recheck(),
+ * natclass.h); -ESTALE when the NAT no longer fits it (another public address, a port that breaks
+ * the cached allocation); -ENOTSUP for a natinfo this cannot check; -EINVAL; or an exchange's -errno.
+ * Only a full probe (rp_probe_run) should follow a failure. */
+int rp_probe_recheck(const struct rp_probe_opts *o, const struct rp_natinfo *cached, struct rp_natinfo *out);
 
 /* rp_natinfo_to_json(&r->ni) plus: stun, other_address, server_software, samples [{t, t_rel,
  * kind, local_port, mapped, rtt_ms}], hops [{ttl, from, icmp, quoted_src, quoted_sport, recorded

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The probe cache (probecache.h): a file per (local address, gateway, STUN server), written
- * atomically, read back and checked with one STUN Binding from the punch port. The key holds the
+ * atomically, read back and checked by rp_probe_recheck() from the punch port. The key holds the
  * gateway's MAC address: hosts behind different routers with the same addresses (labs) do not share. */
 #include "rawpunch/punch/probecache.h"
 
@@ -17,7 +17,7 @@
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/io.h"
 #include "rawpunch/net/netif.h"
-#include "rawpunch/probe/stun.h"
+#include "rawpunch/probe/probe.h"
 
 int rp_probecache_dir(char *buf, size_t cap)
 {
@@ -57,10 +57,12 @@ static int entry_path(const struct sockaddr_in *stun, char *buf, size_t cap, uin
 	return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
+/* What the cache keeps: a NAT's classification that one round of Bindings can confirm
+ * (rp_alloc_recheck_flows), with the filtering known (only a full probe measures it). */
 static bool kept(const struct rp_natinfo *ni)
 {
-	return ni->behind_nat && ni->mapping == RP_MAP_EI && ni->alloc == RP_ALLOC_PRESERVING &&
-	       ni->filtering != RP_FILTER_UNKNOWN && ni->mapped_port == ni->local_port;
+	return ni->filtering != RP_FILTER_UNKNOWN && rp_alloc_recheck_flows(ni) &&
+	       (ni->alloc != RP_ALLOC_PRESERVING || ni->mapped_port == ni->local_port);
 }
 
 int rp_probecache_get(const struct sockaddr_in *stun, uint16_t local_port, int timeout_ms, struct rp_natinfo *ni)
@@ -81,22 +83,12 @@ int rp_probecache_get(const struct sockaddr_in *stun, uint16_t local_port, int t
 	if (r || at <= 0 || (uint64_t)at > now || now - (uint64_t)at > (uint64_t)RP_PROBECACHE_MAX_AGE_S * 1000000000ull ||
 	    !kept(&c) || c.local_addr != src)
 		return -ENOENT;
-	/* the check: one binding from the punch port (closed with FIN: the mapping stays for the punch) */
-	struct rp_stun_opts so = { .local_port = local_port, .timeout_ms = timeout_ms, .close = RP_STUN_CLOSE_FIN };
-	struct rp_stun_result sr;
-	memset(&sr, 0, sizeof(sr));
-	if ((r = rp_stun_binding(stun, &so, &sr)))
-		return r;
-	if (!sr.has_mapped || sr.mapped.sin_addr.s_addr != c.mapped_addr || ntohs(sr.mapped.sin_port) != local_port) {
+	/* the check: the punch port's binding (and a fresh port's beside it for a predicted side) */
+	struct rp_probe_opts po = { .stun = *stun, .local_port = local_port, .timeout_ms = timeout_ms };
+	r = rp_probe_recheck(&po, &c, ni);
+	if (r == -ESTALE)
 		unlink(path);
-		return -ESTALE;
-	}
-	c.local_port = c.mapped_port = local_port;
-	c.predicted[0] = local_port;
-	c.n_predicted = 1;
-	c.probed_at_ns = now;
-	*ni = c;
-	return 0;
+	return r;
 }
 
 /* Remove the entries older than the cache keeps (other networks', never read again). */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* natclass: mapping tests, allocation classification and prediction on synthetic series, port ranges
  * (blocks, narrow ranges, wraps; and a plain random NAT that must not get one), Record Route, the
- * NAT hop and nat_ttl's evidence. */
+ * NAT hop and nat_ttl's evidence; the probe cache's check of a cached classification. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -715,6 +715,143 @@ static void test_ttl_guess(void **state)
 	assert_int_equal(rp_nat_ttl_guess(NULL, 1, local, 0, pub, 0, &g), -EINVAL);
 }
 
+/* The probe cache's check (rp_alloc_recheck): what one round of fresh flows must show for each
+ * cached class, and the prediction moved on to the fresher flow. */
+static struct rp_natinfo cached(enum rp_alloc alloc, enum rp_mapping mapping)
+{
+	struct rp_natinfo c;
+	memset(&c, 0, sizeof(c));
+	c.local_addr = ip("10.0.2.2");
+	c.local_port = 39000;
+	c.mapped_addr = ip("198.18.2.2");
+	c.mapped_port = 20005;
+	c.behind_nat = true;
+	c.mapping = mapping;
+	c.alloc = alloc;
+	c.filtering = RP_FILTER_RST;
+	c.nat_ttl = 2;
+	c.confidence = 0.9;
+	if (alloc == RP_ALLOC_SEQUENTIAL) {
+		c.has_delta = true;
+		c.delta = 1;
+		c.n_predicted = 45;
+		for (unsigned i = 0; i < c.n_predicted; i++)
+			c.predicted[i] = (uint16_t)(20016 + i);
+	}
+	return c;
+}
+
+static void test_recheck(void **state)
+{
+	(void)state;
+	uint32_t pub = ip("198.18.2.2");
+	struct rp_natinfo out, c;
+	struct rp_port_sample two[2] = { { 100, 40000, 20019 }, { 101, 41000, 20020 } };
+
+	/* preserving: one flow, the punch port kept */
+	c = cached(RP_ALLOC_PRESERVING, RP_MAP_EI);
+	c.mapped_port = c.local_port;
+	assert_int_equal(rp_alloc_recheck_flows(&c), 1);
+	struct rp_port_sample kept = { 100, 40000, 40000 }, moved = { 100, 40000, 40001 };
+	assert_int_equal(rp_alloc_recheck(&c, pub, &kept, 1, &out), 0);
+	assert_int_equal(out.local_port, 40000);
+	assert_int_equal(out.mapped_port, 40000);
+	assert_int_equal(out.n_predicted, 1);
+	assert_int_equal(out.predicted[0], 40000);
+	assert_int_equal(out.filtering, RP_FILTER_RST);
+	assert_int_equal(out.nat_ttl, 2);
+	assert_int_equal(rp_alloc_recheck(&c, pub, &moved, 1, &out), -ESTALE);
+	assert_int_equal(rp_alloc_recheck(&c, ip("198.18.2.3"), &kept, 1, &out), -ESTALE);
+	assert_int_equal(rp_alloc_recheck(&c, pub, two, 2, &out), -EINVAL);
+	c.mapping = RP_MAP_APD;   /* a preserving NAT's mapping does not matter: the port is the punch port */
+	assert_int_equal(rp_alloc_recheck(&c, pub, &kept, 1, &out), 0);
+
+	/* sequential, predicted: two flows, a step of k * delta within the window */
+	c = cached(RP_ALLOC_SEQUENTIAL, RP_MAP_APD);
+	assert_int_equal(rp_alloc_recheck_flows(&c), 2);
+	assert_int_equal(rp_alloc_recheck(&c, pub, two, 1, &out), -EINVAL);
+	assert_int_equal(rp_alloc_recheck(&c, pub, two, 2, &out), 0);
+	assert_int_equal(out.local_port, 40000);
+	assert_int_equal(out.mapped_port, 20019);
+	assert_int_equal(out.n_predicted, 45);
+	assert_int_equal(out.predicted[0], 20021);   /* after the fresher flow's 20020 */
+	assert_int_equal(out.predicted[44], 20065);
+	assert_true(out.confidence == 0.9);
+	struct rp_port_sample s[2];
+	memcpy(s, two, sizeof(s));
+	s[1].mapped_port = 20019 + 45;   /* 44 foreign flows in between: still inside the window */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), 0);
+	s[1].mapped_port = 20019 + 46;   /* past it: the cached rate no longer holds */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), -ESTALE);
+	s[1].mapped_port = 20019;        /* no step */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), -ESTALE);
+	s[1].mapped_port = 20014;        /* against delta, and no wrap of 1024..65535 */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), -ESTALE);
+	s[1].mapped_port = 51234;        /* random now */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), -ESTALE);
+	memcpy(s, two, sizeof(s));
+	s[0].mapped_port = s[0].local_port = 20019;   /* preserving now */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), -ESTALE);
+	/* delta -2 */
+	c.delta = -2;
+	s[0] = (struct rp_port_sample){ 100, 40000, 30010 };
+	s[1] = (struct rp_port_sample){ 101, 41000, 30006 };   /* k = 2 */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), 0);
+	assert_int_equal(out.predicted[0], 30004);
+	assert_int_equal(out.predicted[1], 30002);
+	/* in a range seen wrapping: the step crosses the end, the prediction wraps too */
+	c = cached(RP_ALLOC_SEQUENTIAL, RP_MAP_APD);
+	c.has_range = true;
+	c.range_lo = 20000;
+	c.range_hi = 20099;
+	c.range_confidence = 0.9;
+	s[0] = (struct rp_port_sample){ 100, 40000, 20098 };
+	s[1] = (struct rp_port_sample){ 101, 41000, 20000 };   /* 20098 -> 20099 (foreign) -> 20000 */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), 0);
+	assert_int_equal(out.predicted[0], 20001);
+	s[1].mapped_port = 20100;   /* outside the range */
+	assert_int_equal(rp_alloc_recheck(&c, pub, s, 2, &out), -ESTALE);
+
+	/* sequential behind an endpoint-independent mapping: the mapping is what the peer meets */
+	c = cached(RP_ALLOC_SEQUENTIAL, RP_MAP_EI);
+	assert_int_equal(rp_alloc_recheck_flows(&c), 1);
+	assert_int_equal(rp_alloc_recheck(&c, pub, two, 1, &out), 0);
+	assert_int_equal(out.n_predicted, 1);
+	assert_int_equal(out.predicted[0], 20019);
+	assert_int_equal(rp_alloc_recheck(&c, pub, &kept, 1, &out), -ESTALE);
+
+	/* random: one flow, not kept, in the block if one was seen; no prediction */
+	c = cached(RP_ALLOC_RANDOM, RP_MAP_APD);
+	c.has_range = true;
+	c.range_lo = 16384;
+	c.range_hi = 17407;
+	c.range_confidence = 0.95;
+	assert_int_equal(rp_alloc_recheck_flows(&c), 1);
+	struct rp_port_sample r1 = { 100, 40000, 17000 };
+	assert_int_equal(rp_alloc_recheck(&c, pub, &r1, 1, &out), 0);
+	assert_int_equal(out.mapped_port, 17000);
+	assert_int_equal(out.n_predicted, 0);
+	assert_int_equal(out.range_lo, 16384);
+	r1.mapped_port = 17408;
+	assert_int_equal(rp_alloc_recheck(&c, pub, &r1, 1, &out), -ESTALE);
+	assert_int_equal(rp_alloc_recheck(&c, pub, &kept, 1, &out), -ESTALE);
+
+	/* what the check cannot confirm is not asked */
+	c = cached(RP_ALLOC_UNKNOWN, RP_MAP_APD);
+	assert_int_equal(rp_alloc_recheck_flows(&c), 0);
+	assert_int_equal(rp_alloc_recheck(&c, pub, &r1, 1, &out), -EINVAL);
+	c = cached(RP_ALLOC_RANDOM, RP_MAP_UNKNOWN);
+	assert_int_equal(rp_alloc_recheck_flows(&c), 0);
+	c = cached(RP_ALLOC_SEQUENTIAL, RP_MAP_APD);
+	c.has_delta = false;
+	c.delta = 0;
+	assert_int_equal(rp_alloc_recheck_flows(&c), 0);
+	c = cached(RP_ALLOC_PRESERVING, RP_MAP_EI);
+	c.behind_nat = false;
+	assert_int_equal(rp_alloc_recheck_flows(&c), 0);
+	assert_int_equal(rp_alloc_recheck_flows(NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -735,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_deltas_and_wraps),
 		cmocka_unit_test(test_rr_parse),
 		cmocka_unit_test(test_ttl_guess),
+		cmocka_unit_test(test_recheck),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
