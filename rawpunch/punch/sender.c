@@ -232,6 +232,8 @@ int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
 		ph->prime = xp->prime;
 		ph->ttl = xp->ttl;
 		ph->at_ns = p->t0 + (uint64_t)xp->at_ms * 1000000ull;
+		uint64_t pre_ns = (uint64_t)xp->pre_ms * 1000000ull;
+		ph->at_ns = ph->at_ns > pre_ns ? ph->at_ns - pre_ns : 0;   /* at once if the round begins later */
 		ph->repeat_ns = (uint64_t)xp->repeat_ms * 1000000ull;
 		ph->until_ns = p->t0 + (uint64_t)xp->until_ms * 1000000ull;
 		ph->set.repeat = 1;

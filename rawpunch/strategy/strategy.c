@@ -18,6 +18,10 @@
 /* early_ms over the clock estimate: a busy host sends its prime a few ms after T (late_ms in the
  * round's report: 0.1 ms idle, up to ~5 ms on a loaded 2-core machine), and the SYN must still find it */
 #define EARLY_ALLOW_MS 6
+/* how long before T the hard side's low-TTL mappings may begin (the round begins after SETUP, with
+ * the lead's idle time before T; the mappings live for minutes in SYN_SENT on Linux, RFC 5382's
+ * transitory timeout is 4 minutes) */
+#define PRE_OPEN_MS 1000
 #define DEF_TARGET_P 0.99
 #define DEF_MAX_OPEN 256u
 #define DEF_MAX_PROBES 2048u
@@ -318,6 +322,7 @@ int rp_exec_default(const struct rp_plan *pl, int me, const struct rp_natinfo *s
 		break;
 	case RP_ACT_OPEN_MANY:
 		ph->ttl = x->low_ttl;
+		ph->pre_ms = PRE_OPEN_MS;   /* low TTL: the mappings may open before T */
 		ph->src = RP_SRC_FRESH;
 		ph->n_src = sp->n_local ? sp->n_local : DEF_N_LOCAL;
 		if (ph->n_src > RP_EXEC_MAX_FRESH)

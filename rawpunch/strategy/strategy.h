@@ -129,6 +129,10 @@ struct rp_phase {
 	unsigned n_dst;
 	uint16_t dst_lo, dst_hi;
 	uint32_t at_ms;           /* first pass at T + at_ms (and not before the previous phase ended) */
+	uint32_t pre_ms;          /* ... or up to pre_ms before that, as soon as the round begins: for SYNs
+	                             that cannot reach the peer (low TTL) and need only its address and
+	                             port, e.g. the hard side's mappings, open before T in the lead's idle
+	                             time (the plan's odds do not count on it) */
 	uint32_t repeat_ms;       /* again every repeat_ms (0: once) ... */
 	uint32_t until_ms;        /* ... while the next pass would start before T + until_ms */
 	bool zip;                 /* the i-th source with the i-th destination only (destinations reused in

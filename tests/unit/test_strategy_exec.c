@@ -40,6 +40,8 @@ static void test_exec(void **state)
 	assert_int_equal(x->ph[1].at_ms, pl->side[0].start_ms);
 	assert_int_equal(x->ph[1].repeat_ms, pl->side[0].repeat_ms);
 	assert_int_equal(x->ph[1].until_ms, x->end_ms);
+	assert_int_equal(x->ph[0].pre_ms, 0);             /* SYNs that reach the peer: never before T */
+	assert_int_equal(x->ph[1].pre_ms, 0);
 	assert_int_equal(x->end_ms, pl->side[0].start_ms + pl->side[0].duration_ms);
 	assert_int_equal(x->rst_cut_count, 4);            /* simultaneous open cuts a refused round short */
 	assert_int_equal(x->rst_cut_ms, pl->side[0].start_ms + 1000);
@@ -56,6 +58,7 @@ static void test_exec(void **state)
 	assert_int_equal(x->action, RP_ACT_OPEN_MANY);
 	assert_int_equal(x->ph[0].src, RP_SRC_FRESH);
 	assert_int_equal(x->ph[0].n_src, 256);
+	assert_int_equal(x->ph[0].pre_ms, 1000);          /* low TTL: may open before T, in the lead */
 	assert_int_equal(x->ph[0].ttl, 3);
 	assert_int_equal(x->ph[0].n_dst, 1);
 	assert_int_equal(x->ph[0].dports[0], 40000);
