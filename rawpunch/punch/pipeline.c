@@ -149,8 +149,9 @@ static int stage_connect(struct run *r)
 	e = r->ops->connect(r->st, &rtt, r->res->why, sizeof(r->res->why));
 	if (!e) {
 		/* the filter probe waits for the server's SYN to draw an answer from our NAT: about one
-		 * RTT, which the connect just measured; 4 x RTT + 100 ms, within 150..1000 ms */
-		int f = (int)(4 * rtt + 100);
+		 * RTT, which the connect just measured; 2 x RTT + 50 ms, within 150..1000 ms (a drop-filtering
+		 * NAT is known only when it runs out: at 4 x RTT + 100 it held every cold probe there) */
+		int f = (int)(2 * rtt + 50);
 		r->filter_ms = f < 150 ? 150 : f > 1000 ? 1000 : f;
 	}
 	return end(r, e);

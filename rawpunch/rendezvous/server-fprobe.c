@@ -201,6 +201,8 @@ void rvs_handle_fprobe(struct rv_server *s, struct conn *c, struct json_object *
 	p->owner = c;
 	p->probe_port = (uint16_t)port;
 	p->probe_deadline_ms = rvs_now(s) + (uint64_t)ms;
+	if (p->probe_deadline_ms < s->next_probe_ms)
+		s->next_probe_ms = p->probe_deadline_ms;
 	c->probe = p;
 	s->n_probes++;
 	s->st.probes++;

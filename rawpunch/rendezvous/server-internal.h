@@ -109,6 +109,8 @@ struct rv_server {
 	struct ratelimit rl[RL_SLOTS];
 	struct addrcount *per_addr[NBUCKETS];   /* exact counts; an entry lives while a count is non-zero */
 	unsigned n_probes;
+	uint64_t next_probe_ms;         /* the earliest filter-probe deadline (UINT64_MAX: none): the loop
+	                                   wakes for it, a "drop" verdict is not held for the 100 ms sweep */
 	struct rv_server_stats st;
 };
 

@@ -213,17 +213,31 @@ static void accept_some(struct rv_server *s)
 	}
 }
 
+/* The filter probes past their deadline: "drop" (nothing came back); the next deadline kept. */
+static void probe_expire(struct rv_server *s)
+{
+	uint64_t now = rvs_now(s), next = UINT64_MAX;
+	struct conn *c = s->conns, *nx;
+	for (; c; c = nx) {
+		nx = c->next;
+		if (c->kind != C_PROBE)
+			continue;
+		if (now >= c->probe_deadline_ms)
+			rvs_probe_report(s, c, "drop");   /* frees only c (nx stays valid) */
+		else if (c->probe_deadline_ms < next)
+			next = c->probe_deadline_ms;
+	}
+	s->next_probe_ms = next;
+}
+
 static void sweep(struct rv_server *s)
 {
 	uint64_t now = rvs_now(s);
 	struct conn *c = s->conns, *nx;
 	for (; c; c = nx) {
 		nx = c->next;
-		if (c->kind == C_PROBE) {
-			if (now >= c->probe_deadline_ms)
-				rvs_probe_report(s, c, "drop");   /* frees only c (nx stays valid) */
-			continue;
-		}
+		if (c->kind == C_PROBE)
+			continue;   /* probe_expire */
 		if (c->closing) {
 			if (now >= c->close_at_ms)
 				rvs_conn_free(s, c);
@@ -268,6 +282,7 @@ int rv_server_open(const struct rv_server_cfg *cfg, struct rv_server **out)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
+	s->next_probe_ms = UINT64_MAX;
 	if (!s->cfg.max_sessions)
 		s->cfg.max_sessions = 4096;
 	if (!s->cfg.max_conns)
@@ -360,6 +375,8 @@ static int wait_ms(const struct rv_server *s, int timeout_ms)
 			until = c->ready_ms;
 	if (s->listen_paused && s->listen_retry_ms < until)
 		until = s->listen_retry_ms;
+	if (s->next_probe_ms < until)
+		until = s->next_probe_ms;
 	return until > now ? (int)(until - now) : 0;
 }
 
@@ -401,6 +418,8 @@ int rvs_step(struct rv_server *s, int timeout_ms)
 	uint64_t now = rvs_now(s);
 	if (s->listen_paused && now >= s->listen_retry_ms)
 		rvs_listen_resume(s);
+	if (now >= s->next_probe_ms)
+		probe_expire(s);
 	if (now - s->last_sweep_ms >= 100) {
 		sweep(s);
 		s->last_sweep_ms = now;

@@ -372,7 +372,7 @@ static void test_connected_first_round(void **state)
 	assert_int_equal(res->stage, RP_STAGE_DONE);
 	assert_int_equal(res->fd, 42);
 	assert_int_equal(res->error, 0);
-	assert_int_equal(f.filter_ms, 500);                /* 4 x the connect's 100 ms + 100 */
+	assert_int_equal(f.filter_ms, 250);                /* 2 x the connect's 100 ms + 50 */
 	assert_true(res->have_self && res->have_peer && res->have_plan);
 	assert_int_equal(res->self.local_port, 40000);
 	assert_string_equal(rp_plan_name(&res->plan), "simultaneous-open");
