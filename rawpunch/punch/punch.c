@@ -18,6 +18,8 @@
 #include "rawpunch/base/clock.h"
 #include "rawpunch/base/trace.h"
 
+#define REPRIME_MAX 8   /* primes again in one round, one per reset of ours: a bound on the ping-pong */
+
 #define TICK_NS 100000000ull       /* progress callback period */
 
 /* The port a side's SYNs are bound to in the ISN: its punch port when it sends from that one. */
@@ -117,6 +119,15 @@ static int on_tcp_undefined(struct rp_punch *p, const struct rp_punch_round_opts
 	case RP_RF_REFUSED:
 		p->st->rx_rst++;
 		trace(p, "rx %-3s :%u -> %u (the peer's NAT refused this port)", fl, ev->tuple.sport, ev->tuple.dport);
+		/* a SYN of ours came before the peer's prime (an early SYN, clocks further apart than
+		 * estimated): the RST, the entry's only reply, deleted the mapping our prime made (Linux
+		 * conntrack does), and the peer's SYN would now meet none: prime again at once */
+		if (p->reprime_ttl && ev->tuple.dport == p->punch_port && p->reprimes < REPRIME_MAX &&
+		    rp_punch_reprime(p, ev->tuple.sport) == 0) {
+			p->reprimes++;
+			trace(p, "tx SYN :%u -> %u ttl=%u: primed again (the reset deleted our NAT's entry)", p->punch_port,
+			      ev->tuple.sport, p->reprime_ttl);
+		}
 		return 0;
 	case RP_RF_SYN:
 		p->st->rx_syn++;
@@ -268,6 +279,8 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 		rp_punch_sender_free(s);
 		return r;
 	}
+	p->reprime_ttl = s->x.n && s->x.ph[0].prime ? (s->x.ph[0].ttl ? s->x.ph[0].ttl : s->x.low_ttl) : 0;
+	p->reprimes = 0;
 	p->isn_mine = rp_punch_isn(p->key, my_pub, peer_pub, isn_port(mine, ro->self), ro->round);
 	p->isn_peer = rp_punch_isn(p->key, peer_pub, my_pub, isn_port(theirs, ro->peer), ro->round);
 	st->isn_mine = p->isn_mine;
@@ -390,7 +403,7 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 	r = 0;
 out:
 	rp_punch_sender_stop(s);
-	st->primes_sent = atomic_load(&s->sent_prime);
+	st->primes_sent = atomic_load(&s->sent_prime) + p->reprimes;
 	st->syns_sent = atomic_load(&s->sent_syn);
 	st->send_errors += atomic_load(&s->errors);
 	p->packets_sent += st->primes_sent + st->syns_sent;

@@ -69,6 +69,10 @@ struct rp_punch {
 	 * its SYNs go out as products (a port to a list or range): a SYN or SYN-ACK defines the flow
 	 * only on one of these tuples, the ones this round's own SYNs opened at both NATs */
 	const struct rp_pairset *sent_pairs;
+	uint8_t reprime_ttl;         /* the round's primes' TTL (0: it sends none): a RST from the peer's
+	                                NAT deleted the entry the prime made in ours, which a prime again
+	                                puts back (rp_punch_reprime) */
+	unsigned reprimes;           /* sent this round (at most REPRIME_MAX) */
 	struct rp_punch_round_stats *st;
 	/* the flow */
 	bool defined;
@@ -79,6 +83,10 @@ struct rp_punch {
 	uint16_t *guarded;           /* local ports already in the guard (with their remote range) */
 	size_t n_guarded, cap_guarded;
 };
+
+/* One prime again, from the punch port to dport with the round's ISN and the primes' TTL, sent by the
+ * caller's thread through p->craft (sender.c). 0 or -errno. */
+int rp_punch_reprime(struct rp_punch *p, uint16_t dport);
 
 /* trace(x, fmt, ...): one line to the caller's trace callback, if any */
 #define trace(x, ...) rp_trace((x)->o.trace, (x)->o.trace_arg, __VA_ARGS__)

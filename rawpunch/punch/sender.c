@@ -41,6 +41,19 @@ static int make_tmpl(struct rp_punch *p, struct rp_tmpl *t, uint16_t sport, uint
 	return rp_tmpl_from_ip(t, buf, (size_t)n);
 }
 
+int rp_punch_reprime(struct rp_punch *p, uint16_t dport)
+{
+	struct rp_seg s = {
+		.saddr = p->laddr, .daddr = p->raddr, .sport = p->punch_port, .dport = dport, .seq = p->isn_mine,
+		.flags = RP_TH_SYN, .win = US_RCVBUF > 65535u ? 65535u : US_RCVBUF, .ttl = p->reprime_ttl,
+	};
+	if (!p->reprime_ttl || !p->punch_port || !dport)
+		return -EINVAL;
+	syn_opts(p, &s.opts);   /* as the first prime: the NAT's new entry records the same options */
+	int r = rp_craft_send(p->craft, &s);
+	return r < 0 ? r : 0;
+}
+
 static int burst_progress(const struct rp_burst_stats *bs, void *arg)
 {
 	struct sender *s = arg;

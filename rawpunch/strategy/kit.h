@@ -35,6 +35,15 @@ bool rp_kit_block(const struct rp_natinfo *ni, uint16_t *lo, uint16_t *hi);
 unsigned rp_kit_block_size(const struct rp_natinfo *ni);
 /* Behind a NAT that answers a SYN it has no mapping for (RST or ICMP), i.e. not open, not drop. */
 bool rp_kit_answers_unsolicited(const struct rp_natinfo *ni);
+/* May side i's first full SYN go at c->early_ms (the clocks' estimate) rather than the bound? A SYN
+ * that reaches the peer's NAT before the peer's prime draws that NAT's answer; a RST (or an unknown
+ * filter) as the only reply deletes this side's own NAT entry (Linux conntrack does), so the peer's SYN
+ * then meets no mapping and its reset deletes the peer's: each side's re-sends keep meeting the
+ * other's hole gone. Early is safe where the peer's NAT drops, answers with ICMP or is open, and where
+ * both sides keep their port (preserving allocation: the executor re-primes when a RST shows its entry
+ * gone, and the mapping comes back at the same port). */
+struct rp_plan_ctx;
+bool rp_kit_early_ok(const struct rp_plan_ctx *c, int i);
 /* Milliseconds to send n packets at rate per second, rounded up (0 when rate is 0). */
 uint32_t rp_kit_ms_for(uint64_t n, uint32_t rate);
 

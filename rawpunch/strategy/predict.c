@@ -81,13 +81,16 @@ static int plan_one_sided(const struct rp_plan_ctx *c, struct rp_plan *out)
 	/* easy side: burst to the predicted window from its punch port once the prime passed */
 	es->action = RP_ACT_CONNECT;
 	fill_window(es, pn, w);
-	es->start_ms = c->early_ms;
+	/* early on the clock estimate where the peer's NAT does not reset (rp_kit_early_ok: the
+	 * predictable side does not keep its port), again after the hard bound: a burst that came before
+	 * the prime drew refusals at most, the second meets the mapping */
+	uint32_t e_early = rp_kit_early_ok(c, ei) ? c->early_ms : c->margin_ms;
+	uint32_t p_early = rp_kit_early_ok(c, pi) ? c->early_ms : c->margin_ms;
+	es->start_ms = e_early;
 	uint32_t burst = rp_kit_ms_for(es->n_remote, es->rate_pps);
 	es->repeat_ms = burst + c->repeat_ms;
 	es->duration_ms = 3 * (burst + c->repeat_ms);
-	/* (early on the clock estimate; again after the hard bound: a burst that came before the prime
-	 * drew refusals, the second meets the mapping) */
-	es->again_ms = c->margin_ms > c->early_ms ? c->margin_ms + burst : 0;
+	es->again_ms = c->margin_ms > e_early ? c->margin_ms + burst : 0;
 	/* predictable side: its prime takes the predicted port (mapping to the easy side's port);
 	 * its full SYN follows the burst so it meets an open conntrack entry on the easy NAT */
 	ps->action = RP_ACT_CONNECT;
@@ -95,8 +98,9 @@ static int plan_one_sided(const struct rp_plan_ctx *c, struct rp_plan *out)
 	ps->ttl = c->low_ttl[pi];
 	ps->remote_ports[0] = rp_kit_easy_port(c->ni[ei]);
 	ps->n_remote = 1;
-	ps->start_ms = c->early_ms + burst + c->early_ms;
-	ps->again_ms = c->margin_ms > c->early_ms ? c->margin_ms + burst + c->margin_ms + burst : 0;
+	/* after the easy side's burst (from its start, by this side's margin) */
+	ps->start_ms = e_early + burst + p_early;
+	ps->again_ms = ps->start_ms < c->margin_ms + burst + c->margin_ms ? c->margin_ms + burst + c->margin_ms + burst : 0;
 	ps->repeat_ms = c->repeat_ms;
 	ps->duration_ms = es->duration_ms;
 	double conf = pn->confidence > 0 && pn->confidence <= 1 ? pn->confidence : 0.5;

@@ -31,11 +31,13 @@ static int plan(const struct rp_plan_ctx *c, struct rp_plan *out)
 		 * attempt if the peer's SYN came first: open our own mapping with a low-TTL SYN at T */
 		sp->prime = rp_kit_answers_unsolicited(c->ni[i]);
 		sp->ttl = sp->prime ? c->low_ttl[i] : 0;
-		/* early on the clock estimate, again once the hard bound has passed: an early SYN that met
-		 * the peer's NAT before its prime only drew a refusal, and the second finds the mapping */
+		/* early on the clock estimate where that is safe (rp_kit_early_ok), again once the hard
+		 * bound has passed: an early SYN that met the peer's NAT before its prime drew a refusal
+		 * at most, and the second finds the mapping */
 		if (sp->prime || rp_kit_answers_unsolicited(c->ni[1 - i])) {
-			sp->start_ms = c->early_ms;
-			sp->again_ms = c->margin_ms > c->early_ms ? c->margin_ms : 0;
+			bool early = rp_kit_early_ok(c, i);
+			sp->start_ms = early ? c->early_ms : c->margin_ms;
+			sp->again_ms = early && c->margin_ms > c->early_ms ? c->margin_ms : 0;
 		}
 		sp->repeat_ms = c->repeat_ms;
 		sp->duration_ms = 10u * c->repeat_ms > 5000 ? 10u * c->repeat_ms : 5000;

@@ -159,6 +159,14 @@ bool rp_kit_answers_unsolicited(const struct rp_natinfo *ni)
 	return ni->behind_nat && ni->filtering != RP_FILTER_OPEN && ni->filtering != RP_FILTER_DROP;
 }
 
+bool rp_kit_early_ok(const struct rp_plan_ctx *c, int i)
+{
+	const struct rp_natinfo *self = c->ni[i], *peer = c->ni[1 - i];
+	bool peer_resets = peer->behind_nat && (peer->filtering == RP_FILTER_RST || peer->filtering == RP_FILTER_UNKNOWN);
+	bool both_keep = self->alloc == RP_ALLOC_PRESERVING && peer->alloc == RP_ALLOC_PRESERVING;
+	return !peer_resets || both_keep;
+}
+
 uint32_t rp_kit_ms_for(uint64_t n, uint32_t rate)
 {
 	return rate ? (uint32_t)((n * 1000u + rate - 1) / rate) : 0;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "rawpunch/strategy/kit.h"
 #include "rawpunch/strategy/strategy.h"
 #include "tests/unit/natinfo_fixture.h"
 
@@ -174,15 +175,41 @@ static void test_early_again(void **state)
 	assert_int_equal(pl->side[0].start_ms, 52);
 	assert_int_equal(pl->side[0].again_ms, 0);
 
-	/* sequential x preserve: the easy side's burst early and again, the predictable side's full SYN
-	 * after each */
+	/* the early SYN only where it is safe: a port kept by neither (an endpoint-independent NAT that
+	 * allocates at random: easy, but a deleted entry comes back at another port) and the peer
+	 * resetting: the bound, once (rp_kit_early_ok) */
 	pp.clock_est_ms = 5.3;
-	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	b.alloc = RP_ALLOC_RANDOM;
 	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
-	uint32_t burst = pl->side[1].again_ms - 52;
-	assert_int_equal(pl->side[1].start_ms, 12);
-	assert_int_equal(pl->side[0].start_ms, 12 + burst + 12);
+	assert_string_equal(rp_plan_name(pl), "simultaneous-open");
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pl->side[i].start_ms, 52);
+		assert_int_equal(pl->side[i].again_ms, 0);
+	}
+	/* ... but where the peer's NAT drops, that side may (a's early SYN meets no reset) */
+	b.filtering = RP_FILTER_DROP;
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[0].start_ms, 12);
+	assert_int_equal(pl->side[0].again_ms, 52);
+	assert_int_equal(pl->side[1].start_ms, 52);         /* b: its peer resets */
+
+	/* sequential (rst) x preserve (drop): the easy side b at the bound (the sequential NAT resets and
+	 * keeps no port), and again; the predictable side's full SYN early after b's burst, and again
+	 * after b's second */
+	mk(&a, SEQUENTIAL, RP_FILTER_RST, "198.18.1.2", 40000);
+	mk(&b, PRESERVE, RP_FILTER_DROP, "198.18.2.2", 41000);
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	uint32_t burst = rp_kit_ms_for(pl->side[1].n_remote, pl->side[1].rate_pps);
+	assert_int_equal(pl->side[1].start_ms, 52);
+	assert_int_equal(pl->side[1].again_ms, 0);
+	assert_int_equal(pl->side[0].start_ms, 52 + burst + 12);
 	assert_int_equal(pl->side[0].again_ms, 52 + burst + 52 + burst);
+	/* both resetting: the bound everywhere, as without an estimate */
+	b.filtering = RP_FILTER_RST;
+	assert_int_equal(rp_plan_make(&a, &b, &pp, 0, pl), 0);
+	assert_int_equal(pl->side[1].start_ms, 52);
+	assert_int_equal(pl->side[0].start_ms, 52 + burst + 52);
+	assert_int_equal(pl->side[0].again_ms, 0);
 	free(pl);
 	free(x);
 }
