@@ -73,7 +73,9 @@ int rp_preflight_check(struct rp_preflight_srv *s, unsigned n, int timeout_ms, i
 			/* a lost SYN waits the kernel's 1 s: a second connection to each server not up yet */
 			hedge = 0;
 			for (unsigned i = 0; i < n; i++) {
-				if (done[i])
+				/* (not from a given port: its own connection is the one wanted, and one closed
+				 * while connecting would leave its 4-tuple half-open at the server) */
+				if (done[i] || s[i].lport)
 					continue;
 				struct rp_preflight_srv h = { .addr = s[i].addr };
 				int fd = start(&h);
@@ -106,14 +108,11 @@ int rp_preflight_check(struct rp_preflight_srv *s, unsigned n, int timeout_ms, i
 			done[i] = true;
 			left--;
 			if (!e && k >= n) {
-				/* the hedge is up: the server is reached, and its connection is the one kept,
-				 * unless it was to come from a given port (that one still tries: dropped) */
-				if (!s[i].lport) {
-					int t = p[i].fd;
-					p[i].fd = p[k].fd;
-					p[k].fd = t;
-					s[i].t_start_ns = hedge_t0[i];
-				}
+				/* the hedge is up: the server is reached, and its connection is the one kept */
+				int t = p[i].fd;
+				p[i].fd = p[k].fd;
+				p[k].fd = t;
+				s[i].t_start_ns = hedge_t0[i];
 			}
 			s[i].ms = (double)(rp_mono_ns() - s[i].t_start_ns) / 1e6;
 		}
@@ -127,16 +126,9 @@ int rp_preflight_check(struct rp_preflight_srv *s, unsigned n, int timeout_ms, i
 			close(p[n + i].fd);
 	}
 	for (unsigned i = 0; i < n; i++) {
-		bool up = done[i] && !err[i] && p[i].fd >= 0 && s[i].t_start_ns;
-		if (up && first < 0 && s[i].keep) {
-			/* a given port's own connection is kept only if it is up, not still connecting */
-			int e = 0;
-			socklen_t el = sizeof(e);
-			struct pollfd q = { .fd = p[i].fd, .events = POLLOUT };
-			if (poll(&q, 1, 0) == 1 && !getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &e, &el) && !e) {
-				s[i].fd = p[i].fd;
-				continue;
-			}
+		if (done[i] && !err[i] && p[i].fd >= 0 && first < 0 && s[i].keep) {
+			s[i].fd = p[i].fd;   /* up: the one that connected */
+			continue;
 		}
 		if (p[i].fd >= 0)
 			close(p[i].fd);

@@ -23,8 +23,8 @@ struct rp_preflight_srv {
 /* Connect to each of the n servers at once (non-blocking TCP, one SYN each), waiting at most
  * timeout_ms in all; close each again at once unless kept. hedge_ms > 0: a server not connected by
  * then gets a second connection from an ephemeral port (a lost SYN would wait the kernel's 1 s), and
- * the first of the two that connects answers for it; that one is kept, except where lport was given:
- * then only the connection from lport is, if it is up by the end. err[i]: 0 (it accepted),
+ * the first of the two that connects answers for it and is the one kept; not where lport was given
+ * (its own connection is the one wanted). err[i]: 0 (it accepted),
  * -ECONNREFUSED, -EHOSTUNREACH, -ENETUNREACH, -ETIMEDOUT (no answer), -EADDRINUSE (lport), other
  * -errno. Returns the index of the first server that failed, -1 when all accepted, or -EINVAL (more
  * than 16 servers, no time). The connections are made before anything else so they are over before a

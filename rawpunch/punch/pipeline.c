@@ -197,7 +197,7 @@ static void set_ready(struct run *r)
 {
 	pthread_mutex_lock(&r->ready_mu);
 	r->ready = true;
-	pthread_cond_signal(&r->ready_cv);
+	pthread_cond_broadcast(&r->ready_cv);
 	pthread_mutex_unlock(&r->ready_mu);
 }
 

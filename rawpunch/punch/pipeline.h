@@ -119,7 +119,7 @@ struct rp_punch_run_opts {
 	const struct rv_keys *rv_keys;   /* optional: rv_keys_derive(secret, session), derived by the caller
 	                                    (beside its pre-flight): the run does not stretch the secret again */
 	int rendezvous_fd;               /* have_rendezvous_fd: a connection to `rendezvous` already up (the
-	                                    pre-flight's, rp_preflight_reach_keep), which CONNECT adopts: no */
+	                                    pre-flight's, rp_preflight_check), which CONNECT adopts: no */
 	bool have_rendezvous_fd;         /* second handshake; the run owns it (closes it, whatever happens) */
 	double rendezvous_rtt_ms;        /* its handshake's time (the filter probe's timeout is sized by it) */
 	uint16_t local_port;             /* the punch port; 0: a free one */

@@ -796,7 +796,7 @@ int rv_join_finish_(struct rv_client *c, const struct rv_join_req *req, struct r
 	res->offset_ns = c->offset_ns;
 	res->rtt_ns = c->rtt_ns;
 	res->relay_rtt_ns = c->rtt_ns + res->peer_rtt_ns;
-	res->clock_err_ns = c->clock_err_ns + peer_err;
+	res->clock_err_ns = my_err + peer_err;   /* what the peer adds too: both plans see the same sum */
 	res->clock_bound_ns = (c->rtt_ns + res->peer_rtt_ns) / 2;
 	res->lead_ns = (int64_t)lead_ns;
 	res->clock_sync_ns = c->clock_sync_ns;

@@ -101,6 +101,7 @@ struct rv_join_res {
  * before the peer's SYN has crossed to its NAT (the plan's early margin and the one-way delay), and a
  * later one costs a re-send (again_ms), not the round */
 #define RV_SETUP_MS 15
+#define RV_SETUP_SLOW_MS 60   /* the same where SETUP still opens the capture (punch --pcap) */
 #define RV_LEAD_SLACK_MS 10
 uint64_t rv_lead_auto_ns(int64_t rtt_ns, int64_t peer_rtt_ns, int64_t err_ns, int64_t peer_err_ns, uint64_t setup_ns);
 

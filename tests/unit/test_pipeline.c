@@ -397,7 +397,8 @@ static void test_connected_first_round(void **state)
 }
 
 /* PREPARE runs on the probe's thread after the natinfo is out: the join does not wait for it (it
- * takes 200 ms here), the pipeline joins it before SETUP, which comes after it. */
+ * takes 400 ms here; the log's writes from the two threads are that far apart), the pipeline joins
+ * it before SETUP, which comes after it. */
 static uint64_t t_wait_done, t_prepared;
 static uint64_t now_ms(void)
 {
@@ -410,7 +411,7 @@ static void f_prepare(void *st, uint16_t lport, void (*trace)(void *arg, const c
 {
 	(void)trace;
 	(void)trace_arg;
-	usleep(200000);
+	usleep(400000);
 	logf_(st, "prepare(%u) ", lport);
 	t_prepared = now_ms();
 }
@@ -438,8 +439,8 @@ static void test_prepare_beside(void **state)
 	uint64_t t0 = now_ms();
 	assert_int_equal(rp_punch_run_ops(&o, &ops, &f, on_event, &e, res), 0);
 	assert_string_equal(f.log, "connect port probe(40000,first) join(40000) prepare(40000) open round(0) tell(done) totals handoff close");
-	assert_true(t_wait_done < 150);          /* the natinfo went out without the 200 ms */
-	assert_true(t_prepared - t0 >= 200);     /* and SETUP came after PREPARE */
+	assert_true(t_wait_done < 300);          /* the natinfo went out without the 400 ms */
+	assert_true(t_prepared - t0 >= 400);     /* and SETUP came after PREPARE */
 }
 
 /* relay first: the relay comes up while the punch runs (f_relay_connect waits for the round), its stream

@@ -101,7 +101,7 @@ static void test_keep(void **state)
 
 /* A SYN dropped (the server's accept queue is full at first) waits the kernel's 1 s retransmission;
  * the hedge's connection, sent after hedge_ms once there is room, answers for the server long before,
- * and is the one kept. */
+ * and is the one kept; a connection from a given port is not hedged. */
 static int full_lfd;
 static void *make_room(void *arg)
 {
@@ -121,7 +121,20 @@ static uint64_t ms_now(void)
 static void test_hedge(void **state)
 {
 	(void)state;
-	for (int hedged = 0; hedged < 2; hedged++) {
+	for (int hedged = 0; hedged < 3; hedged++) {   /* 0: no hedge, 1: hedged, 2: hedged but from a port */
+		uint16_t lport = 0;
+		int hold = -1;
+		if (hedged == 2) {
+			int one = 1;
+			struct sockaddr_in h = lo(0);
+			socklen_t hl = sizeof(h);
+			hold = socket(AF_INET, SOCK_STREAM, 0);
+			assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+			assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
+			assert_int_equal(bind(hold, (struct sockaddr *)&h, sizeof(h)), 0);
+			assert_int_equal(getsockname(hold, (struct sockaddr *)&h, &hl), 0);
+			lport = ntohs(h.sin_port);
+		}
 		uint16_t port;
 		int err[1];
 		full_lfd = listener(&port);
@@ -133,16 +146,24 @@ static void test_hedge(void **state)
 		pthread_t th;
 		void *accepted;
 		assert_int_equal(pthread_create(&th, NULL, make_room, NULL), 0);
-		struct rp_preflight_srv s = { .addr = a, .keep = true };
+		struct rp_preflight_srv s = { .addr = a, .lport = lport, .keep = true };
 		uint64_t t0 = ms_now();
 		assert_int_equal(rp_preflight_check(&s, 1, 3000, hedged ? 100 : 0, err), -1);
 		uint64_t took = ms_now() - t0;
 		pthread_join(th, &accepted);
-		if (hedged)
+		if (hedged == 1)
 			assert_true(took < 600);                /* the hedge at 100 ms, not the retransmission */
 		else
-			assert_true(took >= 900);               /* the kernel's retransmission after 1 s */
+			assert_true(took >= 900);               /* the kernel's retransmission after 1 s (from a
+			                                           given port: no hedge, its own is wanted) */
 		assert_true(s.fd >= 0);
+		if (hedged == 2) {
+			struct sockaddr_in me;
+			socklen_t ml = sizeof(me);
+			assert_int_equal(getsockname(s.fd, (struct sockaddr *)&me, &ml), 0);
+			assert_int_equal(ntohs(me.sin_port), lport);
+			close(hold);
+		}
 		close(s.fd);
 		close((int)(intptr_t)accepted);
 		close(filler);
