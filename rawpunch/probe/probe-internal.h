@@ -84,8 +84,9 @@ struct probe_confirm {
 /* The capture and the crafter, from o, ifname, laddr and lport (each takes the kernel a while: ahead
  * of the run where it can be). 0 or -errno (nothing left open). */
 int probe_confirm_open(struct probe_confirm *pc);
-/* The tests; what was opened is closed once the result is settled (before the last answer of the
- * server is waited for). */
+/* The tests; what was opened is closed. A pass that settles the run does not wait for the server's
+ * verdict: that test's verdict stays RP_FILTER_UNKNOWN, its call ends on its own thread after this
+ * returns (it touches nothing of pc's) and closes the capture and the crafter then. */
 void probe_confirm_run(struct probe_confirm *pc);
 /* Close what is open (safe twice). */
 void probe_confirm_close(struct probe_confirm *pc);
