@@ -5,15 +5,16 @@
  * public port. Its SYN matches the mapping our SYN left on every NAT it passed (a simultaneous open),
  * so it reaches this host -- pcap sees it -- exactly when t was enough to pass the outermost NAT. A
  * test that does not get in meets our outermost NAT's filter as an unsolicited SYN would: the
- * server's verdict then says what the filter does. The capture and the crafter may be opened ahead
- * (probe_confirm_open: the packet ring's set-up takes the kernel ~10 ms, and so does its close, which
- * comes once the result is settled, beside the wait for the server's last answer). */
+ * server's verdict then says what the filter does. A pass that settles nat_ttl ends the run as pcap
+ * sees it: the server's verdict, a round trip later, is left to its call (call_leave). The capture and
+ * the crafter may be opened ahead (probe_confirm_open: the packet ring's set-up takes the kernel
+ * ~10 ms, and so does its close, which such a call does once it ended). */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -32,22 +33,105 @@ static uint32_t rnd32(void)
 	return x;
 }
 
-/* The server's connect-back, on a thread of its own while pcap is watched. */
+/* The server's connect-back, on a thread of its own while pcap is watched. Its state is on the heap,
+ * the thread's own: a pass that settles the run (the server's SYN got in) need not wait for the
+ * server's verdict, a round trip later (the SYN's way back as our RST, the verdict's). The call is
+ * then left to end on its own (call_leave): the thread, detached, closes what it was handed and
+ * frees the state; nothing of the probe's is touched after rp_probe_run() returns. */
 struct call {
-	struct probe_confirm *pc;
-	struct rp_probe_confirm *t;
+	rp_connect_back_fn fn;           /* from the probe's opts: the call copies what it needs */
+	void *arg;
+	uint16_t public_port, server_port;
+	int ms;
+	pthread_mutex_t mu;              /* done, left and what the call said */
+	bool done, left;
+	enum rp_filter verdict;
 	int err;
-	atomic_bool done;
+	struct rp_cap *cap;              /* left: closed by the thread once the call ended */
+	struct rp_craft *cr;
 	pthread_t th;
 };
+
+static void call_free(struct call *c)
+{
+	if (c->cr)
+		rp_craft_close(c->cr);
+	rp_cap_close(c->cap);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
 
 static void *call_thread(void *arg)
 {
 	struct call *c = arg;
-	c->err = c->pc->o->connect_back(c->pc->o->connect_back_arg, c->pc->public_port, c->t->server_port,
-					c->pc->ms, &c->t->verdict);
-	atomic_store(&c->done, true);
+	enum rp_filter v = RP_FILTER_UNKNOWN;
+	int err = c->fn(c->arg, c->public_port, c->server_port, c->ms, &v);
+	pthread_mutex_lock(&c->mu);
+	c->verdict = v;
+	c->err = err;
+	c->done = true;
+	bool left = c->left;
+	pthread_mutex_unlock(&c->mu);
+	if (left)
+		call_free(c);
 	return NULL;
+}
+
+static bool call_done(struct call *c)
+{
+	pthread_mutex_lock(&c->mu);
+	bool d = c->done;
+	pthread_mutex_unlock(&c->mu);
+	return d;
+}
+
+/* The call's start on its thread; NULL when it cannot start. */
+static struct call *call_start(const struct probe_confirm *pc, uint16_t server_port)
+{
+	struct call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	*c = (struct call){ .fn = pc->o->connect_back, .arg = pc->o->connect_back_arg, .public_port = pc->public_port,
+			    .server_port = server_port, .ms = pc->ms };
+	pthread_mutex_init(&c->mu, NULL);
+	if (pthread_create(&c->th, NULL, call_thread, c)) {
+		call_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* The call's end, waited for: what it said into t (its verdict), freed. */
+static int call_join(struct call *c, struct rp_probe_confirm *t)
+{
+	pthread_join(c->th, NULL);
+	int err = c->err;
+	t->verdict = c->verdict;
+	call_free(c);
+	return err;
+}
+
+/* The call no longer waited for (a pass that settles the run): pc's capture and crafter go with it,
+ * closed by its thread once it ended (their close takes the kernel ~10 ms each, now off the probe's
+ * way), and t's verdict stays unknown. When it already ended: as call_join, and the closes are the
+ * caller's. */
+static void call_leave(struct call *c, struct probe_confirm *pc, struct rp_probe_confirm *t)
+{
+	pthread_mutex_lock(&c->mu);
+	bool done = c->done;
+	pthread_t th = c->th;
+	if (!done) {
+		c->left = true;
+		c->cap = pc->cap;
+		c->cr = pc->cr;
+		pc->cap = NULL;
+		pc->cr = NULL;
+	}
+	pthread_mutex_unlock(&c->mu);   /* from here on c is the thread's (freed at its end) */
+	if (done)
+		(void)call_join(c, t);   /* (a pass: what the call says does not change the result) */
+	else
+		pthread_detach(th);
 }
 
 /* Is this the server's SYN from port q to the punch port? */
@@ -57,12 +141,12 @@ static bool server_syn(const struct probe_confirm *pc, const struct rp_event *ev
 	       ev->tuple.dport == pc->lport && (ev->flags & RP_TH_SYN) && !(ev->flags & RP_TH_ACK);
 }
 
-/* One test at TTL ttl, begun: our SYN, the server's call on its thread (c), and pcap watched until
- * the server's SYN got in (t->passed) or the call ended without it. 0 (test_end() joins the call),
+/* One test at TTL ttl, begun: our SYN, the server's call on its thread (*cp), and pcap watched until
+ * the server's SYN got in (t->passed) or the call ended without it. 0 (test_end() takes the call),
  * or -errno when the test could not start. The server's SYN, when it gets in, is refused at once
  * with a RST in our SYN's sequence space (conntrack takes it, where it would drop the kernel's own,
  * seq 0), so the server's call returns after one round trip. */
-static int test_begin(struct probe_confirm *pc, unsigned ttl, struct call *c)
+static int test_begin(struct probe_confirm *pc, unsigned ttl, struct call **cp)
 {
 	struct rp_probe_confirm *t = &pc->tests[pc->n++];
 	memset(t, 0, sizeof(*t));
@@ -84,9 +168,8 @@ static int test_begin(struct probe_confirm *pc, unsigned ttl, struct call *c)
 		t->err = e;
 		return e;
 	}
-	*c = (struct call){ .pc = pc, .t = t };
-	atomic_init(&c->done, false);
-	if (pthread_create(&c->th, NULL, call_thread, c)) {
+	struct call *c = *cp = call_start(pc, t->server_port);
+	if (!c) {
 		t->err = -EAGAIN;
 		return -EAGAIN;
 	}
@@ -102,7 +185,7 @@ static int test_begin(struct probe_confirm *pc, unsigned ttl, struct call *c)
 				t->passed = true;
 			}
 		uint64_t now = rp_clock_ns(CLOCK_MONOTONIC);
-		if (atomic_load(&c->done) && !late)
+		if (!late && call_done(c))
 			late = now + (uint64_t)LATE_MS * 1000000ull;   /* its SYN may still be on the way to pcap */
 		if (t->passed || (late && now >= late))
 			break;
@@ -111,14 +194,19 @@ static int test_begin(struct probe_confirm *pc, unsigned ttl, struct call *c)
 	return 0;
 }
 
-/* The test's end: the call joined. 1 passed, 0 filtered, -errno when it said nothing. */
-static int test_end(struct probe_confirm *pc, struct call *c)
+/* The test's end: the call joined, or left where the test passed and that settles the run (settle).
+ * 1 passed, 0 filtered, -errno when it said nothing. */
+static int test_end(struct probe_confirm *pc, struct call *c, bool settle)
 {
-	struct rp_probe_confirm *t = c->t;
-	pthread_join(c->th, NULL);
-	if (c->err < 0) {
-		t->err = c->err;
-		return c->err;
+	struct rp_probe_confirm *t = &pc->tests[pc->n - 1];
+	if (t->passed && settle) {
+		call_leave(c, pc, t);
+		return 1;
+	}
+	int err = call_join(c, t);
+	if (err < 0) {
+		t->err = err;
+		return err;
 	}
 	if (!t->passed && pc->filter_err && t->verdict != RP_FILTER_UNKNOWN && t->verdict != RP_FILTER_OPEN) {
 		pc->filtering = t->verdict;
@@ -173,15 +261,13 @@ void probe_confirm_run(struct probe_confirm *pc)
 	unsigned failed = 0, passed = 0, ttl = pc->first;
 	pc->err = -ENOENT;
 	while (pc->n < RP_PROBE_MAX_CONFIRM && ttl >= 1 && ttl <= pc->max_ttl) {
-		struct call c;
+		struct call *c = NULL;
 		if ((e = test_begin(pc, ttl, &c)) < 0) {
 			pc->err = e;
 			break;
 		}
-		/* a pass that ends the run: the capture goes while the server's answer is on its way */
-		if (c.t->passed && (ttl == 1 || settles(pc, ttl, failed)))
-			probe_confirm_close(pc);
-		if ((e = test_end(pc, &c)) < 0) {
+		/* a pass that ends the run is not waited for: the server's verdict is left to the call */
+		if ((e = test_end(pc, c, ttl == 1 || settles(pc, ttl, failed))) < 0) {
 			pc->err = e;
 			break;
 		}

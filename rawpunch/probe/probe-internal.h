@@ -29,12 +29,16 @@ struct rp_stun_opts probe_stun_opts(const struct rp_probe_opts *o, uint32_t ladd
 				    size_t cap);
 
 /* probe-ttl.c: r->hops[], r->n_hops; 0 when the NAT hop is found, else -errno (r->ttl_err).
- * sent(arg) is called once the first SYNs have left (the flow they make on the NAT is then taken),
- * before the answers are waited for; it may not be called when the search fails before. Once
- * *enough (NULL: never) is set and the server was reached, the wait for the answers of the hops
- * before it ends: a router that stays silent that long (its ICMP rate limit spent) will not answer. */
+ * step(arg, false, 0) is called once the first SYNs have left (the flow they make on the NAT is then
+ * taken), before the answers are waited for; it may not be called when the search fails before.
+ * step(arg, true, err) once r->hops are final and err is what the search returns, before its
+ * capture, crafter and guard are closed (that takes the kernel tens of ms: a caller on another
+ * thread need not wait for it). Once *enough (NULL: never) is set and the server was reached, the
+ * wait for the answers of the hops before it ends: a router that stays silent that long (its ICMP
+ * rate limit spent) will not answer. */
 int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg, const atomic_bool *enough);
+		     uint32_t laddr, uint16_t lport, void (*step)(void *arg, bool final, int err), void *arg,
+		     const atomic_bool *enough);
 
 /* probe-alloc.c: STUN Binding flows in flight together. Each starts at start_ns (CLOCK_MONOTONIC;
  * 0: held until a hook gives it one), in the order given among those due; a flow the caller marks
@@ -80,8 +84,9 @@ struct probe_confirm {
 /* The capture and the crafter, from o, ifname, laddr and lport (each takes the kernel a while: ahead
  * of the run where it can be). 0 or -errno (nothing left open). */
 int probe_confirm_open(struct probe_confirm *pc);
-/* The tests; what was opened is closed once the result is settled (before the last answer of the
- * server is waited for). */
+/* The tests; what was opened is closed. A pass that settles the run does not wait for the server's
+ * verdict: that test's verdict stays RP_FILTER_UNKNOWN, its call ends on its own thread after this
+ * returns (it touches nothing of pc's) and closes the capture and the crafter then. */
 void probe_confirm_run(struct probe_confirm *pc);
 /* Close what is open (safe twice). */
 void probe_confirm_close(struct probe_confirm *pc);

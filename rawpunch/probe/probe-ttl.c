@@ -158,7 +158,8 @@ static unsigned silent_tail(const struct ttl_run *t)
 }
 
 int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, const struct rp_route *rt,
-		     uint32_t laddr, uint16_t lport, void (*sent)(void *arg), void *arg, const atomic_bool *enough)
+		     uint32_t laddr, uint16_t lport, void (*step)(void *arg, bool final, int err), void *arg,
+		     const atomic_bool *enough)
 {
 	struct ttl_run t = { .o = o, .r = r, .raw = -1, .laddr = laddr, .lport = lport, .enough = enough };
 	struct rp_guard *g = NULL;
@@ -200,8 +201,8 @@ int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, c
 	for (unsigned ttl = 1; ttl <= t.ttl_max; ttl++)
 		if ((ret = send_syn(&t, ttl, false)) < 0)
 			goto out;
-	if (sent)
-		sent(arg);
+	if (step)
+		step(arg, false, 0);
 	if ((ret = wait_answers(&t, 1, wait_ms)) < 0)
 		goto out;
 	/* Only when the server was not reached: past it the TTLs are silent anyway (it answers one SYN
@@ -232,6 +233,8 @@ int probe_ttl_search(const struct rp_probe_opts *o, struct rp_probe_report *r, c
 			break;
 		}
 out:
+	if (step)
+		step(arg, true, ret);   /* r->hops are final: the closes below need not be waited for */
 	rp_guard_close(g);
 	if (t.raw >= 0)
 		close(t.raw);

@@ -120,28 +120,26 @@ struct ttl_job {
 	pthread_t th;
 };
 
-static void ttl_mark(struct ttl_job *j, bool done)
+/* The search's steps (probe_ttl_search's step): its SYNs left; r->hops final with its result err
+ * (before its closes) */
+static void ttl_step(void *arg, bool final, int err)
 {
+	struct ttl_job *j = arg;
 	pthread_mutex_lock(&j->mu);
 	j->sent = true;
-	j->done |= done;
+	if (final) {
+		j->done = true;
+		j->err = err;
+	}
 	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
-}
-
-static void ttl_sent(void *arg)
-{
-	ttl_mark(arg, false);
 }
 
 static void *ttl_thread(void *arg)
 {
 	struct ttl_job *j = arg;
-	int e = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_sent, j, &j->enough);
-	pthread_mutex_lock(&j->mu);
-	j->err = e;
-	pthread_mutex_unlock(&j->mu);
-	ttl_mark(j, true);   /* (a search that failed before sending: nothing to wait for) */
+	int e = probe_ttl_search(j->o, j->r, j->rt, j->laddr, j->lport, ttl_step, j, &j->enough);
+	ttl_step(j, true, e);   /* (a search that failed before sending: nothing to wait for) */
 	return NULL;
 }
 

@@ -63,7 +63,11 @@
  * what came back (rst / drop / icmp / open) in *out. 0 or -errno (filtering is then unknown). */
 typedef int (*rp_filter_probe_fn)(void *arg, uint16_t public_port, int timeout_ms, enum rp_filter *out);
 /* The same from the server's port server_port (the one our low-TTL SYN went to). -EOPNOTSUPP when
- * the server cannot choose its port; other -errno as above. May run on a thread of its own. */
+ * the server cannot choose its port; other -errno as above. Runs on a thread of its own, and may
+ * still run after rp_probe_run() returned: a test whose pass settles nat_ttl (the server's SYN came
+ * in) does not wait for the verdict. *out is then the call's own, but arg is the caller's: once the
+ * request has left (the server acts on it) the call must not read arg again (rv_connect_back_cb
+ * reads the server's address only to connect). */
 typedef int (*rp_connect_back_fn)(void *arg, uint16_t public_port, uint16_t server_port, int timeout_ms,
 				  enum rp_filter *out);
 
@@ -124,7 +128,8 @@ struct rp_probe_confirm {
 	uint8_t ttl;                     /* of our SYN from the punch port to connect_back_addr:server_port */
 	uint16_t server_port;
 	bool passed;                     /* the server's SYN from there reached us */
-	enum rp_filter verdict;          /* what the server saw (rst from our kernel when it passed) */
+	enum rp_filter verdict;          /* what the server saw (rst from us when it passed); unknown
+	                                  * where a pass settled nat_ttl: not waited for */
 	int err;                         /* 0, or why the test said nothing (-EOPNOTSUPP: old server, ...) */
 };
 

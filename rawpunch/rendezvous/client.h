@@ -33,7 +33,8 @@ int rv_filter_probe_cb(void *arg, uint16_t public_port, int timeout_ms, enum rp_
 int rv_connect_back(const struct sockaddr_in *server, uint16_t public_port, uint16_t server_port, int timeout_ms,
 		    enum rp_filter *out);
 /* The probe's connect_back callback (rawpunch/probe/probe.h): arg is the server's const struct
- * sockaddr_in *, and the probe's connect_back_addr its address. */
+ * sockaddr_in *, and the probe's connect_back_addr its address. arg is read only to connect (the
+ * call may outlive the probe, and arg with it, once its request has left). */
 int rv_connect_back_cb(void *arg, uint16_t public_port, uint16_t server_port, int timeout_ms, enum rp_filter *out);
 
 #define RV_MAX_CAND 32
