@@ -7,6 +7,7 @@
  *
  *   rp-wire --ns1 /run/netns/X --if1 eth1 --ns2 /run/netns/Y --if2 to-x
  *           [--delay-us N] [--jitter-us N] [--loss-ppm N] [--queue N] [--seed N]
+ *           [--extra12-us N] [--extra21-us N] [--extra-addr A.B.C.D]
  *
  * Per direction a frame is lost with probability loss-ppm / 1e6; otherwise it leaves at
  * arrival + delay + U[-jitter, +jitter] (microsecond resolution), but never before the frame ahead of it:
@@ -14,11 +15,17 @@
  * not as reordering. A direction holds at most --queue frames (default 16384); beyond that frames are
  * tail-dropped and counted. With delay and jitter 0 frames are forwarded at once.
  *
+ * Asymmetry: --extra12-us adds N us to every frame from if1 to if2 only, --extra21-us to those from if2
+ * to if1. With --extra-addr only IPv4 frames from or to that address get the extra; they wait in a
+ * queue of their own, so the other frames of that direction are not held behind them (frames of one
+ * flow still never reorder: they are all in the same queue).
+ *
  * One thread, epoll + timerfd; frames are read/written with one syscall each. The devices exist as long
  * as the process lives (non-persistent TAPs): killing it removes both ends of the link. The caller
  * configures addresses and brings the devices up. SIGTERM/SIGINT end it; counters go to stderr on exit
  * and on SIGUSR1.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -52,19 +59,25 @@ struct slot {
 	uint8_t data[SLOT_BYTES];
 };
 
-struct dir {
-	int in_fd, out_fd;
-	struct slot *q;               /* ring */
+struct ring {
+	struct slot *q;               /* NULL: not needed (frames bound for it are forwarded at once) */
 	uint32_t cap, head, count;
 	uint64_t last_due_ns;
+};
+
+struct dir {
+	int in_fd, out_fd;
+	uint64_t extra_ns;            /* this direction's extra delay (--extra12-us / --extra21-us) */
+	struct ring r[2];             /* [0]: the frames without the extra (all, without --extra-addr); [1]: with */
 	/* counters */
 	uint64_t rx, tx, lost, overflow, too_big, tx_err;
 };
 
 struct cfg {
 	const char *ns1, *if1, *ns2, *if2;
-	uint64_t delay_ns, jitter_ns;
+	uint64_t delay_ns, jitter_ns, extra_ns[2];
 	uint32_t loss_ppm, queue;
+	uint32_t extra_addr;          /* network order; 0: the extras apply to every frame */
 	uint64_t seed;
 	bool have_seed;
 };
@@ -89,7 +102,8 @@ static uint64_t rng_below(uint64_t n)   /* uniform in [0, n) without modulo bias
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rp-wire --ns1 NSPATH --if1 NAME --ns2 NSPATH --if2 NAME\n"
-	           "               [--delay-us N] [--jitter-us N] [--loss-ppm N] [--queue N] [--seed N]\n");
+	           "               [--delay-us N] [--jitter-us N] [--loss-ppm N] [--queue N] [--seed N]\n"
+	           "               [--extra12-us N] [--extra21-us N] [--extra-addr A.B.C.D]\n");
 }
 
 static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out)
@@ -123,6 +137,16 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 		else if (!strcmp(o, "--delay-us")) {
 			if (parse_u64(o, val, 60000000, &v)) return -1;
 			c->delay_ns = v * 1000;
+		} else if (!strcmp(o, "--extra12-us") || !strcmp(o, "--extra21-us")) {
+			if (parse_u64(o, val, 60000000, &v)) return -1;
+			c->extra_ns[o[7] == '2'] = v * 1000;   /* --extra12-us: [0] (if1 -> if2), --extra21-us: [1] */
+		} else if (!strcmp(o, "--extra-addr")) {
+			struct in_addr a;
+			if (inet_pton(AF_INET, val, &a) != 1 || !a.s_addr) {
+				fprintf(stderr, "rp-wire: --extra-addr: want an IPv4 address, got '%s'\n", val);
+				return -1;
+			}
+			c->extra_addr = a.s_addr;
 		} else if (!strcmp(o, "--jitter-us")) {
 			if (parse_u64(o, val, 60000000, &v)) return -1;
 			c->jitter_ns = v * 1000;
@@ -184,7 +208,7 @@ static void print_stats(const struct dir d[2], const struct cfg *c)
 		fprintf(stderr, "rp-wire: %s -> %s: rx %" PRIu64 " tx %" PRIu64 " lost %" PRIu64
 		        " overflow %" PRIu64 " too_big %" PRIu64 " tx_err %" PRIu64 " queued %" PRIu32 "\n",
 		        i ? c->if2 : c->if1, i ? c->if1 : c->if2, d[i].rx, d[i].tx, d[i].lost, d[i].overflow,
-		        d[i].too_big, d[i].tx_err, d[i].count);
+		        d[i].too_big, d[i].tx_err, d[i].r[0].count + d[i].r[1].count);
 }
 
 static void send_frame(struct dir *d, const uint8_t *buf, uint32_t len)
@@ -193,6 +217,21 @@ static void send_frame(struct dir *d, const uint8_t *buf, uint32_t len)
 	 * device is down) means the frame is lost, as on a real link. */
 	if (write(d->out_fd, buf, len) == (ssize_t)len) d->tx++;
 	else d->tx_err++;
+}
+
+/* Does this direction's extra delay apply to the frame (an Ethernet frame of len bytes)? */
+static bool gets_extra(const struct dir *d, const struct cfg *c, const uint8_t *f, size_t len)
+{
+	uint32_t src, dst;
+	if (!d->extra_ns)
+		return false;
+	if (!c->extra_addr)
+		return true;
+	if (len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00)
+		return false;
+	memcpy(&src, f + 14 + 12, 4);
+	memcpy(&dst, f + 14 + 16, 4);
+	return src == c->extra_addr || dst == c->extra_addr;
 }
 
 /* Read what is waiting on d->in_fd (bounded), decide each frame's fate. Returns -errno when the device
@@ -208,31 +247,33 @@ static int pump_in(struct dir *d, const struct cfg *c)
 		/* Loss hits IPv4 only: a lost ARP would stall the link for a second, which no real path does. */
 		if (c->loss_ppm && r >= 14 && buf[12] == 0x08 && buf[13] == 0x00 &&
 		    rng_below(1000000) < c->loss_ppm) { d->lost++; continue; }
-		if (!c->delay_ns && !d->count) { send_frame(d, buf, (uint32_t)r); continue; }
+		bool extra = gets_extra(d, c, buf, (size_t)r);
+		struct ring *q = &d->r[extra && c->extra_addr];
+		if (!q->q) { send_frame(d, buf, (uint32_t)r); continue; }   /* no delay at all on this path */
 		if ((size_t)r > SLOT_BYTES) { d->too_big++; continue; }
-		if (d->count == d->cap) { d->overflow++; continue; }
-		uint64_t due = rp_mono_ns() + c->delay_ns;
+		if (q->count == q->cap) { d->overflow++; continue; }
+		uint64_t due = rp_mono_ns() + c->delay_ns + (extra ? d->extra_ns : 0);
 		if (c->jitter_ns) due = due - c->jitter_ns + rng_below(2 * c->jitter_ns / 1000 + 1) * 1000;
-		if (due < d->last_due_ns) due = d->last_due_ns;   /* never reorder */
-		d->last_due_ns = due;
-		struct slot *s = &d->q[(d->head + d->count) % d->cap];
+		if (due < q->last_due_ns) due = q->last_due_ns;   /* never reorder */
+		q->last_due_ns = due;
+		struct slot *s = &q->q[(q->head + q->count) % q->cap];
 		s->due_ns = due;
 		s->len = (uint32_t)r;
 		memcpy(s->data, buf, (size_t)r);
-		d->count++;
+		q->count++;
 	}
 	return 0;
 }
 
-/* Send every frame whose time has come; return the next due time (0 if the queue is empty). */
-static uint64_t pump_out(struct dir *d, uint64_t now)
+/* Send every frame of q whose time has come; return the next due time (0 if the queue is empty). */
+static uint64_t pump_out(struct dir *d, struct ring *q, uint64_t now)
 {
-	while (d->count) {
-		struct slot *s = &d->q[d->head];
+	while (q->count) {
+		struct slot *s = &q->q[q->head];
 		if (s->due_ns > now) return s->due_ns;
 		send_frame(d, s->data, s->len);
-		d->head = (d->head + 1) % d->cap;
-		d->count--;
+		q->head = (q->head + 1) % q->cap;
+		q->count--;
 	}
 	return 0;
 }
@@ -253,11 +294,18 @@ int main(int argc, char **argv)
 	memset(d, 0, sizeof(d));
 	d[0].in_fd = fd1; d[0].out_fd = fd2;
 	d[1].in_fd = fd2; d[1].out_fd = fd1;
+	bool timed = c.delay_ns || c.extra_ns[0] || c.extra_ns[1];
 	for (int i = 0; i < 2; i++) {
-		d[i].cap = c.queue;
-		if (c.delay_ns && !(d[i].q = calloc(c.queue, sizeof(struct slot)))) {
-			fprintf(stderr, "rp-wire: out of memory for a %" PRIu32 "-frame queue\n", c.queue);
-			return 1;
+		d[i].extra_ns = c.extra_ns[i];
+		/* a queue for the frames without the extra when they are delayed at all, one for those with
+		 * it when it applies to some frames only */
+		bool need[2] = { c.delay_ns || (d[i].extra_ns && !c.extra_addr), d[i].extra_ns && c.extra_addr };
+		for (int k = 0; k < 2; k++) {
+			d[i].r[k].cap = c.queue;
+			if (need[k] && !(d[i].r[k].q = calloc(c.queue, sizeof(struct slot)))) {
+				fprintf(stderr, "rp-wire: out of memory for a %" PRIu32 "-frame queue\n", c.queue);
+				return 1;
+			}
 		}
 	}
 
@@ -283,6 +331,14 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "rp-wire: %s <-> %s: delay %" PRIu64 " us, jitter +-%" PRIu64 " us, loss %" PRIu32 " ppm\n",
 	        c.if1, c.if2, c.delay_ns / 1000, c.jitter_ns / 1000, c.loss_ppm);
+	if (c.extra_ns[0] || c.extra_ns[1]) {
+		char a[INET_ADDRSTRLEN] = "";
+		if (c.extra_addr)
+			inet_ntop(AF_INET, &c.extra_addr, a, sizeof(a));
+		fprintf(stderr, "rp-wire: extra delay %s -> %s %" PRIu64 " us, %s -> %s %" PRIu64 " us%s%s%s\n", c.if1, c.if2,
+		        c.extra_ns[0] / 1000, c.if2, c.if1, c.extra_ns[1] / 1000, c.extra_addr ? " (IPv4 from or to " : "",
+		        a, c.extra_addr ? " only)" : "");
+	}
 
 	uint64_t armed = 0;
 	for (;;) {
@@ -315,10 +371,10 @@ int main(int argc, char **argv)
 				}
 			}
 		}
-		if (!c.delay_ns) continue;
+		if (!timed) continue;
 		uint64_t now = rp_mono_ns(), next = 0;
-		for (int i = 0; i < 2; i++) {
-			uint64_t t = pump_out(&d[i], now);
+		for (int i = 0; i < 4; i++) {
+			uint64_t t = pump_out(&d[i / 2], &d[i / 2].r[i % 2], now);
 			if (t && (!next || t < next)) next = t;
 		}
 		if (next && next != armed) {
