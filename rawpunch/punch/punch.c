@@ -238,7 +238,7 @@ static void fill_why(struct rp_punch *p, const struct sender *s, int result)
 		return;
 	if (st->rx_rst && st->rst_cut)
 		n += snprintf(w + n, cap - (size_t)n, "; the peer's NAT refused every one (%u RSTs): its mapping is "
-			      "not at the announced port, round cut short", st->rx_rst);
+			      "not at the announced port, or a reset deleted it; round cut short", st->rx_rst);
 	else if (st->rx_rst)
 		n += snprintf(w + n, cap - (size_t)n, "; %u RSTs from the peer's NAT (closed ports)", st->rx_rst);
 	else if (st->rx_icmp > st->rx_icmp_ttl)
