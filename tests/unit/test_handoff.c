@@ -25,6 +25,8 @@
 #include <linux/sockios.h>
 #include <cmocka.h>
 
+#include "tests/unit/netns_fixture.h"
+
 #include "rawpunch/handoff/handoff.h"
 #include "userstack/tcb.h"
 
@@ -201,21 +203,7 @@ static void from_tcb(void **state)
 static int netns_setup(void **state)
 {
 	(void)state;
-	if (unshare(CLONE_NEWNET)) {
-		fprintf(stderr, "test_handoff: unshare(CLONE_NEWNET): %s -- the live tests need root\n",
-			strerror(errno));
-		return -1;   /* cmocka reports the group setup as failed: never a silent pass */
-	}
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr = { 0 };
-	strcpy(ifr.ifr_name, "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr))
-		return -1;
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr))
-		return -1;
-	close(s);
-	return 0;
+	return rp_test_netns_lo_up("test_handoff");
 }
 
 static uint8_t pat(uint64_t i, uint8_t salt)

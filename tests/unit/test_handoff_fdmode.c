@@ -24,6 +24,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/unit/netns_fixture.h"
+
 #include "rawpunch/handoff/fdmode.h"
 
 static uint8_t pat(uint64_t i, uint8_t salt)
@@ -446,20 +448,7 @@ static void forward_listen_spec_errors(void **state)
 static int netns_setup(void **state)
 {
 	(void)state;
-	if (unshare(CLONE_NEWNET)) {
-		fprintf(stderr, "test_handoff_fdmode: unshare(CLONE_NEWNET): %s -- needs root\n", strerror(errno));
-		return -1;
-	}
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr = { 0 };
-	strcpy(ifr.ifr_name, "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr))
-		return -1;
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr))
-		return -1;
-	close(s);
-	return 0;
+	return rp_test_netns_lo_up("test_handoff_fdmode");
 }
 
 static void forward_listen_tcp(void **state)

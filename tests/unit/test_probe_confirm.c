@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/netns_fixture.h"
+
 #include "rawpunch/base/clock.h"
 #include "rawpunch/probe/probe-internal.h"
 
@@ -85,21 +87,7 @@ static int fake_connect_back(void *arg, uint16_t public_port, uint16_t server_po
 static int netns_setup(void **state)
 {
 	(void)state;
-	if (unshare(CLONE_NEWNET)) {
-		fprintf(stderr, "test_probe_confirm: unshare(CLONE_NEWNET): %s -- the tests need root\n",
-			strerror(errno));
-		return -1;   /* cmocka reports the group setup as failed: never a silent pass */
-	}
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	struct ifreq ifr = { 0 };
-	strcpy(ifr.ifr_name, "lo");
-	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr))
-		return -1;
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr))
-		return -1;
-	close(s);
-	return 0;
+	return rp_test_netns_lo_up("test_probe_confirm");
 }
 
 /* The run with the fake as it is set, on heap state freed as soon as it returns (what the run
