@@ -8,7 +8,7 @@
  * server's verdict then says what the filter does. A pass that settles nat_ttl ends the run as pcap
  * sees it: the server's verdict, a round trip later, is left to its call (call_leave). The capture and
  * the crafter may be opened ahead (probe_confirm_open: the packet ring's set-up takes the kernel
- * ~10 ms, and so does its close, which such a call does once it ended). */
+ * ~10 ms, and so does its close, which a left call has done beside the caller: close_beside). */
 #include "rawpunch/probe/probe-internal.h"
 
 #include <errno.h>
@@ -22,6 +22,7 @@
 #include "capture/capture.h"
 #include "rawpunch/net/craft.h"
 #include "rawpunch/base/clock.h"
+#include "rawpunch/base/privs.h"
 
 #define LATE_MS 20   /* after the server's verdict, how long its SYN may still be on its way to pcap */
 
@@ -36,8 +37,8 @@ static uint32_t rnd32(void)
 /* The server's connect-back, on a thread of its own while pcap is watched. Its state is on the heap,
  * the thread's own: a pass that settles the run (the server's SYN got in) need not wait for the
  * server's verdict, a round trip later (the SYN's way back as our RST, the verdict's). The call is
- * then left to end on its own (call_leave): the thread, detached, closes what it was handed and
- * frees the state; nothing of the probe's is touched after rp_probe_run() returns. */
+ * then left to end on its own (call_leave): the thread, detached and without capabilities, frees the
+ * state; nothing of the probe's is touched after rp_probe_run() returns. */
 struct call {
 	rp_connect_back_fn fn;           /* from the probe's opts: the call copies what it needs */
 	void *arg;
@@ -47,16 +48,11 @@ struct call {
 	bool done, left;
 	enum rp_filter verdict;
 	int err;
-	struct rp_cap *cap;              /* left: closed by the thread once the call ended */
-	struct rp_craft *cr;
 	pthread_t th;
 };
 
 static void call_free(struct call *c)
 {
-	if (c->cr)
-		rp_craft_close(c->cr);
-	rp_cap_close(c->cap);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -65,6 +61,9 @@ static void *call_thread(void *arg)
 {
 	struct call *c = arg;
 	enum rp_filter v = RP_FILTER_UNKNOWN;
+	/* the call is a plain TCP connection to the server, and the thread may outlive the probe (left):
+	 * it gives up this thread's capabilities first (per thread), so none outlives the run's drop */
+	(void)rp_privs_drop_caps();
 	int err = c->fn(c->arg, c->public_port, c->server_port, c->ms, &v);
 	pthread_mutex_lock(&c->mu);
 	c->verdict = v;
@@ -111,23 +110,58 @@ static int call_join(struct call *c, struct rp_probe_confirm *t)
 	return err;
 }
 
-/* The call no longer waited for (a pass that settles the run): pc's capture and crafter go with it,
- * closed by its thread once it ended (their close takes the kernel ~10 ms each, now off the probe's
- * way), and t's verdict stays unknown. When it already ended: as call_join, and the closes are the
- * caller's. */
+/* pc's capture and crafter closed beside the caller, on a detached thread of their own that does
+ * only that (their close takes the kernel ~10..30 ms, off the probe's way): the packet and raw sockets
+ * are gone that soon, whatever the server's call still waits for. No thread: closed here. */
+struct closer {
+	struct rp_cap *cap;
+	struct rp_craft *cr;
+};
+
+static void *closer_main(void *arg)
+{
+	struct closer *k = arg;
+	if (k->cr)
+		rp_craft_close(k->cr);
+	rp_cap_close(k->cap);
+	free(k);
+	return NULL;
+}
+
+static void close_beside(struct probe_confirm *pc)
+{
+	struct closer *k = malloc(sizeof(*k));
+	pthread_attr_t a;
+	pthread_t th;
+	if (k && !pthread_attr_init(&a)) {
+		*k = (struct closer){ .cap = pc->cap, .cr = pc->cr };
+		bool ok = !pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED) &&
+			  !pthread_create(&th, &a, closer_main, k);
+		pthread_attr_destroy(&a);
+		if (ok) {
+			pc->cap = NULL;
+			pc->cr = NULL;
+			return;
+		}
+	}
+	free(k);
+	probe_confirm_close(pc);
+}
+
+/* The call no longer waited for (a pass that settles the run): it ends on its own (its thread,
+ * detached, frees its state), pc's capture and crafter are closed beside the caller at once
+ * (close_beside), and t's verdict stays unknown. When it already ended: as call_join, and the closes
+ * are the caller's. */
 static void call_leave(struct call *c, struct probe_confirm *pc, struct rp_probe_confirm *t)
 {
 	pthread_mutex_lock(&c->mu);
 	bool done = c->done;
 	pthread_t th = c->th;
-	if (!done) {
+	if (!done)
 		c->left = true;
-		c->cap = pc->cap;
-		c->cr = pc->cr;
-		pc->cap = NULL;
-		pc->cr = NULL;
-	}
 	pthread_mutex_unlock(&c->mu);   /* from here on c is the thread's (freed at its end) */
+	if (!done)
+		close_beside(pc);
 	if (done)
 		(void)call_join(c, t);   /* (a pass: what the call says does not change the result) */
 	else

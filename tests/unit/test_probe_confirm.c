@@ -42,6 +42,7 @@ struct fake {
 	int verdict_ms;
 	enum rp_filter verdict;
 	atomic_int calls, ended;
+	atomic_int capeff_nonzero;    /* calls whose thread still had an effective capability */
 };
 static struct fake fake;
 
@@ -76,6 +77,14 @@ static int fake_connect_back(void *arg, uint16_t public_port, uint16_t server_po
 	struct fake *f = arg;
 	(void)timeout_ms;
 	atomic_fetch_add(&f->calls, 1);
+	/* the call's thread may outlive the probe: it must hold no capability (it needs none) */
+	char line[256];
+	FILE *st = fopen("/proc/thread-self/status", "r");
+	while (st && fgets(line, sizeof(line), st))
+		if (!strncmp(line, "CapEff:", 7) && strtoull(line + 7, NULL, 16) != 0)
+			atomic_fetch_add(&f->capeff_nonzero, 1);
+	if (st)
+		fclose(st);
 	if (f->syn)
 		syn_from(server_port, public_port);
 	sleep_ms(f->verdict_ms);
@@ -106,6 +115,7 @@ static double run(unsigned first, bool from_hops, unsigned max_ttl, struct probe
 				      .first_from_hops = from_hops, .ms = 150 };
 	atomic_store(&fake.calls, 0);
 	atomic_store(&fake.ended, 0);
+	atomic_store(&fake.capeff_nonzero, 0);
 	uint64_t t0 = rp_clock_ns(CLOCK_MONOTONIC);
 	probe_confirm_run(pc);
 	double ms = (double)(rp_clock_ns(CLOCK_MONOTONIC) - t0) / 1e6;
@@ -125,6 +135,7 @@ static void calls_end(int want)
 		sleep_ms(10);
 	assert_int_equal(atomic_load(&fake.ended), want);
 	assert_int_equal(atomic_load(&fake.calls), want);
+	assert_int_equal(atomic_load(&fake.capeff_nonzero), 0);   /* the calls' threads held no capability */
 	sleep_ms(50);
 }
 
