@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <poll.h>
 #include <pcap/pcap.h>
@@ -158,6 +159,16 @@ static int cap_open(const struct rp_cap_opts *o, struct rp_cap **out, char *err,
 		copyerr(err, errlen, msg);
 		r = activate_errno(st);
 		goto fail;
+	}
+	/* libpcap's packet socket is not close-on-exec: a command a data mode runs (--exec) must not get
+	 * a socket that sees the host's traffic */
+	{
+		int pfd = pcap_fileno(c->p), fl = pfd >= 0 ? fcntl(pfd, F_GETFD) : -1;
+		if (fl < 0 || fcntl(pfd, F_SETFD, fl | FD_CLOEXEC) < 0) {
+			copyerr(err, errlen, "packet socket: cannot set close-on-exec");
+			r = -EIO;
+			goto fail;
+		}
 	}
 	pcap_direction_t d = o->dir == RP_CAP_OUT ? PCAP_D_OUT : o->dir == RP_CAP_INOUT ? PCAP_D_INOUT : PCAP_D_IN;
 	if (pcap_setdirection(c->p, d) < 0) {

@@ -47,7 +47,7 @@ int rp_cli_reach(const char *prefix, struct rp_cli_server *s, unsigned n)
 		return rp_err_errno(bad, "checking the servers");
 	snprintf(b, sizeof(b), "%s:%u", rp_ip_str(s[bad].addr.sin_addr.s_addr, a), ntohs(s[bad].addr.sin_port));
 	if (err[bad] == -ETIMEDOUT)
-		rp_err("%s%s %s: no answer within %d s", prefix, s[bad].role, b, RP_CLI_REACH_MS / 1000);
+		rp_err("%s%s %s: no answer within %.1f s", prefix, s[bad].role, b, RP_CLI_REACH_MS / 1000.0);
 	else
 		rp_err("%s%s %s: %s", prefix, s[bad].role, b, strerror(-err[bad]));
 	if (!strcmp(s[bad].role, "STUN"))

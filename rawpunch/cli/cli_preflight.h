@@ -23,7 +23,9 @@ struct rp_cli_server {
 	double ms;              /* out: its handshake's time */
 	uint64_t t_start_ns;    /* out: when its SYN left (CLOCK_MONOTONIC) */
 };
-#define RP_CLI_REACH_MS 3000
+/* 3.5 s: a connection that cannot be hedged (from the punch port) gets its third SYN (the kernel's, at
+ * 1 and 3 s) before the verdict */
+#define RP_CLI_REACH_MS 3500
 #define RP_CLI_HEDGE_MS 250   /* a second connection to a server not up by then (a lost SYN costs 1 s) */
 /* Every server accepts a TCP connection (all tried at once, hedged after RP_CLI_HEDGE_MS,
  * RP_CLI_REACH_MS at most): 0, or 1 after

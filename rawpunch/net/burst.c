@@ -4,6 +4,7 @@
 #include "rawpunch/net/burst.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libnet.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
@@ -418,6 +419,10 @@ int rp_burst_run(const struct rp_burst_cfg *c, struct rp_burst_stats *out)
 			ss[k].ln = libnet_init(LIBNET_RAW4, NULL, errbuf);
 			if (!ss[k].ln) {
 				err = errno ? -errno : -EPERM;
+				break;
+			}
+			if (fcntl(libnet_getfd(ss[k].ln), F_SETFD, FD_CLOEXEC) < 0) {   /* not libnet's default */
+				err = -errno;
 				break;
 			}
 		}

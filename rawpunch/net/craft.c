@@ -3,6 +3,7 @@
 #include "rawpunch/net/craft.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libnet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,9 @@ int rp_craft_open(struct rp_craft **out, unsigned flags, char *err, size_t errle
 	if (!c->nosend) {
 		uint32_t mark = RP_CRAFT_MARK;
 		int fd = libnet_getfd(c->l);
-		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
+		/* (libnet's raw socket is not close-on-exec: no command a data mode runs may inherit it) */
+		if (fd < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+		    setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0) {
 			e = fd < 0 ? EBADF : errno;
 			if (err && errlen)
 				snprintf(err, errlen, "SO_MARK on the raw socket: %s", strerror(e));

@@ -279,7 +279,10 @@ int rp_punch_round(struct rp_punch *p, const struct rp_punch_round_opts *ro, str
 		rp_punch_sender_free(s);
 		return r;
 	}
-	p->reprime_ttl = s->x.n && s->x.ph[0].prime ? (s->x.ph[0].ttl ? s->x.ph[0].ttl : s->x.low_ttl) : 0;
+	/* (only a prime from the punch port behind a NAT that keeps its ports: elsewhere the deleted entry's
+	 * port does not come back, and a prime again would only take another) */
+	p->reprime_ttl = s->x.n && s->x.ph[0].prime && s->x.ph[0].src == RP_SRC_PUNCH &&
+			 ro->self->alloc == RP_ALLOC_PRESERVING ? (s->x.ph[0].ttl ? s->x.ph[0].ttl : s->x.low_ttl) : 0;
 	p->reprimes = 0;
 	p->isn_mine = rp_punch_isn(p->key, my_pub, peer_pub, isn_port(mine, ro->self), ro->round);
 	p->isn_peer = rp_punch_isn(p->key, peer_pub, my_pub, isn_port(theirs, ro->peer), ro->round);
@@ -407,9 +410,14 @@ out:
 	st->syns_sent = atomic_load(&s->sent_syn);
 	st->send_errors += atomic_load(&s->errors);
 	p->packets_sent += st->primes_sent + st->syns_sent;
-	if (s->first_tx_ns)
-		st->late_ms = since_t0_ms(p, s->first_tx_ns) - (s->n && s->ph[0].at_ns > p->t0 ?
-								 (double)(s->ph[0].at_ns - p->t0) / 1e6 : 0);
+	if (s->first_tx_ns) {
+		/* against when the first phase was due: T + its at_ms, or, for one that may begin before T
+		 * (pre_ms), its start or the round's, whichever came later */
+		uint64_t due = s->ph[0].at_ns > p->t0 ? s->ph[0].at_ns : p->t0;
+		if (s->x.n && s->x.ph[0].pre_ms)
+			due = s->ph[0].at_ns > s->start_ns ? s->ph[0].at_ns : s->start_ns;
+		st->late_ms = (double)(int64_t)(s->first_tx_ns - due) / 1e6;
+	}
 	st->duration_ms = since_t0_ms(p, rp_mono_ns());
 	st->lport = p->lport;
 	st->rport = p->rport;

@@ -48,6 +48,7 @@ struct sender {
 	atomic_int last_err;
 	atomic_bool done;
 	uint64_t first_tx_ns;        /* monotonic; written by the sender before done */
+	uint64_t start_ns;           /* monotonic: the sender thread started */
 };
 
 struct rp_punch {

@@ -301,6 +301,7 @@ int rp_punch_sender_build(struct sender *s, uint64_t *end_ns)
 
 int rp_punch_sender_start(struct sender *s)
 {
+	s->start_ns = rp_mono_ns();
 	if (pthread_create(&s->th, NULL, sender_main, s))
 		return -EAGAIN;
 	s->running = true;

@@ -28,6 +28,7 @@ cd "$(dirname "$0")/../.."
 source tests/lab/punch_common.bash
 PUNCH_BYTES=${PUNCH_BYTES:-262144}
 N=${SKEW_RUNS:-10}
+[[ $N =~ ^[1-9][0-9]*$ ]] || fail "SKEW_RUNS: a count of punches (1..), got '$N'"
 SKEW=300 DELAY=50
 
 # stats TAG: one line of a pair's report fields, "key=value ..." (a's and b's)
@@ -47,7 +48,13 @@ stats() {
 	        n + "_err": r["rendezvous"]["clock_err_ms"], n + "_start": sp.get("start_ms"),
 	        n + "_again": sp.get("again_ms")})
 	out["a_reprime_lines"] = reprime
-	print(" ".join("%s=%s" % kv for kv in out.items()))
+	# every field this test reads must be there: a missing one would read as 0 in awk and pass (a plan
+	# side's start_ms/again_ms only where it primes or waits: the skew series checks those itself,
+	# and "none" fails its comparison)
+	missing = [k for k, v in out.items() if v is None and not k.endswith(("_start", "_again"))]
+	if missing:
+	    sys.exit("report fields missing: " + ", ".join(missing))
+	print(" ".join("%s=%s" % (k, "none" if v is None else v) for k, v in out.items()))
 	EOF
 }
 val() { local k; for k in $1; do case $k in "$2="*) echo "${k#*=}"; return ;; esac; done; echo "?"; }
@@ -62,7 +69,7 @@ series() {
 		tag=$name$i
 		punch_pair "$tag" -v
 		expect_pair_ok "$tag"
-		s=$(stats "$tag")
+		s=$(stats "$tag") || fail "$tag: the reports lack a field the test reads"
 		echo "   $tag: $s"
 		[ "$(val "$s" a_rounds)" = 1 ] && [ "$(val "$s" b_rounds)" = 1 ] ||
 			fail "$tag: not connected in round 1 (a $(val "$s" a_rounds), b $(val "$s" b_rounds) rounds)"
