@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -94,5 +96,27 @@ int rp_io_write_file_atomic(const char *path, const void *buf, size_t len, mode_
 		e = -errno;
 	if (e)
 		unlink(tmp);
+	return e;
+}
+
+int rp_io_connect_start(const struct sockaddr_in *to, uint16_t lport)
+{
+	int one = 1, e, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (lport) {
+		struct sockaddr_in l = { .sin_family = AF_INET, .sin_port = htons(lport) };
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+		    bind(fd, (const struct sockaddr *)&l, sizeof(l)))
+			goto fail;
+	}
+	if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) < 0 && errno != EINPROGRESS)
+		goto fail;
+	return fd;
+fail:
+	e = -errno;
+	close(fd);
 	return e;
 }

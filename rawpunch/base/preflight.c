@@ -5,38 +5,21 @@
 
 #include <errno.h>
 #include <stdbool.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "rawpunch/base/clock.h"
+#include "rawpunch/base/io.h"
 
 #define PREFLIGHT_MAX 16
 
-/* A non-blocking socket connecting to s->addr (from s->lport): the fd, or -errno. */
+/* A connection to s->addr (from s->lport) begun, its SYN's time noted: the fd, or -errno. */
 static int start(struct rp_preflight_srv *s)
 {
-	int one = 1, e, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (s->lport) {
-		struct sockaddr_in l = { .sin_family = AF_INET, .sin_port = htons(s->lport) };
-		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-		    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
-		    bind(fd, (const struct sockaddr *)&l, sizeof(l)))
-			goto fail;
-	}
 	s->t_start_ns = rp_mono_ns();
-	if (connect(fd, (const struct sockaddr *)&s->addr, sizeof(s->addr)) < 0 && errno != EINPROGRESS)
-		goto fail;
-	return fd;
-fail:
-	e = -errno;
-	close(fd);
-	return e;
+	return rp_io_connect_start(&s->addr, s->lport);
 }
 
 int rp_preflight_check(struct rp_preflight_srv *s, unsigned n, int timeout_ms, int hedge_ms, int *err)

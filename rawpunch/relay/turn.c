@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -209,24 +208,7 @@ static int wait_fd(int fd, short ev, uint64_t deadline)
 	}
 }
 
-/* A non-blocking TCP connection to the server, connected before deadline. fd or -errno. */
-/* a non-blocking connect() to the server, under way: the fd or -errno */
-static int dial_start(const struct sockaddr_in *server)
-{
-	int one = 1, r;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (const struct sockaddr *)server, sizeof(*server)) && errno != EINPROGRESS) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-/* wait for dial_start's connection: the fd, or -errno (and fd closed) */
+/* wait for rp_io_connect_start's connection: the fd, or -errno (and fd closed) */
 static int dial_finish(int fd, uint64_t deadline)
 {
 	int err = 0, r;
@@ -247,7 +229,7 @@ static int dial_finish(int fd, uint64_t deadline)
 
 static int dial(const struct sockaddr_in *server, uint64_t deadline)
 {
-	int fd = dial_start(server);
+	int fd = rp_io_connect_start(server, 0);
 	return fd < 0 ? fd : dial_finish(fd, deadline);
 }
 
@@ -752,7 +734,7 @@ int rp_turn_predial(struct rp_turn *t)
 {
 	if (t->pre_fd >= 0)
 		return 0;
-	t->pre_fd = dial_start(&t->server);
+	t->pre_fd = rp_io_connect_start(&t->server, 0);
 	return t->pre_fd < 0 ? t->pre_fd : 0;
 }
 

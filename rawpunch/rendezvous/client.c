@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include "rawpunch/rendezvous/client-internal.h"
 #include "rawpunch/rendezvous/proto.h"
 #include "rawpunch/base/clock.h"
+#include "rawpunch/base/io.h"
 
 struct rv_client {
 	int fd;
@@ -69,21 +69,6 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms, volatile sig_atomic_t
 	}
 }
 
-/* A non-blocking socket connecting to server: the fd, or -errno. */
-static int connect_start(const struct sockaddr_in *server)
-{
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (const struct sockaddr *)server, sizeof(*server)) < 0 && errno != EINPROGRESS) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 int rv_client_from_fd(int fd, int64_t connect_rtt_ns, struct rv_client **out)
 {
 	struct rv_client *c;
@@ -104,7 +89,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 	int fd[2] = { -1, -1 }, won = -1, r = -ETIMEDOUT;
 	if (!server || !out || timeout_ms <= 0)
 		return -EINVAL;
-	if ((fd[0] = connect_start(server)) < 0)
+	if ((fd[0] = rp_io_connect_start(server, 0)) < 0)
 		return fd[0];
 	uint64_t t0 = rp_mono_ms(), deadline = t0 + (uint64_t)timeout_ms, began[2] = { rp_mono_ns(), 0 };
 	uint64_t hedge = hedge_ms > 0 && hedge_ms < timeout_ms ? t0 + (uint64_t)hedge_ms : 0;
@@ -114,7 +99,7 @@ int rv_connect_hedged(const struct sockaddr_in *server, int timeout_ms, int hedg
 			break;
 		if (hedge && now >= hedge) {   /* a lost SYN waits the kernel's 1 s: a second connection */
 			hedge = 0;
-			fd[1] = connect_start(server);
+			fd[1] = rp_io_connect_start(server, 0);
 			began[1] = rp_mono_ns();
 		}
 		struct pollfd p[2];

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/port_fixture.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
@@ -29,13 +31,6 @@ static int listener(uint16_t *port)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
 	*port = ntohs(sin.sin_port);
 	return fd;
-}
-
-static struct sockaddr_in lo(uint16_t port)
-{
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
-				   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	return sin;
 }
 
 static void test_reach(void **state)
@@ -64,15 +59,7 @@ static void test_keep(void **state)
 	uint16_t up, down, lport;
 	int fd = listener(&up), gone = listener(&down), err[2];
 	close(gone);
-	/* a free local port, held the way the punch port is (SO_REUSEADDR, not listening) */
-	int hold = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in h = lo(0);
-	socklen_t hl = sizeof(h);
-	assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
-	assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
-	assert_int_equal(bind(hold, (struct sockaddr *)&h, sizeof(h)), 0);
-	assert_int_equal(getsockname(hold, (struct sockaddr *)&h, &hl), 0);
-	lport = ntohs(h.sin_port);
+	int hold = hold_port(&lport);   /* the way the punch port is held */
 
 	struct rp_preflight_srv s[2] = { { .addr = lo(up), .keep = true }, { .addr = lo(up), .lport = lport, .keep = true } };
 	assert_int_equal(rp_preflight_check(s, 2, 1000, 0, err), -1);
@@ -124,17 +111,8 @@ static void test_hedge(void **state)
 	for (int hedged = 0; hedged < 3; hedged++) {   /* 0: no hedge, 1: hedged, 2: hedged but from a port */
 		uint16_t lport = 0;
 		int hold = -1;
-		if (hedged == 2) {
-			int one = 1;
-			struct sockaddr_in h = lo(0);
-			socklen_t hl = sizeof(h);
-			hold = socket(AF_INET, SOCK_STREAM, 0);
-			assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
-			assert_int_equal(setsockopt(hold, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
-			assert_int_equal(bind(hold, (struct sockaddr *)&h, sizeof(h)), 0);
-			assert_int_equal(getsockname(hold, (struct sockaddr *)&h, &hl), 0);
-			lport = ntohs(h.sin_port);
-		}
+		if (hedged == 2)
+			hold = hold_port(&lport);
 		uint16_t port;
 		int err[1];
 		full_lfd = listener(&port);

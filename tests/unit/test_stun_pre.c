@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tests/unit/port_fixture.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
@@ -82,26 +84,6 @@ static void srv_stop(struct srv *s)
 	shutdown(s->lfd, SHUT_RDWR);
 	pthread_join(s->th, NULL);
 	close(s->lfd);
-}
-
-/* a free local port, held the way the punch port is (SO_REUSEADDR and SO_REUSEPORT, not listening) */
-static int hold_port(uint16_t *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-	struct sockaddr_in h = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t hl = sizeof(h);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
-	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)), 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&h, sizeof(h)), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&h, &hl), 0);
-	*port = ntohs(h.sin_port);
-	return fd;
-}
-
-static struct sockaddr_in lo(uint16_t port)
-{
-	return (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(port),
-				     .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 }
 
 /* the pre-flight's connection from lport to the server, handed to the slot */
